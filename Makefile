@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` (the whole service) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONUNBUFFERED := 1
+
+# Without CELERY_BROKER_URL the service brings its own redis-server (embedded broker).
+PROCFILE := $(if $(CELERY_BROKER_URL),Procfile,Procfile.embedded)
+
+.PHONY: run test lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# honcho gives the first process (web) the base port and later ones base+100, +200, ...
+run: $(VENV)/.installed
+	$(BIN)/python manage.py bootstrap
+	exec $(BIN)/honcho --no-colour start -f $(PROCFILE) -p $${PORT:-8000}
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf var/ .pytest_cache .ruff_cache

@@ -1,0 +1,24 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from staging.errors import ServiceError
+from staging.roles import Role
+from staging.services.accounts import token_create
+
+
+class Command(BaseCommand):
+    help = "Create USERNAME if needed, give it a role, and print a new bearer token."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--role", required=True, choices=sorted(Role))
+        parser.add_argument("--ttl-hours", type=int, default=0, help="0: never expires.")
+
+    def handle(self, *args, username, role, ttl_hours, **options):
+        ttl = timedelta(hours=ttl_hours) if ttl_hours else None
+        try:
+            token = token_create(username=username, role=role, ttl=ttl)
+        except ServiceError as exc:
+            raise CommandError(exc.detail) from exc
+        self.stdout.write(token)

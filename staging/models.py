@@ -1,0 +1,261 @@
+"""Domain state of the staging service. No I/O here: services move state, selectors read it.
+
+State machine (jobs, sub-jobs and items share the canonical vocabulary of API.md)::
+
+    NOT_STARTED ──► RUNNING ──► FINISHED | FAILED | PARTIALLY_FAILED   (terminal)
+         │             │
+         └─────────────┴──► CANCELLING ──► CANCELLED                   (terminal)
+
+- Job: NOT_STARTED → RUNNING when its first sub-job starts; → CANCELLING on a cancel request
+  while anything may still run; when every sub-job is terminal the job rolls up from its items:
+  all finished → FINISHED; some finished and some failed → PARTIALLY_FAILED; none finished and
+  any failed → FAILED; a cancel that was asked for → CANCELLED. A retry moves a terminal job with
+  failed items back to NOT_STARTED.
+- Sub-job: NOT_STARTED → RUNNING when a worker takes its lease; RUNNING → NOT_STARTED when a
+  lease expires and the reaper hands it out again; → a terminal state when its items are done
+  (FINISHED, PARTIALLY_FAILED, FAILED, CANCELLED; sub-jobs never sit in CANCELLING).
+- Item: NOT_STARTED → RUNNING → FINISHED | FAILED | CANCELLED; a retry moves FAILED back to
+  NOT_STARTED. Items never take PARTIALLY_FAILED or CANCELLING.
+
+Every transition is a compare-and-set in ``staging.services`` (an UPDATE filtered on the
+expected current state, with its row count checked), so duplicate deliveries, late workers and
+concurrent cancels cannot move a row backwards.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class JobStatus(models.TextChoices):
+    NOT_STARTED = "NOT_STARTED", "Not started"
+    RUNNING = "RUNNING", "Running"
+    FINISHED = "FINISHED", "Finished"
+    FAILED = "FAILED", "Failed"
+    PARTIALLY_FAILED = "PARTIALLY_FAILED", "Partially failed"
+    CANCELLING = "CANCELLING", "Cancelling"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.PARTIALLY_FAILED, JobStatus.CANCELLED}
+)
+ACTIVE_STATUSES = frozenset({JobStatus.NOT_STARTED, JobStatus.RUNNING, JobStatus.CANCELLING})
+
+
+class StoreKind(models.TextChoices):
+    POSIX = "posix", "POSIX directory tree"
+
+
+class Store(models.Model):
+    """A storage provider (the ``storeID`` of the task catalogue) with its archive and staging
+    roots. Exactly one store is primary."""
+
+    slug = models.SlugField(
+        "store id", max_length=64, unique=True, help_text="Public identifier (storeID)."
+    )
+    description = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=16, choices=StoreKind.choices, default=StoreKind.POSIX)
+    archive_root = models.CharField(
+        max_length=1024, help_text="Absolute path of the tree files are staged from."
+    )
+    staging_root = models.CharField(
+        max_length=1024, help_text="Absolute path staged copies are written to."
+    )
+    is_primary = models.BooleanField(
+        default=False, help_text="The store used when a request names none."
+    )
+    hard_link = models.BooleanField(
+        default=False,
+        help_text="Stage by hard link when both roots share a filesystem (falls back to a copy).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_primary"], condition=Q(is_primary=True), name="one_primary_store"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class File(models.Model):
+    """A catalogue entry: one file of a store's archive, found by the scan.
+
+    The id is derived from the store and the path, so a re-scan (or a rebuilt catalogue) gives a
+    file the same id and clients can keep the ids they were given."""
+
+    id = models.CharField(primary_key=True, max_length=64, editable=False)
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1024, help_text="Path relative to the archive root.")
+    size = models.BigIntegerField(help_text="Size in bytes at the last scan.")
+    mtime = models.DateTimeField(help_text="Modification time at the last scan.")
+    media_type = models.CharField(max_length=128, blank=True)
+    md5 = models.CharField(max_length=32, blank=True, help_text="Hex MD5, when computed.")
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Hex SHA-256, when computed.")
+    adler32 = models.CharField(max_length=8, blank=True, help_text="Hex Adler-32, when computed.")
+    present = models.BooleanField(
+        default=True, help_text="False once a scan no longer finds the file in the archive."
+    )
+    last_seen_at = models.DateTimeField(help_text="When a scan last found the file.")
+
+    class Meta:
+        ordering = ["store", "path"]
+        constraints = [
+            models.UniqueConstraint(fields=["store", "path"], name="unique_file_path_per_store")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.store_id}:{self.path}"
+
+    @staticmethod
+    def id_for(store_slug: str, path: str) -> str:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"stagingsvc:{store_slug}/{path}").hex
+
+
+class Job(models.Model):
+    """One request to do work on files of a store (see the module docstring for its states)."""
+
+    uuid = models.UUIDField(
+        "job id", default=uuid.uuid4, unique=True, editable=False, help_text="Public job id."
+    )
+    task = models.CharField(max_length=64, default="stage", help_text="Catalogue task name.")
+    store = models.ForeignKey(Store, on_delete=models.PROTECT, related_name="jobs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="staging_jobs"
+    )
+    source = models.CharField(
+        max_length=16, default="api", help_text="Which API dialect created the job."
+    )
+    parameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.NOT_STARTED
+    )
+    files_total = models.PositiveIntegerField(default=0)
+    files_done = models.PositiveIntegerField(default=0, help_text="Items finished so far.")
+    files_failed = models.PositiveIntegerField(default=0)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True, help_text="Summary of the outcome.")
+    error = models.TextField(blank=True)
+    lifetime = models.DurationField(help_text="How long staged copies stay pinned.")
+    idempotency_key = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="job_status_created"),
+            models.Index(fields=["owner", "created_at"], name="job_owner_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="unique_idempotency_key_per_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return str(self.uuid)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class SubJob(models.Model):
+    """A slice of a job's items run as one Celery task (the seed's "data producer job").
+
+    While RUNNING it holds a lease (``worker``, ``lease_expires_at``) that its heartbeat renews;
+    a second delivery of the task while the lease lives does nothing."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="subjobs")
+    sequence = models.PositiveIntegerField(help_text="Position within the job, from 1.")
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.NOT_STARTED
+    )
+    celery_task_id = models.CharField(
+        max_length=64, blank=True, db_index=True, help_text="Task id of the latest dispatch."
+    )
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Times a worker took it.")
+    worker = models.CharField(max_length=255, blank=True, help_text="Worker holding the lease.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    files_total = models.PositiveIntegerField(default=0)
+    files_done = models.PositiveIntegerField(default=0)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "sequence"], name="unique_subjob_sequence")
+        ]
+        indexes = [models.Index(fields=["status", "lease_expires_at"], name="subjob_lease")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}/{self.sequence}"
+
+
+class Item(models.Model):
+    """One file of a job: where it comes from, where it goes, and how far it got."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items")
+    subjob = models.ForeignKey(
+        SubJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="items"
+    )
+    file = models.ForeignKey(File, on_delete=models.SET_NULL, null=True, blank=True)
+    path = models.CharField(max_length=1024, help_text="Path relative to the store's roots.")
+    size = models.BigIntegerField(default=0, help_text="Expected size in bytes.")
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.NOT_STARTED
+    )
+    bytes_done = models.BigIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        indexes = [
+            models.Index(fields=["job", "status"], name="item_job_status"),
+            models.Index(fields=["subjob", "status"], name="item_subjob_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class Pin(models.Model):
+    """A job's hold on a staged copy. A staged file stays while any pin on it lives; the
+    sweeper deletes copies whose pins have all been released or have expired."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pins")
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="pins")
+    path = models.CharField(max_length=1024)
+    expires_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "path"], name="unique_pin_per_job_path")
+        ]
+        indexes = [models.Index(fields=["store", "path"], name="pin_store_path")]
+
+    def __str__(self) -> str:
+        return f"{self.store_id}:{self.path} for {self.job_id}"

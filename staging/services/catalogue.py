@@ -1,0 +1,183 @@
+"""Writes to the store list and the file catalogue."""
+
+import logging
+import mimetypes
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from staging.errors import ServiceError
+from staging.models import File, Store
+from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path
+
+logger = logging.getLogger(__name__)
+
+SCAN_BATCH = 1000
+
+
+def store_ensure_primary(
+    *, slug: str = "primary", archive_root: Path | None = None, staging_root: Path | None = None
+) -> Store:
+    """Make sure a primary store exists (from ARCHIVE_ROOT/STAGING_ROOT) with both roots on disk."""
+    archive_root = Path(archive_root or settings.ARCHIVE_ROOT).resolve()
+    staging_root = Path(staging_root or settings.STAGING_ROOT).resolve()
+    archive_root.mkdir(parents=True, exist_ok=True)
+    staging_root.mkdir(parents=True, exist_ok=True)
+    with transaction.atomic():
+        store = Store.objects.filter(is_primary=True).first()
+        if store is None:
+            store, _ = Store.objects.update_or_create(
+                slug=slug,
+                defaults={
+                    "archive_root": str(archive_root),
+                    "staging_root": str(staging_root),
+                    "is_primary": True,
+                    "description": "Primary store",
+                },
+            )
+    return store
+
+
+@dataclass
+class ScanSummary:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    vanished: int = 0
+
+    @property
+    def seen(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+
+def _walk_regular_files(root: Path, start: Path):
+    """Yield (relative path, stat) for regular files below ``start``, following file symlinks
+    only while they stay inside ``root`` and never descending into directory symlinks."""
+    stack = [start]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            logger.warning("scan: cannot read %s: %s", directory, exc)
+            continue
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                    continue
+                if entry.is_symlink():
+                    target = Path(entry.path).resolve()
+                    if not target.is_relative_to(root) or not target.is_file():
+                        continue
+                    stat = target.stat()
+                elif entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
+                else:
+                    continue
+            except OSError as exc:
+                logger.warning("scan: cannot stat %s: %s", entry.path, exc)
+                continue
+            yield Path(entry.path).relative_to(root).as_posix(), stat
+
+
+def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
+    """Index the store's archive tree (or the part under ``prefix``) into the catalogue.
+
+    Ids are derived from store and path, so a re-scan keeps them; a changed size or mtime
+    updates the entry and forgets its checksums (they describe old content); files no longer
+    found are flagged ``present=False`` rather than deleted, so old jobs keep their references."""
+    root = Path(store.archive_root).resolve()
+    if prefix:
+        try:
+            prefix = clean_relative_path(prefix)
+        except UnsafePathError as exc:
+            raise ServiceError(str(exc), field="prefix") from exc
+    start = root / prefix if prefix else root
+    if not start.is_dir():
+        raise ServiceError(f"{prefix or '.'} is not a directory of store {store.slug}")
+
+    existing_qs = File.objects.filter(store=store)
+    if prefix:
+        existing_qs = existing_qs.filter(path__startswith=prefix + "/")
+    existing = {
+        path: (file_id, size, mtime, present)
+        for file_id, path, size, mtime, present in existing_qs.values_list(
+            "id", "path", "size", "mtime", "present"
+        ).iterator(chunk_size=SCAN_BATCH)
+    }
+    now = timezone.now()
+    summary = ScanSummary()
+    to_create: list[File] = []
+    to_update: list[File] = []
+    unchanged_ids: list[str] = []
+
+    def flush() -> None:
+        File.objects.bulk_create(to_create, batch_size=SCAN_BATCH)
+        File.objects.bulk_update(
+            to_update,
+            ["size", "mtime", "present", "last_seen_at", "md5", "sha256", "adler32"],
+            batch_size=SCAN_BATCH,
+        )
+        for start_at in range(0, len(unchanged_ids), SCAN_BATCH):
+            File.objects.filter(pk__in=unchanged_ids[start_at : start_at + SCAN_BATCH]).update(
+                last_seen_at=now
+            )
+        to_create.clear()
+        to_update.clear()
+        unchanged_ids.clear()
+
+    for relative, stat in _walk_regular_files(root, start):
+        mtime = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        known = existing.pop(relative, None)
+        if known is None:
+            to_create.append(
+                File(
+                    id=File.id_for(store.slug, relative),
+                    store=store,
+                    path=relative,
+                    size=stat.st_size,
+                    mtime=mtime,
+                    media_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
+                    last_seen_at=now,
+                )
+            )
+            summary.added += 1
+        else:
+            file_id, size, old_mtime, present = known
+            if size == stat.st_size and old_mtime == mtime and present:
+                unchanged_ids.append(file_id)
+                summary.unchanged += 1
+            else:
+                to_update.append(
+                    File(
+                        id=file_id,
+                        size=stat.st_size,
+                        mtime=mtime,
+                        present=True,
+                        last_seen_at=now,
+                        md5="",
+                        sha256="",
+                        adler32="",
+                    )
+                )
+                summary.updated += 1
+        if len(to_create) + len(to_update) + len(unchanged_ids) >= SCAN_BATCH:
+            flush()
+    flush()
+
+    vanished_ids = [file_id for file_id, _, _, present in existing.values() if present]
+    for start_at in range(0, len(vanished_ids), SCAN_BATCH):
+        File.objects.filter(pk__in=vanished_ids[start_at : start_at + SCAN_BATCH]).update(
+            present=False
+        )
+    summary.vanished = len(vanished_ids)
+    logger.info("scan of %s/%s: %s", store.slug, prefix, summary)
+    return summary

@@ -1,0 +1,251 @@
+"""What a worker does with one sub-job: take its lease, stage its items, report progress in
+batches, and hand the result to the job roll-up."""
+
+import errno
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from staging.models import Item, Job, JobStatus, Store, SubJob
+from staging.services.jobs import job_rollup
+from staging.storage import (
+    SizeMismatchError,
+    StagingCancelled,
+    UnsafePathError,
+    resolve_under,
+    stage_file,
+)
+
+logger = logging.getLogger(__name__)
+
+# Failures that no retry can mend: the item fails at once with the message.
+PERMANENT_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR}
+
+
+class LeaseLost(Exception):
+    """Another worker owns this sub-job now (our lease expired and the reaper handed it on)."""
+
+
+def _lease_deadline():
+    return timezone.now() + timedelta(seconds=settings.STAGING["LEASE_SECONDS"])
+
+
+def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
+    """Take the sub-job's lease if it is queued, or running under an expired lease. Returns None
+    when someone else holds a live lease or the sub-job is over: a second delivery does nothing."""
+    now = timezone.now()
+    claimed = (
+        SubJob.objects.filter(pk=subjob_id)
+        .filter(
+            Q(status=JobStatus.NOT_STARTED) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+        )
+        .exclude(job__status__in=[JobStatus.CANCELLING, JobStatus.CANCELLED])
+        .update(
+            status=JobStatus.RUNNING,
+            worker=worker,
+            celery_task_id=task_id,
+            lease_expires_at=_lease_deadline(),
+            attempts=F("attempts") + 1,
+            started_at=Coalesce(F("started_at"), now),
+        )
+    )
+    if not claimed:
+        return None
+    subjob = SubJob.objects.select_related("job", "job__store").get(pk=subjob_id)
+    Job.objects.filter(pk=subjob.job_id, status=JobStatus.NOT_STARTED).update(
+        status=JobStatus.RUNNING, started_at=now, updated_at=now
+    )
+    return subjob
+
+
+@dataclass
+class ProgressReporter:
+    """Collects per-item outcomes and bytes, and writes them at most once per interval: item
+    statuses in bulk, counters as increments, the lease renewed, the cancel flag re-read."""
+
+    subjob: SubJob
+    worker: str
+    interval: float = field(default_factory=lambda: settings.STAGING["PROGRESS_INTERVAL_SECONDS"])
+    finished: list[int] = field(default_factory=list)
+    pending_bytes: int = 0
+    current_item: Item | None = None
+    current_bytes: int = 0
+    cancelled: bool = False
+    last_flush: float = field(default_factory=time.monotonic)
+
+    def add_bytes(self, count: int) -> None:
+        self.pending_bytes += count
+        self.current_bytes += count
+        if time.monotonic() - self.last_flush >= self.interval:
+            self.flush()
+
+    def item_started(self, item: Item) -> None:
+        self.current_item, self.current_bytes = item, 0
+
+    def item_finished(self, item: Item) -> None:
+        self.finished.append(item.pk)
+        self.current_item = None
+        if time.monotonic() - self.last_flush >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        now = timezone.now()
+        with transaction.atomic():
+            renewed = SubJob.objects.filter(
+                pk=self.subjob.pk, status=JobStatus.RUNNING, worker=self.worker
+            ).update(
+                lease_expires_at=_lease_deadline(),
+                files_done=F("files_done") + len(self.finished),
+                bytes_done=F("bytes_done") + self.pending_bytes,
+            )
+            if not renewed:
+                raise LeaseLost(f"sub-job {self.subjob.pk} is no longer leased to {self.worker}")
+            done = 0
+            if self.finished:
+                done = Item.objects.filter(
+                    pk__in=self.finished, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+                ).update(status=JobStatus.FINISHED, bytes_done=F("size"), finished_at=now)
+            if self.current_item is not None:
+                Item.objects.filter(pk=self.current_item.pk).update(
+                    status=JobStatus.RUNNING,
+                    bytes_done=self.current_bytes,
+                    started_at=Coalesce(F("started_at"), now),
+                )
+            Job.objects.filter(pk=self.subjob.job_id).update(
+                files_done=F("files_done") + done,
+                bytes_done=F("bytes_done") + self.pending_bytes,
+                updated_at=now,
+            )
+            status = Job.objects.filter(pk=self.subjob.job_id).values_list("status", flat=True)
+            self.cancelled = status.first() in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+        self.finished.clear()
+        self.pending_bytes = 0
+        self.last_flush = time.monotonic()
+
+
+def _item_failed(item: Item, message: str) -> None:
+    Item.objects.filter(pk=item.pk, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]).update(
+        status=JobStatus.FAILED, error=message[:2000], finished_at=timezone.now()
+    )
+    logger.warning("item %s (%s) failed: %s", item.pk, item.path, message)
+
+
+def _is_permanent(exc: Exception) -> bool:
+    if isinstance(exc, (UnsafePathError, SizeMismatchError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS
+
+
+def _stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
+    """Stage one item, retrying transient I/O errors with backoff; permanent ones fail it."""
+    max_attempts = settings.STAGING["MAX_ATTEMPTS"]
+    for attempt in range(1, max_attempts + 1):
+        Item.objects.filter(pk=item.pk).update(attempts=F("attempts") + 1)
+        reporter.item_started(item)
+        try:
+            source = resolve_under(store.archive_root, item.path)
+            destination = resolve_under(store.staging_root, item.path)
+            stage_file(
+                source,
+                destination,
+                expected_size=item.size,
+                hard_link=store.hard_link,
+                chunk_bytes=settings.STAGING["COPY_CHUNK_BYTES"],
+                on_progress=reporter.add_bytes,
+                should_stop=lambda: reporter.cancelled,
+            )
+        except StagingCancelled:
+            raise
+        except (OSError, ValueError) as exc:
+            if _is_permanent(exc) or attempt == max_attempts:
+                reporter.current_item = None
+                _item_failed(item, _describe(exc))
+                return
+            backoff = min(0.5 * 2 ** (attempt - 1), 10)
+            logger.info("item %s: transient error %s; retrying in %.1fs", item.pk, exc, backoff)
+            time.sleep(backoff)
+            continue
+        reporter.item_finished(item)
+        return
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"source file not found: {exc.filename}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+def subjob_run(*, subjob_id: int, worker: str, task_id: str) -> str | None:
+    """Run one sub-job to its end. Returns its final status, or None when this delivery had
+    nothing to do (another worker holds it, it is over, or its job was cancelled)."""
+    subjob = subjob_claim(subjob_id=subjob_id, worker=worker, task_id=task_id)
+    if subjob is None:
+        return None
+    store = subjob.job.store
+    reporter = ProgressReporter(subjob=subjob, worker=worker)
+    pending = Item.objects.filter(
+        subjob=subjob, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+    ).order_by("pk")
+    try:
+        reporter.flush()  # also reads the cancel flag before the first byte moves
+        for item in pending:
+            if reporter.cancelled:
+                break
+            try:
+                _stage_item(item, store, reporter)
+            except StagingCancelled:
+                break
+        reporter.flush()
+    except LeaseLost:
+        logger.warning("sub-job %s: lease lost, leaving it to its new owner", subjob_id)
+        return None
+    except BaseException:
+        # Hand the sub-job back at once rather than waiting for the lease to expire.
+        SubJob.objects.filter(pk=subjob_id, status=JobStatus.RUNNING, worker=worker).update(
+            status=JobStatus.NOT_STARTED, worker="", lease_expires_at=None
+        )
+        raise
+    return subjob_finish(subjob=subjob, worker=worker, cancelled=reporter.cancelled)
+
+
+def subjob_finish(*, subjob: SubJob, worker: str, cancelled: bool) -> str | None:
+    now = timezone.now()
+    if cancelled:
+        Item.objects.filter(
+            subjob=subjob, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+        ).update(status=JobStatus.CANCELLED, finished_at=now)
+    counts = Item.objects.filter(subjob=subjob).aggregate(
+        total=Count("pk"),
+        finished=Count("pk", filter=Q(status=JobStatus.FINISHED)),
+        failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+    )
+    if cancelled:
+        final = JobStatus.CANCELLED
+    elif counts["finished"] == counts["total"]:
+        final = JobStatus.FINISHED
+    elif counts["finished"]:
+        final = JobStatus.PARTIALLY_FAILED
+    else:
+        final = JobStatus.FAILED
+    moved = SubJob.objects.filter(pk=subjob.pk, status=JobStatus.RUNNING, worker=worker).update(
+        status=final,
+        finished_at=now,
+        lease_expires_at=None,
+        files_done=counts["finished"],
+        bytes_done=F("bytes_total") if final == JobStatus.FINISHED else F("bytes_done"),
+    )
+    if not moved:
+        return None
+    job_rollup(job_id=subjob.job_id)
+    return final

@@ -1,0 +1,215 @@
+"""Job lifecycle writes: create, dispatch, cancel, roll up. Every status change is a
+compare-and-set (see the state machine in staging.models)."""
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from staging.errors import ConflictError, ServiceError
+from staging.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    File,
+    Item,
+    Job,
+    JobStatus,
+    Pin,
+    Store,
+    SubJob,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE_SUBJOB_TASK = "tasks.staging.stage_subjob"
+
+
+def _split_into_subjobs(sizes: Sequence[int]) -> list[list[int]]:
+    """Group item positions into slices bounded by file count and bytes (a file larger than the
+    byte bound gets a slice of its own)."""
+    max_files = settings.STAGING["SUBJOB_MAX_FILES"]
+    max_bytes = settings.STAGING["SUBJOB_MAX_BYTES"]
+    slices: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for position, size in enumerate(sizes):
+        if current and (len(current) >= max_files or current_bytes + size > max_bytes):
+            slices.append(current)
+            current, current_bytes = [], 0
+        current.append(position)
+        current_bytes += size
+    if current:
+        slices.append(current)
+    return slices
+
+
+@transaction.atomic
+def job_create_staging(
+    *,
+    owner,
+    store: Store,
+    files: Sequence[File],
+    source: str,
+    lifetime: timedelta | None = None,
+    parameters: dict | None = None,
+    idempotency_key: str = "",
+    task: str = "stage",
+) -> Job:
+    """Create a staging job for ``files`` of ``store`` with its sub-jobs, items and pins, and
+    publish its sub-jobs once the transaction commits."""
+    if not files:
+        raise ServiceError("a staging request needs at least one file", field="ids")
+    if any(f.store_id != store.pk for f in files):
+        raise ServiceError("all files of one request must belong to the same store", field="ids")
+    lifetime = lifetime or settings.STAGING["DEFAULT_LIFETIME"]
+    # The sweeper holds this lock while it deletes unpinned copies (see staged_copies_sweep).
+    Store.objects.select_for_update().filter(pk=store.pk).exists()
+    now = timezone.now()
+    job = Job.objects.create(
+        task=task,
+        store=store,
+        owner=owner,
+        source=source,
+        parameters=parameters or {},
+        lifetime=lifetime,
+        idempotency_key=idempotency_key,
+        files_total=len(files),
+        bytes_total=sum(f.size for f in files),
+    )
+    slices = _split_into_subjobs([f.size for f in files])
+    subjobs = SubJob.objects.bulk_create(
+        SubJob(
+            job=job,
+            sequence=number,
+            files_total=len(positions),
+            bytes_total=sum(files[p].size for p in positions),
+        )
+        for number, positions in enumerate(slices, start=1)
+    )
+    Item.objects.bulk_create(
+        (
+            Item(job=job, subjob=subjob, file=files[p], path=files[p].path, size=files[p].size)
+            for subjob, positions in zip(subjobs, slices, strict=True)
+            for p in positions
+        ),
+        batch_size=1000,
+    )
+    Pin.objects.bulk_create(
+        (Pin(job=job, store=store, path=f.path, expires_at=now + lifetime) for f in files),
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    subjob_ids = [s.pk for s in subjobs]
+    transaction.on_commit(lambda: subjobs_publish(subjob_ids=subjob_ids))
+    return job
+
+
+def subjobs_publish(*, subjob_ids: Iterable[int]) -> int:
+    """Hand NOT_STARTED sub-jobs to the broker, each under a fresh Celery task id.
+
+    A failure to publish is logged, not raised: the sub-job stays NOT_STARTED in the database and
+    the reconciler publishes it again."""
+    published = 0
+    for subjob_id in subjob_ids:
+        task_id = str(uuid.uuid4())
+        updated = SubJob.objects.filter(pk=subjob_id, status=JobStatus.NOT_STARTED).update(
+            celery_task_id=task_id, dispatched_at=timezone.now()
+        )
+        if not updated:
+            continue
+        try:
+            current_app.send_task(STAGE_SUBJOB_TASK, args=[subjob_id], task_id=task_id)
+        except Exception:
+            logger.exception("could not publish sub-job %s; the reconciler will retry", subjob_id)
+            continue
+        published += 1
+    return published
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Ask a job to stop: CANCELLING at once, queued sub-jobs cancelled and revoked, running ones
+    stop at their next chunk boundary; CANCELLED once nothing runs. Cancelling a cancelled or
+    cancelling job is harmless; cancelling a finished or failed one is a conflict."""
+    moved = Job.objects.filter(
+        pk=job.pk, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+    ).update(status=JobStatus.CANCELLING, updated_at=timezone.now())
+    if not moved:
+        job.refresh_from_db(fields=["status"])
+        if job.status in (JobStatus.CANCELLING, JobStatus.CANCELLED):
+            return job
+        raise ConflictError(f"job {job.uuid} is already {job.status} and cannot be cancelled")
+
+    queued = list(
+        SubJob.objects.filter(job=job, status=JobStatus.NOT_STARTED).values_list(
+            "pk", "celery_task_id"
+        )
+    )
+    now = timezone.now()
+    for subjob_id, task_id in queued:
+        with transaction.atomic():
+            if SubJob.objects.filter(pk=subjob_id, status=JobStatus.NOT_STARTED).update(
+                status=JobStatus.CANCELLED, finished_at=now
+            ):
+                Item.objects.filter(
+                    subjob_id=subjob_id, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+                ).update(status=JobStatus.CANCELLED, finished_at=now)
+        if task_id:
+            try:
+                current_app.control.revoke(task_id)
+            except Exception:
+                logger.warning("could not revoke task %s; its worker will skip it", task_id)
+    job_rollup(job_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def job_rollup(*, job_id: int) -> str | None:
+    """Give a job its final status once every sub-job is terminal; returns it, or None while
+    work remains. Safe to call from several workers at once: the last CAS wins nothing twice."""
+    if SubJob.objects.filter(job_id=job_id).exclude(status__in=TERMINAL_STATUSES).exists():
+        return None
+    counts = Item.objects.filter(job_id=job_id).aggregate(
+        total=Count("pk"),
+        finished=Count("pk", filter=Q(status=JobStatus.FINISHED)),
+        failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+        bytes_done=Sum("size", filter=Q(status=JobStatus.FINISHED), default=0),
+    )
+    current = Job.objects.filter(pk=job_id).values_list("status", "lifetime").first()
+    if current is None or current[0] in TERMINAL_STATUSES:
+        return None
+    status, lifetime = current
+    if status == JobStatus.CANCELLING:
+        final = JobStatus.CANCELLED
+    elif counts["finished"] == counts["total"]:
+        final = JobStatus.FINISHED
+    elif counts["finished"]:
+        final = JobStatus.PARTIALLY_FAILED
+    else:
+        final = JobStatus.FAILED
+    now = timezone.now()
+    with transaction.atomic():
+        moved = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(
+            status=final,
+            finished_at=now,
+            files_done=counts["finished"],
+            files_failed=counts["failed"],
+            bytes_done=counts["bytes_done"],
+            result={
+                "files_finished": counts["finished"],
+                "files_failed": counts["failed"],
+                "files_cancelled": counts["total"] - counts["finished"] - counts["failed"],
+            },
+            updated_at=now,
+        )
+        if moved and final in (JobStatus.FINISHED, JobStatus.PARTIALLY_FAILED):
+            # Lifetime counts from the moment the files are ready, as Glacier restores do.
+            Pin.objects.filter(job_id=job_id, released_at__isnull=True).update(
+                expires_at=now + lifetime
+            )
+    return final if moved else None

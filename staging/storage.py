@@ -1,0 +1,191 @@
+"""POSIX mechanics of staging: safe path resolution and crash-safe copies.
+
+Nothing here touches the database. A staged file appears under its final name only once it is
+complete (temporary name in the destination directory, fsync, rename), so a reader never sees half
+a file and a worker killed mid-copy leaves nothing that looks staged.
+"""
+
+import errno
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+TEMP_PREFIX = ".stagingsvc-"
+TEMP_SUFFIX = ".part"
+
+
+class UnsafePathError(ValueError):
+    """A client-supplied path that would leave its root."""
+
+
+class StagingCancelled(Exception):
+    """Raised from inside a copy when the job was cancelled; the temporary file is gone."""
+
+
+def clean_relative_path(raw: str) -> str:
+    """Normalise a client-supplied relative path, refusing anything that could leave a root.
+
+    Repeated and trailing slashes are collapsed; ``..``, absolute paths, NUL bytes and empty
+    paths are refused."""
+    if not isinstance(raw, str) or not raw.strip("/"):
+        raise UnsafePathError("path is empty")
+    if "\x00" in raw:
+        raise UnsafePathError("path contains a NUL byte")
+    if raw.startswith("/"):
+        raise UnsafePathError(f"path must be relative: {raw!r}")
+    parts = [part for part in raw.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise UnsafePathError(f"path may not contain '..': {raw!r}")
+    if not parts:
+        raise UnsafePathError("path is empty")
+    return str(PurePosixPath(*parts))
+
+
+def resolve_under(root: str | os.PathLike, relative: str) -> Path:
+    """The absolute path of ``relative`` under ``root``, after following every symlink.
+
+    Raises UnsafePathError if the result is outside ``root`` (``..``, an absolute path, or a
+    symlink pointing out of the tree)."""
+    cleaned = clean_relative_path(relative)
+    real_root = Path(root).resolve()
+    resolved = (real_root / cleaned).resolve()
+    if resolved != real_root and not resolved.is_relative_to(real_root):
+        raise UnsafePathError(f"path leaves its root: {relative!r}")
+    return resolved
+
+
+def is_staged_intact(destination: Path, expected_size: int) -> bool:
+    """True if a regular file of the expected size is already at ``destination``."""
+    try:
+        stat = destination.lstat()
+    except FileNotFoundError:
+        return False
+    return (
+        os.path.isfile(destination)
+        and not destination.is_symlink()
+        and (stat.st_size == expected_size)
+    )
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_data(
+    source_fd: int,
+    target_fd: int,
+    size: int,
+    chunk_bytes: int,
+    on_progress: Callable[[int], None],
+) -> int:
+    """Copy with copy_file_range (in-kernel, reflink on filesystems that support it), falling
+    back to sendfile and then to read/write where the kernel refuses."""
+    copied = 0
+    method = "copy_file_range" if hasattr(os, "copy_file_range") else "sendfile"
+    while copied < size:
+        want = min(chunk_bytes, size - copied)
+        try:
+            if method == "copy_file_range":
+                done = os.copy_file_range(source_fd, target_fd, want, copied, copied)
+            elif method == "sendfile":
+                done = os.sendfile(target_fd, source_fd, copied, want)
+            else:
+                data = os.pread(source_fd, want, copied)
+                done = os.write(target_fd, data)
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                method = "sendfile" if method == "copy_file_range" else "readwrite"
+                continue
+            raise
+        if done == 0:
+            break  # the source shrank under us; the size check reports it
+        copied += done
+        on_progress(done)
+    return copied
+
+
+def stage_file(
+    source: Path,
+    destination: Path,
+    *,
+    expected_size: int,
+    hard_link: bool = False,
+    chunk_bytes: int = 8 * 1024**2,
+    on_progress: Callable[[int], None] = lambda n: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> str:
+    """Put a complete copy of ``source`` at ``destination``; returns how ("skipped", "linked",
+    "copied").
+
+    ``should_stop`` is polled at chunk boundaries; when it answers True the temporary file is
+    removed and StagingCancelled raised. A size mismatch raises OSError and leaves nothing."""
+    if is_staged_intact(destination, expected_size):
+        on_progress(expected_size)
+        return "skipped"
+    actual_size = source.stat().st_size
+    if actual_size != expected_size:
+        raise SizeMismatchError(
+            f"source is {actual_size} bytes, the catalogue says {expected_size}"
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temp = destination.parent / f"{TEMP_PREFIX}{destination.name}.{os.getpid()}{TEMP_SUFFIX}"
+    temp.unlink(missing_ok=True)
+    try:
+        if hard_link and _try_link(source, temp):
+            os.replace(temp, destination)
+            on_progress(expected_size)
+            return "linked"
+        with open(source, "rb") as src, open(temp, "wb") as dst:
+            copied = _copy_data(
+                src.fileno(),
+                dst.fileno(),
+                actual_size,
+                chunk_bytes,
+                lambda n: _progress_or_stop(n, on_progress, should_stop),
+            )
+            dst.flush()
+            os.fsync(dst.fileno())
+        if copied != expected_size:
+            raise SizeMismatchError(f"copied {copied} bytes, expected {expected_size}")
+        shutil.copymode(source, temp)
+        os.replace(temp, destination)
+        _fsync_directory(destination.parent)
+        return "copied"
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+class SizeMismatchError(OSError):
+    """The source does not have the size the catalogue recorded (a permanent failure)."""
+
+
+def _progress_or_stop(
+    done: int, on_progress: Callable[[int], None], should_stop: Callable[[], bool]
+) -> None:
+    on_progress(done)
+    if should_stop():
+        raise StagingCancelled()
+
+
+def _try_link(source: Path, temp: Path) -> bool:
+    try:
+        os.link(source, temp, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
+            return False
+        raise
+    return True
+
+
+def remove_stale_temporaries(directory: Path) -> int:
+    """Delete leftovers of copies that died mid-way below ``directory``; returns the count."""
+    removed = 0
+    for temp in directory.rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+        temp.unlink(missing_ok=True)
+        removed += 1
+    return removed

@@ -1,0 +1,5 @@
+"""stagingsvc: a distributed file-staging service (Django + DRF + Celery)."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,101 @@
+"""One exception handler: every error leaves as an RFC 9457 problem (application/problem+json)."""
+
+import logging
+from http import HTTPStatus
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from staging.errors import ServiceError
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def _flatten(detail, prefix: str = "") -> list[tuple[str, str]]:
+    """DRF validation details as (field, message) pairs, nested fields joined with dots."""
+    if isinstance(detail, dict):
+        pairs = []
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            pairs += _flatten(value, f"{prefix}.{name}" if prefix and name else prefix or name)
+        return pairs
+    if isinstance(detail, list):
+        pairs = []
+        for position, value in enumerate(detail):
+            nested = isinstance(value, (dict, list))
+            pairs += _flatten(value, f"{prefix}[{position}]" if nested else prefix)
+        return pairs
+    return [(prefix, str(detail))]
+
+
+def problem_response(
+    request, *, status_code: int, title: str, detail: str, headers=None, **extra
+) -> Response:
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status_code,
+        "detail": detail,
+        "instance": request.path if request is not None else None,
+        **{key: value for key, value in extra.items() if value not in (None, "", {}, [])},
+    }
+    return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def problem_exception_handler(exc, context):
+    request = context.get("request")
+    if isinstance(exc, ServiceError):
+        return problem_response(
+            request,
+            status_code=exc.status_code,
+            title=exc.title,
+            detail=exc.detail,
+            field=exc.field,
+            **exc.extra,
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.APIException):
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, exceptions.ValidationError):
+            errors = [{"field": f, "message": m} for f, m in _flatten(exc.detail)]
+            detail = "; ".join(f"{f}: {m}" if f else m for f, m in _flatten(exc.detail))
+            return problem_response(
+                request,
+                status_code=exc.status_code,
+                title="Invalid request",
+                detail=detail,
+                errors=errors,
+                headers=headers,
+            )
+        return problem_response(
+            request,
+            status_code=exc.status_code,
+            title=_reason(exc.status_code),
+            detail=str(exc.detail),
+            headers=headers,
+        )
+    logger.exception("unhandled error", exc_info=exc)
+    return problem_response(
+        request,
+        status_code=500,
+        title="Internal Server Error",
+        detail="The server could not complete the request; the error has been logged.",
+    )
+
+
+def _reason(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,238 @@
+"""Settings for every environment, read from the process environment (django-environ).
+
+With no variables set, the service runs on embedded defaults that need no server: SQLite and a
+private redis-server on a unix socket, both under ``var/``. Setting ``DATABASE_URL`` and
+``CELERY_BROKER_URL`` moves the same code onto PostgreSQL and Redis.
+"""
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+VAR_DIR = Path(env("STAGINGSVC_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _local_secret_key() -> str:
+    """A random key kept under var/, so sessions survive restarts of a laptop install."""
+    key_file = VAR_DIR / "secret-key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = env("SECRET_KEY", default=None) or _local_secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Where gunicorn listens (read by stagingsvc/gunicorn.conf.py); loopback unless told otherwise.
+SERVICE_HOST = env("HOST", default="127.0.0.1")
+SERVICE_PORT = env.int("PORT", default=8000)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "knox",
+    "django_celery_results",
+    "django_celery_beat",
+    "staging",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "stagingsvc.urls"
+WSGI_APPLICATION = "stagingsvc.wsgi.application"
+# The DTS posts to /dts/staging without a trailing slash; never redirect API calls.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'stagingsvc.sqlite3'}")
+}
+
+
+def tune_database(config: dict) -> dict:
+    """Per-engine options that every process (web, worker, beat) needs to share one database."""
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # WAL lets readers run beside one writer; IMMEDIATE takes the write lock at BEGIN, so
+        # read-then-write transactions from several processes wait instead of failing with
+        # "database is locked".
+        config.setdefault("OPTIONS", {}).update(
+            {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            }
+        )
+    else:
+        config.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+        config.setdefault("CONN_HEALTH_CHECKS", True)
+    return config
+
+
+tune_database(DATABASES["default"])
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth, i18n, static ---------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- REST framework -------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "staging.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "stagingsvc.exceptions.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# Tokens are stored hashed; a token lives until it is revoked unless TOKEN_TTL_HOURS is set.
+_token_ttl_hours = env.int("TOKEN_TTL_HOURS", default=0)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_TTL": timedelta(hours=_token_ttl_hours) if _token_ttl_hours else None,
+    "AUTO_REFRESH": False,
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+
+EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=f"redis+socket://{EMBEDDED_REDIS_SOCKET}")
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+# A worker lost mid-task gives its sub-job back to the broker; the DB lease keeps a second
+# delivery from running it twice.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis hands an unacknowledged message out again after this long even if its worker is busy;
+# sub-jobs are sized to finish well within it, and the lease makes a redelivery harmless.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+}
+# Publishing happens inside HTTP requests: give up quickly and let the reconciler re-dispatch.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
+CELERY_TASK_DEFAULT_QUEUE = "control"
+CELERY_TASK_ROUTES = {"tasks.staging.*": {"queue": "staging"}}
+# tasks/ is a plain package, not an installed app, so autodiscovery would not find it.
+CELERY_IMPORTS = ["tasks.staging", "tasks.maintenance"]
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "reap-expired-leases": {
+        "task": "tasks.maintenance.reap_expired_leases",
+        "schedule": env.int("REAPER_INTERVAL_SECONDS", default=30),
+    },
+    "reconcile-lost-subjobs": {
+        "task": "tasks.maintenance.reconcile_lost_subjobs",
+        "schedule": env.int("RECONCILER_INTERVAL_SECONDS", default=60),
+    },
+    "sweep-unpinned-copies": {
+        "task": "tasks.maintenance.sweep_unpinned_copies",
+        "schedule": env.int("SWEEPER_INTERVAL_SECONDS", default=300),
+    },
+}
+
+# --- Staging --------------------------------------------------------------------------------
+
+ARCHIVE_ROOT = Path(env("ARCHIVE_ROOT", default=str(VAR_DIR / "archive")))
+STAGING_ROOT = Path(env("STAGING_ROOT", default=str(VAR_DIR / "staging")))
+STAGING = {
+    # A request may name at most this many files.
+    "MAX_FILES_PER_REQUEST": env.int("STAGING_MAX_FILES_PER_REQUEST", default=10_000),
+    # A sub-job (one Celery task) takes at most this many files or bytes.
+    "SUBJOB_MAX_FILES": env.int("STAGING_SUBJOB_MAX_FILES", default=50),
+    "SUBJOB_MAX_BYTES": env.int("STAGING_SUBJOB_MAX_BYTES", default=2 * 1024**3),
+    # A running sub-job's lease; its heartbeat renews it, the reaper takes back expired ones.
+    "LEASE_SECONDS": env.int("STAGING_LEASE_SECONDS", default=120),
+    "MAX_ATTEMPTS": env.int("STAGING_MAX_ATTEMPTS", default=3),
+    # A sub-job queued this long without a worker taking it is published again.
+    "REDISPATCH_AFTER_SECONDS": env.int("STAGING_REDISPATCH_AFTER_SECONDS", default=300),
+    # Progress is written at most this often per sub-job.
+    "PROGRESS_INTERVAL_SECONDS": env.float("STAGING_PROGRESS_INTERVAL_SECONDS", default=1.0),
+    "COPY_CHUNK_BYTES": env.int("STAGING_COPY_CHUNK_BYTES", default=8 * 1024**2),
+    # How long staged copies stay pinned when a request does not say (the DTS needs 7 days).
+    "DEFAULT_LIFETIME": timedelta(days=env.int("STAGING_DEFAULT_LIFETIME_DAYS", default=14)),
+}
+
+# --- Logging --------------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

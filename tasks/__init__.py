@@ -1,0 +1,1 @@
+"""Celery tasks. Each is thin: take ids, call a service, return a small JSON-able summary."""

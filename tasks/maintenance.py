@@ -1,0 +1,26 @@
+"""Periodic repairs on the ``control`` queue, scheduled by beat."""
+
+from dataclasses import asdict
+
+from celery import shared_task
+
+from staging.services.recovery import (
+    staged_copies_sweep,
+    subjobs_reap_expired,
+    subjobs_reconcile,
+)
+
+
+@shared_task
+def reap_expired_leases() -> dict:
+    return asdict(subjobs_reap_expired())
+
+
+@shared_task
+def reconcile_lost_subjobs() -> dict:
+    return {"republished": subjobs_reconcile()}
+
+
+@shared_task
+def sweep_unpinned_copies() -> dict:
+    return {"removed": staged_copies_sweep()}
