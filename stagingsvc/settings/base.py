@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "knox",
     "django_celery_results",
     "django_celery_beat",
+    "health_check",
     "staging",
 ]
 

@@ -1,0 +1,103 @@
+"""Shared fixtures: stores on real directories, API clients per role, real worker processes."""
+
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from staging.models import File, Store
+from staging.roles import Role
+from staging.services.accounts import token_create
+from staging.services.catalogue import catalogue_scan
+from tests.workers import WorkerProcess, worker_environment
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """The primary store, with empty archive and staging roots in a temporary directory."""
+    archive, staging = tmp_path / "archive", tmp_path / "staging"
+    archive.mkdir()
+    staging.mkdir()
+    return Store.objects.create(
+        slug="primary", archive_root=str(archive), staging_root=str(staging), is_primary=True
+    )
+
+
+@pytest.fixture
+def archive_files(store: Store):
+    """Write files into the store's archive and scan them: ``archive_files({"a.txt": b"..."})``
+    returns the catalogue entries in the order given."""
+
+    def write(contents: dict[str, bytes], target: Store | None = None) -> list[File]:
+        target = target or store
+        for relative, data in contents.items():
+            path = Path(target.archive_root) / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        catalogue_scan(store=target)
+        by_path = {f.path: f for f in File.objects.filter(store=target)}
+        return [by_path[relative] for relative in contents]
+
+    return write
+
+
+@pytest.fixture
+def client_for(db):
+    """``client_for(role, username=...)`` → an APIClient sending that user's bearer token."""
+
+    def make(role: str = Role.DATA_USER, username: str | None = None) -> APIClient:
+        token = token_create(username=username or f"{role}-user", role=role)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        client.token = token
+        return client
+
+    return make
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2)
+
+
+@pytest.fixture
+def broker():
+    """The test run's own corner of the real Redis broker, emptied before and after the test."""
+    if not settings.REDIS_AVAILABLE:
+        pytest.skip("Redis does not answer (set TEST_REDIS_URL); CI never skips this")
+    client = _redis()
+
+    def flush() -> None:
+        keys = list(client.scan_iter(match=f"{settings.BROKER_KEY_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    flush()
+    client.flush_test_keys = flush
+    yield client
+    flush()
+
+
+@pytest.fixture
+def start_worker(transactional_db, broker, tmp_path: Path):
+    """Start real `celery worker` processes: ``start_worker(concurrency=2)``. All are stopped
+    at the end of the test; their logs are in the test's temporary directory."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        *, concurrency: int = 2, queues: str = "staging,control", **env: str
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            concurrency=concurrency,
+            queues=queues,
+            log_path=tmp_path / f"worker-{len(started)}.log",
+            env=worker_environment(**env),
+        )
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,141 @@
+"""The zero-setup service as `make run` starts it (honcho + Procfile.embedded: gunicorn, a Celery
+worker, beat and the embedded redis-server, on SQLite), driven over HTTP like the README
+walkthrough, then stopped with SIGTERM leaving no process behind."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid: int) -> set[int]:
+    found, frontier = set(), [pid]
+    while frontier:
+        current = frontier.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            children = (task / "children").read_text().split() if task.exists() else []
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    frontier.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY"}
+        and not key.startswith("STAGINGSVC_")
+    }
+    env.update(
+        STAGINGSVC_VAR_DIR=str(tmp_path / "var"),
+        PORT=str(free_port()),
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        WORKER_CONCURRENCY="1",
+    )
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_path: Path):
+    env = embedded_env
+    base = f"http://127.0.0.1:{env['PORT']}"
+    banner = manage(env, "bootstrap")
+    assert f"{base}/dts/staging" in banner
+    log_path = tmp_path / "stack.log"
+    with open(log_path, "wb") as log:
+        stack = subprocess.Popen(
+            [str(BIN / "honcho"), "--no-colour", "start", "-f", "Procfile.embedded"],
+            cwd=REPO_ROOT,
+            env={**env, "PORT": env["PORT"]},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"stack never became ready:\n{log_path.read_text()}")
+
+        token = manage(env, "createtoken", "alice", "--role", "data-user").strip()
+        archive = tmp_path / "var" / "archive"
+        (archive / "run1").mkdir(parents=True)
+        (archive / "run1" / "reads.fastq").write_bytes(b"@r1\nACGT\n+\nIIII\n" * 1000)
+        assert "1 new" in manage(env, "scan")
+
+        headers = {"Authorization": f"Bearer {token}"}
+        listing = requests.get(f"{base}/api/v1/files/?prefix=run1/", headers=headers, timeout=5)
+        file_id = listing.json()["results"][0]["id"]
+        created = requests.post(
+            f"{base}/dts/staging", json={"ids": [file_id]}, headers=headers, timeout=10
+        )
+        assert created.status_code == 201, created.text
+        status_url = f"{base}/dts/staging?id={created.json()['request_id']}"
+        deadline = time.monotonic() + 60
+        while requests.get(status_url, headers=headers, timeout=5).json()["status"] == "staging":
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.3)
+        assert requests.get(status_url, headers=headers, timeout=5).json() == {"status": "ready"}
+        staged = tmp_path / "var" / "staging" / "run1" / "reads.fastq"
+        assert staged.read_bytes() == (archive / "run1" / "reads.fastq").read_bytes()
+        assert (tmp_path / "var" / "stagingsvc.sqlite3").exists()
+    finally:
+        processes = descendants(stack.pid) | {stack.pid}
+        stack.send_signal(signal.SIGTERM)
+        try:
+            stack.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.pid, signal.SIGKILL)
+            raise
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [pid for pid in processes if alive(pid)] == [], log_path.read_text()
+    assert len(processes) >= 6  # honcho, gunicorn + workers, celery worker + child, beat, redis
