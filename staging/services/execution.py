@@ -4,6 +4,7 @@ batches, and hand the result to the job roll-up."""
 import errno
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -143,24 +144,31 @@ def _is_permanent(exc: Exception) -> bool:
     return isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS
 
 
-def _stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
-    """Stage one item, retrying transient I/O errors with backoff; permanent ones fail it."""
+ItemWork = Callable[[Item, Store, "ProgressReporter"], None]
+
+
+def stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
+    """The work of a staging task: a complete, verified copy of the item in the staging area."""
+    stage_file(
+        resolve_under(store.archive_root, item.path),
+        resolve_under(store.staging_root, item.path),
+        expected_size=item.size,
+        hard_link=store.hard_link,
+        chunk_bytes=settings.STAGING["COPY_CHUNK_BYTES"],
+        on_progress=reporter.add_bytes,
+        should_stop=lambda: reporter.cancelled,
+    )
+
+
+def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWork) -> None:
+    """Do one item's work, retrying transient I/O errors with backoff; permanent ones (and the
+    last attempt's) fail the item with a message."""
     max_attempts = settings.STAGING["MAX_ATTEMPTS"]
     for attempt in range(1, max_attempts + 1):
         Item.objects.filter(pk=item.pk).update(attempts=F("attempts") + 1)
         reporter.item_started(item)
         try:
-            source = resolve_under(store.archive_root, item.path)
-            destination = resolve_under(store.staging_root, item.path)
-            stage_file(
-                source,
-                destination,
-                expected_size=item.size,
-                hard_link=store.hard_link,
-                chunk_bytes=settings.STAGING["COPY_CHUNK_BYTES"],
-                on_progress=reporter.add_bytes,
-                should_stop=lambda: reporter.cancelled,
-            )
+            work(item, store, reporter)
         except StagingCancelled:
             raise
         except (OSError, ValueError) as exc:
@@ -186,9 +194,12 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
-def subjob_run(*, subjob_id: int, worker: str, task_id: str) -> str | None:
-    """Run one sub-job to its end. Returns its final status, or None when this delivery had
-    nothing to do (another worker holds it, it is over, or its job was cancelled)."""
+def subjob_run(
+    *, subjob_id: int, worker: str, task_id: str, work: ItemWork = stage_item
+) -> str | None:
+    """Run one sub-job to its end, doing ``work`` for each of its items. Returns its final
+    status, or None when this delivery had nothing to do (another worker holds it, it is over,
+    or its job was cancelled)."""
     subjob = subjob_claim(subjob_id=subjob_id, worker=worker, task_id=task_id)
     if subjob is None:
         return None
@@ -203,7 +214,7 @@ def subjob_run(*, subjob_id: int, worker: str, task_id: str) -> str | None:
             if reporter.cancelled:
                 break
             try:
-                _stage_item(item, store, reporter)
+                _run_item(item, store, reporter, work)
             except StagingCancelled:
                 break
         reporter.flush()

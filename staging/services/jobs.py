@@ -82,32 +82,36 @@ def job_create_staging(
         files_total=len(files),
         bytes_total=sum(f.size for f in files),
     )
-    slices = _split_into_subjobs([f.size for f in files])
-    subjobs = SubJob.objects.bulk_create(
-        SubJob(
-            job=job,
-            sequence=number,
-            files_total=len(positions),
-            bytes_total=sum(files[p].size for p in positions),
-        )
-        for number, positions in enumerate(slices, start=1)
-    )
-    Item.objects.bulk_create(
-        (
-            Item(job=job, subjob=subjob, file=files[p], path=files[p].path, size=files[p].size)
-            for subjob, positions in zip(subjobs, slices, strict=True)
-            for p in positions
-        ),
-        batch_size=1000,
-    )
+    items = [Item(job=job, file=f, path=f.path, size=f.size) for f in files]
+    _attach_subjobs(job, items, first_sequence=1)
+    Item.objects.bulk_create(items, batch_size=1000)
     Pin.objects.bulk_create(
         (Pin(job=job, store=store, path=f.path, expires_at=now + lifetime) for f in files),
         batch_size=1000,
         ignore_conflicts=True,
     )
+    return job
+
+
+def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[SubJob]:
+    """Create the sub-jobs that slice ``items``, point each item at its sub-job, and publish
+    the sub-jobs once the surrounding transaction commits."""
+    slices = _split_into_subjobs([item.size for item in items])
+    subjobs = SubJob.objects.bulk_create(
+        SubJob(
+            job=job,
+            sequence=sequence,
+            files_total=len(positions),
+            bytes_total=sum(items[p].size for p in positions),
+        )
+        for sequence, positions in enumerate(slices, start=first_sequence)
+    )
+    for subjob, positions in zip(subjobs, slices, strict=True):
+        for p in positions:
+            items[p].subjob = subjob
     subjob_ids = [s.pk for s in subjobs]
     transaction.on_commit(lambda: subjobs_publish(subjob_ids=subjob_ids))
-    return job
+    return subjobs
 
 
 def subjobs_publish(*, subjob_ids: Iterable[int]) -> int:
@@ -165,6 +169,34 @@ def job_cancel(*, job: Job) -> Job:
             except Exception:
                 logger.warning("could not revoke task %s; its worker will skip it", task_id)
     job_rollup(job_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+@transaction.atomic
+def job_retry(*, job: Job) -> Job:
+    """Run a terminal job's failed items again, as new sub-jobs; finished items stay as they
+    are. Retrying a job that is still active, or that has no failed item, is a conflict."""
+    failed = list(Item.objects.filter(job=job, status=JobStatus.FAILED).order_by("pk"))
+    if not failed:
+        job.refresh_from_db(fields=["status"])
+        reason = "is still active" if job.status in ACTIVE_STATUSES else "has no failed item"
+        raise ConflictError(f"job {job.uuid} {reason}; there is nothing to retry")
+    now = timezone.now()
+    moved = Job.objects.filter(
+        pk=job.pk, status__in=[JobStatus.FAILED, JobStatus.PARTIALLY_FAILED]
+    ).update(status=JobStatus.NOT_STARTED, finished_at=None, files_failed=0, updated_at=now)
+    if not moved:
+        raise ConflictError(f"job {job.uuid} is {job.status}; only failed jobs can be retried")
+    last_sequence = job.subjobs.order_by("-sequence").values_list("sequence", flat=True).first()
+    subjobs = _attach_subjobs(job, failed, first_sequence=(last_sequence or 0) + 1)
+    for subjob in subjobs:
+        Item.objects.filter(pk__in=[i.pk for i in failed if i.subjob_id == subjob.pk]).update(
+            subjob=subjob, status=JobStatus.NOT_STARTED, error="", bytes_done=0, finished_at=None
+        )
+    Pin.objects.filter(job=job, path__in=[i.path for i in failed]).update(
+        released_at=None, expires_at=now + job.lifetime
+    )
     job.refresh_from_db()
     return job
 
