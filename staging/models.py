@@ -71,6 +71,16 @@ class Store(models.Model):
         default=False,
         help_text="Stage by hard link when both roots share a filesystem (falls back to a copy).",
     )
+    administrators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="administered_stores",
+        help_text="Collection admins who may see and steer every job on this store.",
+    )
+    simulated_latency_ms = models.PositiveIntegerField(
+        default=0,
+        help_text="Extra delay per item, to imitate a tape library (benchmarks, demos); 0: none.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -149,6 +149,8 @@ ItemWork = Callable[[Item, Store, "ProgressReporter"], None]
 
 def stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
     """The work of a staging task: a complete, verified copy of the item in the staging area."""
+    if store.simulated_latency_ms:
+        time.sleep(store.simulated_latency_ms / 1000)
     stage_file(
         resolve_under(store.archive_root, item.path),
         resolve_under(store.staging_root, item.path),
