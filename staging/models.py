@@ -166,6 +166,10 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="job_status_created"),
             models.Index(fields=["owner", "created_at"], name="job_owner_created"),
+            # The admin's job list filters (newest first) and its dashboard's per-hour counts.
+            models.Index(fields=["store", "created_at"], name="job_store_created"),
+            models.Index(fields=["task", "created_at"], name="job_task_created"),
+            models.Index(fields=["finished_at"], name="job_finished"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -218,7 +222,11 @@ class SubJob(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "sequence"], name="unique_subjob_sequence")
         ]
-        indexes = [models.Index(fields=["status", "lease_expires_at"], name="subjob_lease")]
+        indexes = [
+            models.Index(fields=["status", "lease_expires_at"], name="subjob_lease"),
+            # Bytes staged per hour (admin dashboard).
+            models.Index(fields=["finished_at"], name="subjob_finished"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_id}/{self.sequence}"
@@ -248,6 +256,8 @@ class Item(models.Model):
         indexes = [
             models.Index(fields=["job", "status"], name="item_job_status"),
             models.Index(fields=["subjob", "status"], name="item_subjob_status"),
+            # Admin search of jobs by file path or prefix (LIKE 'prefix%' on PostgreSQL).
+            models.Index(fields=["path"], name="item_path", opclasses=["varchar_pattern_ops"]),
         ]
 
     def __str__(self) -> str:

@@ -3,12 +3,13 @@
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
+from django.db.models import Q
 from knox.models import AuthToken
 
 from staging.errors import ServiceError
-from staging.roles import Role
+from staging.roles import ADMIN_SITE_PERMISSIONS, Role
 
 
 @transaction.atomic
@@ -24,3 +25,32 @@ def token_create(*, username: str, role: str, ttl: timedelta | None = None) -> s
     user.groups.add(group)
     _, token = AuthToken.objects.create(user=user, expiry=ttl)
     return token
+
+
+@transaction.atomic
+def token_issue(*, user, ttl: timedelta | None = None) -> tuple[AuthToken, str]:
+    """A new bearer token for an existing user (the admin's "add token"), valid for ``ttl``
+    (None: until revoked). Returns the stored row and the token, readable only now."""
+    if not user.is_active:
+        raise ServiceError(f"user {user.get_username()} is inactive", field="user")
+    return AuthToken.objects.create(user=user, expiry=ttl)
+
+
+@transaction.atomic
+def roles_grant_admin_permissions() -> int:
+    """Create the role groups and give each its admin-site permissions (staging.roles); run on
+    every migrate. Returns how many permissions were granted that the groups lacked."""
+    granted = 0
+    for role in Role:
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = ADMIN_SITE_PERMISSIONS.get(role, frozenset())
+        if not wanted:
+            continue
+        query = Q()
+        for name in wanted:
+            app_label, codename = name.split(".", 1)
+            query |= Q(content_type__app_label=app_label, codename=codename)
+        missing = Permission.objects.filter(query).exclude(group=group)
+        granted += len(missing)
+        group.permissions.add(*missing)
+    return granted

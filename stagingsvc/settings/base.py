@@ -39,7 +39,8 @@ SERVICE_HOST = env("HOST", default="127.0.0.1")
 SERVICE_PORT = env.int("PORT", default=8000)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin with the staff dashboard (staging/admin_site.py) in place of django.contrib.admin.
+    "staging.admin_site.StagingAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,0 +1,125 @@
+"""Users and API tokens, managed by the ``admin`` role. A token is shown once, when it is made:
+only its hash is stored."""
+
+from datetime import timedelta
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+from knox.models import AuthToken
+
+from staging.errors import ServiceError
+from staging.services.accounts import token_issue
+
+User = get_user_model()
+
+
+class TokenCreateForm(forms.Form):
+    username = forms.CharField(
+        label="User", max_length=150, help_text="The user the token acts as (must exist)."
+    )
+    ttl_hours = forms.IntegerField(
+        label="Expires after (hours)",
+        min_value=0,
+        help_text="0: never, until the token is revoked (deleted here).",
+    )
+
+    def clean_username(self):
+        username = self.cleaned_data["username"].strip()
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            raise forms.ValidationError(f"There is no user named {username!r}.")
+        self.cleaned_data["user"] = user
+        return username
+
+
+if admin.site.is_registered(AuthToken):
+    admin.site.unregister(AuthToken)
+
+
+@admin.register(AuthToken)
+class TokenAdmin(admin.ModelAdmin):
+    list_display = ["token_key", "user", "created", "expiry", "state"]
+    list_select_related = ["user"]
+    search_fields = ["=token_key", "user__username"]
+    search_help_text = "The first characters of a token, or a user name."
+    ordering = ["-created"]
+    fields = ["token_key", "user", "created", "expiry"]
+
+    @admin.display(description="state")
+    def state(self, token):
+        if token.expiry and token.expiry <= timezone.now():
+            return format_html('<span class="badge status-failed">{}</span>', "expired")
+        return format_html('<span class="badge status-finished">{}</span>', "valid")
+
+    def has_change_permission(self, request, obj=None):
+        # Tokens are made and revoked, never edited.
+        return False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        initial = (
+            {"ttl_hours": settings.REST_KNOX["TOKEN_TTL"] // timedelta(hours=1)}
+            if (settings.REST_KNOX["TOKEN_TTL"])
+            else {"ttl_hours": 0}
+        )
+        form = TokenCreateForm(request.POST or None, initial=initial)
+        created = None
+        if request.method == "POST" and form.is_valid():
+            hours = form.cleaned_data["ttl_hours"]
+            try:
+                created, token = token_issue(
+                    user=form.cleaned_data["user"], ttl=timedelta(hours=hours) if hours else None
+                )
+            except ServiceError as exc:
+                form.add_error("username", exc.detail)
+            else:
+                self.log_addition(request, created, "Token created from the admin.")
+                self.message_user(
+                    request,
+                    format_html(
+                        'New token for {}: <code class="token">{}</code> Copy it now: it is '
+                        "not stored and will not be shown again.",
+                        created.user.get_username(),
+                        token,
+                    ),
+                    messages.SUCCESS,
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Create an API token",
+            "opts": self.opts,
+            "form": form,
+            "created": created,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        # Rendered, not redirected: the token travels once, in this response, and is never
+        # put in a cookie or the session as a redirect's message would be.
+        response = TemplateResponse(request, "admin/knox/authtoken/create.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class StagingUserAdmin(UserAdmin):
+    """Django's user admin, except that only superusers grant superuser status or single
+    permissions: the ``admin`` role manages users and their roles (groups), not its own rights."""
+
+    list_display = ["username", "email", "is_staff", "is_active", "last_login"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly += ["is_superuser", "user_permissions"]
+        return readonly
+
+
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+admin.site.register(User, StagingUserAdmin)

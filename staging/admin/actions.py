@@ -1,0 +1,145 @@
+"""Job actions of the admin (on the list and on a job's page). Each goes through the services,
+reports what it did with ``message_user``, and says plainly which jobs it refused and why."""
+
+from django.contrib import admin, messages
+
+from staging.errors import ConflictError
+from staging.models import ACTIVE_STATUSES, JobStatus
+from staging.services.jobs import job_cancel, job_retry
+from staging.services.recovery import job_release
+
+# "Select all" on a list of a million jobs must not start a million cancels in one request.
+MAX_JOBS_PER_ACTION = 500
+
+
+def _ids(jobs, limit: int = 5) -> str:
+    shown = ", ".join(str(job.uuid) for job in jobs[:limit])
+    return shown + (f" and {len(jobs) - limit} more" if len(jobs) > limit else "")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _selected(modeladmin, request, queryset):
+    jobs = list(queryset.select_related(None).order_by("pk")[: MAX_JOBS_PER_ACTION + 1])
+    if len(jobs) > MAX_JOBS_PER_ACTION:
+        modeladmin.message_user(
+            request,
+            f"Nothing done: at most {MAX_JOBS_PER_ACTION} jobs at a time; narrow the list "
+            "with the filters first.",
+            messages.ERROR,
+        )
+        return None
+    return jobs
+
+
+def _report_refusals(modeladmin, request, what: str, refusals: list[str]) -> None:
+    if refusals:
+        shown = "; ".join(refusals[:5]) + ("; …" if len(refusals) > 5 else "")
+        modeladmin.message_user(
+            request,
+            f"Could not {what} {_plural(len(refusals), 'job')}: {shown}",
+            messages.ERROR,
+        )
+
+
+@admin.action(description="Cancel selected jobs", permissions=["change"])
+def cancel_jobs(modeladmin, request, queryset):
+    jobs = _selected(modeladmin, request, queryset)
+    if jobs is None:
+        return
+    stopped, stopping, already, refusals = [], [], [], []
+    for job in jobs:
+        before = job.status
+        try:
+            job = job_cancel(job=job)
+        except ConflictError as exc:
+            refusals.append(exc.detail)
+            continue
+        if before in (JobStatus.CANCELLING, JobStatus.CANCELLED):
+            already.append(job)
+            continue
+        modeladmin.log_change(request, job, "Cancelled from the admin.")
+        (stopped if job.status == JobStatus.CANCELLED else stopping).append(job)
+    if stopped:
+        modeladmin.message_user(
+            request, f"Cancelled {_plural(len(stopped), 'job')}: {_ids(stopped)}.", messages.SUCCESS
+        )
+    if stopping:
+        modeladmin.message_user(
+            request,
+            f"Cancelling {_plural(len(stopping), 'job')}: {_ids(stopping)}. Queued work was "
+            "withdrawn; running sub-jobs stop after their current file.",
+            messages.SUCCESS,
+        )
+    if already:
+        modeladmin.message_user(
+            request,
+            f"Already cancelled or cancelling: {_ids(already)}; nothing to do.",
+            messages.INFO,
+        )
+    _report_refusals(modeladmin, request, "cancel", refusals)
+
+
+@admin.action(description="Retry failed items of selected jobs", permissions=["change"])
+def retry_failed_items(modeladmin, request, queryset):
+    jobs = _selected(modeladmin, request, queryset)
+    if jobs is None:
+        return
+    retried, items, refusals = [], 0, []
+    for job in jobs:
+        failed_items = job.files_failed
+        try:
+            job = job_retry(job=job)
+        except ConflictError as exc:
+            refusals.append(exc.detail)
+            continue
+        modeladmin.log_change(request, job, "Failed items retried from the admin.")
+        retried.append(job)
+        items += failed_items
+    if retried:
+        modeladmin.message_user(
+            request,
+            f"Retrying the failed items of {_plural(len(retried), 'job')} "
+            f"({_plural(items, 'item')}) as new sub-jobs: {_ids(retried)}.",
+            messages.SUCCESS,
+        )
+    _report_refusals(modeladmin, request, "retry", refusals)
+
+
+@admin.action(description="Release pins of selected jobs", permissions=["change"])
+def release_pins(modeladmin, request, queryset):
+    jobs = _selected(modeladmin, request, queryset)
+    if jobs is None:
+        return
+    released, pins, refusals = [], 0, []
+    for job in jobs:
+        if job.status in ACTIVE_STATUSES:
+            # Copies released mid-run could be swept before the job reports them ready.
+            refusals.append(
+                f"job {job.uuid} is {job.status}; cancel it or let it end before releasing"
+            )
+            continue
+        count = job_release(job=job)
+        if not count:
+            refusals.append(f"job {job.uuid} holds no pins")
+            continue
+        modeladmin.log_change(request, job, f"{_plural(count, 'pin')} released from the admin.")
+        released.append(job)
+        pins += count
+    if released:
+        modeladmin.message_user(
+            request,
+            f"Released {_plural(pins, 'pin')} of {_plural(len(released), 'job')}: "
+            f"{_ids(released)}. Staged copies no other job pins are deleted by the next sweep.",
+            messages.SUCCESS,
+        )
+    _report_refusals(modeladmin, request, "release the pins of", refusals)
+
+
+JOB_ACTIONS = {
+    "cancel": cancel_jobs,
+    "retry": retry_failed_items,
+    "release": release_pins,
+}

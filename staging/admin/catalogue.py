@@ -1,0 +1,54 @@
+"""Stores (managed by the ``admin`` role) and the file catalogue (read-only: the scan fills it)."""
+
+import uuid
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from staging.admin.base import ReadOnlyAdmin
+from staging.models import File, Store
+
+
+@admin.register(Store)
+class StoreAdmin(admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "kind",
+        "is_primary",
+        "archive_root",
+        "staging_root",
+        "hard_link",
+        "jobs_link",
+    ]
+    search_fields = ["slug", "description"]
+    autocomplete_fields = ["administrators"]
+    fieldsets = [
+        (None, {"fields": ["slug", "description", "kind", "is_primary"]}),
+        ("Roots", {"fields": ["archive_root", "staging_root", "hard_link"]}),
+        ("Access", {"fields": ["administrators"]}),
+        ("Testing", {"fields": ["simulated_latency_ms"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="jobs")
+    def jobs_link(self, store):
+        url = reverse("admin:staging_job_changelist") + f"?store__id__exact={store.pk}"
+        return format_html('<a href="{}">jobs on {}</a>', url, store.slug)
+
+
+@admin.register(File)
+class FileAdmin(ReadOnlyAdmin):
+    list_display = ["id", "store", "path", "size", "mtime", "present"]
+    list_filter = ["store", "present"]
+    list_select_related = ["store"]
+    search_fields = ["path"]
+    search_help_text = "A file id, or a path (or the start of one)."
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(pk=uuid.UUID(term).hex), False
+        except ValueError:
+            return queryset.filter(path__startswith=term), False

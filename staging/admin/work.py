@@ -1,0 +1,107 @@
+"""Sub-jobs, items and pins: read-only lists reached from a job's page, filtered by that job."""
+
+import uuid
+
+from django.contrib import admin
+
+from staging.admin.base import ReadOnlyAdmin, job_link
+from staging.admin.display import progress_bar, status_badge, worker_host
+from staging.admin.filters import JobFilter
+from staging.models import Item, Pin, SubJob
+
+
+@admin.register(SubJob)
+class SubJobAdmin(ReadOnlyAdmin):
+    list_display = [
+        "__str__",
+        "job_id_link",
+        "sequence",
+        "status_badge",
+        "host",
+        "attempts",
+        "lease_expires_at",
+        "progress",
+        "celery_task_id",
+    ]
+    list_filter = [JobFilter, "status"]
+    list_select_related = ["job"]
+    ordering = ["job", "sequence"]
+
+    @admin.display(description="job")
+    def job_id_link(self, subjob):
+        return job_link(subjob.job)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, subjob):
+        return status_badge(subjob.status)
+
+    @admin.display(description="worker host", ordering="worker")
+    def host(self, subjob):
+        return worker_host(subjob.worker) or "—"
+
+    @admin.display(description="progress")
+    def progress(self, subjob):
+        return progress_bar(
+            files_done=subjob.files_done,
+            files_failed=0,
+            files_total=subjob.files_total,
+            bytes_done=subjob.bytes_done,
+            bytes_total=subjob.bytes_total,
+        )
+
+
+def _file_id_or_path(queryset, term: str):
+    """Search by exact file id, else by path prefix: both served by indexes."""
+    term = term.strip()
+    if not term:
+        return queryset
+    try:
+        return queryset.filter(file_id=uuid.UUID(term).hex)
+    except ValueError:
+        return queryset.filter(path__startswith=term)
+
+
+@admin.register(Item)
+class ItemAdmin(ReadOnlyAdmin):
+    list_display = [
+        "path",
+        "job_id_link",
+        "status_badge",
+        "size",
+        "bytes_done",
+        "attempts",
+        "error",
+        "finished_at",
+    ]
+    list_filter = [JobFilter, "status"]
+    list_select_related = ["job"]
+    search_fields = ["path"]
+    search_help_text = "A file id, or a path (or the start of one)."
+
+    @admin.display(description="job")
+    def job_id_link(self, item):
+        return job_link(item.job)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, item):
+        return status_badge(item.status)
+
+    def get_search_results(self, request, queryset, search_term):
+        return _file_id_or_path(queryset, search_term), False
+
+
+@admin.register(Pin)
+class PinAdmin(ReadOnlyAdmin):
+    list_display = ["path", "store", "job_id_link", "expires_at", "released_at"]
+    list_filter = [JobFilter, "store"]
+    list_select_related = ["job", "store"]
+    search_fields = ["path"]
+    search_help_text = "A path (or the start of one)."
+
+    @admin.display(description="job")
+    def job_id_link(self, pin):
+        return job_link(pin.job)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        return (queryset.filter(path__startswith=term) if term else queryset), False

@@ -1,0 +1,32 @@
+"""The admin site staff use: Django's admin plus the staging dashboard at ``/admin/dashboard/``.
+
+Kept apart from the ``staging.admin`` package on purpose: Django imports this module while it
+loads apps, before any model exists, and the package registers model admins when imported.
+"""
+
+from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
+from django.urls import path
+
+
+class StagingAdminSite(admin.AdminSite):
+    site_header = "stagingsvc administration"
+    site_title = "stagingsvc admin"
+    index_title = "Staging service"
+    # The service has no public site to link to.
+    site_url = None
+
+    def get_urls(self):
+        return [
+            path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request):
+        from staging.admin.dashboard import dashboard
+
+        return dashboard(request, site=self)
+
+
+class StagingAdminConfig(AdminConfig):
+    default_site = "staging.admin_site.StagingAdminSite"
