@@ -31,7 +31,10 @@ PAGES = [
     ("job list, status filter", "/admin/staging/job/?status__exact=FAILED"),
     ("job list, owner filter", "/admin/staging/job/?owner=bench-user-7"),
     ("job list, task filter", "/admin/staging/job/?task=restore-content"),
-    ("job list, one month", "/admin/staging/job/?created_at__year={year}&created_at__month={month}"),
+    (
+        "job list, one month",
+        "/admin/staging/job/?created_at__year={year}&created_at__month={month}",
+    ),
     ("job list, page 50", "/admin/staging/job/?p=50"),
     ("job search by path", "/admin/staging/job/?q=bench/00000042/"),
     ("job search by job id", "/admin/staging/job/?q={uuid}"),
@@ -241,9 +244,7 @@ def measure(name: str, renders: int) -> list[tuple[str, float]]:
         session = login(base)
         results = []
         for label, path in PAGES:
-            url = base + path.format(
-                pk=pk, uuid=job_uuid, year=created.year, month=created.month
-            )
+            url = base + path.format(pk=pk, uuid=job_uuid, year=created.year, month=created.month)
             times = []
             for _ in range(renders + 1):  # the first render warms caches and is not counted
                 started = time.perf_counter()

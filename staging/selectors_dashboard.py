@@ -137,12 +137,12 @@ def broker_overview(*, timeout: float = 1.0) -> BrokerOverview:
         ) as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
             channel = connection.default_channel
-            queues = {}
-            for queue in STAGING_QUEUES:
-                try:
-                    queues[queue] = channel.queue_declare(queue=queue, passive=True).message_count
-                except connection.channel_errors:  # a queue the broker does not know is empty
-                    queues[queue] = 0
+            # A plain (not passive) declare: kombu's Redis transport answers with LLEN of the
+            # queue's lists and creates nothing, while its passive check misses queues when a
+            # global key prefix is set (EXISTS is not prefixed).
+            queues = {
+                queue: channel.queue_declare(queue=queue).message_count for queue in STAGING_QUEUES
+            }
             replies = current_app.control.ping(timeout=timeout, connection=connection) or []
     except Exception as exc:  # any failure of the broker is reported on the page, not raised
         logger.warning("dashboard: broker did not answer: %s", exc)

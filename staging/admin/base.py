@@ -14,6 +14,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
+    # Sorting by a column would sort the whole (filtered) table; filters narrow instead.
+    sortable_by = ()
     list_per_page = 100
 
     def has_add_permission(self, request):

@@ -41,6 +41,8 @@ class FileAdmin(ReadOnlyAdmin):
     list_display = ["id", "store", "path", "size", "mtime", "present"]
     list_filter = ["store", "present"]
     list_select_related = ["store"]
+    # The (store, path) unique index serves this order; "store" would sort by slug via a join.
+    ordering = ["store_id", "path"]
     search_fields = ["path"]
     search_help_text = "A file id, or a path (or the start of one)."
 

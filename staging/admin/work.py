@@ -13,9 +13,8 @@ from staging.models import Item, Pin, SubJob
 @admin.register(SubJob)
 class SubJobAdmin(ReadOnlyAdmin):
     list_display = [
-        "__str__",
-        "job_id_link",
         "sequence",
+        "job_id_link",
         "status_badge",
         "host",
         "attempts",
@@ -25,7 +24,8 @@ class SubJobAdmin(ReadOnlyAdmin):
     ]
     list_filter = [JobFilter, "status"]
     list_select_related = ["job"]
-    ordering = ["job", "sequence"]
+    # By the raw column: ordering by "job" would sort by the job's own ordering, through a join.
+    ordering = ["-job_id", "sequence"]
 
     @admin.display(description="job")
     def job_id_link(self, subjob):
@@ -75,6 +75,7 @@ class ItemAdmin(ReadOnlyAdmin):
     ]
     list_filter = [JobFilter, "status"]
     list_select_related = ["job"]
+    ordering = ["-job_id", "id"]
     search_fields = ["path"]
     search_help_text = "A file id, or a path (or the start of one)."
 

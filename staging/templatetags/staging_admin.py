@@ -7,7 +7,7 @@ import datetime
 from django import template
 from django.contrib.admin.templatetags.base import InclusionAdminNode
 from django.contrib.admin.views.main import PAGE_VAR
-from django.db import DatabaseError, NotSupportedError
+from django.db import connections
 from django.db.models import IntegerField, Max, Min, Value
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -78,10 +78,9 @@ def _occupied(queryset, field: str, ranges: list[tuple[datetime.datetime, dateti
     ]
     if not probes:
         return set()
-    try:
+    if connections[queryset.db].features.supports_slicing_ordering_in_compound:
         return set(probes[0].union(*probes[1:], all=True))
-    except (DatabaseError, NotSupportedError):
-        return {index for index, probe in enumerate(probes) if probe.exists()}
+    return {index for index, probe in enumerate(probes) if probe.exists()}
 
 
 def cheap_date_hierarchy(cl) -> dict:
