@@ -3,7 +3,9 @@
 import uuid
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 
+from staging.models import Job
 from staging.selectors import job_task_names
 
 
@@ -36,9 +38,17 @@ class OwnerFilter(InputFilter):
     placeholder = "user name"
 
     def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(owner__username=self.value().strip())
-        return queryset
+        if not self.value():
+            return queryset
+        # The id first, then the jobs by (owner, created_at): a join on the name would leave
+        # the planner scanning all jobs newest first, looking for this owner's.
+        owner_id = (
+            get_user_model()
+            .objects.filter(username=self.value().strip())
+            .values_list("pk", flat=True)
+            .first()
+        )
+        return queryset.filter(owner_id=owner_id) if owner_id else queryset.none()
 
 
 class JobFilter(InputFilter):
@@ -56,9 +66,11 @@ class JobFilter(InputFilter):
         if value.isdigit():
             return queryset.filter(job_id=int(value))
         try:
-            return queryset.filter(job__uuid=uuid.UUID(value))
+            job_uuid = uuid.UUID(value)
         except ValueError:
             return queryset.none()
+        job_id = Job.objects.filter(uuid=job_uuid).values_list("pk", flat=True).first()
+        return queryset.filter(job_id=job_id) if job_id else queryset.none()
 
 
 class TaskFilter(admin.SimpleListFilter):

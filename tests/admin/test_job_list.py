@@ -206,8 +206,10 @@ def test_the_list_costs_the_same_queries_for_10_or_50_jobs(
         JobFactory(store=store, owner=UserFactory(username=f"owner{n}"))
     operator_client.get(LIST)  # the session and the permission cache settle on the first view
 
-    # session, user, 2 permission lookups, task names, stores, count, rows, date span, date probes
-    with django_assert_num_queries(10):
+    # session, user, 2 permission lookups, task names, stores, count, rows, date span, and the
+    # date probes: one UNION ALL query on PostgreSQL, one query per month of the year on SQLite
+    expected = 10 if connection.vendor == "postgresql" else 9 + 12
+    with django_assert_num_queries(expected):
         response = operator_client.get(LIST)
 
     assert len(response.context["cl"].result_list) == jobs
