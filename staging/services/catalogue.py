@@ -3,9 +3,11 @@
 import logging
 import mimetypes
 import os
+import stat as stat_module
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.db import transaction
@@ -13,7 +15,7 @@ from django.utils import timezone
 
 from staging.errors import ServiceError
 from staging.models import File, Store
-from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path
+from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
 
 logger = logging.getLogger(__name__)
 
@@ -181,3 +183,98 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
     summary.vanished = len(vanished_ids)
     logger.info("scan of %s/%s: %s", store.slug, prefix, summary)
     return summary
+
+
+def _listed(values: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+@transaction.atomic
+def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
+    """Catalogue entries for ``paths`` (relative to the store's archive root), in the order
+    given without repeats, each created or refreshed from a stat of the file as a scan would.
+
+    Refuses the whole request, writing nothing, when a path leaves the archive root (``..``, an
+    absolute path, a symlink pointing out) or names no regular file: the client is told which."""
+    root = Path(store.archive_root)
+    unsafe: list[str] = []
+    missing: list[str] = []
+    found: dict[str, os.stat_result] = {}
+    for raw in paths:
+        try:
+            relative = clean_relative_path(raw)
+            absolute = resolve_under(root, relative)
+        except UnsafePathError:
+            unsafe.append(raw)
+            continue
+        if relative in found:
+            continue
+        if any(part.startswith(TEMP_PREFIX) for part in PurePosixPath(relative).parts):
+            missing.append(raw)  # our own half-written copies are never files to stage
+            continue
+        try:
+            stat = absolute.stat()
+        except OSError:
+            missing.append(raw)
+            continue
+        if not stat_module.S_ISREG(stat.st_mode):
+            missing.append(raw)
+            continue
+        found[relative] = stat
+    if unsafe:
+        raise ServiceError(
+            f"{len(unsafe)} of {len(paths)} paths leave the archive of store {store.slug}: "
+            f"{_listed(unsafe)}",
+            field="paths",
+            extra={"unsafe_paths": unsafe},
+        )
+    if missing:
+        raise ServiceError(
+            f"{len(missing)} of {len(paths)} paths are not files in the archive of store "
+            f"{store.slug}: {_listed(missing)}",
+            field="paths",
+            extra={"unknown_paths": missing},
+        )
+
+    now = timezone.now()
+    existing = {f.path: f for f in File.objects.filter(store=store, path__in=list(found))}
+    to_create: list[File] = []
+    to_update: list[File] = []
+    for relative, stat in found.items():
+        mtime = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        known = existing.get(relative)
+        if known is None:
+            to_create.append(
+                File(
+                    id=File.id_for(store.slug, relative),
+                    store=store,
+                    path=relative,
+                    size=stat.st_size,
+                    mtime=mtime,
+                    media_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
+                    last_seen_at=now,
+                )
+            )
+        elif known.size != stat.st_size or known.mtime != mtime or not known.present:
+            # Changed content: the old checksums describe something else.
+            known.size, known.mtime, known.present, known.last_seen_at = (
+                stat.st_size,
+                mtime,
+                True,
+                now,
+            )
+            known.md5 = known.sha256 = known.adler32 = ""
+            to_update.append(known)
+    # A concurrent request may add the same entry first: the derived id makes it the same row.
+    File.objects.bulk_create(to_create, batch_size=SCAN_BATCH, ignore_conflicts=True)
+    File.objects.bulk_update(
+        to_update,
+        ["size", "mtime", "present", "last_seen_at", "md5", "sha256", "adler32"],
+        batch_size=SCAN_BATCH,
+    )
+    by_path = {
+        f.path: f
+        for f in File.objects.filter(store=store, path__in=list(found)).select_related("store")
+    }
+    return [by_path[relative] for relative in found]
