@@ -67,7 +67,10 @@ def visible_jobs(*, user) -> QuerySet[Job]:
 
 def job_status_get(*, job_uuid: uuid.UUID, user) -> str:
     """The job's status in one indexed lookup of one column; unknown and not-yours are alike."""
-    status = visible_jobs(user=user).filter(uuid=job_uuid).values_list("status", flat=True).first()
+    found = (
+        visible_jobs(user=user).filter(uuid=job_uuid).order_by().values_list("status", flat=True)
+    )
+    status = next(iter(found[:1]), None)
     if status is None:
         raise NotFoundError(f"no staging request with id {job_uuid}")
     return status
@@ -98,7 +101,8 @@ def _job_uuid_in_path(raw: str) -> uuid.UUID:
 def job_status_row(*, job_id: str, user) -> dict:
     """The status columns of a visible job, in one indexed lookup (the cheap poll)."""
     job_uuid = _job_uuid_in_path(job_id)
-    row = visible_jobs(user=user).filter(uuid=job_uuid).values(*JOB_STATUS_FIELDS).first()
+    found = visible_jobs(user=user).filter(uuid=job_uuid).order_by().values(*JOB_STATUS_FIELDS)
+    row = next(iter(found[:1]), None)
     if row is None:
         raise NotFoundError(f"no job with id {job_uuid}")
     return row

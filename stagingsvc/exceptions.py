@@ -5,6 +5,7 @@ import logging
 import math
 from http import HTTPStatus
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
@@ -60,7 +61,8 @@ def problem_exception_handler(exc, context):
             request,
             status_code=413,
             title=_reason(413),
-            detail="The request body is over the size limit; split the request.",
+            detail=f"The request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+            "bytes; split the request into smaller ones.",
         )
     if isinstance(exc, ServiceError):
         return problem_response(
