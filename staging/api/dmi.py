@@ -4,7 +4,12 @@ from 1), and the data producer the job's store (``dataProducerId`` = storeID). T
 those of the API v1 sub-job calls."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,6 +30,7 @@ PATH_PARAMETERS = [
         OpenApiTypes.INT,
         OpenApiParameter.PATH,
         description="The data producer job: the sub-job's position in the job, from 1.",
+        examples=[OpenApiExample("the first sub-job", value=1)],
     ),
 ]
 NOT_FOUND = OpenApiResponse(

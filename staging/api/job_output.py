@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils.duration import duration_iso_string
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
 from staging.models import Job, JobStatus, SubJob
@@ -21,7 +21,11 @@ from staging.selectors import RESULT_COLUMNS, job_result_rows
 # Parameters and headers the OpenAPI description shares between the job views.
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Job id.")
 SUBJOB_ID = OpenApiParameter(
-    "subjob_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Sub-job position, from 1."
+    "subjob_id",
+    OpenApiTypes.INT,
+    OpenApiParameter.PATH,
+    description="Sub-job position, from 1.",
+    examples=[OpenApiExample("the first sub-job", value=1)],
 )
 LOCATION = OpenApiParameter(
     "Location",
@@ -124,8 +128,12 @@ class JobSummarySerializer(SubmittedJobSerializer):
     source = serializers.CharField(help_text="The API dialect that created the job (api, dts).")
     progress = ProgressSerializer(source="*", help_text="How far the job got.")
     created_at = serializers.DateTimeField(help_text="When the job was accepted.")
-    started_at = serializers.DateTimeField(help_text="When a worker first took it, or null.")
-    finished_at = serializers.DateTimeField(help_text="When it reached its final status, or null.")
+    started_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a worker first took it, or null."
+    )
+    finished_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it reached its final status, or null."
+    )
 
 
 class SubJobCountsSerializer(serializers.Serializer):
@@ -161,8 +169,12 @@ class ItemSerializer(serializers.Serializer):
     subjob = serializers.IntegerField(
         source="subjob.sequence", allow_null=True, help_text="The sub-job the file is in."
     )
-    started_at = serializers.DateTimeField(help_text="When its copy started, or null.")
-    finished_at = serializers.DateTimeField(help_text="When it reached its status, or null.")
+    started_at = serializers.DateTimeField(
+        allow_null=True, help_text="When its copy started, or null."
+    )
+    finished_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it reached its status, or null."
+    )
 
 
 class SubJobStatusSerializer(serializers.Serializer):
@@ -185,8 +197,12 @@ class SubJobSerializer(serializers.Serializer):
     attempts = serializers.IntegerField(help_text="Times a worker took the sub-job.")
     error = serializers.CharField(help_text="Why the sub-job failed, when it did.")
     created_at = serializers.DateTimeField(help_text="When the sub-job was created.")
-    started_at = serializers.DateTimeField(help_text="When a worker first took it, or null.")
-    finished_at = serializers.DateTimeField(help_text="When it reached its final status, or null.")
+    started_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a worker first took it, or null."
+    )
+    finished_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it reached its final status, or null."
+    )
     resulturi = serializers.SerializerMethodField(help_text="Where the sub-job's result is.")
 
     @extend_schema_field(OpenApiTypes.URI)

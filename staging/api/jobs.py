@@ -5,7 +5,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import serializers, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -32,7 +37,7 @@ from staging.api.permissions import RolePolicy
 from staging.api.renderers import CSVRenderer
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import ConflictError, NotFoundError, ServiceError
-from staging.models import TERMINAL_STATUSES, Job
+from staging.models import TERMINAL_STATUSES, File, Job
 from staging.selectors import (
     RESULT_COLUMNS,
     job_get,
@@ -160,6 +165,18 @@ class JobListView(PaginatedView):
         description="Submit a job: 202 with the job's status URI in Location. The same "
         "Idempotency-Key and body again return the same job.",
         request=InputSerializer,
+        examples=[
+            OpenApiExample(
+                "by paths",
+                value={"task": "stage", "paths": ["run1/reads.fastq"], "lifetime": "P7D"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "by catalogue ids",
+                value={"ids": [File.id_for("primary", "run1/reads.fastq")]},
+                request_only=True,
+            ),
+        ],
         parameters=[IDEMPOTENCY_KEY, LOCATION, RETRY_AFTER],
         responses={
             202: OpenApiResponse(SubmittedJobSerializer, "Accepted: poll the Location."),

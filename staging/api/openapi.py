@@ -73,6 +73,8 @@ POST_ERRORS = {
     "413": "The request body is over the size limit.",
     "415": "The body is not JSON.",
 }
+QUERY_ERROR = "A query parameter is missing or malformed: detail and errors say which."
+CURSOR_ERROR = "The cursor is not one this listing gave out."
 RETRY_AFTER = {
     "schema": {"type": "integer"},
     "description": "Seconds to wait before asking again.",
@@ -131,6 +133,11 @@ def add_problem_responses(result, generator, request, public):
             if not operation.get("security") or operation["security"] == [{}]:
                 errors.pop("401")
                 errors.pop("403")
+            parameters = operation.get("parameters", [])
+            if any(p["in"] == "query" and p["name"] != "format" for p in parameters):
+                errors.setdefault("400", QUERY_ERROR)
+            if any(p["in"] == "query" and p["name"] == "cursor" for p in parameters):
+                errors.setdefault("404", CURSOR_ERROR)
             for code, description in errors.items():
                 responses.setdefault(code, {"description": description})
             for code, response in responses.items():
