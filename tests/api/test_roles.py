@@ -1,6 +1,9 @@
 """The role matrix of staging.roles over every endpoint: the roles a policy names get through,
 every other role gets 403, and every API view names a policy."""
 
+import re
+from pathlib import Path
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -91,3 +94,21 @@ def test_every_api_view_names_a_policy_of_the_role_table():
 def test_the_schema_and_docs_need_no_token(client):
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_the_readme_role_table_is_the_policy_table():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Who may do what", 1)[1].split("\n### ", 1)[0]
+    header, *rows = [line for line in section.splitlines() if line.startswith("| ")]
+    roles = [cell.strip() for cell in header.strip("|").split("|")[1:]]
+    documented = {}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        policy = re.search(r"\(`?(?:policy )?`?(\w+)`\)", cells[0]).group(1)
+        documented[policy] = {
+            role for role, mark in zip(roles, cells[1:], strict=False) if mark == "✓"
+        }
+    assert {policy: {str(r) for r in allowed} for policy, allowed in POLICIES.items()} == {
+        policy: allowed for policy, allowed in documented.items() if policy in POLICIES
+    }
+    assert set(documented) == set(POLICIES) | PUBLIC_POLICIES
