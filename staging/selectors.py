@@ -102,7 +102,7 @@ def tape_path_map(raw: str, *, stores: dict[str, Store], primary: Store | None) 
     client = collapse_slashes(raw)
     parts = [part for part in client.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise ServiceError(f"path may not contain '..': {raw!r}", field="paths")
+        raise ServiceError(f"path may not contain '..': {raw!r}")
     names_store = len(parts) > 1 and parts[0] in stores
     store = stores[parts[0]] if names_store else primary
     if store is None:
@@ -110,7 +110,7 @@ def tape_path_map(raw: str, *, stores: dict[str, Store], primary: Store | None) 
     try:
         relative = clean_relative_path("/".join(parts[1:] if names_store else parts))
     except UnsafePathError as exc:
-        raise ServiceError(f"{exc}: {raw!r}", field="paths") from exc
+        raise ServiceError(f"{exc}: {raw!r}") from exc
     return TapePath(client=client, store=store, relative=relative, names_store=names_store)
 
 
@@ -125,15 +125,13 @@ def stage_request_get(*, request_id: str, user) -> Job:
     try:
         job_uuid = uuid.UUID(str(request_id))
     except ValueError:
-        job_uuid = None
+        raise NotFoundError(f"no stage request with id {request_id}") from None
     job = (
         visible_jobs(user=user)
         .filter(uuid=job_uuid, source=TAPE_SOURCE)
         .exclude(parameters__tape__has_key="deleted_at")
         .select_related("store")
         .first()
-        if job_uuid
-        else None
     )
     if job is None:
         raise NotFoundError(f"no stage request with id {request_id}")
