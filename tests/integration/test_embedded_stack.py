@@ -98,8 +98,8 @@ def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_pat
             try:
                 if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not up yet; a probe sent before the broker is up can outlast its timeout
             time.sleep(0.5)
         else:
             pytest.fail(f"stack never became ready:\n{log_path.read_text()}")
