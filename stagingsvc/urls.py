@@ -1,7 +1,7 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 
-from staging.api import dmi, dts, files, health, jobs, schema, subjobs, task_status
+from staging.api import dmi, dts, files, health, jobs, schema, subjobs, tape, task_status
 
 JOB = "api/v1/jobs/<str:job_id>"
 DATA_PRODUCER_JOB = "dmi/v1/dataJob/<str:requestId>/dataProducerJob/<str:dataProducerJobId>"
@@ -45,6 +45,29 @@ urlpatterns = [
     path(f"{DATA_PRODUCER_JOB}/result", dmi.DmiSubJobResultView.as_view(), name="dmi-result"),
     path("api/schema/", schema.SchemaView.as_view(), name="api-schema"),
     path("api/docs/", schema.DocsView.as_view(url_name="api-schema"), name="api-docs"),
+    # WLCG Tape REST API v1: every route with and without a trailing slash, as clients differ.
+    re_path(
+        r"^\.well-known/wlcg-tape-rest-api/?$", tape.WellKnownView.as_view(), name="tape-well-known"
+    ),
+    re_path(r"^tape/api/v1/stage/?$", tape.StageView.as_view(), name="tape-stage"),
+    re_path(
+        r"^tape/api/v1/stage/(?P<request_id>[^/]+)/?$",
+        tape.StageRequestView.as_view(),
+        name="tape-stage-request",
+    ),
+    re_path(
+        r"^tape/api/v1/stage/(?P<request_id>[^/]+)/cancel/?$",
+        tape.StageCancelView.as_view(),
+        name="tape-stage-cancel",
+    ),
+    re_path(
+        r"^tape/api/v1/release/(?P<request_id>[^/]+)/?$",
+        tape.ReleaseView.as_view(),
+        name="tape-release",
+    ),
+    re_path(
+        r"^tape/api/v1/archiveinfo/?$", tape.ArchiveInfoView.as_view(), name="tape-archiveinfo"
+    ),
 ]
 
 handler404 = "stagingsvc.exceptions.page_not_found"

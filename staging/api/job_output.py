@@ -10,11 +10,11 @@ from collections.abc import Iterable, Iterator
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.urls import reverse
-from django.utils.duration import duration_iso_string
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
+from staging.api.fields import IsoDurationField
 from staging.models import Job, JobStatus, SubJob
 from staging.selectors import RESULT_COLUMNS, job_result_rows
 
@@ -80,14 +80,6 @@ class JobUriField(serializers.Field):
         return job_uri(self.context["request"], self.view_name, job.uuid)
 
 
-@extend_schema_field(OpenApiTypes.DURATION)
-class IsoDurationField(serializers.DurationField):
-    """Reads every form Django parses ("P7D", "7 00:00:00", "3600"); writes ISO 8601."""
-
-    def to_representation(self, value):
-        return duration_iso_string(value)
-
-
 STATUS_HELP = "Canonical status: " + ", ".join(JobStatus.values) + "."
 
 
@@ -103,6 +95,15 @@ class ProgressSerializer(serializers.Serializer):
     files_failed = serializers.IntegerField(help_text="Files that failed (known once it ends).")
     bytes_total = serializers.IntegerField(help_text="Bytes in the job.")
     bytes_done = serializers.IntegerField(help_text="Bytes copied so far.")
+
+
+class DetailedProgressSerializer(ProgressSerializer):
+    bytes_per_second = serializers.FloatField(
+        help_text="Current copy rate over the running sub-jobs (0 when nothing runs)."
+    )
+    eta_seconds = serializers.FloatField(
+        allow_null=True, help_text="Seconds left at the current rate, or null when unknown."
+    )
 
 
 class StatusSerializer(serializers.Serializer):
@@ -149,6 +150,9 @@ class JobDetailSerializer(JobSummarySerializer):
     result = serializers.DictField(help_text="Summary of the outcome once the job has ended.")
     error = serializers.CharField(help_text="Why the job failed, when it did.")
     updated_at = serializers.DateTimeField(help_text="When anything about the job last changed.")
+    progress = DetailedProgressSerializer(
+        source="progress_now", help_text="How far the job got, with its rate and time left."
+    )
     subjobs = SubJobCountsSerializer(
         source="subjob_counts", help_text="The job's sub-jobs by status."
     )
@@ -194,6 +198,9 @@ class SubJobSerializer(serializers.Serializer):
     files_done = serializers.IntegerField(help_text="Files finished so far.")
     bytes_total = serializers.IntegerField(help_text="Bytes in the sub-job.")
     bytes_done = serializers.IntegerField(help_text="Bytes copied so far.")
+    bytes_per_second = serializers.FloatField(
+        help_text="Copy rate over its last progress interval (0 when not running)."
+    )
     attempts = serializers.IntegerField(help_text="Times a worker took the sub-job.")
     error = serializers.CharField(help_text="Why the sub-job failed, when it did.")
     created_at = serializers.DateTimeField(help_text="When the sub-job was created.")

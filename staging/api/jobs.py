@@ -16,12 +16,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from staging.api.fields import StrictStringField, validated
+from staging.api.fields import IsoDurationField, StrictStringField, validated
 from staging.api.job_output import (
     JOB_ID,
     LOCATION,
     RETRY_AFTER,
-    IsoDurationField,
     ItemSerializer,
     JobDetailSerializer,
     JobSummarySerializer,
@@ -42,6 +41,7 @@ from staging.selectors import (
     RESULT_COLUMNS,
     job_get,
     job_items,
+    job_progress,
     job_subjob_counts,
     jobs_list,
     store_get,
@@ -62,6 +62,9 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     description="Any unique string (at most 128 printable characters): sending the same request "
     "again with the same key returns the first job instead of creating another.",
 )
+
+
+MAX_LIFETIME = timedelta(days=3650)
 
 
 def _max_files() -> int:
@@ -123,11 +126,14 @@ class JobListView(PaginatedView):
         )
         lifetime = IsoDurationField(
             required=False,
-            min_value=timedelta(seconds=1),
-            max_value=timedelta(days=3650),
-            help_text="How long the staged copies stay (ISO 8601 such as P7D, or seconds); "
-            "default from the settings.",
+            help_text="How long the staged copies stay (an ISO 8601 duration such as P7D or "
+            "PT12H); default from the settings.",
         )
+
+        def validate_lifetime(self, lifetime):
+            if lifetime > MAX_LIFETIME:
+                raise serializers.ValidationError(f"At most {MAX_LIFETIME.days} days.")
+            return lifetime
 
         def _bounded(self, values: list[str], name: str) -> list[str]:
             if len(values) > _max_files():
@@ -230,6 +236,7 @@ class JobDetailView(APIView):
         job = job_get(job_id=job_id, user=request.user)
         counts = job_subjob_counts(job=job)
         job.subjob_counts = {"total": sum(counts.values()), "by_status": counts}
+        job.progress_now = job_progress(job=job)
         return Response(JobDetailSerializer(job, context={"request": request}).data)
 
 
@@ -336,8 +343,8 @@ class JobRetryView(APIView):
 
 
 class JobReleaseView(APIView):
-    """Release an ended job's staged copies (all, or some paths): once no job holds a copy,
-    the sweeper deletes it."""
+    """Release the job's staged copies (all, or some paths): once no job holds a copy, the
+    sweeper deletes it (a running job's copies only after it ends)."""
 
     role_policy = "jobs_control"
     permission_classes = [RolePolicy]
@@ -365,7 +372,6 @@ class JobReleaseView(APIView):
         responses={
             200: OutputSerializer,
             404: OpenApiResponse(description="No such job visible to the caller."),
-            409: OpenApiResponse(description="The job is still active."),
         },
     )
     def post(self, request, job_id: str):

@@ -1,6 +1,6 @@
 """Client requests on jobs that take more than one engine call: submitting a job (choose the task,
 resolve what it works on, make a repeated Idempotency-Key return the job it created the first
-time) and releasing a finished job's staged copies, all or by path."""
+time) and releasing a job's staged copies, all or by path."""
 
 import hashlib
 import json
@@ -11,8 +11,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from staging.errors import ConflictError, IdempotencyKeyReusedError, ServiceError
-from staging.models import ACTIVE_STATUSES, Job, Store
+from staging.errors import IdempotencyKeyReusedError, ServiceError
+from staging.models import Job, Store
 from staging.selectors import files_by_ids, job_by_idempotency_key, job_paths_not_in
 from staging.services.catalogue import catalogue_upsert_paths
 from staging.services.jobs import job_create_staging
@@ -121,15 +121,9 @@ def _replayed(job: Job, key: str, fingerprint: str) -> Job:
 
 @transaction.atomic
 def job_release_requested(*, job: Job, paths: Sequence[str] | None = None) -> int:
-    """Release the pins of a job that has ended (all, or those of ``paths``); returns how many.
-
-    A job still at work is a conflict: its copies could be swept while it reports them ready.
-    A path that is not one of the job's files is refused and nothing is released."""
-    status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-    if status in ACTIVE_STATUSES:
-        raise ConflictError(
-            f"job {job.uuid} is {status}; release its files once it has ended (or cancel it)"
-        )
+    """Release the job's pins (all, or those of ``paths``); returns how many. A path that is not
+    one of the job's files is refused and nothing is released. (Releasing a job that still runs
+    is safe: the sweeper keeps its copies until it ends.)"""
     if paths is not None:
         unknown = job_paths_not_in(job=job, paths=paths)
         if unknown:

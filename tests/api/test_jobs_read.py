@@ -121,8 +121,8 @@ def test_the_detail_shows_progress_outcome_and_subjobs_by_status(api_as):
         files_done=1,
         bytes_done=150,
     )
-    SubJobFactory(job=job, sequence=2, status=R)
-    SubJobFactory(job=job, sequence=3, status=R)
+    SubJobFactory(job=job, sequence=2, status=R, bytes_per_second=30.0)
+    SubJobFactory(job=job, sequence=3, status=R, bytes_per_second=20.0)
 
     response = client.get(f"/api/v1/jobs/{job.uuid}/")
 
@@ -138,9 +138,11 @@ def test_the_detail_shows_progress_outcome_and_subjobs_by_status(api_as):
         "files_failed": 0,
         "bytes_total": 200,
         "bytes_done": 150,
+        "bytes_per_second": 50.0,
+        "eta_seconds": 1.0,
     }
     assert body["subjobs"] == {"total": 3, "by_status": {"FINISHED": 1, "RUNNING": 2}}
-    assert body["lifetime"] == "P14DT00H00M00S"
+    assert body["lifetime"] == "PT1209600S"
     assert body["statusuri"] == f"http://testserver/api/v1/task_status/{job.uuid}"
     assert (body["resultsuri"], body["itemsuri"], body["subjobsuri"]) == (
         f"{base}/result",

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('staging', '0002_store_administrators_latency'),
+        ('staging', '0003_subjob_rate'),
     ]
 
     operations = [
