@@ -46,7 +46,9 @@ def _stage(*, owner, request: JobRequest, idempotency_key: str) -> Job:
     if request.ids:
         found = files_by_ids(ids=request.ids)
         unknown = [
-            i for i in request.ids if i not in found or found[i].store_id != request.store.pk
+            i
+            for i in dict.fromkeys(request.ids)
+            if i not in found or found[i].store_id != request.store.pk
         ]
         if unknown:
             raise ServiceError(

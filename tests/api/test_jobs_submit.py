@@ -7,6 +7,7 @@ import pytest
 
 from staging.models import File, Item, Job, JobStatus, Pin, Store
 from staging.roles import Role
+from staging.services import job_requests
 from tests.api.helpers import assert_problem
 
 pytestmark = pytest.mark.django_db
@@ -215,6 +216,30 @@ def test_the_same_idempotency_key_with_another_body_is_refused_with_422(api_as, 
 
     body = assert_problem(response, 422, "abc-1", "different request body")
     assert (body["field"], body["jobId"]) == ("Idempotency-Key", first.json()["jobId"])
+    assert Job.objects.count() == 1
+
+
+def test_a_racing_request_with_the_same_key_gets_the_job_that_won(
+    api_as, archive_files, monkeypatch
+):
+    (file,) = archive_files({"a.txt": b"alpha"})
+    client = api_as(Role.DATA_USER)
+    first = submit(client, {"ids": [file.id]}, HTTP_IDEMPOTENCY_KEY="k")
+    # The second request looks before the first one is visible, then loses on the unique key.
+    lookups = []
+    real_lookup = job_requests.job_by_idempotency_key
+
+    def first_lookup_misses(**kwargs):
+        lookups.append(kwargs)
+        return None if len(lookups) == 1 else real_lookup(**kwargs)
+
+    monkeypatch.setattr(job_requests, "job_by_idempotency_key", first_lookup_misses)
+
+    second = submit(client, {"ids": [file.id]}, HTTP_IDEMPOTENCY_KEY="k")
+
+    assert (second.status_code, second.json()["jobId"]) == (202, first.json()["jobId"])
+    assert second["Idempotent-Replayed"] == "true"
+    assert len(lookups) == 2
     assert Job.objects.count() == 1
 
 
