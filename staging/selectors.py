@@ -1,20 +1,20 @@
 """Every read of the staging domain that an API or admin view needs."""
 
-import json
-import logging
+import re
+import stat as stat_mode
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
 
-from django.db import DatabaseError, connections
-from django.db.models import Count, Exists, OuterRef, QuerySet, Sum
-from django.utils import timezone
-from django_celery_results.models import TaskResult
+from django.db.models import Count, Q, QuerySet, Sum
 
 from staging.errors import NotFoundError, ServiceError
-from staging.models import File, Item, Job, JobStatus, Pin, Store, SubJob
-from staging.roles import sees_all_jobs
-
-logger = logging.getLogger(__name__)
+from staging.models import File, Item, Job, JobStatus, Store, SubJob
+from staging.roles import JobScope, job_scope
+from staging.storage import UnsafePathError, clean_relative_path, resolve_under
 
 
 def store_get(*, slug: str | None = None) -> Store:
@@ -55,16 +55,159 @@ def parse_job_id(raw: str | None) -> uuid.UUID:
 
 
 def visible_jobs(*, user) -> QuerySet[Job]:
+    """The jobs ``user`` may see (staging.roles): all, own plus administered stores, or own.
+
+    The administered stores are a subquery, so a lookup by id stays one statement and a job is
+    never repeated when its store has several administrators."""
     jobs = Job.objects.all()
-    return jobs if sees_all_jobs(user) else jobs.filter(owner=user)
+    scope = job_scope(user)
+    if scope == JobScope.ALL:
+        return jobs
+    if scope == JobScope.ADMINISTERED_STORES:
+        administered = Store.administrators.through.objects.filter(user_id=user.pk).values(
+            "store_id"
+        )
+        return jobs.filter(Q(owner=user) | Q(store_id__in=administered))
+    return jobs.filter(owner=user)
 
 
 def job_status_get(*, job_uuid: uuid.UUID, user) -> str:
     """The job's status in one indexed lookup of one column; unknown and not-yours are alike."""
-    status = visible_jobs(user=user).filter(uuid=job_uuid).values_list("status", flat=True).first()
+    found = (
+        visible_jobs(user=user).filter(uuid=job_uuid).order_by().values_list("status", flat=True)
+    )
+    status = next(iter(found[:1]), None)
     if status is None:
         raise NotFoundError(f"no staging request with id {job_uuid}")
     return status
+
+
+# --- API v1 -------------------------------------------------------------------------------------
+
+# What the status calls read: one row of the job, these columns only.
+JOB_STATUS_FIELDS = (
+    "status",
+    "files_total",
+    "files_done",
+    "files_failed",
+    "bytes_total",
+    "bytes_done",
+    "updated_at",
+)
+
+
+def _job_uuid_in_path(raw: str) -> uuid.UUID:
+    """A job id taken from a URL path; anything that is not a UUID names no job (404)."""
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError as exc:
+        raise NotFoundError(f"no job with id {raw!r}") from exc
+
+
+def job_status_row(*, job_id: str, user) -> dict:
+    """The status columns of a visible job, in one indexed lookup (the cheap poll)."""
+    job_uuid = _job_uuid_in_path(job_id)
+    found = visible_jobs(user=user).filter(uuid=job_uuid).order_by().values(*JOB_STATUS_FIELDS)
+    row = next(iter(found[:1]), None)
+    if row is None:
+        raise NotFoundError(f"no job with id {job_uuid}")
+    return row
+
+
+def job_get(*, job_id: str, user) -> Job:
+    """A job the user may see, with its store and owner; unknown and not-yours are alike."""
+    job_uuid = _job_uuid_in_path(job_id)
+    job = visible_jobs(user=user).select_related("store", "owner").filter(uuid=job_uuid).first()
+    if job is None:
+        raise NotFoundError(f"no job with id {job_uuid}")
+    return job
+
+
+def jobs_list(
+    *,
+    user,
+    status: str = "",
+    task: str = "",
+    store: Store | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Job]:
+    jobs = visible_jobs(user=user).select_related("store")
+    if status:
+        jobs = jobs.filter(status=status)
+    if task:
+        jobs = jobs.filter(task=task)
+    if store is not None:
+        jobs = jobs.filter(store=store)
+    if created_after is not None:
+        jobs = jobs.filter(created_at__gte=created_after)
+    if created_before is not None:
+        jobs = jobs.filter(created_at__lt=created_before)
+    return jobs
+
+
+def job_by_idempotency_key(*, owner, key: str) -> Job | None:
+    return Job.objects.filter(owner=owner, idempotency_key=key).first()
+
+
+def job_subjob_counts(*, job: Job) -> dict[str, int]:
+    """How many of the job's sub-jobs are in each status."""
+    rows = SubJob.objects.filter(job=job).values("status").annotate(n=Count("pk"))
+    return {row["status"]: row["n"] for row in rows.order_by()}
+
+
+def job_items(*, job: Job, status: str = "", subjob: int | None = None) -> QuerySet[Item]:
+    items = Item.objects.filter(job=job).select_related("subjob")
+    if status:
+        items = items.filter(status=status)
+    if subjob is not None:
+        items = items.filter(subjob__sequence=subjob)
+    return items
+
+
+# Columns of a job's result rows (JSON objects and CSV lines alike).
+RESULT_COLUMNS = (
+    "path",
+    "file_id",
+    "size",
+    "status",
+    "bytes_done",
+    "attempts",
+    "error",
+    "finished_at",
+)
+
+
+def job_result_rows(*, job: Job, chunk_size: int = 2000) -> Iterator[tuple]:
+    """The job's items as result rows, streamed from the database in chunks."""
+    return (
+        Item.objects.filter(job=job)
+        .order_by("pk")
+        .values_list(*RESULT_COLUMNS)
+        .iterator(chunk_size=chunk_size)
+    )
+
+
+def job_subjobs(*, job: Job) -> QuerySet[SubJob]:
+    return SubJob.objects.filter(job=job).order_by("sequence")
+
+
+def subjob_get(*, job: Job, subjob_id: str) -> SubJob:
+    """A sub-job by its position in the job (1, 2, …); anything else names no sub-job."""
+    if not subjob_id.isdecimal() or len(subjob_id) > 9:
+        raise NotFoundError(f"job {job.uuid} has no sub-job {subjob_id!r}")
+    subjob = SubJob.objects.filter(job=job, sequence=int(subjob_id)).first()
+    if subjob is None:
+        raise NotFoundError(f"job {job.uuid} has no sub-job {subjob_id!r}")
+    return subjob
+
+
+def job_paths_not_in(*, job: Job, paths: Sequence[str]) -> list[str]:
+    """The given paths that are not items of the job, in the order given."""
+    known = set(
+        Item.objects.filter(job=job, path__in=list(set(paths))).values_list("path", flat=True)
+    )
+    return [p for p in paths if p not in known]
 
 
 def job_progress(*, job: Job) -> dict:
@@ -89,106 +232,151 @@ def job_progress(*, job: Job) -> dict:
     }
 
 
-def jobs_search(*, jobs: QuerySet[Job], term: str) -> QuerySet[Job]:
-    """Narrow ``jobs`` to those matching ``term``: a job id, else a file id (both UUID-shaped),
-    else a path or path prefix of one of the job's items. The item lookups are EXISTS
-    subqueries served by the item indexes (file, path), never a scan of each job's items."""
-    term = term.strip()
+# --- WLCG tape API -------------------------------------------------------------------------
+#
+# A tape client names files by absolute namespace paths. Rule: a path whose first segment is a
+# store id names that store (``/<storeID>/run1/a.fastq``); any other path is in the primary
+# store (``/run1/a.fastq``). Every file stays reachable in the first form, even one whose
+# top directory happens to share a store's id.
+
+TAPE_SOURCE = "tape"
+
+
+@dataclass(frozen=True)
+class TapePath:
+    """A client's path mapped into a store."""
+
+    client: str  # as sent with repeated slashes collapsed: what we echo back
+    store: Store
+    relative: str  # clean, relative to the store's archive and staging roots
+    names_store: bool  # the path began with the store's id
+
+
+def collapse_slashes(raw: str) -> str:
+    return re.sub(r"/{2,}", "/", raw)
+
+
+def tape_stores() -> tuple[dict[str, Store], Store | None]:
+    stores = {store.slug: store for store in Store.objects.all()}
+    primary = next((store for store in stores.values() if store.is_primary), None)
+    return stores, primary
+
+
+def tape_path_map(raw: str, *, stores: dict[str, Store], primary: Store | None) -> TapePath:
+    """Map one client path into a store; raises ServiceError for a path that names no file of
+    ours (empty, ``..``, a NUL byte, no primary store)."""
+    client = collapse_slashes(raw)
+    parts = [part for part in client.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ServiceError(f"path may not contain '..': {raw!r}")
+    names_store = len(parts) > 1 and parts[0] in stores
+    store = stores[parts[0]] if names_store else primary
+    if store is None:
+        raise ServiceError(f"{raw!r} names no store and no primary store is set up")
     try:
-        as_uuid = uuid.UUID(term)
+        relative = clean_relative_path("/".join(parts[1:] if names_store else parts))
+    except UnsafePathError as exc:
+        raise ServiceError(f"{exc}: {raw!r}") from exc
+    return TapePath(client=client, store=store, relative=relative, names_store=names_store)
+
+
+def tape_paths_map(*, paths: Sequence[str]) -> list[TapePath]:
+    stores, primary = tape_stores()
+    return [tape_path_map(raw, stores=stores, primary=primary) for raw in paths]
+
+
+def stage_request_get(*, request_id: str, user) -> Job:
+    """A stage request of the tape API the user may see; unknown, malformed, deleted and
+    not-yours ids are all alike (404)."""
+    try:
+        job_uuid = uuid.UUID(str(request_id))
     except ValueError:
-        as_uuid = None
-    if as_uuid is not None:
-        if jobs.filter(uuid=as_uuid).exists():
-            return jobs.filter(uuid=as_uuid)
-        return jobs.filter(Exists(Item.objects.filter(job=OuterRef("pk"), file_id=as_uuid.hex)))
-    return jobs.filter(Exists(Item.objects.filter(job=OuterRef("pk"), path__startswith=term)))
-
-
-def job_items_count_by_status(*, job: Job) -> dict[str, int]:
-    """The job's items per status (only statuses that occur), in the state machine's order."""
-    counts = dict(
-        Item.objects.filter(job=job).order_by().values_list("status").annotate(n=Count("pk"))
+        raise NotFoundError(f"no stage request with id {request_id}") from None
+    job = (
+        visible_jobs(user=user)
+        .filter(uuid=job_uuid, source=TAPE_SOURCE)
+        .exclude(parameters__tape__has_key="deleted_at")
+        .select_related("store")
+        .first()
     )
-    return {status: counts[status] for status in JobStatus.values if status in counts}
+    if job is None:
+        raise NotFoundError(f"no stage request with id {request_id}")
+    return job
 
 
-def job_failure_reasons(*, job: Job, limit: int = 5) -> list[dict]:
-    """The most frequent error messages of the job's failed items, with how many items each."""
-    return list(
-        Item.objects.filter(job=job, status=JobStatus.FAILED)
-        .order_by()
-        .values("error")
-        .annotate(items=Count("pk"))
-        .order_by("-items", "error")[:limit]
-    )
+class Locality(StrEnum):
+    """Where a file's replicas are (WLCG tape API ``archiveinfo``). The archive store plays the
+    tape, the staging area the disk buffer; see README ("For grid clients") for the table."""
+
+    DISK = "DISK"
+    TAPE = "TAPE"
+    DISK_AND_TAPE = "DISK_AND_TAPE"
+    LOST = "LOST"
+    NONE = "NONE"  # never reported: every file we know was archived (TAPE) or staged (DISK)
+    UNAVAILABLE = "UNAVAILABLE"
 
 
-def job_subjobs(*, job: Job, limit: int = 100) -> tuple[int, list[SubJob]]:
-    """How many sub-jobs the job has and the first ``limit`` of them, each with ``task_result``
-    (its Celery TaskResult row, or None before a worker took it) and ``lease_expired``."""
-    subjobs = list(job.subjobs.order_by("sequence")[:limit])
-    total = len(subjobs) if len(subjobs) < limit else job.subjobs.count()
-    task_ids = [s.celery_task_id for s in subjobs if s.celery_task_id]
-    results = {
-        r.task_id: r
-        for r in TaskResult.objects.filter(task_id__in=task_ids).only(
-            "pk", "task_id", "status", "date_done"
+def _regular_file_size(root: str, relative: str) -> int | None:
+    """Size of the regular file at ``relative`` under ``root``; None if there is none. Raises
+    IsADirectoryError for a directory and OSError when the file system cannot answer."""
+    try:
+        info = resolve_under(root, relative).stat()
+    except FileNotFoundError:
+        return None
+    if stat_mode.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(relative)
+    return info.st_size if stat_mode.S_ISREG(info.st_mode) else None
+
+
+def file_localities(*, paths: Sequence[str]) -> list[dict]:
+    """``{"path", "locality"}`` or ``{"path", "error"}`` for each client path, in order."""
+    stores, primary = tape_stores()
+    mapped: list[TapePath | dict] = []
+    for raw in paths:
+        try:
+            mapped.append(tape_path_map(raw, stores=stores, primary=primary))
+        except ServiceError as exc:
+            mapped.append({"path": collapse_slashes(raw), "error": exc.detail})
+    wanted: dict[int, set[str]] = {}
+    for entry in mapped:
+        if isinstance(entry, TapePath):
+            wanted.setdefault(entry.store.pk, set()).add(entry.relative)
+    catalogued = {
+        (store_id, path): size
+        for store_id, relatives in wanted.items()
+        for path, size in File.objects.filter(store_id=store_id, path__in=relatives).values_list(
+            "path", "size"
         )
     }
-    now = timezone.now()
-    for subjob in subjobs:
-        subjob.task_result = results.get(subjob.celery_task_id)
-        subjob.lease_expired = bool(
-            subjob.status == JobStatus.RUNNING
-            and subjob.lease_expires_at
-            and subjob.lease_expires_at < now
-        )
-    return total, subjobs
+    return [
+        _locality(entry, catalogued.get((entry.store.pk, entry.relative)))
+        if isinstance(entry, TapePath)
+        else entry
+        for entry in mapped
+    ]
 
 
-def job_live_pins_count(*, job: Job) -> int:
-    return Pin.objects.filter(
-        job=job, released_at__isnull=True, expires_at__gt=timezone.now()
-    ).count()
-
-
-def job_task_names() -> list[str]:
-    """The task names jobs use. On PostgreSQL a recursive query hops through the (task,
-    created_at) index one name at a time (a handful of probes), instead of reading every job as
-    SELECT DISTINCT would."""
-    connection = connections[Job.objects.db]
-    if connection.vendor != "postgresql":
-        return list(Job.objects.order_by("task").values_list("task", flat=True).distinct())
-    table = connection.ops.quote_name(Job._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH RECURSIVE names(task) AS (
-                (SELECT task FROM {table} ORDER BY task LIMIT 1)
-                UNION ALL
-                SELECT (SELECT j.task FROM {table} j WHERE j.task > names.task
-                        ORDER BY j.task LIMIT 1)
-                FROM names WHERE names.task IS NOT NULL
-            )
-            SELECT task FROM names WHERE task IS NOT NULL
-            """
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def rows_count(rows: QuerySet, *, exact_up_to: int = 10_000) -> tuple[int, bool]:
-    """How many rows ``rows`` holds, and whether that is an estimate. Counts exactly up to
-    ``exact_up_to`` (a LIMITed subquery: cheap however big the table); past that, PostgreSQL's
-    planner estimate (from ANALYZE statistics), so no page ever counts a million rows."""
-    rows = rows.order_by()
-    bounded = rows[: exact_up_to + 1].count()
-    if bounded <= exact_up_to:
-        return bounded, False
-    estimate = 0
-    if connections[rows.db].vendor == "postgresql":
-        try:
-            estimate = int(json.loads(rows.explain(format="json"))[0]["Plan"]["Plan Rows"])
-        except (DatabaseError, ValueError, LookupError) as exc:
-            logger.warning("no row estimate: %s", exc)
-    return max(estimate, bounded), True
+def _locality(mapped: TapePath, catalogued_size: int | None) -> dict:
+    store, relative = mapped.store, mapped.relative
+    answer = {"path": mapped.client}
+    if not Path(store.archive_root).is_dir():
+        return {**answer, "locality": Locality.UNAVAILABLE}
+    try:
+        archived = _regular_file_size(store.archive_root, relative)
+        staged = _regular_file_size(store.staging_root, relative)
+    except UnsafePathError:
+        return {**answer, "error": "the path leads outside the store"}
+    except IsADirectoryError:
+        return {**answer, "error": "the path is a directory"}
+    except OSError:
+        return {**answer, "locality": Locality.UNAVAILABLE}
+    # A staged copy counts only if it is the archived file (same size), not a stale one.
+    expected = archived if archived is not None else catalogued_size
+    on_disk = staged is not None and (expected is None or staged == expected)
+    if archived is not None:
+        return {**answer, "locality": Locality.DISK_AND_TAPE if on_disk else Locality.TAPE}
+    if on_disk:
+        return {**answer, "locality": Locality.DISK}
+    if catalogued_size is not None:
+        return {**answer, "locality": Locality.LOST}
+    return {**answer, "error": "no such file"}

@@ -12,7 +12,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from staging.models import Job, JobStatus, SubJob
-from staging.selectors import rows_count
+from staging.selectors_admin import rows_count
 
 logger = logging.getLogger(__name__)
 

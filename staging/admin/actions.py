@@ -4,7 +4,7 @@ reports what it did with ``message_user``, and says plainly which jobs it refuse
 from django.contrib import admin, messages
 
 from staging.errors import ConflictError
-from staging.models import ACTIVE_STATUSES, JobStatus
+from staging.models import JobStatus
 from staging.services.jobs import job_cancel, job_retry
 from staging.services.recovery import job_release
 
@@ -115,12 +115,6 @@ def release_pins(modeladmin, request, queryset):
         return
     released, pins, refusals = [], 0, []
     for job in jobs:
-        if job.status in ACTIVE_STATUSES:
-            # Copies released mid-run could be swept before the job reports them ready.
-            refusals.append(
-                f"job {job.uuid} is {job.status}; cancel it or let it end before releasing"
-            )
-            continue
         count = job_release(job=job)
         if not count:
             refusals.append(f"job {job.uuid} holds no pins")
@@ -132,7 +126,8 @@ def release_pins(modeladmin, request, queryset):
         modeladmin.message_user(
             request,
             f"Released {_plural(pins, 'pin')} of {_plural(len(released), 'job')}: "
-            f"{_ids(released)}. Staged copies no other job pins are deleted by the next sweep.",
+            f"{_ids(released)}. The sweeper deletes the staged copies no other job pins (those "
+            "of a job still running, once it ends).",
             messages.SUCCESS,
         )
     _report_refusals(modeladmin, request, "release the pins of", refusals)

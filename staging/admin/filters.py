@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 
 from staging.models import Job
-from staging.selectors import job_task_names
+from staging.selectors_admin import job_task_names
 
 
 class InputFilter(admin.SimpleListFilter):

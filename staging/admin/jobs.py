@@ -21,13 +21,13 @@ from staging.admin.display import (
 )
 from staging.admin.filters import OwnerFilter, TaskFilter
 from staging.admin.paginator import EstimatedCountPaginator
-from staging.models import ACTIVE_STATUSES, Job, JobStatus
-from staging.selectors import (
+from staging.models import Job, JobStatus
+from staging.selectors import job_progress
+from staging.selectors_admin import (
     job_failure_reasons,
     job_items_count_by_status,
     job_live_pins_count,
-    job_progress,
-    job_subjobs,
+    job_subjobs_page,
     jobs_search,
 )
 
@@ -160,7 +160,7 @@ class JobAdmin(admin.ModelAdmin):
 
     def _page_context(self, request, job: Job) -> dict:
         now = timezone.now()
-        subjobs_total, subjobs = job_subjobs(job=job, limit=SUBJOBS_SHOWN)
+        subjobs_total, subjobs = job_subjobs_page(job=job, limit=SUBJOBS_SHOWN)
         items = job_items_count_by_status(job=job)
         items_url = reverse("admin:staging_item_changelist")
         can_act = self.has_change_permission(request)
@@ -215,7 +215,7 @@ class JobAdmin(admin.ModelAdmin):
                         job.status in (JobStatus.NOT_STARTED, JobStatus.RUNNING),
                     ),
                     ("retry", "Retry failed items", job.status in FAILED_STATUSES),
-                    ("release", "Release pins", pins > 0 and job.status not in ACTIVE_STATUSES),
+                    ("release", "Release pins", pins > 0),
                 ]
                 if can_act and possible
             ],

@@ -8,7 +8,7 @@ says so (``count_is_estimate``); see ``staging.selectors.rows_count``.
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
-from staging.selectors import rows_count
+from staging.selectors_admin import rows_count
 
 
 class EstimatedCountPaginator(Paginator):

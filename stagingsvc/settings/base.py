@@ -34,6 +34,11 @@ SECRET_KEY = env("SECRET_KEY", default=None) or _local_secret_key()
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind a proxy that terminates TLS, trust its X-Forwarded-Proto so absolute URIs the service
+# hands out (the WLCG tape endpoint, Location headers) say https. Off by default: a client could
+# otherwise forge the header.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Where gunicorn listens (read by stagingsvc/gunicorn.conf.py); loopback unless told otherwise.
 SERVICE_HOST = env("HOST", default="127.0.0.1")
 SERVICE_PORT = env.int("PORT", default=8000)
@@ -49,6 +54,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_results",
     "django_celery_beat",
     "health_check",
@@ -146,8 +153,50 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["staging.api.throttling.UserRateThrottle"],
+    # Per user: every call, and the calls that create jobs. "N/second|minute|hour|day"; empty: off.
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env("API_THROTTLE_RATE", default="1200/minute") or None,
+        "submit": env("API_SUBMIT_THROTTLE_RATE", default="120/minute") or None,
+    },
+    "DEFAULT_SCHEMA_CLASS": "staging.api.openapi.StagingAutoSchema",
     "EXCEPTION_HANDLER": "stagingsvc.exceptions.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+# Request bodies declaring more than this are refused with 413 before they are read (Django's
+# own check, which DRF's JSON parsing goes through); 10,000 ids or paths fit comfortably.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024**2)
+
+# Throttle counters live here: a shared cache (e.g. redis://host:6379/1) makes the limits hold
+# across web processes; the default counts per process.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "stagingsvc API",
+    "DESCRIPTION": (
+        "Stage files from archive stores into a staging area. API v1 (jobs, task status, "
+        "sub-jobs), the seed-002 sub-job paths and the KBase DTS provider contract. Every "
+        "error is an RFC 9457 problem document (application/problem+json)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl None: the UI never calls validator.swagger.io (the docs work offline).
+    "SWAGGER_UI_SETTINGS": {
+        "deepLinking": True,
+        "persistAuthorization": True,
+        "validatorUrl": None,
+    },
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "staging.models.JobStatus"},
+    "PREPROCESSING_HOOKS": ["staging.api.openapi.exclude_foreign_specifications"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "staging.api.openapi.add_problem_responses",
+    ],
 }
 
 # Tokens are stored hashed; a token lives until it is revoked unless TOKEN_TTL_HOURS is set.
@@ -222,8 +271,21 @@ STAGING = {
     # Progress is written at most this often per sub-job.
     "PROGRESS_INTERVAL_SECONDS": env.float("STAGING_PROGRESS_INTERVAL_SECONDS", default=1.0),
     "COPY_CHUNK_BYTES": env.int("STAGING_COPY_CHUNK_BYTES", default=8 * 1024**2),
+    # Retry-After of the asynchronous API calls: how long a client should wait between polls.
+    "POLL_INTERVAL_SECONDS": env.int("STAGING_POLL_INTERVAL_SECONDS", default=5),
     # How long staged copies stay pinned when a request does not say (the DTS needs 7 days).
     "DEFAULT_LIFETIME": timedelta(days=env.int("STAGING_DEFAULT_LIFETIME_DAYS", default=14)),
+}
+
+# --- WLCG Tape REST API ---------------------------------------------------------------------
+
+TAPE = {
+    # What /.well-known/wlcg-tape-rest-api calls this site; targetedMetadata under this key is
+    # kept on the job, metadata for other sites is ignored.
+    "SITENAME": env("TAPE_SITENAME", default="stagingsvc"),
+    "DESCRIPTION": env("TAPE_DESCRIPTION", default="stagingsvc: WLCG Tape REST API v1"),
+    # A diskLifetime longer than this is shortened to it (the lifetime is the client's wish).
+    "MAX_DISK_LIFETIME": timedelta(days=env.int("TAPE_MAX_DISK_LIFETIME_DAYS", default=30)),
 }
 
 # --- Logging --------------------------------------------------------------------------------
