@@ -86,8 +86,11 @@ def stacked_bar_chart(
     plot_height = chart.plot_bottom - chart.plot_top
     slot = (chart.plot_right - chart.plot_left) / max(len(columns), 1)
     for fraction in (0, 0.5, 1):
+        label = value_format(top * fraction)
+        if any(label == existing for _, existing in chart.y_ticks):
+            continue  # a half that rounds to a neighbour (a scale of 0 to 1 job)
         y = chart.plot_bottom - fraction * plot_height
-        chart.y_ticks.append((round(y, 1), value_format(top * fraction)))
+        chart.y_ticks.append((round(y, 1), label))
     grand_total = 0.0
     for index, (label, segments) in enumerate(columns):
         x = chart.plot_left + index * slot + slot * 0.15
