@@ -45,7 +45,7 @@ PAGES = [
 SEED_SQL = """
 INSERT INTO staging_job (uuid, task, store_id, owner_id, source, parameters, status,
     files_total, files_done, files_failed, bytes_total, bytes_done, result, error, lifetime,
-    idempotency_key, created_at, started_at, finished_at, updated_at)
+    idempotency_key, request_hash, created_at, started_at, finished_at, updated_at)
 SELECT gen_random_uuid(),
        CASE WHEN i %% 10 = 0 THEN 'restore-content' ELSE 'stage' END,
        %(store)s,
@@ -57,7 +57,7 @@ SELECT gen_random_uuid(),
        1048576, CASE WHEN s.status = 'FINISHED' THEN 1048576 ELSE 0 END,
        '{}'::jsonb,
        CASE WHEN s.status = 'FAILED' THEN 'bench failure' ELSE '' END,
-       interval '14 days', '',
+       interval '14 days', '', '',
        c.created, c.created + interval '5 seconds',
        CASE WHEN s.status IN ('NOT_STARTED', 'RUNNING') THEN NULL
             ELSE c.created + interval '25 seconds' END,
