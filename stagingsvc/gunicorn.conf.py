@@ -11,3 +11,16 @@ graceful_timeout = 20
 accesslog = "-"
 # Several instances may share a host (tests, benchmarks); nothing here uses the control socket.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Metrics of a previous run must not add to this one's (prometheus multiprocess mode)."""
+    from staging.metrics import multiprocess_dir_reset
+
+    multiprocess_dir_reset()
+
+
+def child_exit(server, worker):
+    from staging.metrics import process_exited
+
+    process_exited(worker.pid)
