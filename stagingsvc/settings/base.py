@@ -257,6 +257,11 @@ STAGING = {
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # django-prometheus would query the migration table at start-up; readiness covers the DB.
 PROMETHEUS_EXPORT_MIGRATIONS = False
+# Several processes (gunicorn's, a worker's pool) count into files under this directory, one
+# directory per process group; prometheus_client needs it to exist before the first metric.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- Logging --------------------------------------------------------------------------------
 

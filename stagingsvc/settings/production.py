@@ -2,9 +2,10 @@
 
 The service runs behind a TLS-terminating reverse proxy (nginx, a cloud load balancer, a
 Kubernetes ingress) that speaks plain HTTP to gunicorn and sets ``X-Forwarded-Proto``. It
-refuses to start without the settings a public deployment cannot guess: SECRET_KEY,
-ALLOWED_HOSTS, DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis); the laptop defaults
-(a key kept under var/, SQLite, an embedded broker) never reach production by accident.
+refuses to start without the settings a public deployment cannot guess: SECRET_KEY (50+
+random characters), ALLOWED_HOSTS, DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis);
+the laptop defaults (a key kept under var/, SQLite, an embedded broker) never reach production
+by accident.
 """
 
 from django.core.exceptions import ImproperlyConfigured
@@ -24,6 +25,11 @@ def _required(name: str) -> str:
 
 
 SECRET_KEY = _required("SECRET_KEY")
+if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be at least 50 random characters in production, e.g. the output of "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 ALLOWED_HOSTS = [host.strip() for host in _required("ALLOWED_HOSTS").split(",") if host.strip()]
 _required("DATABASE_URL")
 _required("CELERY_BROKER_URL")
