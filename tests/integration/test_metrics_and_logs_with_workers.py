@@ -124,6 +124,24 @@ def test_the_worker_counts_the_repairs_of_periodic_tasks(store, metrics_worker):
     assert not staged.exists()
 
 
+def test_the_retention_task_purges_old_jobs_on_a_worker_and_counts_them(store, metrics_worker):
+    _, worker_url = metrics_worker
+    ended = timezone.now() - timedelta(days=45)
+    old = JobFactory(store=store, status=JobStatus.FINISHED, finished_at=ended)
+    recent = JobFactory(store=store, status=JobStatus.FINISHED, finished_at=timezone.now())
+
+    celery_app.send_task("tasks.maintenance.purge_old_jobs", queue="control")
+
+    purged = (
+        "stagingsvc_recovery_actions_total",
+        (("action", "jobs_purged"), ("task", "purge_old_jobs")),
+    )
+    wait_until(lambda: purged in scrape(worker_url), timeout=30, what="the purge's count")
+    assert scrape(worker_url)[purged] == 1
+    assert not Job.objects.filter(pk=old.pk).exists()
+    assert Job.objects.filter(pk=recent.pk).exists()
+
+
 def test_json_log_lines_of_a_task_carry_job_subjob_and_worker_host(
     store, archive_files, client_for, start_worker
 ):
