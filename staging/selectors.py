@@ -3,10 +3,10 @@
 import uuid
 from collections.abc import Sequence
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 
 from staging.errors import NotFoundError, ServiceError
-from staging.models import File, Job, Store
+from staging.models import File, Job, JobStatus, Store
 from staging.roles import sees_all_jobs
 
 
@@ -58,3 +58,25 @@ def job_status_get(*, job_uuid: uuid.UUID, user) -> str:
     if status is None:
         raise NotFoundError(f"no staging request with id {job_uuid}")
     return status
+
+
+def job_progress(*, job: Job) -> dict:
+    """Files and bytes done of total, the current copy rate (sum over running sub-jobs, as
+    their last progress reports measured it) and the time left at that rate."""
+    rate = (
+        job.subjobs.filter(status=JobStatus.RUNNING).aggregate(
+            rate=Sum("bytes_per_second", default=0.0)
+        )["rate"]
+        if job.status == JobStatus.RUNNING
+        else 0.0
+    )
+    remaining = max(job.bytes_total - job.bytes_done, 0)
+    return {
+        "files_done": job.files_done,
+        "files_failed": job.files_failed,
+        "files_total": job.files_total,
+        "bytes_done": job.bytes_done,
+        "bytes_total": job.bytes_total,
+        "bytes_per_second": round(rate, 1),
+        "eta_seconds": round(remaining / rate, 1) if rate > 0 else None,
+    }

@@ -11,9 +11,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import ChannelError
 
 from staging.models import ACTIVE_STATUSES, Item, Job, JobStatus, Pin, Store, SubJob
-from staging.services.jobs import job_rollup, subjobs_publish
+from staging.services.jobs import STAGING_QUEUE, job_rollup, subjobs_publish
 from staging.storage import UnsafePathError, resolve_under
 
 logger = logging.getLogger(__name__)
@@ -70,16 +71,21 @@ def subjobs_reap_expired() -> ReapSummary:
 
 
 def broker_queue_length(queue: str) -> int:
+    """Messages waiting in ``queue``; a queue the broker no longer knows (flushed) is empty."""
     with current_app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1)
-        return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+        try:
+            declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+        except ChannelError:
+            return 0
+        return declared.message_count
 
 
 def subjobs_reconcile() -> int:
     """Re-publish sub-jobs that the database says are queued but no worker has taken for
     REDISPATCH_AFTER_SECONDS while the staging queue is empty: the broker lost their messages
     (a restart without persistence, a flush). A duplicate delivery is harmless (the lease)."""
-    if broker_queue_length("staging") > 0:
+    if broker_queue_length(STAGING_QUEUE) > 0:
         return 0
     cutoff = timezone.now() - timedelta(seconds=settings.STAGING["REDISPATCH_AFTER_SECONDS"])
     lost = SubJob.objects.filter(
