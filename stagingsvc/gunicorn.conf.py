@@ -1,5 +1,6 @@
 """gunicorn settings; HOST/PORT/WEB_CONCURRENCY from the environment."""
 
+import glob
 import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
@@ -13,14 +14,19 @@ accesslog = "-"
 control_socket_disable = True
 
 
+# Prometheus multiprocess mode (PROMETHEUS_MULTIPROC_DIR): the master imports nothing of the
+# application, so these hooks use prometheus_client directly.
 def on_starting(server):
-    """Metrics of a previous run must not add to this one's (prometheus multiprocess mode)."""
-    from staging.metrics import multiprocess_dir_reset
-
-    multiprocess_dir_reset()
+    """Counters of a previous run must not add to this one's."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.unlink(stale)
 
 
 def child_exit(server, worker):
-    from staging.metrics import process_exited
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
 
-    process_exited(worker.pid)
+        multiprocess.mark_process_dead(worker.pid)
