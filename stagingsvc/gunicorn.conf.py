@@ -10,6 +10,22 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = 60
 graceful_timeout = 20
 accesslog = "-"
+# With LOG_FORMAT=json gunicorn's own lines (start-up, access log) are JSON too, like Django's.
+if os.environ.get("LOG_FORMAT") == "json":
+    logconfig_dict = {
+        # Each line once: gunicorn's loggers have their own handlers, the root logger too.
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        },
+        "formatters": {
+            "generic": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            }
+        },
+    }
 # Several instances may share a host (tests, benchmarks); nothing here uses the control socket.
 control_socket_disable = True
 

@@ -1,6 +1,8 @@
 """gunicorn with several worker processes in prometheus multiprocess mode: /metrics, whichever
-process answers it, adds up the requests every process served."""
+process answers it, adds up the requests every process served; with LOG_FORMAT=json gunicorn's
+own lines are JSON, each written once."""
 
+import json
 import signal
 import socket
 import subprocess
@@ -36,7 +38,7 @@ def healthz_requests(text: str) -> float:
     return 0
 
 
-def test_metrics_add_up_the_requests_of_every_gunicorn_process(tmp_path, broker):
+def test_metrics_add_up_the_requests_of_every_gunicorn_process_and_logs_are_json(tmp_path, broker):
     port = free_port()
     metrics_dir = tmp_path / "prometheus"
     log_path = tmp_path / "gunicorn.log"
@@ -47,6 +49,7 @@ def test_metrics_add_up_the_requests_of_every_gunicorn_process(tmp_path, broker)
         WEB_THREADS="1",
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         STAGINGSVC_VAR_DIR=str(tmp_path / "var"),
+        LOG_FORMAT="json",
     )
     with open(log_path, "wb") as log:
         web = subprocess.Popen(
@@ -84,3 +87,10 @@ def test_metrics_add_up_the_requests_of_every_gunicorn_process(tmp_path, broker)
         except subprocess.TimeoutExpired:
             web.kill()
             web.wait(timeout=10)
+
+    access = [
+        json.loads(line)
+        for line in log_path.read_text().splitlines()
+        if line.startswith("{") and '"gunicorn.access"' in line
+    ]
+    assert sum("GET /healthz" in line["message"] for line in access) == 30
