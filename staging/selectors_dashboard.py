@@ -11,6 +11,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from staging.broker import broker_queue_lengths
 from staging.models import Job, JobStatus, SubJob
 from staging.selectors_admin import rows_count
 
@@ -136,13 +137,7 @@ def broker_overview(*, timeout: float = 1.0) -> BrokerOverview:
             connect_timeout=timeout, transport_options=transport_options
         ) as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
-            channel = connection.default_channel
-            # A plain (not passive) declare: kombu's Redis transport answers with LLEN of the
-            # queue's lists and creates nothing, while its passive check misses queues when a
-            # global key prefix is set (EXISTS is not prefixed).
-            queues = {
-                queue: channel.queue_declare(queue=queue).message_count for queue in STAGING_QUEUES
-            }
+            queues = broker_queue_lengths(STAGING_QUEUES, connection=connection)
             replies = current_app.control.ping(timeout=timeout, connection=connection) or []
     except Exception as exc:  # any failure of the broker is reported on the page, not raised
         logger.warning("dashboard: broker did not answer: %s", exc)

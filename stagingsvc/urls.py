@@ -1,7 +1,18 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
-from staging.api import dmi, dts, files, health, jobs, schema, subjobs, tape, task_status
+from staging.api import (
+    dmi,
+    dts,
+    files,
+    health,
+    jobs,
+    metrics,
+    schema,
+    subjobs,
+    tape,
+    task_status,
+)
 
 JOB = "api/v1/jobs/<str:job_id>"
 DATA_PRODUCER_JOB = "dmi/v1/dataJob/<str:requestId>/dataProducerJob/<str:dataProducerJobId>"
@@ -10,6 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.ReadinessView.as_view(), name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("dts/staging", dts.DtsStagingView.as_view(), name="dts-staging"),
     path("dts/resources", dts.DtsResourcesView.as_view(), name="dts-resources"),
     path("api/v1/files/", files.FileListView.as_view(), name="file-list"),
