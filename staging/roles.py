@@ -5,6 +5,12 @@
 | dts           |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
 | catalogue     |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
 | task_status   |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+| tasks         |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+
+``tasks`` is the task catalogue in both dialects: list a store's tasks and perform one
+(GET/POST /durastore/task…, GET/POST /api/v1/tasks/…). It starts jobs and reads nothing but
+the caller's own, so it goes with task_status; the service user (the DTS) stages through the
+DTS dialect only, and the admin role manages the site, not data.
 
 Visibility of a job: its owner, and every data-admin. Anyone else is told 404, never 403, so
 job ids cannot be probed.
@@ -27,6 +33,7 @@ POLICIES: dict[str, frozenset[Role]] = {
         {Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN, Role.SERVICE_USER}
     ),
     "task_status": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN}),
+    "tasks": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN}),
 }
 
 

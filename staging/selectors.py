@@ -1,12 +1,14 @@
 """Every read of the staging domain that an API or admin view needs."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from django.db.models import QuerySet, Sum
 
 from staging.errors import NotFoundError, ServiceError
-from staging.models import File, Job, JobStatus, Store
+from staging.models import File, Item, Job, JobStatus, Store
+from staging.results import results_file_read
 from staging.roles import sees_all_jobs
 
 
@@ -24,6 +26,17 @@ def files_by_ids(*, ids: Sequence[str]) -> dict[str, File]:
     return {
         f.id: f
         for f in File.objects.filter(pk__in=list(set(ids)), present=True).select_related("store")
+    }
+
+
+def files_by_paths(*, store: Store, paths: Sequence[str]) -> dict[str, File]:
+    """Catalogue entries of ``store`` still present in its archive, keyed by path (clean
+    relative paths; unknown ones are absent)."""
+    return {
+        f.path: f
+        for f in File.objects.filter(
+            store=store, path__in=list(set(paths)), present=True
+        ).select_related("store")
     }
 
 
@@ -80,3 +93,59 @@ def job_progress(*, job: Job) -> dict:
         "bytes_per_second": round(rate, 1),
         "eta_seconds": round(remaining / rate, 1) if rate > 0 else None,
     }
+
+
+# Item columns a task's result rows may name; any other column is a key of the item's result.
+DEFAULT_RESULT_COLUMNS = (
+    "path",
+    "file_id",
+    "size",
+    "status",
+    "bytes_done",
+    "attempts",
+    "error",
+    "finished_at",
+)
+ITEM_RESULT_FIELDS = frozenset(DEFAULT_RESULT_COLUMNS) | {"started_at"}
+
+
+@dataclass
+class ResultTable:
+    """A job's results: named columns, rows read lazily, and the summary beside them."""
+
+    columns: tuple[str, ...]
+    rows: Iterator[Sequence]
+    summary: dict
+
+
+def job_item_rows(*, job: Job, columns: Sequence[str], chunk_size: int = 2000) -> Iterator[tuple]:
+    """The job's items as rows of ``columns``, streamed from the database in chunks."""
+    fields = [c for c in columns if c in ITEM_RESULT_FIELDS]
+    extra = [c for c in columns if c not in ITEM_RESULT_FIELDS]
+    values = Item.objects.filter(job=job).order_by("pk").values_list(*fields, "result")
+    for row in values.iterator(chunk_size=chunk_size):
+        named = dict(zip(fields, row, strict=False))
+        result = row[-1] or {}
+        named.update({c: result.get(c) for c in extra})
+        yield tuple(named[c] for c in columns)
+
+
+def job_result_table(*, job: Job) -> ResultTable:
+    """The job's results as its task declares them: rows from its results file when it has
+    one (a scan), else one row per item; the summary is the job's outcome (plus, for tasks of
+    one item, what that item found)."""
+    # The catalogue imports services that import this module: look it up at call time.
+    from tasks.catalogue import task_type_get
+
+    task = task_type_get(job.task)
+    summary = dict(job.result or {})
+    if task is not None and task.summary_from_item:
+        summary.update(
+            Item.objects.filter(job=job).order_by("pk").values_list("result", flat=True).first()
+            or {}
+        )
+    if job.result_file:
+        columns, rows = results_file_read(job.result_file)
+        return ResultTable(columns, rows, summary)
+    columns = task.result_columns if task is not None else DEFAULT_RESULT_COLUMNS
+    return ResultTable(tuple(columns), job_item_rows(job=job, columns=columns), summary)

@@ -1,7 +1,7 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 
-from staging.api import dts, files, health
+from staging.api import dts, durastore, files, health, tasks
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,4 +10,20 @@ urlpatterns = [
     path("dts/staging", dts.DtsStagingView.as_view(), name="dts-staging"),
     path("dts/resources", dts.DtsResourcesView.as_view(), name="dts-resources"),
     path("api/v1/files/", files.FileListView.as_view(), name="file-list"),
+    # Task catalogue: DuraStore spells its routes without a trailing slash, API v1 with one;
+    # both are routed with and without, as clients differ.
+    re_path(
+        r"^durastore/task/?$", durastore.DuraStoreTaskListView.as_view(), name="durastore-tasks"
+    ),
+    re_path(
+        r"^durastore/task/(?P<task_name>[^/]+)/?$",
+        durastore.DuraStoreTaskView.as_view(),
+        name="durastore-task",
+    ),
+    re_path(r"^api/v1/tasks/?$", tasks.TaskListView.as_view(), name="task-list"),
+    re_path(
+        r"^api/v1/tasks/(?P<task_name>[^/]+)/?$",
+        tasks.TaskPerformView.as_view(),
+        name="task-perform",
+    ),
 ]

@@ -14,6 +14,13 @@ from staging.services.catalogue import catalogue_scan
 from tests.workers import BeatProcess, WorkerProcess, worker_environment
 
 
+@pytest.fixture(autouse=True)
+def results_root(settings, tmp_path: Path) -> Path:
+    """Every test keeps job results files in its own directory (workers it starts too)."""
+    settings.RESULTS_ROOT = tmp_path / "results"
+    return settings.RESULTS_ROOT
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     """The primary store, with empty archive and staging roots in a temporary directory."""
@@ -80,7 +87,7 @@ def broker():
 
 
 @pytest.fixture
-def start_worker(transactional_db, broker, tmp_path: Path):
+def start_worker(transactional_db, broker, tmp_path: Path, results_root: Path):
     """Start real `celery worker` processes: ``start_worker(concurrency=2)``. All are stopped
     at the end of the test; their logs are in the test's temporary directory."""
     started: list[WorkerProcess] = []
@@ -92,7 +99,7 @@ def start_worker(transactional_db, broker, tmp_path: Path):
             concurrency=concurrency,
             queues=queues,
             log_path=tmp_path / f"worker-{len(started)}.log",
-            env=worker_environment(**env),
+            env=worker_environment(RESULTS_ROOT=str(results_root), **env),
         )
         started.append(worker)
         worker.wait_ready()

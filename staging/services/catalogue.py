@@ -3,6 +3,7 @@
 import logging
 import mimetypes
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,8 @@ from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path
 logger = logging.getLogger(__name__)
 
 SCAN_BATCH = 1000
+CHECKSUM_FIELDS = ("md5", "sha256", "adler32")
+NO_CHECKSUMS = dict.fromkeys(CHECKSUM_FIELDS, "")
 
 
 def store_ensure_primary(
@@ -88,12 +91,20 @@ def _walk_regular_files(root: Path, start: Path):
             yield Path(entry.path).relative_to(root).as_posix(), stat
 
 
-def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
+# What a scan tells ``on_file`` about each file: its path, its stat, and the checksums the
+# catalogue still holds for it (empty strings for those not known, all empty if it changed).
+ScanVisitor = Callable[[str, os.stat_result, dict[str, str]], None]
+
+
+def catalogue_scan(
+    *, store: Store, prefix: str = "", on_file: ScanVisitor | None = None
+) -> ScanSummary:
     """Index the store's archive tree (or the part under ``prefix``) into the catalogue.
 
     Ids are derived from store and path, so a re-scan keeps them; a changed size or mtime
     updates the entry and forgets its checksums (they describe old content); files no longer
-    found are flagged ``present=False`` rather than deleted, so old jobs keep their references."""
+    found are flagged ``present=False`` rather than deleted, so old jobs keep their references.
+    ``on_file`` is called for every file found (the scan task writes its result rows there)."""
     root = Path(store.archive_root).resolve()
     if prefix:
         try:
@@ -108,9 +119,9 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
     if prefix:
         existing_qs = existing_qs.filter(path__startswith=prefix + "/")
     existing = {
-        path: (file_id, size, mtime, present)
-        for file_id, path, size, mtime, present in existing_qs.values_list(
-            "id", "path", "size", "mtime", "present"
+        path: (file_id, size, mtime, present, checksums)
+        for file_id, path, size, mtime, present, *checksums in existing_qs.values_list(
+            "id", "path", "size", "mtime", "present", *CHECKSUM_FIELDS
         ).iterator(chunk_size=SCAN_BATCH)
     }
     now = timezone.now()
@@ -137,6 +148,7 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
     for relative, stat in _walk_regular_files(root, start):
         mtime = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
         known = existing.pop(relative, None)
+        kept = NO_CHECKSUMS
         if known is None:
             to_create.append(
                 File(
@@ -151,10 +163,11 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
             )
             summary.added += 1
         else:
-            file_id, size, old_mtime, present = known
+            file_id, size, old_mtime, present, checksums = known
             if size == stat.st_size and old_mtime == mtime and present:
                 unchanged_ids.append(file_id)
                 summary.unchanged += 1
+                kept = dict(zip(CHECKSUM_FIELDS, checksums, strict=True))
             else:
                 to_update.append(
                     File(
@@ -169,11 +182,13 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
                     )
                 )
                 summary.updated += 1
+        if on_file is not None:
+            on_file(relative, stat, kept)
         if len(to_create) + len(to_update) + len(unchanged_ids) >= SCAN_BATCH:
             flush()
     flush()
 
-    vanished_ids = [file_id for file_id, _, _, present in existing.values() if present]
+    vanished_ids = [file_id for file_id, _, _, present, _ in existing.values() if present]
     for start_at in range(0, len(vanished_ids), SCAN_BATCH):
         File.objects.filter(pk__in=vanished_ids[start_at : start_at + SCAN_BATCH]).update(
             present=False
