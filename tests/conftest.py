@@ -7,7 +7,7 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from staging.models import File, Store
+from staging.models import File, Store, StoreKind
 from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.catalogue import catalogue_scan
@@ -29,6 +29,20 @@ def store(tmp_path: Path) -> Store:
     staging.mkdir()
     return Store.objects.create(
         slug="primary", archive_root=str(archive), staging_root=str(staging), is_primary=True
+    )
+
+
+@pytest.fixture
+def tape_store(tmp_path: Path) -> Store:
+    """A second store, of the posix-tape kind (restore-content is its own task)."""
+    archive, staging = tmp_path / "tape-archive", tmp_path / "tape-staging"
+    archive.mkdir()
+    staging.mkdir()
+    return Store.objects.create(
+        slug="tape",
+        kind=StoreKind.POSIX_TAPE,
+        archive_root=str(archive),
+        staging_root=str(staging),
     )
 
 
