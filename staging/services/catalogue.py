@@ -60,21 +60,25 @@ class ScanSummary:
 
 def _walk_regular_files(root: Path, start: Path):
     """Yield (relative path, stat) for regular files below ``start``, following file symlinks
-    only while they stay inside ``root`` and never descending into directory symlinks."""
+    only while they stay inside ``root`` and never descending into directory symlinks.
+
+    The order is stable from one walk to the next (a directory's files by name, then its
+    subdirectories by name, depth first), so two scans of one tree list it alike."""
     stack = [start]
     while stack:
         directory = stack.pop()
         try:
-            entries = list(os.scandir(directory))
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
         except OSError as exc:
             logger.warning("scan: cannot read %s: %s", directory, exc)
             continue
+        subdirectories: list[Path] = []
         for entry in entries:
             if entry.name.startswith(TEMP_PREFIX):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    subdirectories.append(Path(entry.path))
                     continue
                 if entry.is_symlink():
                     target = Path(entry.path).resolve()
@@ -89,6 +93,7 @@ def _walk_regular_files(root: Path, start: Path):
                 logger.warning("scan: cannot stat %s: %s", entry.path, exc)
                 continue
             yield Path(entry.path).relative_to(root).as_posix(), stat
+        stack.extend(reversed(subdirectories))
 
 
 # What a scan tells ``on_file`` about each file: its path, its stat, and the checksums the
