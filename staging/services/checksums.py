@@ -2,6 +2,7 @@
 what the catalogue holds."""
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -34,20 +35,32 @@ def _catalogue_checksum(file_id: str | None) -> tuple[str, str] | None:
     return None
 
 
-def staged_copy_verify(*, item: Item, store: Store, should_stop) -> dict:
+def staged_copy_verify(
+    *,
+    item: Item,
+    store: Store,
+    should_stop: Callable[[], bool],
+    keep_alive: Callable[[], None] = lambda: None,
+) -> dict:
     """Compare the staged copy of ``item`` with the catalogue's checksum (computed from the
     archive and recorded first when the catalogue has none). A mismatch removes the copy, which
-    no job can use, and fails the item for good; a match is recorded on the item."""
-    chunk = settings.STAGING["COPY_CHUNK_BYTES"]
+    no job can use, and fails the item for good; a match is recorded on the item.
+    ``keep_alive`` is called after every chunk read: reading a big file takes a while, and the
+    worker's lease must be renewed meanwhile."""
+    reading = {
+        "chunk_bytes": settings.STAGING["COPY_CHUNK_BYTES"],
+        "on_progress": lambda count: keep_alive(),
+        "should_stop": should_stop,
+    }
     known = _catalogue_checksum(item.file_id)
     if known is None:
         source = resolve_under(store.archive_root, item.path)
-        value, read = file_checksum(source, "sha256", chunk_bytes=chunk, should_stop=should_stop)
+        value, read = file_checksum(source, "sha256", **reading)
         file_checksum_record(file_id=item.file_id, size=read, algorithm="sha256", value=value)
         known = ("sha256", value)
     algorithm, expected = known
     staged = resolve_under(store.staging_root, item.path)
-    actual, _ = file_checksum(staged, algorithm, chunk_bytes=chunk, should_stop=should_stop)
+    actual, _ = file_checksum(staged, algorithm, **reading)
     if actual != expected:
         staged.unlink(missing_ok=True)
         logger.warning("removed staged copy %s: %s %s != %s", staged, algorithm, actual, expected)

@@ -44,7 +44,13 @@ def create(request: TaskRequest):
 def stage_and_verify(item, store, reporter) -> None:
     stage_item(item, store, reporter)
     if reporter.subjob.job.parameters.get("verify"):
-        staged_copy_verify(item=item, store=store, should_stop=reporter.should_stop)
+        staged_copy_verify(
+            item=item,
+            store=store,
+            should_stop=reporter.should_stop,
+            # Renews the lease (and re-reads the cancel flag) when a progress report is due.
+            keep_alive=lambda: reporter.add_bytes(0),
+        )
 
 
 register(

@@ -2,6 +2,7 @@
 finds the work of a job's task. Sub-jobs are run in this process (the integration tier runs
 the same code in real workers)."""
 
+import types
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,31 @@ def test_dts_jobs_still_run_the_stage_work(client_for, store, archive_files):
     job = run_all(Job.objects.get(uuid=response.json()["request_id"]))
     assert job.status == JobStatus.FINISHED
     assert (Path(store.staging_root) / "a.txt").read_bytes() == b"alpha"
+
+
+def readme_example_module() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Adding a task type", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture
+def readme_task():
+    """The README's example task module, imported as if it were tasks/catalogue/line_count.py."""
+    module = types.ModuleType("tasks.catalogue.line_count")
+    exec(compile(readme_example_module(), "README.md", "exec"), module.__dict__)
+    yield task_type_get("line-count")
+    unregister("line-count")
+
+
+def test_the_readme_example_task_is_listed_and_runs(client_for, store, archive_files, readme_task):
+    archive_files({"a.txt": b"one\ntwo\n", "b.txt": b"no newline"})
+    client = client_for()
+    names = client.get("/durastore/task", HTTP_ACCEPT="application/json").json()
+    assert "line-count" in names
+    response = client.generic("POST", "/durastore/task/line-count", "a.txt\nb.txt")
+    assert response.status_code == 200
+    job = run_all(Job.objects.get(task="line-count"))
+    assert job.status == JobStatus.FINISHED
+    assert dict(job.items.values_list("path", "result__lines")) == {"a.txt": 2, "b.txt": 0}
+    assert job.bytes_done == 18

@@ -17,6 +17,7 @@ class Command(BaseCommand):
             f"""
 stagingsvc is starting.
   API          http://127.0.0.1:{port}/dts/staging   http://127.0.0.1:{port}/api/v1/files/
+  Tasks        http://127.0.0.1:{port}/durastore/task  http://127.0.0.1:{port}/api/v1/tasks/
   Admin        http://127.0.0.1:{port}/admin/   (python manage.py createsuperuser)
   Health       http://127.0.0.1:{port}/healthz  http://127.0.0.1:{port}/readyz
   Store        {store.slug}: archive {store.archive_root}
