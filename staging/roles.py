@@ -5,15 +5,19 @@
 | dts           |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
 | catalogue     |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
 | task_status   |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+| tape          |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
 | tasks         |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+
+Visibility of a job: its owner, and every data-admin. Anyone else is told 404, never 403, so
+job ids cannot be probed.
+
+``tape`` is the WLCG Tape REST API: FTS3 and gfal2 stage on behalf of users, as the DTS does.
+Its discovery document (/.well-known/wlcg-tape-rest-api) is public, as at every tape site.
 
 ``tasks`` is the task catalogue in both dialects: list a store's tasks and perform one
 (GET/POST /durastore/task…, GET/POST /api/v1/tasks/…). It starts jobs and reads nothing but
 the caller's own, so it goes with task_status; the service user (the DTS) stages through the
 DTS dialect only, and the admin role manages the site, not data.
-
-Visibility of a job: its owner, and every data-admin. Anyone else is told 404, never 403, so
-job ids cannot be probed.
 """
 
 from enum import StrEnum
@@ -33,6 +37,7 @@ POLICIES: dict[str, frozenset[Role]] = {
         {Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN, Role.SERVICE_USER}
     ),
     "task_status": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN}),
+    "tape": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN, Role.SERVICE_USER}),
     "tasks": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN}),
 }
 

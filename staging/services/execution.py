@@ -154,7 +154,11 @@ class ProgressReporter:
                     pk__in=self.finished, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
                 ).update(status=JobStatus.FINISHED, bytes_done=F("size"), finished_at=now)
             if self.current_item is not None:
-                Item.objects.filter(pk=self.current_item.pk).update(
+                # Filtered on status so a file cancelled meanwhile stays cancelled.
+                Item.objects.filter(
+                    pk=self.current_item.pk,
+                    status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
+                ).update(
                     status=JobStatus.RUNNING,
                     bytes_done=self.current_bytes,
                     started_at=Coalesce(F("started_at"), now),
@@ -214,7 +218,10 @@ def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWo
     last attempt's) fail the item with a message."""
     max_attempts = settings.STAGING["MAX_ATTEMPTS"]
     for attempt in range(1, max_attempts + 1):
-        Item.objects.filter(pk=item.pk).update(attempts=F("attempts") + 1)
+        if not Item.objects.filter(
+            pk=item.pk, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+        ).update(attempts=F("attempts") + 1):
+            return  # cancelled on its own (WLCG tape cancel) since the sub-job read its items
         reporter.item_started(item)
         try:
             work(item, store, reporter)

@@ -128,7 +128,9 @@ def staged_copies_sweep(*, batch: int = 500) -> int:
     while a batch is checked and deleted, and job creation takes the same lock, so a new request
     cannot find a copy "already staged" a moment before it disappears."""
     removed = 0
-    dead = Pin.objects.exclude(_live_pins())
+    # A released pin of a job still running is kept until the job ends: a copy of it may still
+    # land after this sweep, and would otherwise be left with no pin for a later sweep to find.
+    dead = Pin.objects.exclude(_live_pins()).exclude(job__status__in=ACTIVE_STATUSES)
     for store_id in dead.values_list("store_id", flat=True).distinct():
         with transaction.atomic():
             store = Store.objects.select_for_update().get(pk=store_id)

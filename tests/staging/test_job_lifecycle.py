@@ -229,3 +229,15 @@ def test_progress_reports_rate_and_time_left_of_a_running_job(staged_job):
         "bytes_per_second": 250.0,
         "eta_seconds": 2.0,
     }
+
+
+def test_a_released_pin_of_a_running_job_is_swept_only_once_the_job_ends(staged_job, store):
+    job = staged_job({"late.txt": b"late"})
+    job_release(job=job)
+    assert staged_copies_sweep() == 0
+    assert Pin.objects.filter(job=job).exists()  # kept: the copy may still land
+
+    job = run_all(job)
+    assert (Path(store.staging_root) / "late.txt").exists()
+    assert staged_copies_sweep() == 1
+    assert not (Path(store.staging_root) / "late.txt").exists()
