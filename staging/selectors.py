@@ -302,5 +302,8 @@ def job_result_table(*, job: Job) -> ResultTable:
     if job.result_file:
         columns, rows = results_file_read(job.result_file)
         return ResultTable(columns, rows, summary)
+    if task is not None and task.results_in_file:
+        # Its work wrote no file (it failed, was cancelled, or has not run yet): no rows.
+        return ResultTable(tuple(task.result_columns), iter(()), summary)
     columns = task.result_columns if task is not None else DEFAULT_RESULT_COLUMNS
     return ResultTable(tuple(columns), job_item_rows(job=job, columns=columns), summary)

@@ -1,10 +1,13 @@
 """Performing a catalogue task: look the task up for the store, read its parameters, create
 its job. Both task APIs (DuraStore and API v1) come through here."""
 
+from django.db import transaction
+
 from staging.models import Job, Store
 from tasks.catalogue import TaskRequest, task_type_for
 
 
+@transaction.atomic
 def task_perform(
     *,
     owner,

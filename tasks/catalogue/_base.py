@@ -72,7 +72,7 @@ def text_as_json_or_paths(raw: str) -> dict:
     text = raw.strip()
     if not text:
         return {}
-    if text.startswith("{"):
+    if text[0] in "{[":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -91,10 +91,12 @@ class TaskType:
     - ``parameters``: a ``TaskParameters`` serializer; its fields are the parameter schema our
       API lists, and its validation (which may consult ``context["store"]``) says what is wrong.
     - ``text_body``: turns a DuraStore request body (raw text) into the same parameters.
-    - ``create``: makes the job (items, pins) from validated parameters; runs in a transaction.
+    - ``create``: makes the job (items, pins) from validated parameters, inside the
+      transaction of the request (sub-jobs are published once it commits).
     - ``work``: what a worker does for one item (``None``: the task's jobs have no items).
     - ``result_columns``: the columns of its result rows; values come from the item's fields or
-      its ``result`` JSON, or from the job's results file when ``results_in_file``.
+      its ``result`` JSON, or, when ``results_in_file``, from the results file its work wrote
+      (``staging.results.ResultsWriter``, then ``job_result_file_set``).
     """
 
     name: str

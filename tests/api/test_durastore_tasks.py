@@ -157,6 +157,7 @@ def test_a_second_restore_while_one_is_in_progress_is_409_with_the_exact_text(
         ("scan", "{not json", 400, "the body is not valid JSON"),
         ("checksum", '{"paths": ["a.txt"], "algorithm": "crc32"}', 400, "algorithm:"),
         ("checksum", "", 400, "name the files by ids or by paths"),
+        ("checksum", '["a.txt"]', 400, "parameters must be a JSON object, not an array"),
         ("stage", "missing.txt", 404, "1 of 1 paths are not in the catalogue"),
         ("stage", '{"paths": ["a.txt"], "verify": "maybe"}', 400, "verify:"),
         ("stage", '{"path": ["a.txt"]}', 400, "path: This parameter is not one this task takes"),

@@ -162,6 +162,7 @@ def test_a_scan_whose_prefix_vanished_fails_and_leaves_no_results_file(store, ar
     assert job.status == JobStatus.FAILED
     assert "run1 is not a directory of store primary" in job.items.get().error
     assert job.result_file == ""
+    assert csv_rows(job) == []
     assert list(Path(results_file_path("x").parent).glob("*")) == []
 
 
