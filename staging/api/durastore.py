@@ -17,8 +17,10 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from staging.api.job_output import status_uri
 from staging.api.permissions import RolePolicy
-from staging.api.tasks import store_id_param, task_status_uri
+from staging.api.tasks import store_id_param
+from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import ServiceError
 from staging.selectors import store_get
 from staging.services.tasks import task_perform, task_response_text
@@ -102,6 +104,7 @@ class DuraStoreTaskListView(DuraStoreView):
 
 class DuraStoreTaskView(DuraStoreView):
     renderer_classes = [PlainTextRenderer]
+    throttle_classes = [UserRateThrottle, SubmitRateThrottle]
     parser_classes = []  # the body is the task's own text, read raw
 
     def post(self, request, task_name: str):
@@ -119,6 +122,6 @@ class DuraStoreTaskView(DuraStoreView):
         )
         return Response(
             task_response_text(job),
-            headers={"Location": task_status_uri(request, job)},
+            headers={"Location": status_uri(request, job.uuid)},
             content_type=TEXT,
         )

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_results",
     "django_celery_beat",
     "health_check",
@@ -150,8 +152,50 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["staging.api.throttling.UserRateThrottle"],
+    # Per user: every call, and the calls that create jobs. "N/second|minute|hour|day"; empty: off.
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env("API_THROTTLE_RATE", default="1200/minute") or None,
+        "submit": env("API_SUBMIT_THROTTLE_RATE", default="120/minute") or None,
+    },
+    "DEFAULT_SCHEMA_CLASS": "staging.api.openapi.StagingAutoSchema",
     "EXCEPTION_HANDLER": "stagingsvc.exceptions.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+# Request bodies declaring more than this are refused with 413 before they are read (Django's
+# own check, which DRF's JSON parsing goes through); 10,000 ids or paths fit comfortably.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024**2)
+
+# Throttle counters live here: a shared cache (e.g. redis://host:6379/1) makes the limits hold
+# across web processes; the default counts per process.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "stagingsvc API",
+    "DESCRIPTION": (
+        "Stage files from archive stores into a staging area. API v1 (jobs, task status, "
+        "sub-jobs), the seed-002 sub-job paths and the KBase DTS provider contract. Every "
+        "error is an RFC 9457 problem document (application/problem+json)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl None: the UI never calls validator.swagger.io (the docs work offline).
+    "SWAGGER_UI_SETTINGS": {
+        "deepLinking": True,
+        "persistAuthorization": True,
+        "validatorUrl": None,
+    },
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "staging.models.JobStatus"},
+    "PREPROCESSING_HOOKS": ["staging.api.openapi.exclude_foreign_specifications"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "staging.api.openapi.add_problem_responses",
+    ],
 }
 
 # Tokens are stored hashed; a token lives until it is revoked unless TOKEN_TTL_HOURS is set.
@@ -229,6 +273,8 @@ STAGING = {
     # Progress is written at most this often per sub-job.
     "PROGRESS_INTERVAL_SECONDS": env.float("STAGING_PROGRESS_INTERVAL_SECONDS", default=1.0),
     "COPY_CHUNK_BYTES": env.int("STAGING_COPY_CHUNK_BYTES", default=8 * 1024**2),
+    # Retry-After of the asynchronous API calls: how long a client should wait between polls.
+    "POLL_INTERVAL_SECONDS": env.int("STAGING_POLL_INTERVAL_SECONDS", default=5),
     # How long staged copies stay pinned when a request does not say (the DTS needs 7 days).
     "DEFAULT_LIFETIME": timedelta(days=env.int("STAGING_DEFAULT_LIFETIME_DAYS", default=14)),
 }

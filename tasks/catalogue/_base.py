@@ -16,13 +16,13 @@ from rest_framework import serializers
 
 from staging.errors import ServiceError
 from staging.models import Job, Store, StoreKind
-from staging.selectors import DEFAULT_RESULT_COLUMNS
+from staging.selectors import RESULT_COLUMNS
 from staging.services.execution import ItemFailed, ItemWork
 
 ALL_STORE_KINDS = frozenset(StoreKind.values)
 
 # Result columns of tasks whose rows are their items (one per file), as the job APIs show items.
-ITEM_COLUMNS = DEFAULT_RESULT_COLUMNS
+ITEM_COLUMNS = RESULT_COLUMNS
 
 
 class UnsupportedTaskError(ServiceError):
@@ -111,6 +111,12 @@ class TaskType:
     results_in_file: bool = False
     # The job's one item's result is its summary (a scan's counts), shown beside the job's.
     summary_from_item: bool = False
+    # Extra columns for jobs that asked for them (stage with verify), after result_columns.
+    extra_columns: Callable[[Job], tuple[str, ...]] = lambda job: ()
+
+    def columns_for(self, job: Job) -> tuple[str, ...]:
+        """The columns of ``job``'s result rows."""
+        return tuple(self.result_columns) + tuple(self.extra_columns(job))
 
     def supports(self, store: Store) -> bool:
         return store.kind in self.store_kinds

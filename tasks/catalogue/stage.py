@@ -64,17 +64,7 @@ register(
         response_text=lambda job: (
             f"Request to stage {job.files_total} files was accepted as job {job.uuid}."
         ),
-        result_columns=(
-            "path",
-            "file_id",
-            "size",
-            "status",
-            "bytes_done",
-            "attempts",
-            "error",
-            "finished_at",
-            "algorithm",
-            "checksum",
-        ),
+        # A verified copy's checksum is shown beside the file.
+        extra_columns=lambda job: ("algorithm", "checksum") if job.parameters.get("verify") else (),
     )
 )

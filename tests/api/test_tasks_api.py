@@ -2,6 +2,7 @@
 Location: the job's task status). Jobs are created, not run (the integration tier runs them)."""
 
 import pytest
+import yaml
 
 from staging.models import Job, JobStatus
 from staging.roles import Role
@@ -66,10 +67,6 @@ def test_performing_a_task_answers_202_with_the_task_status_location(client_for,
         "resultsuri": f"http://testserver/api/v1/jobs/{job.uuid}/result",
     }
     assert job.source == "api"
-
-
-def test_the_route_without_a_trailing_slash_works_too(client_for, store):
-    assert client_for().post("/api/v1/tasks/noop", format="json").status_code == 202
 
 
 def test_an_unsupported_task_is_a_400_problem_in_duraclouds_words(client_for, store):
@@ -152,3 +149,11 @@ def test_admins_and_service_users_may_not_list_or_perform_tasks(client_for, stor
         assert client_for(role).get("/api/v1/tasks/").status_code == 403
         assert perform(client_for(role), "noop").status_code == 403
     assert not Job.objects.exists()
+
+
+def test_the_openapi_schema_describes_the_task_calls_but_not_the_durastore_dialect(client):
+    paths = yaml.safe_load(client.get("/api/schema/").content)["paths"]
+    assert {"/api/v1/tasks/", "/api/v1/tasks/{task_name}/"} <= set(paths)
+    perform = paths["/api/v1/tasks/{task_name}/"]["post"]
+    assert {"202", "400", "404", "409"} <= set(perform["responses"])
+    assert not [path for path in paths if path.startswith("/durastore/")]

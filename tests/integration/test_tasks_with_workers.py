@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from staging.api.results import results_stream
 from staging.models import File, Job, JobStatus, Pin, Store
 from staging.results import results_file_path
 from staging.roles import Role
@@ -56,6 +55,20 @@ class TaskClient:
         assert response.json()["statusuri"] == response.headers["Location"]
         return self._job(response)
 
+    def results(self, job: Job, media_type: str = "text/csv") -> requests.Response:
+        """The ended job's results, as task_status answers them."""
+        response = requests.get(
+            f"{self.base_url}/api/v1/task_status/{job.uuid}",
+            headers={**self.headers, "Accept": media_type},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith(media_type)
+        return response
+
+    def csv_rows(self, job: Job) -> list[dict]:
+        return list(csv.DictReader(io.StringIO(self.results(job).text)))
+
     def _job(self, response) -> Job:
         job_id = response.headers["Location"].rsplit("/", 1)[1]
         assert response.headers["Location"] == f"{self.base_url}/api/v1/task_status/{job_id}"
@@ -74,10 +87,6 @@ def finished(job: Job) -> Job:
     return job
 
 
-def csv_rows(job: Job) -> list[dict]:
-    return list(csv.DictReader(io.StringIO("".join(results_stream(job=job, fmt="csv")))))
-
-
 def test_noop_runs_on_a_worker_through_both_apis(client, store, start_worker):
     start_worker(concurrency=1)
     by_durastore = finished(client.durastore("noop", "ignored"))
@@ -87,7 +96,7 @@ def test_noop_runs_on_a_worker_through_both_apis(client, store, start_worker):
         subjob = job.subjobs.get()
         assert (subjob.status, subjob.attempts, job.files_total) == (JobStatus.FINISHED, 1, 0)
         assert subjob.worker.startswith("test-")
-        assert json.loads("".join(results_stream(job=job)))["files"] == []
+        assert client.results(job, "application/json").json()["files"] == []
 
 
 def test_stage_with_verify_runs_on_a_worker_through_both_apis(
@@ -105,7 +114,7 @@ def test_stage_with_verify_runs_on_a_worker_through_both_apis(
         assert (staging / path).read_bytes() == data
         assert File.objects.get(store=store, path=path).sha256 == hashlib.sha256(data).hexdigest()
     assert by_durastore.parameters == {"verify": False}
-    rows = csv_rows(by_api)
+    rows = client.csv_rows(by_api)
     assert {r["path"]: (r["status"], r["algorithm"]) for r in rows} == {
         "a/genome.fa": ("FINISHED", "sha256"),
         "b.txt": ("FINISHED", "sha256"),
@@ -158,14 +167,14 @@ def test_scan_runs_on_a_worker_through_both_apis(client, store, archive_files, s
     start_worker(concurrency=1)
 
     by_durastore = finished(client.durastore("scan", "run1"))
-    assert [r["path"] for r in csv_rows(by_durastore)] == ["run1/a.txt", "run1/new.txt"]
+    assert [r["path"] for r in client.csv_rows(by_durastore)] == ["run1/a.txt", "run1/new.txt"]
     assert File.objects.filter(store=store, path="run1/new.txt", present=True).exists()
 
     (Path(store.archive_root) / "run2" / "b.txt").unlink()
     by_api = finished(client.api("scan"))
-    assert sorted(r["path"] for r in csv_rows(by_api)) == ["run1/a.txt", "run1/new.txt"]
+    assert sorted(r["path"] for r in client.csv_rows(by_api)) == ["run1/a.txt", "run1/new.txt"]
     assert not File.objects.get(store=store, path="run2/b.txt").present
-    summary = json.loads("".join(results_stream(job=by_api)))["summary"]
+    summary = client.results(by_api, "application/json").json()["summary"]
     assert (summary["files_seen"], summary["files_vanished"]) == (2, 1)
 
 
@@ -197,7 +206,7 @@ def test_checksums_computed_on_a_worker_match_hashlib_and_zlib(
     job = finished(job)
 
     expected = {path: reference(data) for path, data in contents.items()}
-    assert {r["path"]: r["checksum"] for r in csv_rows(job)} == expected
+    assert {r["path"]: r["checksum"] for r in client.csv_rows(job)} == expected
     catalogue = File.objects.filter(store=store).values_list("path", algorithm)
     assert dict(catalogue) == expected
 
@@ -212,12 +221,12 @@ def test_release_runs_on_a_worker_through_both_apis(
     finished(bob.api("stage", {"paths": ["a.txt"]}))
 
     by_durastore = finished(client.durastore("release", "a.txt\nb.txt"))
-    assert {r["path"]: r["pins_released"] for r in csv_rows(by_durastore)} == {
+    assert {r["path"]: r["pins_released"] for r in client.csv_rows(by_durastore)} == {
         "a.txt": "1",
         "b.txt": "1",
     }
     by_api = finished(client.api("release", {"job": str(staged.uuid)}))
-    assert [r["path"] for r in csv_rows(by_api)] == ["c.txt"]
+    assert [r["path"] for r in client.csv_rows(by_api)] == ["c.txt"]
 
     assert staged_copies_sweep() == 2
     staging = Path(store.staging_root)
@@ -241,7 +250,7 @@ def test_a_scan_of_thousands_of_files_gives_csv_rows_that_match_os_stat(
 
     job = finished(client.api("scan"))
 
-    rows = csv_rows(job)
+    rows = client.csv_rows(job)
     assert len(rows) == 3001
     assert list(rows[0]) == [
         "store", "path", "name", "extension", "size", "owner", "group", "permissions",
@@ -265,7 +274,7 @@ def test_a_scan_of_thousands_of_files_gives_csv_rows_that_match_os_stat(
     assert by_path["d1/sub1/0001-with space.fq"]["md5"] == ""
     assert File.objects.filter(store=store, present=True).count() == 3001
 
-    as_json = json.loads("".join(results_stream(job=job, fmt="json")))
+    as_json = client.results(job, "application/json").json()
     assert len(as_json["files"]) == 3001 and as_json["files"][0]["size"] == int(rows[0]["size"])
 
     results_file = results_file_path(job.result_file)

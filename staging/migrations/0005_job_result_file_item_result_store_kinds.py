@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('staging', '0003_subjob_rate'),
+        ('staging', '0004_job_request_hash'),
     ]
 
     operations = [
