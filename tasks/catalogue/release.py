@@ -17,7 +17,8 @@ from tasks.catalogue._params import files_of_store
 
 class ReleaseParameters(TaskParameters):
     """What to release (one of the three): a job's staged copies, or files' by id or path.
-    Files are released from every job of yours (every job, for a data admin) that pins them."""
+    Files are released from every job the caller may see and steer that pins them (their own;
+    a collection admin's stores; every job, for a data admin)."""
 
     job = serializers.UUIDField(
         required=False, help_text="A job that has ended, whose staged copies to release."
