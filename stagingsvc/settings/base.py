@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from stagingsvc.logconfig import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -58,10 +60,13 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "health_check",
+    "django_prometheus",
     "staging",
 ]
 
 MIDDLEWARE = [
+    # First and last, so they time the whole request (django-prometheus's HTTP metrics).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -70,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "stagingsvc.urls"
@@ -115,7 +121,14 @@ def tune_database(config: dict) -> dict:
     else:
         config.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         config.setdefault("CONN_HEALTH_CHECKS", True)
+    # The same engines, wrapped by django-prometheus to count queries and errors (django_db_*).
+    engine = config["ENGINE"].rsplit(".", 1)[-1]
+    if engine in PROMETHEUS_DB_ENGINES and config["ENGINE"].startswith("django.db.backends."):
+        config["ENGINE"] = f"django_prometheus.db.backends.{engine}"
     return config
+
+
+PROMETHEUS_DB_ENGINES = {"postgresql", "sqlite3"}
 
 
 tune_database(DATABASES["default"])
@@ -235,7 +248,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "in
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_TASK_ROUTES = {"tasks.staging.*": {"queue": "staging"}}
 # tasks/ is a plain package, not an installed app, so autodiscovery would not find it.
-CELERY_IMPORTS = ["tasks.staging", "tasks.maintenance"]
+# tasks.instrumentation holds no task: it connects the log context and metrics signals.
+CELERY_IMPORTS = ["tasks.staging", "tasks.maintenance", "tasks.instrumentation"]
+# TaskResult rows are deleted by retention with their jobs (purge-old-jobs), not after
+# Celery's default of one day, so a failed sub-job's traceback lives as long as its job.
+CELERY_RESULT_EXPIRES = None
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "reap-expired-leases": {
@@ -249,6 +266,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-unpinned-copies": {
         "task": "tasks.maintenance.sweep_unpinned_copies",
         "schedule": env.int("SWEEPER_INTERVAL_SECONDS", default=300),
+    },
+    "purge-old-jobs": {
+        "task": "tasks.maintenance.purge_old_jobs",
+        "schedule": env.int("RETENTION_INTERVAL_SECONDS", default=3600),
     },
 }
 
@@ -277,7 +298,24 @@ STAGING = {
     "POLL_INTERVAL_SECONDS": env.int("STAGING_POLL_INTERVAL_SECONDS", default=5),
     # How long staged copies stay pinned when a request does not say (the DTS needs 7 days).
     "DEFAULT_LIFETIME": timedelta(days=env.int("STAGING_DEFAULT_LIFETIME_DAYS", default=14)),
+    # Finished jobs (with their items, sub-jobs, results and TaskResult rows) are deleted this
+    # long after they ended; well above the 7 days the DTS may come back for a request.
+    "RETENTION": timedelta(days=env.int("STAGING_RETENTION_DAYS", default=30)),
+    # Jobs deleted per transaction by the purge.
+    "RETENTION_BATCH": env.int("STAGING_RETENTION_BATCH", default=200),
 }
+
+# --- Metrics --------------------------------------------------------------------------------
+
+# With a token, GET /metrics needs "Authorization: Bearer <token>"; without, it is open.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# django-prometheus would query the migration table at start-up; readiness covers the DB.
+PROMETHEUS_EXPORT_MIGRATIONS = False
+# Several processes (gunicorn's, a worker's pool) count into files under this directory, one
+# directory per process group; prometheus_client needs it to exist before the first metric.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- WLCG Tape REST API ---------------------------------------------------------------------
 
@@ -292,13 +330,8 @@ TAPE = {
 
 # --- Logging --------------------------------------------------------------------------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# LOG_FORMAT=json writes one JSON object per line; lines written during a task carry job_id,
+# subjob_id, task_id and worker_host (stagingsvc.logconfig, tasks.instrumentation).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)

@@ -7,9 +7,11 @@ import io
 import json
 import os
 import zlib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from staging.api.results import results_stream
 from staging.errors import ConflictError
@@ -19,6 +21,7 @@ from staging.services.execution import subjob_run
 from staging.services.jobs import job_create_staging, job_retry
 from staging.services.recovery import staged_copies_sweep
 from staging.services.results import job_delete
+from staging.services.retention import jobs_purge
 from staging.services.tasks import task_perform
 from tasks.catalogue import item_work_for
 from tests.factories import UserFactory
@@ -177,6 +180,20 @@ def test_a_jobs_results_file_goes_with_the_job(
         job_delete(job=job)
     assert not path.exists()
     assert not Job.objects.filter(pk=job.pk).exists()
+
+
+def test_retention_removes_the_results_file_of_a_job_it_purges(
+    store, archive_files, django_capture_on_commit_callbacks
+):
+    archive_files({"a.txt": b"a"})
+    job = run_all(perform(store, "scan"))
+    path = results_file_path(job.result_file)
+    with django_capture_on_commit_callbacks(execute=True):
+        purged = jobs_purge(
+            older_than=timedelta(seconds=1), now=timezone.now() + timedelta(minutes=1)
+        )
+    assert purged.jobs == 1
+    assert not path.exists()
 
 
 def test_a_job_that_still_pins_copies_or_runs_cannot_be_deleted(store, archive_files):
