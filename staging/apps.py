@@ -12,7 +12,10 @@ class StagingConfig(AppConfig):
     name = "staging"
     verbose_name = "Staging"
 
-    def ready(self):
+    def ready(self) -> None:
+        # Connects the receiver that removes a deleted job's results file.
+        from staging.services import results  # noqa: F401
+
         # After every migrate (and test database flush), once the permissions exist: the role
         # groups get their admin-site permissions without a manual step.
         post_migrate.connect(

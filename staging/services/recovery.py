@@ -101,6 +101,16 @@ def job_release(*, job: Job, paths: list[str] | None = None) -> int:
     return pins.update(released_at=timezone.now())
 
 
+@transaction.atomic
+def paths_release(*, store: Store, paths: list[str], jobs) -> int:
+    """Drop the pins that ``jobs`` (a queryset: the jobs a caller may steer) hold on ``paths`` of
+    ``store``, as ``job_release`` does for one job; returns how many pins were released."""
+    pins = Pin.objects.filter(
+        store=store, path__in=paths, released_at__isnull=True, job__in=jobs.values("pk")
+    )
+    return pins.update(released_at=timezone.now())
+
+
 def staged_copies_sweep(*, batch: int = 500) -> int:
     """Delete staged copies whose every pin was released or expired. The store row is locked
     while a batch is checked and deleted, and job creation takes the same lock, so a new request
