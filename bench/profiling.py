@@ -68,44 +68,44 @@ class Profiler:
 
 
 def summarise_collapsed(text: str, *, top: int = 15) -> dict:
-    """Share of samples per function: ``inclusive`` (anywhere on the stack) and ``self`` (on
-    top), each as [(frame, percent)], plus the share spent in our own code."""
-    inclusive: Counter[str] = Counter()
+    """Share of samples per function: ``self`` (on top of the stack: where the time is spent,
+    C calls included) and ``ours`` (our functions anywhere on the stack: which of our code paths
+    it is spent under), each as [(frame, percent)]."""
+    ours: Counter[str] = Counter()
     self_time: Counter[str] = Counter()
-    ours = 0
+    in_our_code = 0
     total = 0
     for line in text.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [frame for frame in stack.split(";") if frame]
-        if not frames:
+        # Process and thread headers that py-spy puts first are not code.
+        code = [frame for frame in stack.split(";") if "(" in frame]
+        if not code:
             continue
         total += count
-        # Process and thread headers that py-spy puts first are not code.
-        code = [f for f in frames if "(" in f]
-        for frame in set(code):
-            inclusive[frame] += count
-        if code:
-            self_time[code[-1]] += count
-        if any(is_our_frame(frame) for frame in code):
-            ours += count
+        self_time[code[-1]] += count
+        our_frames = {frame for frame in code if is_our_frame(frame)}
+        for frame in our_frames:
+            ours[frame] += count
+        if our_frames:
+            in_our_code += count
 
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(frame, round(100 * n / total, 1)) for frame, n in counter.most_common(top)]
 
     return {
         "samples": total,
-        "inclusive": shares(inclusive) if total else [],
         "self": shares(self_time) if total else [],
-        "our_code_percent": round(100 * ours / total, 1) if total else 0.0,
+        "ours": shares(ours) if total else [],
+        "our_code_percent": round(100 * in_our_code / total, 1) if total else 0.0,
     }
 
 
 def summarise_file(path: Path, *, top: int = 15) -> dict:
     if not path.exists():
-        return {"samples": 0, "inclusive": [], "self": [], "our_code_percent": 0.0}
+        return {"samples": 0, "self": [], "ours": [], "our_code_percent": 0.0}
     summary = summarise_collapsed(path.read_text(errors="replace"), top=top)
     summary["file"] = str(path)
     return summary
@@ -116,6 +116,6 @@ def format_summary(title: str, summary: dict) -> str:
     lines.append(f"  in our code (anywhere on the stack): {summary['our_code_percent']}%")
     lines.append("  self time:")
     lines += [f"    {share:5.1f}%  {frame}" for frame, share in summary["self"]]
-    lines.append("  inclusive:")
-    lines += [f"    {share:5.1f}%  {frame}" for frame, share in summary["inclusive"]]
+    lines.append("  under our functions:")
+    lines += [f"    {share:5.1f}%  {frame}" for frame, share in summary["ours"]]
     return "\n".join(lines)
