@@ -2,13 +2,15 @@
 jobs, against the same page with a thousand. A ratio of 1 means the page does not grow with
 the table. Adding a page to watch is one line in ``PAGES``."""
 
+import json
 import statistics
+import subprocess
 import time
 
 import requests
 
-from bench.context import BenchContext
-from bench.harness import Result
+from bench.context import DATABASES, BenchContext
+from bench.harness import PYTHON, REPO_ROOT, Result, service_env
 
 PAGES = [
     ("job changelist", "/admin/staging/job/"),
@@ -46,6 +48,20 @@ def render_seconds(session: requests.Session, url: str) -> float:
     return elapsed
 
 
+def page_queries(ctx: BenchContext, which: str, path: str) -> dict:
+    """Count and time the page's queries (bench.admin_queries, on that side's database)."""
+    output = ctx.temp_dir / f"admin-queries-{which}.json"
+    subprocess.run(
+        [PYTHON, "-m", "bench.admin_queries", path, "--output", str(output)],
+        cwd=REPO_ROOT,
+        env=service_env(DATABASES[which]),
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    return json.loads(output.read_text())
+
+
 def run(ctx: BenchContext) -> list[Result]:
     renders = ctx.sizes.admin_renders
     sides = {}
@@ -66,6 +82,7 @@ def run(ctx: BenchContext) -> list[Result]:
             # Alternate, so drift in the machine's load hits both sides alike.
             for which, (base_url, session, _) in sides.items():
                 times[which].append(render_seconds(session, base_url + path))
+        queries = {which: page_queries(ctx, which, path) for which in sides}
         large_ms = statistics.median(times["large"]) * 1000
         small_ms = statistics.median(times["small"]) * 1000
         large_jobs, small_jobs = sides["large"][2], sides["small"][2]
@@ -85,8 +102,18 @@ def run(ctx: BenchContext) -> list[Result]:
                     "small_jobs": small_jobs,
                     "large_ms": [round(t * 1000, 1) for t in times["large"]],
                     "small_ms": [round(t * 1000, 1) for t in times["small"]],
+                    "queries_large": queries["large"],
+                    "queries_small": queries["small"],
                 },
-                note=f"median of {renders} renders each",
+                note=(
+                    f"median of {renders} renders each; {queries['large']['count']} queries, "
+                    f"{queries['large']['sql_ms']:.0f} ms of SQL at {large_jobs:,} jobs vs "
+                    f"{queries['small']['sql_ms']:.0f} ms at {small_jobs:,}; slowest: "
+                    + "; ".join(
+                        f"{q['ms']:.0f} ms {q['sql'][:70]}…"
+                        for q in queries["large"]["slowest"][:3]
+                    )
+                ),
             )
         )
     return results
