@@ -14,7 +14,7 @@ from bench.harness import Result
 from bench.noop_tasks import NOOP_TASK
 from bench.profiling import format_summary, summarise_file
 from bench.workload import bench_owner, store_with_catalogue, tiny_files_write
-from staging.services.execution import subjob_run
+from staging.services.execution import subjob_run, worker_identity
 from staging.services.jobs import job_create_staging
 
 WARMUP = 5
@@ -46,7 +46,11 @@ def queries_per_job(ctx: BenchContext, store, file) -> tuple[int, int]:
         job = job_create_staging(owner=owner, store=store, files=[file], source="bench")
     subjob = job.subjobs.get()
     with CaptureQueriesContext(connection) as ran:
-        subjob_run(subjob_id=subjob.pk, worker="bench:in-process", task_id=str(uuid.uuid4()))
+        subjob_run(
+            subjob_id=subjob.pk,
+            worker=worker_identity("bench@in-process"),
+            task_id=str(uuid.uuid4()),
+        )
     ctx.broker_flush()
     return len(submitted.captured_queries), len(ran.captured_queries)
 

@@ -205,6 +205,9 @@ class SubJob(models.Model):
     files_done = models.PositiveIntegerField(default=0)
     bytes_total = models.BigIntegerField(default=0)
     bytes_done = models.BigIntegerField(default=0)
+    bytes_per_second = models.FloatField(
+        default=0, help_text="Copy rate over the last progress interval (0 when not running)."
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

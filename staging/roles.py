@@ -5,9 +5,13 @@
 | dts           |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
 | catalogue     |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
 | task_status   |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+| tape          |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
 
 Visibility of a job: its owner, and every data-admin. Anyone else is told 404, never 403, so
 job ids cannot be probed.
+
+``tape`` is the WLCG Tape REST API: FTS3 and gfal2 stage on behalf of users, as the DTS does.
+Its discovery document (/.well-known/wlcg-tape-rest-api) is public, as at every tape site.
 """
 
 from enum import StrEnum
@@ -27,6 +31,7 @@ POLICIES: dict[str, frozenset[Role]] = {
         {Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN, Role.SERVICE_USER}
     ),
     "task_status": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN}),
+    "tape": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN, Role.SERVICE_USER}),
 }
 
 

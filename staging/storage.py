@@ -8,6 +8,7 @@ a file and a worker killed mid-copy leaves nothing that looks staged.
 import errno
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -133,7 +134,8 @@ def stage_file(
             f"source is {actual_size} bytes, the catalogue says {expected_size}"
         )
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temp = destination.parent / f"{TEMP_PREFIX}{destination.name}.{os.getpid()}{TEMP_SUFFIX}"
+    remove_dead_temporaries(destination)
+    temp = destination.parent / _temp_name(destination.name, socket.gethostname(), os.getpid())
     temp.unlink(missing_ok=True)
     try:
         if hard_link and _try_link(source, temp):
@@ -182,10 +184,34 @@ def _try_link(source: Path, temp: Path) -> bool:
     return True
 
 
-def remove_stale_temporaries(directory: Path) -> int:
-    """Delete leftovers of copies that died mid-way below ``directory``; returns the count."""
+def _temp_name(name: str, host: str, pid: int) -> str:
+    # Host and pid in the name let a later attempt tell a dead copier's leftover from a live one.
+    return f"{TEMP_PREFIX}{name}.{host}.{pid}{TEMP_SUFFIX}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_temporaries(destination: Path) -> int:
+    """Delete temporary files for ``destination`` left by processes of this host that died
+    mid-copy (a killed worker cannot clean up after itself); returns how many."""
     removed = 0
-    for temp in directory.rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
-        temp.unlink(missing_ok=True)
-        removed += 1
+    host = socket.gethostname()
+    prefix = f"{TEMP_PREFIX}{destination.name}.{host}."
+    try:
+        candidates = [p for p in destination.parent.iterdir() if p.name.startswith(prefix)]
+    except FileNotFoundError:
+        return 0
+    for temp in candidates:
+        pid = temp.name[len(prefix) : -len(TEMP_SUFFIX)]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            temp.unlink(missing_ok=True)
+            removed += 1
     return removed

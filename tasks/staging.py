@@ -1,15 +1,47 @@
-"""Tasks on the ``staging`` queue: the I/O-heavy work."""
+"""Tasks on the ``staging`` queue: the I/O-heavy work, and the worker's shutdown hand-back."""
 
+import contextlib
 import os
+import signal
+from pathlib import Path
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
+from django.db import InterfaceError, OperationalError
 
-from staging.services.execution import subjob_run
+from staging.services.execution import subjob_run, worker_identity
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # A lost database connection is transient: the lease was handed back, try again later.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
+)
 def stage_subjob(self, subjob_id: int) -> dict:
     """Stage one sub-job's files. A duplicate delivery returns without doing anything."""
-    worker = f"{self.request.hostname}:{os.getpid()}"
+    worker = worker_identity(self.request.hostname)
     status = subjob_run(subjob_id=subjob_id, worker=worker, task_id=self.request.id)
     return {"subjob": subjob_id, "status": status, "worker": worker}
+
+
+@worker_shutting_down.connect
+def hand_back_running_subjobs(sig, how, exitcode, **kwargs):
+    """On a warm shutdown, signal the pool processes too: each running sub-job then stops,
+    keeps its finished files and goes back to the queue, instead of holding the shutdown until
+    its last copy ends. A supervisor that signals the whole process group (honcho, systemd)
+    reaches them directly; one that signals only the main process (Kubernetes, Docker) reaches
+    them this way."""
+    if how != "Warm":
+        return
+    pid = os.getpid()
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.exists():
+        return
+    for child in children.read_text().split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(child), signal.SIGTERM)

@@ -11,7 +11,7 @@ from staging.models import File, Store
 from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.catalogue import catalogue_scan
-from tests.workers import WorkerProcess, worker_environment
+from tests.workers import BeatProcess, WorkerProcess, worker_environment
 
 
 @pytest.fixture
@@ -101,3 +101,20 @@ def start_worker(transactional_db, broker, tmp_path: Path):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def start_beat(transactional_db, broker, tmp_path: Path):
+    """Start a real `celery beat` (database scheduler) with the maintenance intervals given as
+    environment variables, e.g. ``start_beat(REAPER_INTERVAL_SECONDS="1")``."""
+    started: list[BeatProcess] = []
+
+    def start(**env: str) -> BeatProcess:
+        beat = BeatProcess(log_path=tmp_path / "beat.log", env=worker_environment(**env))
+        started.append(beat)
+        beat.wait_ready()
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()

@@ -34,32 +34,16 @@ def worker_environment(**overrides: str) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """A `celery worker` subprocess; stopped (and reaped) by ``stop``."""
+class CeleryProcess:
+    """A `celery` subprocess in its own process group; stopped (and reaped) by ``stop``."""
 
-    def __init__(self, *, concurrency: int, queues: str, log_path: Path, env: dict[str, str]):
-        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+    ready_marker = ""
+
+    def __init__(self, *, arguments: list[str], log_path: Path, env: dict[str, str]):
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "stagingsvc",
-                "worker",
-                "-Q",
-                queues,
-                "-c",
-                str(concurrency),
-                "-n",
-                self.name,
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            [sys.executable, "-m", "celery", "-A", "stagingsvc", *arguments],
             cwd=REPO_ROOT,
             env=env,
             stdout=self._log,
@@ -77,18 +61,18 @@ class WorkerProcess:
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "ready." in self.log():
+            if self.ready_marker in self.log():
                 return
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log()}")
+                raise RuntimeError(f"celery exited early:\n{self.log()}")
             time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()}")
+        raise TimeoutError(f"celery not ready after {timeout}s:\n{self.log()}")
 
     def child_pids(self) -> list[int]:
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         return [int(p) for p in children.read_text().split()] if children.exists() else []
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 30) -> None:
         if self.process.poll() is None:
             os.killpg(self.pid, signal.SIGTERM)
             try:
@@ -97,6 +81,49 @@ class WorkerProcess:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+class WorkerProcess(CeleryProcess):
+    ready_marker = "ready."
+
+    def __init__(self, *, concurrency: int, queues: str, log_path: Path, env: dict[str, str]):
+        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        super().__init__(
+            arguments=[
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "-n",
+                self.name,
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            log_path=log_path,
+            env=env,
+        )
+
+
+class BeatProcess(CeleryProcess):
+    ready_marker = "beat: Starting..."
+
+    def __init__(self, *, log_path: Path, env: dict[str, str]):
+        super().__init__(
+            arguments=[
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(log_path.with_suffix(".schedule")),
+                "--max-interval",
+                "1",
+            ],
+            log_path=log_path,
+            env=env,
+        )
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float = 60, what: str = "") -> None:

@@ -1,5 +1,8 @@
 """Serializer fields shared by the API dialects."""
 
+import re
+from datetime import timedelta
+
 from rest_framework import serializers
 
 
@@ -18,3 +21,42 @@ def validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+# ISO 8601 durations of fixed length: weeks, days, hours, minutes, seconds (years and months
+# have no fixed length). Java's Duration.parse, which dCache uses, accepts the same units.
+_ISO_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:[.,]\d+)?)S)?)?"
+)
+
+
+def parse_iso_duration(raw: str) -> timedelta | None:
+    """``PT1H`` → 1 hour, ``P7D`` → 7 days, ``P1DT12H`` …; None if ``raw`` is not one."""
+    match = _ISO_DURATION.fullmatch(raw.upper()) if isinstance(raw, str) else None
+    if match is None or raw.upper().endswith(("P", "T")):
+        return None
+    parts = {
+        unit: float(value.replace(",", ".")) for unit, value in match.groupdict().items() if value
+    }
+    return timedelta(**parts) if parts else None
+
+
+class IsoDurationField(serializers.Field):
+    """A positive ISO 8601 duration such as ``PT1H`` or ``P7D``."""
+
+    default_error_messages = {
+        "invalid": "Must be an ISO 8601 duration such as PT1H or P7D, not {value!r}.",
+        "not_positive": "Must be longer than zero.",
+    }
+
+    def to_internal_value(self, data):
+        duration = parse_iso_duration(data)
+        if duration is None:
+            self.fail("invalid", value=data)
+        if duration <= timedelta(0):
+            self.fail("not_positive")
+        return duration
+
+    def to_representation(self, value):
+        return f"PT{int(value.total_seconds())}S"

@@ -3,6 +3,8 @@
 import logging
 import mimetypes
 import os
+import stat as stat_mode
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +15,7 @@ from django.utils import timezone
 
 from staging.errors import ServiceError
 from staging.models import File, Store
-from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path
+from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
 
 logger = logging.getLogger(__name__)
 
@@ -181,3 +183,57 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
     summary.vanished = len(vanished_ids)
     logger.info("scan of %s/%s: %s", store.slug, prefix, summary)
     return summary
+
+
+def catalogue_files_register(*, store: Store, paths: Sequence[str]) -> dict[str, File]:
+    """Catalogue entries for ``paths`` (clean paths relative to the store's roots), keyed by path.
+
+    Requests by path (the WLCG tape API) may name files no scan has indexed yet: those that are
+    regular files in the archive are entered now, by stat, with the id a scan would give them (a
+    file a scan had flagged vanished is marked present again, its old checksums forgotten).
+    Paths that are not regular files under the archive root are absent from the answer."""
+    wanted = list(dict.fromkeys(paths))
+    known = set(
+        File.objects.filter(store=store, path__in=wanted, present=True).values_list(
+            "path", flat=True
+        )
+    )
+    root = Path(store.archive_root)
+    now = timezone.now()
+    found: list[File] = []
+    for relative in wanted:
+        if relative in known:
+            continue
+        try:
+            info = resolve_under(root, relative).stat()
+        except (OSError, UnsafePathError):
+            continue
+        if not stat_mode.S_ISREG(info.st_mode) or Path(relative).name.startswith(TEMP_PREFIX):
+            continue
+        found.append(
+            File(
+                id=File.id_for(store.slug, relative),
+                store=store,
+                path=relative,
+                size=info.st_size,
+                mtime=datetime.fromtimestamp(info.st_mtime, tz=UTC),
+                media_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
+                last_seen_at=now,
+            )
+        )
+    if found:
+        # Two requests may register the same new file at once: the second one refreshes it.
+        File.objects.bulk_create(
+            found,
+            batch_size=SCAN_BATCH,
+            update_conflicts=True,
+            unique_fields=["store", "path"],
+            update_fields=["size", "mtime", "present", "last_seen_at", "md5", "sha256", "adler32"],
+        )
+        logger.info("catalogue: registered %s files of %s by path", len(found), store.slug)
+    return {
+        f.path: f
+        for f in File.objects.filter(store=store, path__in=wanted, present=True).select_related(
+            "store"
+        )
+    }

@@ -1,8 +1,10 @@
 """What a worker does with one sub-job: take its lease, stage its items, report progress in
 batches, and hand the result to the job roll-up."""
 
+import contextlib
 import errno
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from staging.models import Item, Job, JobStatus, Store, SubJob
-from staging.services.jobs import job_rollup
+from staging.services.jobs import job_rollup, subjobs_publish
 from staging.storage import (
     SizeMismatchError,
     StagingCancelled,
@@ -34,6 +36,27 @@ class LeaseLost(Exception):
     """Another worker owns this sub-job now (our lease expired and the reaper handed it on)."""
 
 
+def worker_identity(node: str) -> str:
+    """Lease holder name: the Celery node plus the pool process, e.g. ``celery@host:1234``."""
+    return f"{node}:{os.getpid()}"
+
+
+def _holder_is_dead_sibling(holder: str, worker: str) -> bool:
+    """True when the lease holder was a process of our own node that no longer exists (a pool
+    process killed mid-task): its lease can be taken at once instead of after expiry."""
+    holder_node, _, holder_pid = holder.rpartition(":")
+    node = worker.rpartition(":")[0]
+    if holder_node != node or not holder_pid.isdigit() or int(holder_pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(holder_pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _lease_deadline():
     return timezone.now() + timedelta(seconds=settings.STAGING["LEASE_SECONDS"])
 
@@ -42,11 +65,17 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
     """Take the sub-job's lease if it is queued, or running under an expired lease. Returns None
     when someone else holds a live lease or the sub-job is over: a second delivery does nothing."""
     now = timezone.now()
+    claimable = Q(status=JobStatus.NOT_STARTED) | Q(
+        status=JobStatus.RUNNING, lease_expires_at__lt=now
+    )
+    holder = SubJob.objects.filter(pk=subjob_id, status=JobStatus.RUNNING).values_list(
+        "worker", flat=True
+    )
+    holder = holder.first()
+    if holder and _holder_is_dead_sibling(holder, worker):
+        claimable |= Q(status=JobStatus.RUNNING, worker=holder)
     claimed = (
-        SubJob.objects.filter(pk=subjob_id)
-        .filter(
-            Q(status=JobStatus.NOT_STARTED) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
-        )
+        SubJob.objects.filter(claimable, pk=subjob_id)
         .exclude(job__status__in=[JobStatus.CANCELLING, JobStatus.CANCELLED])
         .update(
             status=JobStatus.RUNNING,
@@ -81,6 +110,9 @@ class ProgressReporter:
     cancelled: bool = False
     last_flush: float = field(default_factory=time.monotonic)
 
+    def should_stop(self) -> bool:
+        return self.cancelled
+
     def add_bytes(self, count: int) -> None:
         self.pending_bytes += count
         self.current_bytes += count
@@ -98,6 +130,7 @@ class ProgressReporter:
 
     def flush(self) -> None:
         now = timezone.now()
+        elapsed = max(time.monotonic() - self.last_flush, 1e-3)
         with transaction.atomic():
             renewed = SubJob.objects.filter(
                 pk=self.subjob.pk, status=JobStatus.RUNNING, worker=self.worker
@@ -105,6 +138,7 @@ class ProgressReporter:
                 lease_expires_at=_lease_deadline(),
                 files_done=F("files_done") + len(self.finished),
                 bytes_done=F("bytes_done") + self.pending_bytes,
+                bytes_per_second=self.pending_bytes / elapsed,
             )
             if not renewed:
                 raise LeaseLost(f"sub-job {self.subjob.pk} is no longer leased to {self.worker}")
@@ -114,7 +148,11 @@ class ProgressReporter:
                     pk__in=self.finished, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
                 ).update(status=JobStatus.FINISHED, bytes_done=F("size"), finished_at=now)
             if self.current_item is not None:
-                Item.objects.filter(pk=self.current_item.pk).update(
+                # Filtered on status so a file cancelled meanwhile stays cancelled.
+                Item.objects.filter(
+                    pk=self.current_item.pk,
+                    status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
+                ).update(
                     status=JobStatus.RUNNING,
                     bytes_done=self.current_bytes,
                     started_at=Coalesce(F("started_at"), now),
@@ -158,7 +196,7 @@ def stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
         hard_link=store.hard_link,
         chunk_bytes=settings.STAGING["COPY_CHUNK_BYTES"],
         on_progress=reporter.add_bytes,
-        should_stop=lambda: reporter.cancelled,
+        should_stop=reporter.should_stop,
     )
 
 
@@ -167,7 +205,10 @@ def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWo
     last attempt's) fail the item with a message."""
     max_attempts = settings.STAGING["MAX_ATTEMPTS"]
     for attempt in range(1, max_attempts + 1):
-        Item.objects.filter(pk=item.pk).update(attempts=F("attempts") + 1)
+        if not Item.objects.filter(
+            pk=item.pk, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+        ).update(attempts=F("attempts") + 1):
+            return  # cancelled on its own (WLCG tape cancel) since the sub-job read its items
         reporter.item_started(item)
         try:
             work(item, store, reporter)
@@ -213,7 +254,7 @@ def subjob_run(
     try:
         reporter.flush()  # also reads the cancel flag before the first byte moves
         for item in pending:
-            if reporter.cancelled:
+            if reporter.should_stop():
                 break
             try:
                 _run_item(item, store, reporter, work)
@@ -223,13 +264,35 @@ def subjob_run(
     except LeaseLost:
         logger.warning("sub-job %s: lease lost, leaving it to its new owner", subjob_id)
         return None
-    except BaseException:
-        # Hand the sub-job back at once rather than waiting for the lease to expire.
-        SubJob.objects.filter(pk=subjob_id, status=JobStatus.RUNNING, worker=worker).update(
-            status=JobStatus.NOT_STARTED, worker="", lease_expires_at=None
-        )
+    except BaseException as exc:
+        logger.warning("sub-job %s interrupted by %r; handing it back", subjob_id, exc)
+        # Keep what is already done: the next attempt starts after the last finished file.
+        with contextlib.suppress(Exception):
+            reporter.flush()
+        # A pool process told to stop (warm shutdown: the pool's SIGTERM handler raises
+        # SystemExit) puts the sub-job straight back on the queue for another worker; other
+        # errors come back through Celery's retry, or the reconciler.
+        subjob_hand_back(subjob_id=subjob_id, worker=worker, publish=isinstance(exc, SystemExit))
         raise
     return subjob_finish(subjob=subjob, worker=worker, cancelled=reporter.cancelled)
+
+
+def subjob_hand_back(*, subjob_id: int, worker: str, publish: bool) -> bool:
+    """Give a running sub-job back to the queue at once (its finished items stay finished)
+    rather than leaving it to the reaper when the lease expires."""
+    with transaction.atomic():
+        released = SubJob.objects.filter(
+            pk=subjob_id, status=JobStatus.RUNNING, worker=worker
+        ).update(status=JobStatus.NOT_STARTED, worker="", lease_expires_at=None, bytes_per_second=0)
+        if released:
+            Item.objects.filter(subjob_id=subjob_id, status=JobStatus.RUNNING).update(
+                status=JobStatus.NOT_STARTED, bytes_done=0
+            )
+    if released:
+        logger.info("sub-job %s handed back by %s", subjob_id, worker)
+        if publish:
+            subjobs_publish(subjob_ids=[subjob_id])
+    return bool(released)
 
 
 def subjob_finish(*, subjob: SubJob, worker: str, cancelled: bool) -> str | None:
@@ -255,6 +318,7 @@ def subjob_finish(*, subjob: SubJob, worker: str, cancelled: bool) -> str | None
         status=final,
         finished_at=now,
         lease_expires_at=None,
+        bytes_per_second=0,
         files_done=counts["finished"],
         bytes_done=F("bytes_total") if final == JobStatus.FINISHED else F("bytes_done"),
     )

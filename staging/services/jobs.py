@@ -28,6 +28,7 @@ from staging.models import (
 logger = logging.getLogger(__name__)
 
 STAGE_SUBJOB_TASK = "tasks.staging.stage_subjob"
+STAGING_QUEUE = "staging"
 
 
 def _split_into_subjobs(sizes: Sequence[int]) -> list[list[int]]:
@@ -128,7 +129,14 @@ def subjobs_publish(*, subjob_ids: Iterable[int]) -> int:
         if not updated:
             continue
         try:
-            current_app.send_task(STAGE_SUBJOB_TASK, args=[subjob_id], task_id=task_id)
+            # Declaring the queue on every publish costs one SADD, and keeps messages from being
+            # dropped as undeliverable when the broker lost its bindings (flush, restart).
+            current_app.send_task(
+                STAGE_SUBJOB_TASK,
+                args=[subjob_id],
+                task_id=task_id,
+                declare=[current_app.amqp.queues[STAGING_QUEUE]],
+            )
         except Exception:
             logger.exception("could not publish sub-job %s; the reconciler will retry", subjob_id)
             continue

@@ -11,9 +11,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import ChannelError
 
 from staging.models import ACTIVE_STATUSES, Item, Job, JobStatus, Pin, Store, SubJob
-from staging.services.jobs import job_rollup, subjobs_publish
+from staging.services.jobs import STAGING_QUEUE, job_rollup, subjobs_publish
 from staging.storage import UnsafePathError, resolve_under
 
 logger = logging.getLogger(__name__)
@@ -70,16 +71,21 @@ def subjobs_reap_expired() -> ReapSummary:
 
 
 def broker_queue_length(queue: str) -> int:
+    """Messages waiting in ``queue``; a queue the broker no longer knows (flushed) is empty."""
     with current_app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1)
-        return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+        try:
+            declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+        except ChannelError:
+            return 0
+        return declared.message_count
 
 
 def subjobs_reconcile() -> int:
     """Re-publish sub-jobs that the database says are queued but no worker has taken for
     REDISPATCH_AFTER_SECONDS while the staging queue is empty: the broker lost their messages
     (a restart without persistence, a flush). A duplicate delivery is harmless (the lease)."""
-    if broker_queue_length("staging") > 0:
+    if broker_queue_length(STAGING_QUEUE) > 0:
         return 0
     cutoff = timezone.now() - timedelta(seconds=settings.STAGING["REDISPATCH_AFTER_SECONDS"])
     lost = SubJob.objects.filter(
@@ -112,7 +118,9 @@ def staged_copies_sweep(*, batch: int = 500) -> int:
     while a batch is checked and deleted, and job creation takes the same lock, so a new request
     cannot find a copy "already staged" a moment before it disappears."""
     removed = 0
-    dead = Pin.objects.exclude(_live_pins())
+    # A released pin of a job still running is kept until the job ends: a copy of it may still
+    # land after this sweep, and would otherwise be left with no pin for a later sweep to find.
+    dead = Pin.objects.exclude(_live_pins()).exclude(job__status__in=ACTIVE_STATUSES)
     for store_id in dead.values_list("store_id", flat=True).distinct():
         with transaction.atomic():
             store = Store.objects.select_for_update().get(pk=store_id)

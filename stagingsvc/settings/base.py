@@ -34,6 +34,11 @@ SECRET_KEY = env("SECRET_KEY", default=None) or _local_secret_key()
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind a proxy that terminates TLS, trust its X-Forwarded-Proto so absolute URIs the service
+# hands out (the WLCG tape endpoint, Location headers) say https. Off by default: a client could
+# otherwise forge the header.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Where gunicorn listens (read by stagingsvc/gunicorn.conf.py); loopback unless told otherwise.
 SERVICE_HOST = env("HOST", default="127.0.0.1")
 SERVICE_PORT = env.int("PORT", default=8000)
@@ -223,6 +228,17 @@ STAGING = {
     "COPY_CHUNK_BYTES": env.int("STAGING_COPY_CHUNK_BYTES", default=8 * 1024**2),
     # How long staged copies stay pinned when a request does not say (the DTS needs 7 days).
     "DEFAULT_LIFETIME": timedelta(days=env.int("STAGING_DEFAULT_LIFETIME_DAYS", default=14)),
+}
+
+# --- WLCG Tape REST API ---------------------------------------------------------------------
+
+TAPE = {
+    # What /.well-known/wlcg-tape-rest-api calls this site; targetedMetadata under this key is
+    # kept on the job, metadata for other sites is ignored.
+    "SITENAME": env("TAPE_SITENAME", default="stagingsvc"),
+    "DESCRIPTION": env("TAPE_DESCRIPTION", default="stagingsvc: WLCG Tape REST API v1"),
+    # A diskLifetime longer than this is shortened to it (the lifetime is the client's wish).
+    "MAX_DISK_LIFETIME": timedelta(days=env.int("TAPE_MAX_DISK_LIFETIME_DAYS", default=30)),
 }
 
 # --- Logging --------------------------------------------------------------------------------

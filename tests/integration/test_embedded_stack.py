@@ -96,9 +96,9 @@ def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_pat
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.5)
         else:

@@ -1,0 +1,245 @@
+"""The WLCG Tape REST API v1, as FTS3 and gfal2 speak it to dCache, StoRM and EOS/CTA: discover
+the endpoint, stage files by path, poll, cancel, delete, release, ask where files are.
+
+Paths map into stores by the rule in ``staging.selectors`` (``/<storeID>/…``, or the primary
+store); answers echo each path as the client sent it, repeated slashes collapsed, because
+clients find their files in an answer by path. Every POST route also answers with a trailing
+slash (gfal2 2.21 posts to ``/stage/``, newer releases to ``/stage``).
+"""
+
+from django.conf import settings
+from django.urls import get_script_prefix
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from staging.api.fields import IsoDurationField, StrictStringField, validated
+from staging.api.permissions import RolePolicy
+from staging.models import TERMINAL_STATUSES, Job, JobStatus
+from staging.selectors import file_localities, stage_request_get
+from staging.services.tape import (
+    StageFile,
+    stage_request_cancel,
+    stage_request_create,
+    stage_request_delete,
+    stage_request_release,
+    stage_requests_release_for_owner,
+)
+
+TAPE_API_PATH = "tape/api/v1"
+
+# Per-file state of a stage request, from the item's canonical status (API.md's table).
+TAPE_FILE_STATE = {
+    JobStatus.NOT_STARTED: "SUBMITTED",
+    JobStatus.RUNNING: "STARTED",
+    JobStatus.CANCELLING: "STARTED",
+    JobStatus.FINISHED: "COMPLETED",
+    JobStatus.FAILED: "FAILED",
+    JobStatus.PARTIALLY_FAILED: "FAILED",
+    JobStatus.CANCELLED: "CANCELLED",
+}
+
+# What gfal2 puts in place of the request id when its user gives none (gfal-evict URL):
+# such a release drops the caller's own pins on the paths, whichever request holds them.
+GFAL2_PLACEHOLDER_ID = "gfal2-placeholder-id"
+
+
+def tape_api_uri(request) -> str:
+    """The absolute base URI of this API; the scheme is https behind a TLS proxy only when
+    TRUST_X_FORWARDED_PROTO says to believe its X-Forwarded-Proto."""
+    return request.build_absolute_uri(f"{get_script_prefix()}{TAPE_API_PATH}")
+
+
+def _epoch(moment) -> int | None:
+    return int(moment.timestamp()) if moment else None
+
+
+def _max_paths() -> int:
+    return settings.STAGING["MAX_FILES_PER_REQUEST"]
+
+
+class PathsInputSerializer(serializers.Serializer):
+    paths = serializers.ListField(
+        child=StrictStringField(max_length=4096, allow_blank=False),
+        allow_empty=False,
+        help_text="Absolute paths: /<storeID>/<path>, or /<path> in the primary store.",
+    )
+
+    def validate_paths(self, paths):
+        if len(paths) > _max_paths():
+            raise serializers.ValidationError(
+                f"At most {_max_paths()} paths per request; this one has {len(paths)}."
+            )
+        return paths
+
+
+class WellKnownView(APIView):
+    """``GET /.well-known/wlcg-tape-rest-api``: where this site's tape API is. Public."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        return Response(
+            {
+                "sitename": settings.TAPE["SITENAME"],
+                "description": settings.TAPE["DESCRIPTION"],
+                "endpoints": [{"uri": tape_api_uri(request), "version": "v1", "metadata": {}}],
+            }
+        )
+
+
+class StageView(APIView):
+    """``POST {uri}/stage``: a new stage request."""
+
+    role_policy = "tape"
+    permission_classes = [RolePolicy]
+
+    class InputSerializer(serializers.Serializer):
+        # Field names are the wire names, camelCase as the specification spells them.
+        class FileSerializer(serializers.Serializer):
+            path = StrictStringField(max_length=4096, allow_blank=False)
+            diskLifetime = IsoDurationField(required=False)
+            targetedMetadata = serializers.DictField(required=False)
+
+            def validate_targetedMetadata(self, metadata):
+                ours = metadata.get(settings.TAPE["SITENAME"])
+                if ours is not None and not isinstance(ours, dict):
+                    raise serializers.ValidationError(
+                        f"The metadata for {settings.TAPE['SITENAME']} must be an object."
+                    )
+                return metadata
+
+        files = FileSerializer(many=True, allow_empty=False)
+
+        def validate_files(self, files):
+            if len(files) > _max_paths():
+                raise serializers.ValidationError(
+                    f"At most {_max_paths()} files per request; this one has {len(files)}."
+                )
+            return files
+
+    def post(self, request, **kwargs):
+        data = validated(self.InputSerializer, request.data)
+        sitename = settings.TAPE["SITENAME"]
+        job = stage_request_create(
+            owner=request.user,
+            files=[
+                StageFile(
+                    path=f["path"],
+                    disk_lifetime=f.get("diskLifetime"),
+                    metadata=f.get("targetedMetadata", {}).get(sitename),
+                )
+                for f in data["files"]
+            ],
+        )
+        location = f"{tape_api_uri(request)}/stage/{job.uuid}"
+        return Response({"requestId": str(job.uuid)}, status=201, headers={"Location": location})
+
+
+class StageRequestView(APIView):
+    """``GET {uri}/stage/{id}``: progress per file; ``DELETE``: cancel and forget."""
+
+    role_policy = "tape"
+    permission_classes = [RolePolicy]
+
+    class OutputSerializer(serializers.Serializer):
+        """Optional fields are left out rather than sent as null, as the specification asks."""
+
+        class FileSerializer(serializers.Serializer):
+            path = serializers.CharField()
+            state = serializers.CharField()
+            startedAt = serializers.IntegerField(required=False)
+            finishedAt = serializers.IntegerField(required=False)
+            error = serializers.CharField(required=False)
+
+        id = serializers.CharField()
+        createdAt = serializers.IntegerField()
+        startedAt = serializers.IntegerField()
+        completedAt = serializers.IntegerField(required=False)
+        files = FileSerializer(many=True)
+
+    def get(self, request, request_id, **kwargs):
+        job = stage_request_get(request_id=request_id, user=request.user)
+        return Response(self.OutputSerializer(_stage_request_body(job)).data)
+
+    def delete(self, request, request_id, **kwargs):
+        stage_request_delete(job=stage_request_get(request_id=request_id, user=request.user))
+        return Response(status=200)
+
+
+def _stage_request_body(job: Job) -> dict:
+    tape = job.parameters.get("tape", {})
+    prefix, aliases = tape.get("prefix", ""), tape.get("aliases", {})
+    files = []
+    items = job.items.order_by("pk").values_list(
+        "path", "status", "error", "started_at", "finished_at"
+    )
+    for path, status, error, started_at, finished_at in items.iterator(chunk_size=2000):
+        entry = {"path": aliases.get(path, f"{prefix}/{path}"), "state": TAPE_FILE_STATE[status]}
+        if status != JobStatus.NOT_STARTED:
+            entry["startedAt"] = _epoch(started_at or finished_at or job.started_at)
+        if status in TERMINAL_STATUSES and finished_at:
+            entry["finishedAt"] = _epoch(finished_at)
+        if status == JobStatus.FAILED:
+            entry["error"] = error or "staging failed"
+        files.append({key: value for key, value in entry.items() if value is not None})
+    body = {
+        "id": str(job.uuid),
+        "createdAt": _epoch(job.created_at),
+        # The specification: "if not set, should be same as createdAt".
+        "startedAt": _epoch(job.started_at or job.created_at),
+        "files": files,
+    }
+    if job.status in TERMINAL_STATUSES and job.finished_at:
+        body["completedAt"] = _epoch(job.finished_at)
+    return body
+
+
+class StageCancelView(APIView):
+    """``POST {uri}/stage/{id}/cancel``: cancel some files of a request."""
+
+    role_policy = "tape"
+    permission_classes = [RolePolicy]
+    InputSerializer = PathsInputSerializer
+
+    def post(self, request, request_id, **kwargs):
+        paths = validated(self.InputSerializer, request.data)["paths"]
+        job = stage_request_get(request_id=request_id, user=request.user)
+        stage_request_cancel(job=job, paths=paths)
+        return Response(status=200)
+
+
+class ReleaseView(APIView):
+    """``POST {uri}/release/{id}``: the client no longer needs these staged files."""
+
+    role_policy = "tape"
+    permission_classes = [RolePolicy]
+    InputSerializer = PathsInputSerializer
+
+    def post(self, request, request_id, **kwargs):
+        paths = validated(self.InputSerializer, request.data)["paths"]
+        if request_id == GFAL2_PLACEHOLDER_ID:
+            stage_requests_release_for_owner(owner=request.user, paths=paths)
+        else:
+            job = stage_request_get(request_id=request_id, user=request.user)
+            stage_request_release(job=job, paths=paths)
+        return Response(status=200)
+
+
+class ArchiveInfoView(APIView):
+    """``POST {uri}/archiveinfo``: where each file is (see ``staging.selectors.Locality``)."""
+
+    role_policy = "tape"
+    permission_classes = [RolePolicy]
+    InputSerializer = PathsInputSerializer
+
+    class OutputSerializer(serializers.Serializer):
+        path = serializers.CharField()
+        locality = serializers.CharField(required=False)
+        error = serializers.CharField(required=False)
+
+    def post(self, request, **kwargs):
+        paths = validated(self.InputSerializer, request.data)["paths"]
+        return Response(self.OutputSerializer(file_localities(paths=paths), many=True).data)

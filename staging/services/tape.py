@@ -1,0 +1,230 @@
+"""Writes of the WLCG Tape REST API: stage requests by path, cancel or release some of their
+files, delete a request. A stage request is a Job (``source="tape"``) on the same engine as every
+other dialect; what the dialect needs beyond the engine lives under ``Job.parameters["tape"]``:
+
+- ``prefix`` and ``aliases``: how the client named the files, so answers echo its paths (gfal2
+  matches answers to its files by path). A file's client path is ``f"{prefix}/{item.path}"``
+  unless ``aliases[item.path]`` says otherwise.
+- ``targetedMetadata``: per client path, the metadata the client addressed to our sitename.
+- ``deleted_at``: set by DELETE. The request then answers 404 everywhere in this API, but the row
+  stays: its pins cascade with it, and the sweeper finds staged copies only through pins, so
+  deleting the row would leave its copies on disk for ever; the row also keeps the job's history
+  for staff until retention purges it with the other old jobs. (A key in ``parameters`` rather
+  than a new column keeps this dialect free of schema changes.)
+"""
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from staging.errors import ConflictError, ServiceError
+from staging.models import Item, Job, JobStatus, Store, SubJob
+from staging.selectors import TAPE_SOURCE, TapePath, tape_paths_map
+from staging.services.catalogue import catalogue_files_register
+from staging.services.jobs import job_cancel, job_create_staging, job_rollup
+from staging.services.recovery import job_release
+from staging.storage import UnsafePathError, resolve_under
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_ITEM_STATUSES = (JobStatus.NOT_STARTED, JobStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class StageFile:
+    """One entry of a stage request's ``files``."""
+
+    path: str
+    disk_lifetime: timedelta | None = None
+    metadata: dict | None = None  # what targetedMetadata holds for our own sitename
+
+
+def _request_lifetime(files: Sequence[StageFile]) -> timedelta | None:
+    """A job pins all its files for one lifetime: the longest any file asked for, capped."""
+    asked = [f.disk_lifetime for f in files if f.disk_lifetime]
+    return min(max(asked), settings.TAPE["MAX_DISK_LIFETIME"]) if asked else None
+
+
+def _tape_parameters(entries: Sequence[tuple[TapePath, StageFile]]) -> dict:
+    first = entries[0][0]
+    prefix = f"/{first.store.slug}" if first.names_store else ""
+    aliases = {
+        mapped.relative: mapped.client
+        for mapped, _ in entries
+        if mapped.client != f"{prefix}/{mapped.relative}"
+    }
+    metadata = {mapped.client: f.metadata for mapped, f in entries if f.metadata is not None}
+    parameters: dict = {"prefix": prefix, "aliases": aliases}
+    if metadata:
+        parameters["targetedMetadata"] = metadata
+    return {"tape": parameters}
+
+
+def _why_not_stageable(store: Store, relative: str) -> str:
+    try:
+        target = resolve_under(store.archive_root, relative)
+    except UnsafePathError:
+        return "the path leads outside the store"
+    return "the path is a directory" if target.is_dir() else "no such file in the archive"
+
+
+@transaction.atomic
+def stage_request_create(*, owner, files: Sequence[StageFile]) -> Job:
+    """Create a stage request. Files in the archive are staged by the job engine; a path that
+    is no file in the archive does not spoil the rest: its item is FAILED at once, with why."""
+    if not files:
+        raise ServiceError("a stage request needs at least one file", field="files")
+    mapped = tape_paths_map(paths=[f.path for f in files])
+    store_ids = {m.store.pk for m in mapped}
+    if len(store_ids) > 1:
+        named = ", ".join(sorted({m.store.slug for m in mapped}))
+        raise ServiceError(
+            f"all files of one stage request must be in one store; this one names {named}",
+            field="files",
+        )
+    store = mapped[0].store
+    entries: dict[str, tuple[TapePath, StageFile]] = {}
+    for m, f in zip(mapped, files, strict=True):
+        entries.setdefault(m.relative, (m, f))  # a file named twice is staged once
+    found = catalogue_files_register(store=store, paths=list(entries))
+    present = [found[relative] for relative in entries if relative in found]
+    missing = [relative for relative in entries if relative not in found]
+    lifetime = _request_lifetime(files)
+    parameters = _tape_parameters(list(entries.values()))
+    now = timezone.now()
+    if present:
+        job = job_create_staging(
+            owner=owner,
+            store=store,
+            files=present,
+            source=TAPE_SOURCE,
+            lifetime=lifetime,
+            parameters=parameters,
+        )
+        if missing:
+            Job.objects.filter(pk=job.pk).update(files_total=F("files_total") + len(missing))
+    else:
+        # Nothing to stage, so nothing will ever run: the request is born FAILED.
+        job = Job.objects.create(
+            task="stage",
+            store=store,
+            owner=owner,
+            source=TAPE_SOURCE,
+            parameters=parameters,
+            lifetime=lifetime or settings.STAGING["DEFAULT_LIFETIME"],
+            status=JobStatus.FAILED,
+            files_total=len(missing),
+            files_failed=len(missing),
+            result={"files_finished": 0, "files_failed": len(missing), "files_cancelled": 0},
+            error="none of the files is in the archive",
+            finished_at=now,
+        )
+    Item.objects.bulk_create(
+        Item(
+            job=job,
+            path=relative,
+            status=JobStatus.FAILED,
+            error=_why_not_stageable(store, relative),
+            finished_at=now,
+        )
+        for relative in missing
+    )
+    job.refresh_from_db()
+    return job
+
+
+def _request_paths(job: Job, paths: Sequence[str]) -> list[str]:
+    """The store paths of ``paths``; a path that is not a file of this request is a 400."""
+    mapped = tape_paths_map(paths=paths)
+    relatives = [m.relative for m in mapped if m.store.pk == job.store_id]
+    in_request = set(
+        Item.objects.filter(job=job, path__in=relatives).values_list("path", flat=True)
+    )
+    unknown = [
+        m.client for m in mapped if m.store.pk != job.store_id or m.relative not in in_request
+    ]
+    if unknown:
+        raise ServiceError(
+            f"{len(unknown)} of {len(paths)} paths are not part of stage request {job.uuid}: "
+            f"{', '.join(unknown[:20])}",
+            field="paths",
+            extra={"unknown_paths": unknown},
+        )
+    return list(dict.fromkeys(relatives))
+
+
+def stage_request_cancel(*, job: Job, paths: Sequence[str]) -> int:
+    """Cancel some files of a request (all-or-nothing on the paths: one that is not in the
+    request is a 400 and nothing changes). Files already over are left as they are. Returns how
+    many files were cancelled.
+
+    Queued files are CANCELLED at once (compare-and-set), and a queued sub-job left with nothing
+    to do is cancelled with them; a worker skips cancelled files of a sub-job it is running. When
+    no file of the request is left uncancelled, the request itself is cancelled."""
+    relatives = _request_paths(job, paths)
+    now = timezone.now()
+    cancelled = Item.objects.filter(
+        job=job, path__in=relatives, status__in=ACTIVE_ITEM_STATUSES
+    ).update(status=JobStatus.CANCELLED, finished_at=now)
+    if not cancelled:
+        return 0
+    if not Item.objects.filter(job=job).exclude(status=JobStatus.CANCELLED).exists():
+        with contextlib.suppress(ConflictError):  # it ended meanwhile: nothing left to stop
+            job_cancel(job=job)
+        return cancelled
+    emptied = SubJob.objects.filter(job=job, status=JobStatus.NOT_STARTED).exclude(
+        items__status__in=ACTIVE_ITEM_STATUSES
+    )
+    for subjob_id in emptied.values_list("pk", flat=True):
+        # A delivery of a cancelled sub-job does nothing: its claim fails.
+        SubJob.objects.filter(pk=subjob_id, status=JobStatus.NOT_STARTED).update(
+            status=JobStatus.CANCELLED, finished_at=now
+        )
+    job_rollup(job_id=job.pk)
+    return cancelled
+
+
+def stage_request_release(*, job: Job, paths: Sequence[str]) -> int:
+    """Drop the request's pins on ``paths`` (all of them files of the request, else 400)."""
+    return job_release(job=job, paths=_request_paths(job, paths))
+
+
+def stage_requests_release_for_owner(*, owner, paths: Sequence[str]) -> int:
+    """Drop the pins that the owner's own stage requests hold on ``paths``: a release that names
+    no request (gfal2 sends a placeholder id when its user gives none)."""
+    released = 0
+    by_store: dict[int, list[str]] = {}
+    for mapped in tape_paths_map(paths=paths):
+        by_store.setdefault(mapped.store.pk, []).append(mapped.relative)
+    for store_id, relatives in by_store.items():
+        jobs = Job.objects.filter(
+            owner=owner,
+            source=TAPE_SOURCE,
+            store_id=store_id,
+            pins__path__in=relatives,
+            pins__released_at__isnull=True,
+        ).distinct()
+        for job in jobs:
+            released += job_release(job=job, paths=relatives)
+    return released
+
+
+def stage_request_delete(*, job: Job) -> None:
+    """Cancel what still runs, release every pin, and hide the request (see the module
+    docstring for why the row stays)."""
+    if job.status in (JobStatus.NOT_STARTED, JobStatus.RUNNING):
+        with contextlib.suppress(ConflictError):  # it ended meanwhile
+            job_cancel(job=job)
+    job_release(job=job)
+    now = timezone.now()
+    tape = {**job.parameters.get("tape", {}), "deleted_at": now.isoformat()}
+    Job.objects.filter(pk=job.pk).exclude(parameters__tape__has_key="deleted_at").update(
+        parameters={**job.parameters, "tape": tape}, updated_at=now
+    )
