@@ -161,3 +161,16 @@ def test_bench_settings_use_their_own_database_and_broker_prefix():
     assert prefix == "stagingsvc-bench:"
     assert bench_settings.ROOT_URLCONF == "bench.urls"
     assert "bench.noop_tasks" in bench_settings.CELERY_IMPORTS
+
+
+def test_rounds_of_one_endpoint_are_pooled():
+    from bench.loadgen import LoadReport
+    from bench.status_poll import pooled_report
+
+    rounds = [
+        LoadReport(requests=1000, seconds=10, p50_ms=5, p99_ms=50, mean_ms=6, errors=0),
+        LoadReport(requests=3000, seconds=10, p50_ms=3, p99_ms=30, mean_ms=4, errors=1),
+    ]
+    pooled = pooled_report(rounds)
+    assert pooled.requests_per_second == 200
+    assert (pooled.p50_ms, pooled.p99_ms, pooled.errors) == (4, 40, 1)
