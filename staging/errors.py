@@ -7,11 +7,19 @@ class ServiceError(Exception):
     status_code = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, field: str | None = None, extra: dict | None = None):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        extra: dict | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(detail)
         self.detail = detail
         self.field = field
         self.extra = extra or {}
+        self.headers = headers or {}
 
 
 class NotFoundError(ServiceError):
@@ -24,3 +32,10 @@ class ConflictError(ServiceError):
 
     status_code = 409
     title = "Conflict"
+
+
+class IdempotencyKeyReusedError(ServiceError):
+    """An Idempotency-Key sent again with a different request body."""
+
+    status_code = 422
+    title = "Idempotency key reused"

@@ -156,6 +156,12 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     lifetime = models.DurationField(help_text="How long staged copies stay pinned.")
     idempotency_key = models.CharField(max_length=128, blank=True)
+    request_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="SHA-256 of the request body that created the job, to tell a repeated "
+        "Idempotency-Key with the same body (same job) from one with another body (refused).",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,17 +1,38 @@
 """Roles (Django groups) and what each may do: the one place the access policy lives.
 
-| policy        | data-admin | data-user | collection-admin | admin | service-user |
-|---------------|:----------:|:---------:|:----------------:|:-----:|:------------:|
-| dts           |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
-| catalogue     |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
-| task_status   |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
-| tape          |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
+Every API view names one policy (``role_policy``); ``staging.api.permissions.RolePolicy``
+applies it. The table (also in the README):
 
-Visibility of a job: its owner, and every data-admin. Anyone else is told 404, never 403, so
-job ids cannot be probed.
+| policy         | data-admin | data-user | collection-admin | admin | service-user |
+|----------------|:----------:|:---------:|:----------------:|:-----:|:------------:|
+| dts            |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
+| catalogue      |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
+| tape           |     ✓      |     ✓     |        ✓         |   ✗   |      ✓       |
+| task_status    |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+| jobs_submit    |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+| jobs_read      |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+| jobs_control   |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+| docs           |  anyone, no token needed                                          |
+| tape_discovery |  anyone, no token needed                                          |
 
-``tape`` is the WLCG Tape REST API: FTS3 and gfal2 stage on behalf of users, as the DTS does.
-Its discovery document (/.well-known/wlcg-tape-rest-api) is public, as at every tape site.
+- dts: POST/GET /dts/staging, GET /dts/resources
+- catalogue: GET /api/v1/files/
+- tape: the WLCG Tape REST API under /tape/api/v1/ (stage, poll, cancel, delete, release,
+  archiveinfo): FTS3 and gfal2 stage on behalf of users, as the DTS does
+- task_status: GET /api/v1/task_status/{id} and …/peek
+- jobs_submit: POST /api/v1/jobs/
+- jobs_read: GET /api/v1/jobs/ and every GET under /api/v1/jobs/{id}/; GET /dmi/v1/dataJob/…
+- jobs_control: POST /api/v1/jobs/{id}/cancel, …/retry, …/release
+- docs: GET /api/schema/, /api/docs/
+- tape_discovery: GET /.well-known/wlcg-tape-rest-api, public as at every tape site
+
+The task_status row is seed 001's matrix; the other job policies extend it. The service user is
+the account of services that act for users (the DTS, FTS3): it speaks their dialects only. The
+admin role manages the site (the Django admin), not data.
+
+Which jobs a caller sees (``job_scope``): a data admin every job; a collection admin their own and
+every job on a store whose ``administrators`` include them; anyone else their own. A job outside
+the caller's scope answers 404, never 403, so job ids cannot be probed.
 """
 
 from enum import StrEnum
@@ -25,14 +46,26 @@ class Role(StrEnum):
     SERVICE_USER = "service-user"
 
 
+_DATA_ROLES = frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN})
+
 POLICIES: dict[str, frozenset[Role]] = {
-    "dts": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN, Role.SERVICE_USER}),
-    "catalogue": frozenset(
-        {Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN, Role.SERVICE_USER}
-    ),
-    "task_status": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN}),
-    "tape": frozenset({Role.DATA_ADMIN, Role.DATA_USER, Role.COLLECTION_ADMIN, Role.SERVICE_USER}),
+    "dts": _DATA_ROLES | {Role.SERVICE_USER},
+    "catalogue": _DATA_ROLES | {Role.SERVICE_USER},
+    "tape": _DATA_ROLES | {Role.SERVICE_USER},
+    "task_status": _DATA_ROLES,
+    "jobs_submit": _DATA_ROLES,
+    "jobs_read": _DATA_ROLES,
+    "jobs_control": _DATA_ROLES,
 }
+
+# Policies that need no token at all: the API description and the tape discovery document.
+PUBLIC_POLICIES = frozenset({"docs", "tape_discovery"})
+
+
+class JobScope(StrEnum):
+    ALL = "all"
+    ADMINISTERED_STORES = "administered-stores"
+    OWN = "own"
 
 
 def roles_of(user) -> frozenset[str]:
@@ -47,8 +80,21 @@ def roles_of(user) -> frozenset[str]:
 
 
 def allowed(user, policy: str) -> bool:
+    if policy in PUBLIC_POLICIES:
+        return True
+    if user is None or not user.is_authenticated:
+        return False
     return bool(roles_of(user) & POLICIES[policy])
 
 
+def job_scope(user) -> JobScope:
+    roles = roles_of(user)
+    if Role.DATA_ADMIN in roles:
+        return JobScope.ALL
+    if Role.COLLECTION_ADMIN in roles:
+        return JobScope.ADMINISTERED_STORES
+    return JobScope.OWN
+
+
 def sees_all_jobs(user) -> bool:
-    return Role.DATA_ADMIN in roles_of(user)
+    return job_scope(user) == JobScope.ALL

@@ -1,11 +1,15 @@
-"""One exception handler: every error leaves as an RFC 9457 problem (application/problem+json)."""
+"""One exception handler: every error leaves as an RFC 9457 problem (application/problem+json),
+including the 404 and 500 pages Django itself answers outside the API views."""
 
 import logging
+import math
 from http import HTTPStatus
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from staging.errors import ServiceError
@@ -48,6 +52,18 @@ def problem_response(
 
 def problem_exception_handler(exc, context):
     request = context.get("request")
+    if request is not None:
+        # A problem is JSON whatever the client accepts for a success (e.g. text/csv results).
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
+    if isinstance(exc, RequestDataTooBig):
+        return problem_response(
+            request,
+            status_code=413,
+            title=_reason(413),
+            detail=f"The request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+            "bytes; split the request into smaller ones.",
+        )
     if isinstance(exc, ServiceError):
         return problem_response(
             request,
@@ -55,6 +71,7 @@ def problem_exception_handler(exc, context):
             title=exc.title,
             detail=exc.detail,
             field=exc.field,
+            headers=exc.headers or None,
             **exc.extra,
         )
     if isinstance(exc, Http404):
@@ -66,15 +83,18 @@ def problem_exception_handler(exc, context):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
         if isinstance(exc, exceptions.ValidationError):
-            errors = [{"field": f, "message": m} for f, m in _flatten(exc.detail)]
-            detail = "; ".join(f"{f}: {m}" if f else m for f, m in _flatten(exc.detail))
+            pairs = _flatten(exc.detail)
+            errors = [{"field": f, "message": m} for f, m in pairs]
+            detail = "; ".join(f"{f}: {m}" if f else m for f, m in pairs)
+            fields = {f for f, _ in pairs if f}
             return problem_response(
                 request,
                 status_code=exc.status_code,
                 title="Invalid request",
                 detail=detail,
+                field=fields.pop() if len(fields) == 1 else None,
                 errors=errors,
                 headers=headers,
             )
@@ -99,3 +119,26 @@ def _reason(code: int) -> str:
         return HTTPStatus(code).phrase
     except ValueError:
         return "Error"
+
+
+def _page_problem(request, status_code: int, detail: str) -> JsonResponse:
+    body = {
+        "type": "about:blank",
+        "title": _reason(status_code),
+        "status": status_code,
+        "detail": detail,
+        "instance": request.path,
+    }
+    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def page_not_found(request, exception=None) -> JsonResponse:
+    """handler404: a URL that names no resource."""
+    return _page_problem(request, 404, f"Nothing is at {request.path}.")
+
+
+def server_error(request) -> JsonResponse:
+    """handler500: an error outside the API views; says nothing about internals."""
+    return _page_problem(
+        request, 500, "The server could not complete the request; the error has been logged."
+    )

@@ -1,5 +1,6 @@
 """gunicorn settings; HOST/PORT/WEB_CONCURRENCY from the environment."""
 
+import glob
 import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
@@ -9,5 +10,39 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = 60
 graceful_timeout = 20
 accesslog = "-"
+# With LOG_FORMAT=json gunicorn's own lines (start-up, access log) are JSON too, like Django's.
+if os.environ.get("LOG_FORMAT") == "json":
+    logconfig_dict = {
+        # Each line once: gunicorn's loggers have their own handlers, the root logger too.
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        },
+        "formatters": {
+            "generic": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            }
+        },
+    }
 # Several instances may share a host (tests, benchmarks); nothing here uses the control socket.
 control_socket_disable = True
+
+
+# Prometheus multiprocess mode (PROMETHEUS_MULTIPROC_DIR): the master imports nothing of the
+# application, so these hooks use prometheus_client directly.
+def on_starting(server):
+    """Counters of a previous run must not add to this one's."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.unlink(stale)
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

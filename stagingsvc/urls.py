@@ -1,15 +1,62 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
-from staging.api import dts, files, health, tape
+from staging.api import (
+    dmi,
+    dts,
+    files,
+    health,
+    jobs,
+    metrics,
+    schema,
+    subjobs,
+    tape,
+    task_status,
+)
+
+JOB = "api/v1/jobs/<str:job_id>"
+DATA_PRODUCER_JOB = "dmi/v1/dataJob/<str:requestId>/dataProducerJob/<str:dataProducerJobId>"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.ReadinessView.as_view(), name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("dts/staging", dts.DtsStagingView.as_view(), name="dts-staging"),
     path("dts/resources", dts.DtsResourcesView.as_view(), name="dts-resources"),
     path("api/v1/files/", files.FileListView.as_view(), name="file-list"),
+    path("api/v1/jobs/", jobs.JobListView.as_view(), name="job-list"),
+    path(f"{JOB}/", jobs.JobDetailView.as_view(), name="job-detail"),
+    path(f"{JOB}/items/", jobs.JobItemsView.as_view(), name="job-items"),
+    path(f"{JOB}/result", jobs.JobResultView.as_view(), name="job-result"),
+    path(f"{JOB}/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),
+    path(f"{JOB}/retry", jobs.JobRetryView.as_view(), name="job-retry"),
+    path(f"{JOB}/release", jobs.JobReleaseView.as_view(), name="job-release"),
+    path(f"{JOB}/subjobs/", subjobs.JobSubJobsView.as_view(), name="job-subjobs"),
+    path(
+        f"{JOB}/subjobs/<str:subjob_id>/status",
+        subjobs.SubJobStatusView.as_view(),
+        name="subjob-status",
+    ),
+    path(
+        f"{JOB}/subjobs/<str:subjob_id>/result",
+        subjobs.SubJobResultView.as_view(),
+        name="subjob-result",
+    ),
+    path(
+        "api/v1/task_status/<str:job_id>/peek",
+        task_status.TaskStatusPeekView.as_view(),
+        name="task-status-peek",
+    ),
+    path(
+        "api/v1/task_status/<str:job_id>",
+        task_status.TaskStatusView.as_view(),
+        name="task-status",
+    ),
+    path(f"{DATA_PRODUCER_JOB}/status", dmi.DmiSubJobStatusView.as_view(), name="dmi-status"),
+    path(f"{DATA_PRODUCER_JOB}/result", dmi.DmiSubJobResultView.as_view(), name="dmi-result"),
+    path("api/schema/", schema.SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", schema.DocsView.as_view(url_name="api-schema"), name="api-docs"),
     # WLCG Tape REST API v1: every route with and without a trailing slash, as clients differ.
     re_path(
         r"^\.well-known/wlcg-tape-rest-api/?$", tape.WellKnownView.as_view(), name="tape-well-known"
@@ -34,3 +81,6 @@ urlpatterns = [
         r"^tape/api/v1/archiveinfo/?$", tape.ArchiveInfoView.as_view(), name="tape-archiveinfo"
     ),
 ]
+
+handler404 = "stagingsvc.exceptions.page_not_found"
+handler500 = "stagingsvc.exceptions.server_error"

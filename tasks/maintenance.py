@@ -9,6 +9,7 @@ from staging.services.recovery import (
     subjobs_reap_expired,
     subjobs_reconcile,
 )
+from staging.services.retention import jobs_purge
 
 
 @shared_task
@@ -24,3 +25,9 @@ def reconcile_lost_subjobs() -> dict:
 @shared_task
 def sweep_unpinned_copies() -> dict:
     return {"removed": staged_copies_sweep()}
+
+
+@shared_task
+def purge_old_jobs() -> dict:
+    """Retention: delete jobs older than STAGING_RETENTION_DAYS (see staging.services.retention)."""
+    return asdict(jobs_purge())

@@ -4,10 +4,13 @@ describe files as Frictionless DataResources."""
 from pathlib import PurePosixPath
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, not_modified
 from staging.api.fields import StrictStringField, validated
 from staging.api.permissions import RolePolicy
 from staging.errors import NotFoundError, ServiceError
@@ -36,6 +39,32 @@ def _max_ids() -> int:
     return settings.STAGING["MAX_FILES_PER_REQUEST"]
 
 
+class DtsRequestCreatedSerializer(serializers.Serializer):
+    request_id = serializers.UUIDField(help_text="Id of the staging request, to poll its status.")
+
+
+class DtsStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=sorted(set(DTS_STATUS.values())),
+        help_text="staging (not all files are in place yet), ready (every file is at its path "
+        "in the staging area), failed, or cancelled.",
+    )
+
+
+class DataResourceSerializer(serializers.Serializer):
+    """A Frictionless DataResource describing one catalogue file."""
+
+    id = serializers.CharField(help_text="Catalogue id of the file.")
+    name = serializers.CharField(help_text="Lower-case name derived from the file name.")
+    path = serializers.CharField(help_text="Path relative to the staging-area root.")
+    format = serializers.CharField(help_text="File name extension, lower case.")
+    media_type = serializers.CharField(help_text="IANA media type.")
+    bytes = serializers.IntegerField(help_text="Size in bytes.")
+    hash = serializers.CharField(
+        required=False, help_text="MD5 (hex), or sha256:<hex>, when known."
+    )
+
+
 class DtsStagingView(APIView):
     role_policy = "dts"
     permission_classes = [RolePolicy]
@@ -54,6 +83,15 @@ class DtsStagingView(APIView):
                 )
             return _unique_in_order(ids)
 
+    @extend_schema(
+        operation_id="dts_staging_create",
+        description="Stage the files with these catalogue ids; answers the request id to poll.",
+        request=InputSerializer,
+        responses={
+            201: DtsRequestCreatedSerializer,
+            404: OpenApiResponse(description="Unknown ids, all listed in unknown_ids."),
+        },
+    )
     def post(self, request):
         ids = validated(self.InputSerializer, request.data)["ids"]
         found = files_by_ids(ids=ids)
@@ -70,10 +108,35 @@ class DtsStagingView(APIView):
         )
         return Response({"request_id": str(job.uuid)}, status=201)
 
+    @extend_schema(
+        operation_id="dts_staging_status",
+        description="The staging request's status in the DTS's four words.",
+        parameters=[
+            OpenApiParameter(
+                "id", OpenApiTypes.UUID, required=True, description="The staging request id."
+            ),
+            OpenApiParameter(
+                "If-None-Match",
+                str,
+                OpenApiParameter.HEADER,
+                description="The ETag of an earlier answer: 304 while it still holds.",
+            ),
+            OpenApiParameter(
+                "ETag", str, OpenApiParameter.HEADER, response=True, description="Validator."
+            ),
+        ],
+        responses={
+            200: DtsStatusSerializer,
+            304: OpenApiResponse(description="Nothing changed since the ETag sent."),
+            400: OpenApiResponse(description="The id is missing or not a UUID."),
+            404: OpenApiResponse(description="No such request visible to the caller."),
+        },
+    )
     def get(self, request):
         job_uuid = parse_job_id(request.query_params.get("id"))
-        status = job_status_get(job_uuid=job_uuid, user=request.user)
-        return Response({"status": DTS_STATUS[status]})
+        word = DTS_STATUS[job_status_get(job_uuid=job_uuid, user=request.user)]
+        headers = {"ETag": etag_for("dts", job_uuid, word), "Cache-Control": STATUS_CACHE_CONTROL}
+        return not_modified(request, headers["ETag"]) or Response({"status": word}, headers=headers)
 
 
 def data_resource(file: File) -> dict:
@@ -96,9 +159,26 @@ def data_resource(file: File) -> dict:
 
 
 class DtsResourcesView(APIView):
+    """Frictionless DataResources for catalogue ids, in request order."""
+
     role_policy = "dts"
     permission_classes = [RolePolicy]
 
+    @extend_schema(
+        operation_id="dts_resources",
+        parameters=[
+            OpenApiParameter(
+                "ids", str, required=True, description="Comma-separated catalogue file ids."
+            )
+        ],
+        responses={
+            200: OpenApiResponse(
+                DataResourceSerializer(many=True),
+                "One DataResource per id in request order; null for an unknown id.",
+            ),
+            400: OpenApiResponse(description="ids missing or malformed, or too many."),
+        },
+    )
     def get(self, request):
         raw = request.query_params.get("ids", "")
         ids = [part.strip() for part in raw.split(",")]

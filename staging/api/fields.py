@@ -3,6 +3,7 @@
 import re
 from datetime import timedelta
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -42,6 +43,7 @@ def parse_iso_duration(raw: str) -> timedelta | None:
     return timedelta(**parts) if parts else None
 
 
+@extend_schema_field({"type": "string", "format": "duration", "example": "P7D"})
 class IsoDurationField(serializers.Field):
     """A positive ISO 8601 duration such as ``PT1H`` or ``P7D``."""
 

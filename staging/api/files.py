@@ -25,11 +25,17 @@ class FileListView(ListAPIView):
     pagination_class = FileCursorPagination
 
     class OutputSerializer(serializers.ModelSerializer):
-        store = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+        store = serializers.SlugRelatedField(
+            slug_field="slug", read_only=True, help_text="The store (storeID)."
+        )
 
         class Meta:
             model = File
             fields = ["id", "store", "path", "size", "mtime", "media_type", "md5", "sha256"]
+            extra_kwargs = {
+                "id": {"help_text": "Stable catalogue id (what the DTS asks for)."},
+                "media_type": {"help_text": "IANA media type, guessed from the name."},
+            }
 
     serializer_class = OutputSerializer
 

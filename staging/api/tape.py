@@ -10,7 +10,6 @@ slash (gfal2 2.21 posts to ``/stage/``, newer releases to ``/stage``).
 from django.conf import settings
 from django.urls import get_script_prefix
 from rest_framework import serializers
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -78,7 +77,8 @@ class WellKnownView(APIView):
     """``GET /.well-known/wlcg-tape-rest-api``: where this site's tape API is. Public."""
 
     authentication_classes: list = []
-    permission_classes = [AllowAny]
+    role_policy = "tape_discovery"
+    permission_classes = [RolePolicy]
 
     def get(self, request):
         return Response(

@@ -7,7 +7,7 @@ import stat as stat_mode
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.db import transaction
@@ -237,3 +237,77 @@ def catalogue_files_register(*, store: Store, paths: Sequence[str]) -> dict[str,
             "store"
         )
     }
+
+
+def _listed(values: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+@transaction.atomic
+def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
+    """Catalogue entries for ``paths`` as a client sent them (relative to the store's archive
+    root), in the order given without repeats: entered by ``catalogue_files_register`` when
+    new, refreshed when the file changed since it was catalogued (a request by path means the
+    file as it is now).
+
+    Refuses the whole request, writing nothing, when a path leaves the archive root (``..``, an
+    absolute path, a symlink pointing out) or names no regular file: the client is told which."""
+    root = Path(store.archive_root)
+    unsafe: list[str] = []
+    missing: list[str] = []
+    found: dict[str, os.stat_result] = {}
+    for raw in paths:
+        try:
+            relative = clean_relative_path(raw)
+            absolute = resolve_under(root, relative)
+        except UnsafePathError:
+            unsafe.append(raw)
+            continue
+        if relative in found:
+            continue
+        if any(part.startswith(TEMP_PREFIX) for part in PurePosixPath(relative).parts):
+            missing.append(raw)  # our own half-written copies are never files to stage
+            continue
+        try:
+            info = absolute.stat()
+        except OSError:
+            missing.append(raw)
+            continue
+        if not stat_mode.S_ISREG(info.st_mode):
+            missing.append(raw)
+            continue
+        found[relative] = info
+    if unsafe:
+        raise ServiceError(
+            f"{len(unsafe)} of {len(paths)} paths leave the archive of store {store.slug}: "
+            f"{_listed(unsafe)}",
+            field="paths",
+            extra={"unsafe_paths": unsafe},
+        )
+    entries = catalogue_files_register(store=store, paths=list(found))
+    missing += [relative for relative in found if relative not in entries]  # gone meanwhile
+    if missing:
+        raise ServiceError(
+            f"{len(missing)} of {len(paths)} paths are not files in the archive of store "
+            f"{store.slug}: {_listed(missing)}",
+            field="paths",
+            extra={"unknown_paths": missing},
+        )
+
+    now = timezone.now()
+    changed: list[File] = []
+    for relative, info in found.items():
+        entry = entries[relative]
+        mtime = datetime.fromtimestamp(info.st_mtime, tz=UTC)
+        if entry.size != info.st_size or entry.mtime != mtime:
+            # Changed content: the old checksums describe something else.
+            entry.size, entry.mtime, entry.last_seen_at = info.st_size, mtime, now
+            entry.md5 = entry.sha256 = entry.adler32 = ""
+            changed.append(entry)
+    File.objects.bulk_update(
+        changed,
+        ["size", "mtime", "last_seen_at", "md5", "sha256", "adler32"],
+        batch_size=SCAN_BATCH,
+    )
+    return [entries[relative] for relative in found]

@@ -76,7 +76,14 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
         claimable |= Q(status=JobStatus.RUNNING, worker=holder)
     claimed = (
         SubJob.objects.filter(claimable, pk=subjob_id)
-        .exclude(job__status__in=[JobStatus.CANCELLING, JobStatus.CANCELLED])
+        # A subquery, not a join: with a join Django writes "WHERE id IN (SELECT ... JOIN ...)",
+        # and PostgreSQL does not re-check a status inside that subquery when a concurrent claim
+        # commits first, so two deliveries could both take the lease.
+        .exclude(
+            job_id__in=Job.objects.filter(
+                status__in=[JobStatus.CANCELLING, JobStatus.CANCELLED]
+            ).values("pk")
+        )
         .update(
             status=JobStatus.RUNNING,
             worker=worker,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from stagingsvc.logconfig import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -53,13 +55,18 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_results",
     "django_celery_beat",
     "health_check",
+    "django_prometheus",
     "staging",
 ]
 
 MIDDLEWARE = [
+    # First and last, so they time the whole request (django-prometheus's HTTP metrics).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -68,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "stagingsvc.urls"
@@ -113,7 +121,14 @@ def tune_database(config: dict) -> dict:
     else:
         config.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         config.setdefault("CONN_HEALTH_CHECKS", True)
+    # The same engines, wrapped by django-prometheus to count queries and errors (django_db_*).
+    engine = config["ENGINE"].rsplit(".", 1)[-1]
+    if engine in PROMETHEUS_DB_ENGINES and config["ENGINE"].startswith("django.db.backends."):
+        config["ENGINE"] = f"django_prometheus.db.backends.{engine}"
     return config
+
+
+PROMETHEUS_DB_ENGINES = {"postgresql", "sqlite3"}
 
 
 tune_database(DATABASES["default"])
@@ -150,8 +165,50 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["staging.api.throttling.UserRateThrottle"],
+    # Per user: every call, and the calls that create jobs. "N/second|minute|hour|day"; empty: off.
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env("API_THROTTLE_RATE", default="1200/minute") or None,
+        "submit": env("API_SUBMIT_THROTTLE_RATE", default="120/minute") or None,
+    },
+    "DEFAULT_SCHEMA_CLASS": "staging.api.openapi.StagingAutoSchema",
     "EXCEPTION_HANDLER": "stagingsvc.exceptions.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+# Request bodies declaring more than this are refused with 413 before they are read (Django's
+# own check, which DRF's JSON parsing goes through); 10,000 ids or paths fit comfortably.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=5 * 1024**2)
+
+# Throttle counters live here: a shared cache (e.g. redis://host:6379/1) makes the limits hold
+# across web processes; the default counts per process.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "stagingsvc API",
+    "DESCRIPTION": (
+        "Stage files from archive stores into a staging area. API v1 (jobs, task status, "
+        "sub-jobs), the seed-002 sub-job paths and the KBase DTS provider contract. Every "
+        "error is an RFC 9457 problem document (application/problem+json)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl None: the UI never calls validator.swagger.io (the docs work offline).
+    "SWAGGER_UI_SETTINGS": {
+        "deepLinking": True,
+        "persistAuthorization": True,
+        "validatorUrl": None,
+    },
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "staging.models.JobStatus"},
+    "PREPROCESSING_HOOKS": ["staging.api.openapi.exclude_foreign_specifications"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "staging.api.openapi.add_problem_responses",
+    ],
 }
 
 # Tokens are stored hashed; a token lives until it is revoked unless TOKEN_TTL_HOURS is set.
@@ -191,7 +248,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "in
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_TASK_ROUTES = {"tasks.staging.*": {"queue": "staging"}}
 # tasks/ is a plain package, not an installed app, so autodiscovery would not find it.
-CELERY_IMPORTS = ["tasks.staging", "tasks.maintenance"]
+# tasks.instrumentation holds no task: it connects the log context and metrics signals.
+CELERY_IMPORTS = ["tasks.staging", "tasks.maintenance", "tasks.instrumentation"]
+# TaskResult rows are deleted by retention with their jobs (purge-old-jobs), not after
+# Celery's default of one day, so a failed sub-job's traceback lives as long as its job.
+CELERY_RESULT_EXPIRES = None
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "reap-expired-leases": {
@@ -205,6 +266,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-unpinned-copies": {
         "task": "tasks.maintenance.sweep_unpinned_copies",
         "schedule": env.int("SWEEPER_INTERVAL_SECONDS", default=300),
+    },
+    "purge-old-jobs": {
+        "task": "tasks.maintenance.purge_old_jobs",
+        "schedule": env.int("RETENTION_INTERVAL_SECONDS", default=3600),
     },
 }
 
@@ -226,9 +291,28 @@ STAGING = {
     # Progress is written at most this often per sub-job.
     "PROGRESS_INTERVAL_SECONDS": env.float("STAGING_PROGRESS_INTERVAL_SECONDS", default=1.0),
     "COPY_CHUNK_BYTES": env.int("STAGING_COPY_CHUNK_BYTES", default=8 * 1024**2),
+    # Retry-After of the asynchronous API calls: how long a client should wait between polls.
+    "POLL_INTERVAL_SECONDS": env.int("STAGING_POLL_INTERVAL_SECONDS", default=5),
     # How long staged copies stay pinned when a request does not say (the DTS needs 7 days).
     "DEFAULT_LIFETIME": timedelta(days=env.int("STAGING_DEFAULT_LIFETIME_DAYS", default=14)),
+    # Finished jobs (with their items, sub-jobs, results and TaskResult rows) are deleted this
+    # long after they ended; well above the 7 days the DTS may come back for a request.
+    "RETENTION": timedelta(days=env.int("STAGING_RETENTION_DAYS", default=30)),
+    # Jobs deleted per transaction by the purge.
+    "RETENTION_BATCH": env.int("STAGING_RETENTION_BATCH", default=200),
 }
+
+# --- Metrics --------------------------------------------------------------------------------
+
+# With a token, GET /metrics needs "Authorization: Bearer <token>"; without, it is open.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# django-prometheus would query the migration table at start-up; readiness covers the DB.
+PROMETHEUS_EXPORT_MIGRATIONS = False
+# Several processes (gunicorn's, a worker's pool) count into files under this directory, one
+# directory per process group; prometheus_client needs it to exist before the first metric.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- WLCG Tape REST API ---------------------------------------------------------------------
 
@@ -243,13 +327,8 @@ TAPE = {
 
 # --- Logging --------------------------------------------------------------------------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# LOG_FORMAT=json writes one JSON object per line; lines written during a task carry job_id,
+# subjob_id, task_id and worker_host (stagingsvc.logconfig, tasks.instrumentation).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, CELERY_BROKER_TRANSPORT_OPTIONS, env, tune_database
+from .base import BASE_DIR, CELERY_BROKER_TRANSPORT_OPTIONS, REST_FRAMEWORK, env, tune_database
 
 CI = env.bool("CI", default=False)
 CHECKOUT_ID = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
@@ -62,3 +62,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # Let tests publish without hanging when no broker is reachable.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_MAX_RETRIES = 1
+
+# Tests make many calls as one user; the throttling tests set their own small rates.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {"user": "100000/minute", "submit": "100000/minute"},
+}
+# Static files (the docs UI's assets) straight from the apps, without collectstatic.
+WHITENOISE_USE_FINDERS = True

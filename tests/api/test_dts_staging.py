@@ -158,3 +158,31 @@ def test_another_users_request_is_404_but_a_data_admin_sees_it(client_for):
     assert client_for(Role.DATA_USER).get(f"/dts/staging?id={job.uuid}").status_code == 404
     response = client_for(Role.DATA_ADMIN).get(f"/dts/staging?id={job.uuid}")
     assert response.json() == {"status": "ready"}
+
+
+def test_status_carries_an_etag_and_answers_304_while_the_word_holds(client_for):
+    client = client_for(Role.SERVICE_USER, username="dts")
+    job = JobFactory(owner=UserFactory(username="dts"), status=JobStatus.RUNNING)
+    first = client.get(f"/dts/staging?id={job.uuid}")
+    assert first["Cache-Control"] == "private, no-cache"
+
+    unchanged = client.get(f"/dts/staging?id={job.uuid}", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert (unchanged.status_code, unchanged.content) == (304, b"")
+
+    # Progress inside "staging" changes nothing the DTS sees; "ready" does.
+    Job.objects.filter(pk=job.pk).update(bytes_done=10)
+    assert (
+        client.get(f"/dts/staging?id={job.uuid}", HTTP_IF_NONE_MATCH=first["ETag"]).status_code
+        == 304
+    )
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.FINISHED)
+    ready = client.get(f"/dts/staging?id={job.uuid}", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert ready["ETag"] != first["ETag"]
+
+
+def test_a_status_poll_costs_at_most_three_queries(client_for, django_assert_max_num_queries):
+    client = client_for(Role.SERVICE_USER, username="dts")
+    job = JobFactory(owner=UserFactory(username="dts"), status=JobStatus.RUNNING)
+    with django_assert_max_num_queries(3):
+        assert client.get(f"/dts/staging?id={job.uuid}").status_code == 200

@@ -99,6 +99,7 @@ def test_the_worker_registers_every_task_module(start_worker):
         "tasks.maintenance.reap_expired_leases",
         "tasks.maintenance.reconcile_lost_subjobs",
         "tasks.maintenance.sweep_unpinned_copies",
+        "tasks.maintenance.purge_old_jobs",
     ):
         assert task in log
 

@@ -3,6 +3,7 @@ worker, beat and the embedded redis-server, on SQLite), driven over HTTP like th
 walkthrough, then stopped with SIGTERM leaving no process behind."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -82,6 +83,7 @@ def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_pat
     base = f"http://127.0.0.1:{env['PORT']}"
     banner = manage(env, "bootstrap")
     assert f"{base}/dts/staging" in banner
+    assert f"{base}/api/docs/" in banner
     log_path = tmp_path / "stack.log"
     with open(log_path, "wb") as log:
         stack = subprocess.Popen(
@@ -126,6 +128,12 @@ def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_pat
         staged = tmp_path / "var" / "staging" / "run1" / "reads.fastq"
         assert staged.read_bytes() == (archive / "run1" / "reads.fastq").read_bytes()
         assert (tmp_path / "var" / "stagingsvc.sqlite3").exists()
+
+        # The docs UI as `make run` serves it: its assets come from the collected static files.
+        docs = requests.get(f"{base}/api/docs/", timeout=5)
+        assert docs.status_code == 200
+        bundle = re.search(r'src="(/static/[^"]+swagger-ui-bundle[^"]*\.js)"', docs.text)
+        assert requests.get(f"{base}{bundle.group(1)}", timeout=5).status_code == 200
     finally:
         processes = descendants(stack.pid) | {stack.pid}
         stack.send_signal(signal.SIGTERM)

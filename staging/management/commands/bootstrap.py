@@ -16,7 +16,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"""
 stagingsvc is starting.
-  API          http://127.0.0.1:{port}/dts/staging   http://127.0.0.1:{port}/api/v1/files/
+  API          http://127.0.0.1:{port}/dts/staging   http://127.0.0.1:{port}/api/v1/jobs/
+  API docs     http://127.0.0.1:{port}/api/docs/   (schema: /api/schema/)
   Admin        http://127.0.0.1:{port}/admin/   (python manage.py createsuperuser)
   Health       http://127.0.0.1:{port}/healthz  http://127.0.0.1:{port}/readyz
   Store        {store.slug}: archive {store.archive_root}

@@ -1,0 +1,42 @@
+#!/bin/sh
+# The image's entry point: `web`, `worker`, `beat`, `flower` or `migrate` run that process
+# (exec'd, so it receives the container's SIGTERM itself); anything else is run as given,
+# e.g. `python manage.py createtoken alice --role data-user`.
+set -eu
+
+# Prometheus multiprocess mode: each process group starts from an empty directory, or the
+# counters of a previous run of this container would be added to the new one's.
+metrics_dir() {
+    export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus}"
+    rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+    mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+}
+
+case "${1:-web}" in
+    web)
+        shift || true
+        metrics_dir
+        exec gunicorn -c stagingsvc/gunicorn.conf.py stagingsvc.wsgi "$@"
+        ;;
+    worker)
+        shift
+        metrics_dir
+        exec celery -A stagingsvc worker -Q staging,control --loglevel INFO \
+            --concurrency "${WORKER_CONCURRENCY:-2}" "$@"
+        ;;
+    beat)
+        shift
+        exec celery -A stagingsvc beat --loglevel INFO "$@"
+        ;;
+    flower)
+        shift
+        exec celery -A stagingsvc flower --address=0.0.0.0 --port="${FLOWER_PORT:-5555}" "$@"
+        ;;
+    migrate)
+        shift
+        exec python manage.py bootstrap "$@"
+        ;;
+    *)
+        exec "$@"
+        ;;
+esac

@@ -1,0 +1,299 @@
+"""How jobs, sub-jobs and results look on the wire in API v1, shared by the jobs, task status and
+DMI views. Status words are the canonical ones (staging.models.JobStatus) everywhere here: the
+API v1 and seed-002 dialects need no mapping table."""
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema_field
+from rest_framework import serializers
+
+from staging.api.fields import IsoDurationField
+from staging.models import Job, JobStatus, SubJob
+from staging.selectors import RESULT_COLUMNS, job_result_rows
+
+# Parameters and headers the OpenAPI description shares between the job views.
+JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Job id.")
+SUBJOB_ID = OpenApiParameter(
+    "subjob_id",
+    OpenApiTypes.INT,
+    OpenApiParameter.PATH,
+    description="Sub-job position, from 1.",
+    examples=[OpenApiExample("the first sub-job", value=1)],
+)
+LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    description="The job's status URI (task_status).",
+    response=[200, 202],
+)
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    int,
+    OpenApiParameter.HEADER,
+    description="Seconds to wait before polling again.",
+    response=[202, 409],
+)
+
+# Rows per chunk written to a streamed result.
+RESULT_CHUNK_ROWS = 500
+
+
+def poll_interval() -> int:
+    """Seconds a client should wait before polling again (Retry-After)."""
+    return settings.STAGING["POLL_INTERVAL_SECONDS"]
+
+
+def job_uri(request, name: str, job_uuid, **kwargs) -> str:
+    return request.build_absolute_uri(reverse(name, kwargs={"job_id": str(job_uuid), **kwargs}))
+
+
+def status_uri(request, job_uuid) -> str:
+    return job_uri(request, "task-status", job_uuid)
+
+
+def results_uri(request, job_uuid) -> str:
+    return job_uri(request, "job-result", job_uuid)
+
+
+def subjob_result_uri(request, job_uuid, sequence: int) -> str:
+    """Where a sub-job's outcome is: its items, one state per file."""
+    return f"{job_uri(request, 'job-items', job_uuid)}?subjob={sequence}"
+
+
+@extend_schema_field(OpenApiTypes.URI)
+class JobUriField(serializers.Field):
+    """The absolute URI of one of the job's resources (the URL pattern ``view_name``)."""
+
+    def __init__(self, view_name: str, **kwargs):
+        self.view_name = view_name
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, job):
+        return job_uri(self.context["request"], self.view_name, job.uuid)
+
+
+STATUS_HELP = "Canonical status: " + ", ".join(JobStatus.values) + "."
+
+
+class StatusField(serializers.ChoiceField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", STATUS_HELP)
+        super().__init__(choices=JobStatus.choices, **kwargs)
+
+
+class ProgressSerializer(serializers.Serializer):
+    files_total = serializers.IntegerField(help_text="Files in the job.")
+    files_done = serializers.IntegerField(help_text="Files finished so far.")
+    files_failed = serializers.IntegerField(help_text="Files that failed (known once it ends).")
+    bytes_total = serializers.IntegerField(help_text="Bytes in the job.")
+    bytes_done = serializers.IntegerField(help_text="Bytes copied so far.")
+
+
+class DetailedProgressSerializer(ProgressSerializer):
+    bytes_per_second = serializers.FloatField(
+        help_text="Current copy rate over the running sub-jobs (0 when nothing runs)."
+    )
+    eta_seconds = serializers.FloatField(
+        allow_null=True, help_text="Seconds left at the current rate, or null when unknown."
+    )
+
+
+class StatusSerializer(serializers.Serializer):
+    """The answer of peek, and of task_status while the job runs."""
+
+    status = StatusField()
+    progress = ProgressSerializer(source="*", help_text="How far the job got.")
+
+
+class SubmittedJobSerializer(serializers.Serializer):
+    """Seed 002's job description: every field is mandatory."""
+
+    jobId = serializers.UUIDField(source="uuid", help_text="The id of the job.")
+    status = StatusField()
+    statusuri = JobUriField("task-status", help_text="Where to poll the job's status.")
+    resultsuri = JobUriField("job-result", help_text="Where the job's results will be.")
+
+
+class JobSummarySerializer(SubmittedJobSerializer):
+    task = serializers.CharField(help_text="The task the job runs (stage).")
+    store = serializers.CharField(source="store.slug", help_text="The store (storeID).")
+    owner = serializers.CharField(source="owner.username", help_text="Who asked for the job.")
+    source = serializers.CharField(help_text="The API dialect that created the job (api, dts).")
+    progress = ProgressSerializer(source="*", help_text="How far the job got.")
+    created_at = serializers.DateTimeField(help_text="When the job was accepted.")
+    started_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a worker first took it, or null."
+    )
+    finished_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it reached its final status, or null."
+    )
+
+
+class SubJobCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="Sub-jobs of the job.")
+    by_status = serializers.DictField(
+        child=serializers.IntegerField(), help_text="How many sub-jobs are in each status."
+    )
+
+
+class JobDetailSerializer(JobSummarySerializer):
+    parameters = serializers.DictField(help_text="The task's parameters as submitted.")
+    lifetime = IsoDurationField(help_text="How long staged copies stay pinned (ISO 8601).")
+    result = serializers.DictField(help_text="Summary of the outcome once the job has ended.")
+    error = serializers.CharField(help_text="Why the job failed, when it did.")
+    updated_at = serializers.DateTimeField(help_text="When anything about the job last changed.")
+    progress = DetailedProgressSerializer(
+        source="progress_now", help_text="How far the job got, with its rate and time left."
+    )
+    subjobs = SubJobCountsSerializer(
+        source="subjob_counts", help_text="The job's sub-jobs by status."
+    )
+    itemsuri = JobUriField("job-items", help_text="Per-file states of the job.")
+    subjobsuri = JobUriField("job-subjobs", help_text="The job's sub-jobs.")
+
+
+class ItemSerializer(serializers.Serializer):
+    path = serializers.CharField(
+        help_text="Path relative to the store's archive and staging roots."
+    )
+    file_id = serializers.CharField(help_text="Catalogue id of the file, or null.", allow_null=True)
+    size = serializers.IntegerField(help_text="Size in bytes.")
+    status = StatusField()
+    bytes_done = serializers.IntegerField(help_text="Bytes copied so far.")
+    attempts = serializers.IntegerField(help_text="Times a worker tried the file.")
+    error = serializers.CharField(help_text="Why the file failed, when it did.")
+    subjob = serializers.IntegerField(
+        source="subjob.sequence", allow_null=True, help_text="The sub-job the file is in."
+    )
+    started_at = serializers.DateTimeField(
+        allow_null=True, help_text="When its copy started, or null."
+    )
+    finished_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it reached its status, or null."
+    )
+
+
+class SubJobStatusSerializer(serializers.Serializer):
+    status = StatusField()
+
+
+class SubJobResultSerializer(serializers.Serializer):
+    resulturi = serializers.URLField(help_text="Where the sub-job's result is: its files' states.")
+
+
+class SubJobSerializer(serializers.Serializer):
+    subjobId = serializers.IntegerField(
+        source="sequence", help_text="Position of the sub-job in its job, from 1."
+    )
+    status = StatusField()
+    files_total = serializers.IntegerField(help_text="Files in the sub-job.")
+    files_done = serializers.IntegerField(help_text="Files finished so far.")
+    bytes_total = serializers.IntegerField(help_text="Bytes in the sub-job.")
+    bytes_done = serializers.IntegerField(help_text="Bytes copied so far.")
+    bytes_per_second = serializers.FloatField(
+        help_text="Copy rate over its last progress interval (0 when not running)."
+    )
+    attempts = serializers.IntegerField(help_text="Times a worker took the sub-job.")
+    error = serializers.CharField(help_text="Why the sub-job failed, when it did.")
+    created_at = serializers.DateTimeField(help_text="When the sub-job was created.")
+    started_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a worker first took it, or null."
+    )
+    finished_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it reached its final status, or null."
+    )
+    resulturi = serializers.SerializerMethodField(help_text="Where the sub-job's result is.")
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_resulturi(self, subjob: SubJob) -> str:
+        return subjob_result_uri(self.context["request"], self.context["job"].uuid, subjob.sequence)
+
+
+class ResultRowSerializer(serializers.Serializer):
+    """One file of a job's result (a JSON object, or a CSV line with these columns)."""
+
+    path = serializers.CharField(help_text="Path relative to the store's roots.")
+    file_id = serializers.CharField(allow_null=True, help_text="Catalogue id of the file.")
+    size = serializers.IntegerField(help_text="Size in bytes.")
+    status = StatusField()
+    bytes_done = serializers.IntegerField(help_text="Bytes copied.")
+    attempts = serializers.IntegerField(help_text="Times a worker tried the file.")
+    error = serializers.CharField(help_text="Why the file failed, when it did.")
+    finished_at = serializers.DateTimeField(allow_null=True, help_text="When it ended.")
+
+
+class ResultSerializer(serializers.Serializer):
+    """The JSON form of a job's results (streamed)."""
+
+    jobId = serializers.UUIDField(help_text="The id of the job.")
+    task = serializers.CharField(help_text="The task the job ran.")
+    status = StatusField()
+    summary = serializers.DictField(help_text="Counts of files by outcome.")
+    files = ResultRowSerializer(many=True, help_text="One entry per file, in request order.")
+
+
+def _cell(value):
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _chunks(rows: Iterable[tuple], size: int = RESULT_CHUNK_ROWS) -> Iterator[list[tuple]]:
+    chunk: list[tuple] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _json_result(job: Job) -> Iterator[str]:
+    head = {
+        "jobId": str(job.uuid),
+        "task": job.task,
+        "status": job.status,
+        "summary": job.result or {},
+    }
+    yield json.dumps(head)[:-1] + ', "files": ['
+    first = True
+    for chunk in _chunks(job_result_rows(job=job)):
+        text = ",".join(
+            json.dumps(dict(zip(RESULT_COLUMNS, map(_cell, row), strict=True))) for row in chunk
+        )
+        yield text if first else "," + text
+        first = False
+    yield "]}"
+
+
+def _csv_result(job: Job) -> Iterator[str]:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(RESULT_COLUMNS)
+    for chunk in _chunks(job_result_rows(job=job)):
+        writer.writerows([["" if c is None else _cell(c) for c in row] for row in chunk])
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    if out.tell():
+        yield out.getvalue()
+
+
+def result_response(job: Job, *, as_csv: bool, headers: dict | None = None):
+    """The job's results streamed (rows are read from the database in chunks while sent)."""
+    if as_csv:
+        response = StreamingHttpResponse(_csv_result(job), content_type="text/csv; charset=utf-8")
+    else:
+        response = StreamingHttpResponse(_json_result(job), content_type="application/json")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response

@@ -1,0 +1,175 @@
+"""Metrics and structured logs of a real `celery worker` on Redis and the test database: the
+job counters at /metrics move as a request is staged, the worker's own counters (multiprocess
+mode, served by its main process) count what it staged and repaired, and with LOG_FORMAT=json
+every line a task writes carries its job, sub-job and worker host."""
+
+import json
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from staging.models import Job, JobStatus, Pin
+from staging.roles import Role
+from staging.services.accounts import token_create
+from stagingsvc.celery import app as celery_app
+from tests.factories import JobFactory
+from tests.workers import wait_for_job, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def jobs(found: dict, status: str) -> float:
+    return found[("stagingsvc_jobs", (("status", status),))]
+
+
+@pytest.fixture
+def metrics_worker(start_worker, tmp_path):
+    """A worker serving its metrics on a free loopback port; returns (worker, metrics URL)."""
+    port = free_port()
+    worker = start_worker(
+        concurrency=2,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
+        WORKER_METRICS_PORT=str(port),
+        WORKER_METRICS_ADDRESS="127.0.0.1",
+    )
+    return worker, f"http://127.0.0.1:{port}/metrics"
+
+
+def test_the_job_counters_move_while_a_worker_stages_a_request(
+    live_server, store, archive_files, start_worker, tmp_path
+):
+    contents = {"a.txt": b"alpha", "b/c.bin": os.urandom(300_000), "empty": b""}
+    files = archive_files(contents)
+    headers = {"Authorization": f"Bearer {token_create(username='dts', role=Role.SERVICE_USER)}"}
+    created = requests.post(
+        f"{live_server.url}/dts/staging",
+        json={"ids": [f.id for f in files]},
+        headers=headers,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+
+    before = scrape(f"{live_server.url}/metrics")
+    assert (jobs(before, "NOT_STARTED"), jobs(before, "FINISHED")) == (1, 0)
+    assert before[("stagingsvc_queue_length", (("queue", "staging"),))] == 1
+
+    port = free_port()
+    start_worker(
+        concurrency=2,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
+        WORKER_METRICS_PORT=str(port),
+        WORKER_METRICS_ADDRESS="127.0.0.1",
+    )
+    job = wait_for_job(Job.objects.get(uuid=created.json()["request_id"]))
+    assert job.status == JobStatus.FINISHED
+
+    after = scrape(f"{live_server.url}/metrics")
+    assert (jobs(after, "NOT_STARTED"), jobs(after, "FINISHED")) == (0, 1)
+    assert after[("stagingsvc_queue_length", (("queue", "staging"),))] == 0
+
+    worker_url = f"http://127.0.0.1:{port}/metrics"
+    completed = ("stagingsvc_subjobs_completed_total", (("status", "FINISHED"),))
+    wait_until(lambda: completed in scrape(worker_url), timeout=30, what="the worker's counters")
+    counted = scrape(worker_url)
+    assert counted[completed] == 1
+    assert counted[("stagingsvc_items_staged_total", ())] == 3
+    assert counted[("stagingsvc_items_failed_total", ())] == 0
+    assert counted[("stagingsvc_bytes_staged_total", ())] == sum(map(len, contents.values()))
+    duration = ("stagingsvc_subjob_duration_seconds_count", (("status", "FINISHED"),))
+    assert counted[duration] == 1
+    # The pool's processes query the database through django-prometheus too.
+    assert any(name == "django_db_execute_total" for name, _ in counted)
+
+
+def test_the_worker_counts_the_repairs_of_periodic_tasks(store, metrics_worker):
+    _, worker_url = metrics_worker
+    staged = Path(store.staging_root) / "old" / "copy.dat"
+    staged.parent.mkdir()
+    staged.write_bytes(b"expired")
+    job = JobFactory(store=store, status=JobStatus.FINISHED)
+    Pin.objects.create(
+        job=job, store=store, path="old/copy.dat", expires_at=timezone.now() - timedelta(days=1)
+    )
+
+    celery_app.send_task("tasks.maintenance.sweep_unpinned_copies", queue="control")
+
+    swept = (
+        "stagingsvc_recovery_actions_total",
+        (("action", "copies_removed"), ("task", "sweep_unpinned_copies")),
+    )
+    wait_until(lambda: swept in scrape(worker_url), timeout=30, what="the sweeper's count")
+    assert scrape(worker_url)[swept] == 1
+    assert not staged.exists()
+
+
+def test_the_retention_task_purges_old_jobs_on_a_worker_and_counts_them(store, metrics_worker):
+    _, worker_url = metrics_worker
+    ended = timezone.now() - timedelta(days=45)
+    old = JobFactory(store=store, status=JobStatus.FINISHED, finished_at=ended)
+    recent = JobFactory(store=store, status=JobStatus.FINISHED, finished_at=timezone.now())
+
+    celery_app.send_task("tasks.maintenance.purge_old_jobs", queue="control")
+
+    purged = (
+        "stagingsvc_recovery_actions_total",
+        (("action", "jobs_purged"), ("task", "purge_old_jobs")),
+    )
+    wait_until(lambda: purged in scrape(worker_url), timeout=30, what="the purge's count")
+    assert scrape(worker_url)[purged] == 1
+    assert not Job.objects.filter(pk=old.pk).exists()
+    assert Job.objects.filter(pk=recent.pk).exists()
+
+
+def test_json_log_lines_of_a_task_carry_job_subjob_and_worker_host(
+    store, archive_files, client_for, start_worker
+):
+    present, vanished = archive_files({"keep.txt": b"keep", "gone.txt": b"gone"})
+    (Path(store.archive_root) / "gone.txt").unlink()
+    response = client_for(Role.DATA_USER).post(
+        "/dts/staging", {"ids": [present.id, vanished.id]}, format="json"
+    )
+    job = Job.objects.get(uuid=response.json()["request_id"])
+    subjob = job.subjobs.get()
+
+    worker = start_worker(concurrency=1, LOG_FORMAT="json")
+    wait_for_job(job)
+    wait_until(lambda: "items staged" in worker.log(), timeout=30, what="the sub-job's last line")
+
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    task_lines = [line for line in lines if line.get("task_name") == "tasks.staging.stage_subjob"]
+    messages = " | ".join(line["message"] for line in task_lines)
+    # The engine's own warning, our start and end lines, and Celery's verdict on the task.
+    assert "gone.txt" in messages and "failed" in messages
+    assert "started" in messages and "items staged" in messages
+    assert "succeeded" in messages
+    for line in task_lines:
+        assert line["job_id"] == str(job.uuid)
+        assert line["subjob_id"] == str(subjob.pk)
+        assert line["worker_host"] == socket.gethostname()
+        assert line["task_id"] == subjob.celery_task_id
+        assert {"time", "level", "logger"} <= set(line)
+    # The pool process (concurrency 1) ran only this task: each of its lines has the context.
+    pool_lines = [line for line in lines if line["process"] != worker.pid]
+    assert pool_lines and all(line.get("job_id") == str(job.uuid) for line in pool_lines)
