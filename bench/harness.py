@@ -269,7 +269,9 @@ class Supervisor:
         wait_until(healthy, timeout=60, what=f"{name} to answer on {url}")
         return url
 
-    def start_worker(self, name: str, database: str, *, concurrency: int) -> None:
+    def start_worker(
+        self, name: str, database: str, *, concurrency: int, queues: str = "staging,control"
+    ) -> None:
         """A `celery worker` with ``concurrency`` processes on both queues, as the Procfile
         runs it; returns once it is ready."""
         self.start(
@@ -282,7 +284,7 @@ class Supervisor:
                 "stagingsvc",
                 "worker",
                 "-Q",
-                "staging,control",
+                queues,
                 "-c",
                 str(concurrency),
                 "-n",

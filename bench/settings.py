@@ -7,7 +7,6 @@ from stagingsvc.settings.base import *  # noqa: F403
 from stagingsvc.settings.base import (
     CELERY_BROKER_TRANSPORT_OPTIONS,
     CELERY_IMPORTS,
-    LOGGING,
     REST_FRAMEWORK,
     env,
     tune_database,
@@ -41,5 +40,3 @@ REST_FRAMEWORK = {
 ROOT_URLCONF = "bench.urls"
 # "testserver": the harness also drives views in-process to count their queries.
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
-# Request and task logs on every call would measure the log handler, not the service.
-LOGGING = {**LOGGING, "root": {**LOGGING["root"], "level": "WARNING"}}

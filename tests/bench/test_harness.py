@@ -174,3 +174,26 @@ def test_rounds_of_one_endpoint_are_pooled():
     pooled = pooled_report(rounds)
     assert pooled.requests_per_second == 200
     assert (pooled.p50_ms, pooled.p99_ms, pooled.errors) == (4, 40, 1)
+
+
+def test_the_supervisor_starts_gunicorn_and_a_worker_with_the_bench_settings(tmp_path: Path):
+    """The run's own readiness checks against the real commands (a queue of its own, so a
+    bench run on the same machine loses no task to it)."""
+    import uuid
+
+    import requests
+    from django.conf import settings
+
+    from bench.harness import SMALL_DB
+
+    if not settings.REDIS_AVAILABLE:
+        pytest.skip("Redis does not answer; CI never skips this")
+
+    with Supervisor(tmp_path) as supervisor:
+        url = supervisor.start_web("web", SMALL_DB)
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        supervisor.start_worker(
+            "worker", SMALL_DB, concurrency=1, queues=f"bench-smoke-{uuid.uuid4().hex[:8]}"
+        )
+        processes = list(supervisor.processes.values())
+    assert all(process.poll() is not None for process in processes)
