@@ -91,9 +91,13 @@ def django_setup() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     # The run's own process works in the small database (see bench.context).
     os.environ["BENCH_DATABASE"] = SMALL_DB
+    import logging
+
     import django
 
     django.setup()
+    # The run's own process logs what the service logs (catalogue scans, ...): not for the table.
+    logging.getLogger("staging").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
