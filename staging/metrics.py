@@ -32,6 +32,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from staging.broker import broker_queue_lengths
+
 logger = logging.getLogger(__name__)
 
 QUEUES = ("staging", "control")
@@ -96,18 +98,6 @@ def process_exited(pid: int) -> None:
     """Tell multiprocess mode a child is gone, so its live gauges stop being reported."""
     if multiprocess_dir() is not None:
         multiprocess.mark_process_dead(pid)
-
-
-def broker_queue_lengths(queues: tuple[str, ...]) -> dict[str, int]:
-    """Messages waiting in each queue. A passive declare is no use on Redis: an empty queue is
-    a missing list ("no such queue"), and kombu's existence check ignores a global key prefix.
-    A plain declare creates nothing on Redis and counts the list (all priority levels)."""
-    from celery import current_app
-
-    with current_app.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1)
-        channel = connection.default_channel
-        return {queue: channel.queue_declare(queue=queue).message_count for queue in queues}
 
 
 class StagingCollector(Collector):

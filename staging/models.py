@@ -46,7 +46,13 @@ ACTIVE_STATUSES = frozenset({JobStatus.NOT_STARTED, JobStatus.RUNNING, JobStatus
 
 
 class StoreKind(models.TextChoices):
+    """What a store's archive is made of; the task catalogue offers each kind its own tasks."""
+
     POSIX = "posix", "POSIX directory tree"
+    # A POSIX tree whose files live on nearline media (a tape library behind a hierarchical
+    # file system): reading one is a recall, so clients ask for content to be restored first.
+    # Its per-item delay is the store's simulated_latency_ms when no real library is attached.
+    POSIX_TAPE = "posix-tape", "POSIX tree on tape (content is restored before use)"
 
 
 class Store(models.Model):
@@ -153,6 +159,12 @@ class Job(models.Model):
     bytes_total = models.BigIntegerField(default=0)
     bytes_done = models.BigIntegerField(default=0)
     result = models.JSONField(default=dict, blank=True, help_text="Summary of the outcome.")
+    result_file = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Results too large for a row (a scan's file list): a file under RESULTS_ROOT, "
+        "deleted with the job.",
+    )
     error = models.TextField(blank=True)
     lifetime = models.DurationField(help_text="How long staged copies stay pinned.")
     idempotency_key = models.CharField(max_length=128, blank=True)
@@ -231,7 +243,9 @@ class SubJob(models.Model):
 
 
 class Item(models.Model):
-    """One file of a job: where it comes from, where it goes, and how far it got."""
+    """One unit of a job's work and how far it got: a file for most tasks (stage, checksum,
+    release); for a scan, the directory it walks (``path`` is the prefix, empty for the whole
+    store). A job of a task without items (noop) has none: its one sub-job is the work."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items")
     subjob = models.ForeignKey(
@@ -246,6 +260,11 @@ class Item(models.Model):
     bytes_done = models.BigIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    result = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the task found for this item (a checksum, pins released, a scan summary).",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -12,6 +12,7 @@ applies it. The table (also in the README):
 | jobs_submit    |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
 | jobs_read      |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
 | jobs_control   |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
+| tasks          |     ✓      |     ✓     |        ✓         |   ✗   |      ✗       |
 | docs           |  anyone, no token needed                                          |
 | tape_discovery |  anyone, no token needed                                          |
 
@@ -23,6 +24,8 @@ applies it. The table (also in the README):
 - jobs_submit: POST /api/v1/jobs/
 - jobs_read: GET /api/v1/jobs/ and every GET under /api/v1/jobs/{id}/; GET /dmi/v1/dataJob/…
 - jobs_control: POST /api/v1/jobs/{id}/cancel, …/retry, …/release
+- tasks: the task catalogue in both dialects, GET and POST /durastore/task… and
+  /api/v1/tasks/…: list a store's tasks, perform one (it starts a job, as jobs_submit does)
 - docs: GET /api/schema/, /api/docs/
 - tape_discovery: GET /.well-known/wlcg-tape-rest-api, public as at every tape site
 
@@ -56,6 +59,7 @@ POLICIES: dict[str, frozenset[Role]] = {
     "jobs_submit": _DATA_ROLES,
     "jobs_read": _DATA_ROLES,
     "jobs_control": _DATA_ROLES,
+    "tasks": _DATA_ROLES,
 }
 
 # Policies that need no token at all: the API description and the tape discovery document.

@@ -13,6 +13,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 
 from staging.errors import NotFoundError, ServiceError
 from staging.models import File, Item, Job, JobStatus, Store, SubJob
+from staging.results import results_file_read
 from staging.roles import JobScope, job_scope
 from staging.storage import UnsafePathError, clean_relative_path, resolve_under
 
@@ -31,6 +32,17 @@ def files_by_ids(*, ids: Sequence[str]) -> dict[str, File]:
     return {
         f.id: f
         for f in File.objects.filter(pk__in=list(set(ids)), present=True).select_related("store")
+    }
+
+
+def files_by_paths(*, store: Store, paths: Sequence[str]) -> dict[str, File]:
+    """Catalogue entries of ``store`` still present in its archive, keyed by path (clean
+    relative paths; unknown ones are absent)."""
+    return {
+        f.path: f
+        for f in File.objects.filter(
+            store=store, path__in=list(set(paths)), present=True
+        ).select_related("store")
     }
 
 
@@ -165,7 +177,8 @@ def job_items(*, job: Job, status: str = "", subjob: int | None = None) -> Query
     return items
 
 
-# Columns of a job's result rows (JSON objects and CSV lines alike).
+# Columns of a job's result rows (JSON objects and CSV lines alike) for tasks whose rows are its
+# files (stage, restore-content); other tasks name theirs (tasks.catalogue, job_result_table).
 RESULT_COLUMNS = (
     "path",
     "file_id",
@@ -176,16 +189,6 @@ RESULT_COLUMNS = (
     "error",
     "finished_at",
 )
-
-
-def job_result_rows(*, job: Job, chunk_size: int = 2000) -> Iterator[tuple]:
-    """The job's items as result rows, streamed from the database in chunks."""
-    return (
-        Item.objects.filter(job=job)
-        .order_by("pk")
-        .values_list(*RESULT_COLUMNS)
-        .iterator(chunk_size=chunk_size)
-    )
 
 
 def job_subjobs(*, job: Job) -> QuerySet[SubJob]:
@@ -380,3 +383,54 @@ def _locality(mapped: TapePath, catalogued_size: int | None) -> dict:
     if catalogued_size is not None:
         return {**answer, "locality": Locality.LOST}
     return {**answer, "error": "no such file"}
+
+
+# --- Results ------------------------------------------------------------------------------
+
+# Item columns a task's result rows may name; any other column is a key of the item's result.
+ITEM_RESULT_FIELDS = frozenset(RESULT_COLUMNS) | {"started_at"}
+
+
+@dataclass
+class ResultTable:
+    """A job's results: named columns, rows read lazily, and the summary beside them."""
+
+    columns: tuple[str, ...]
+    rows: Iterator[Sequence]
+    summary: dict
+
+
+def job_item_rows(*, job: Job, columns: Sequence[str], chunk_size: int = 2000) -> Iterator[tuple]:
+    """The job's items as rows of ``columns``, streamed from the database in chunks."""
+    fields = [c for c in columns if c in ITEM_RESULT_FIELDS]
+    extra = [c for c in columns if c not in ITEM_RESULT_FIELDS]
+    values = Item.objects.filter(job=job).order_by("pk").values_list(*fields, "result")
+    for row in values.iterator(chunk_size=chunk_size):
+        named = dict(zip(fields, row, strict=False))
+        result = row[-1] or {}
+        named.update({c: result.get(c) for c in extra})
+        yield tuple(named[c] for c in columns)
+
+
+def job_result_table(*, job: Job) -> ResultTable:
+    """The job's results as its task declares them: rows from its results file when it has
+    one (a scan), else one row per item; the summary is the job's outcome (plus, for tasks of
+    one item, what that item found)."""
+    # The catalogue imports services that import this module: look it up at call time.
+    from tasks.catalogue import task_type_get
+
+    task = task_type_get(job.task)
+    summary = dict(job.result or {})
+    if task is not None and task.summary_from_item:
+        summary.update(
+            Item.objects.filter(job=job).order_by("pk").values_list("result", flat=True).first()
+            or {}
+        )
+    if job.result_file:
+        columns, rows = results_file_read(job.result_file)
+        return ResultTable(columns, rows, summary)
+    if task is not None and task.results_in_file:
+        # Its work wrote no file (it failed, was cancelled, or has not run yet): no rows.
+        return ResultTable(tuple(task.columns_for(job)), iter(()), summary)
+    columns = task.columns_for(job) if task is not None else RESULT_COLUMNS
+    return ResultTable(tuple(columns), job_item_rows(job=job, columns=columns), summary)

@@ -4,6 +4,7 @@ from django.urls import path, re_path
 from staging.api import (
     dmi,
     dts,
+    durastore,
     files,
     health,
     jobs,
@@ -12,6 +13,7 @@ from staging.api import (
     subjobs,
     tape,
     task_status,
+    tasks,
 )
 
 JOB = "api/v1/jobs/<str:job_id>"
@@ -80,6 +82,18 @@ urlpatterns = [
     re_path(
         r"^tape/api/v1/archiveinfo/?$", tape.ArchiveInfoView.as_view(), name="tape-archiveinfo"
     ),
+    # Task catalogue. DuraStore spells its routes without a trailing slash; both forms are
+    # routed, as clients differ. API v1 has its own, described in the OpenAPI schema.
+    re_path(
+        r"^durastore/task/?$", durastore.DuraStoreTaskListView.as_view(), name="durastore-tasks"
+    ),
+    re_path(
+        r"^durastore/task/(?P<task_name>[^/]+)/?$",
+        durastore.DuraStoreTaskView.as_view(),
+        name="durastore-task",
+    ),
+    path("api/v1/tasks/", tasks.TaskListView.as_view(), name="task-list"),
+    path("api/v1/tasks/<str:task_name>/", tasks.TaskPerformView.as_view(), name="task-perform"),
 ]
 
 handler404 = "stagingsvc.exceptions.page_not_found"

@@ -1,4 +1,5 @@
-"""Tasks on the ``staging`` queue: the I/O-heavy work, and the worker's shutdown hand-back."""
+"""Tasks on the ``staging`` queue: the I/O-heavy work of every catalogue task (tasks.catalogue),
+and the worker's shutdown hand-back."""
 
 import contextlib
 import os
@@ -10,6 +11,7 @@ from celery.signals import worker_shutting_down
 from django.db import InterfaceError, OperationalError
 
 from staging.services.execution import subjob_run, worker_identity
+from tasks.catalogue import item_work_for
 
 
 @shared_task(
@@ -23,9 +25,13 @@ from staging.services.execution import subjob_run, worker_identity
     max_retries=5,
 )
 def stage_subjob(self, subjob_id: int) -> dict:
-    """Stage one sub-job's files. A duplicate delivery returns without doing anything."""
+    """Run one sub-job of a job of any catalogue task (the name dates from when staging was
+    the only one): the work per item is the task's, looked up in the catalogue by the job's
+    task. A duplicate delivery returns without doing anything."""
     worker = worker_identity(self.request.hostname)
-    status = subjob_run(subjob_id=subjob_id, worker=worker, task_id=self.request.id)
+    status = subjob_run(
+        subjob_id=subjob_id, worker=worker, task_id=self.request.id, work_for=item_work_for
+    )
     return {"subjob": subjob_id, "status": status, "worker": worker}
 
 

@@ -7,11 +7,18 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from staging.models import File, Store
+from staging.models import File, Store, StoreKind
 from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.catalogue import catalogue_scan
 from tests.workers import BeatProcess, WorkerProcess, worker_environment
+
+
+@pytest.fixture(autouse=True)
+def results_root(settings, tmp_path: Path) -> Path:
+    """Every test keeps job results files in its own directory (workers it starts too)."""
+    settings.RESULTS_ROOT = tmp_path / "results"
+    return settings.RESULTS_ROOT
 
 
 @pytest.fixture
@@ -22,6 +29,20 @@ def store(tmp_path: Path) -> Store:
     staging.mkdir()
     return Store.objects.create(
         slug="primary", archive_root=str(archive), staging_root=str(staging), is_primary=True
+    )
+
+
+@pytest.fixture
+def tape_store(tmp_path: Path) -> Store:
+    """A second store, of the posix-tape kind (restore-content is its own task)."""
+    archive, staging = tmp_path / "tape-archive", tmp_path / "tape-staging"
+    archive.mkdir()
+    staging.mkdir()
+    return Store.objects.create(
+        slug="tape",
+        kind=StoreKind.POSIX_TAPE,
+        archive_root=str(archive),
+        staging_root=str(staging),
     )
 
 
@@ -80,7 +101,7 @@ def broker():
 
 
 @pytest.fixture
-def start_worker(transactional_db, broker, tmp_path: Path):
+def start_worker(transactional_db, broker, tmp_path: Path, results_root: Path):
     """Start real `celery worker` processes: ``start_worker(concurrency=2)``. All are stopped
     at the end of the test; their logs are in the test's temporary directory."""
     started: list[WorkerProcess] = []
@@ -92,7 +113,7 @@ def start_worker(transactional_db, broker, tmp_path: Path):
             concurrency=concurrency,
             queues=queues,
             log_path=tmp_path / f"worker-{len(started)}.log",
-            env=worker_environment(**env),
+            env=worker_environment(RESULTS_ROOT=str(results_root), **env),
         )
         started.append(worker)
         worker.wait_ready()

@@ -2,21 +2,15 @@
 DMI views. Status words are the canonical ones (staging.models.JobStatus) everywhere here: the
 API v1 and seed-002 dialects need no mapping table."""
 
-import csv
-import io
-import json
-from collections.abc import Iterable, Iterator
-
 from django.conf import settings
-from django.http import StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
 from staging.api.fields import IsoDurationField
+from staging.api.results import results_response
 from staging.models import Job, JobStatus, SubJob
-from staging.selectors import RESULT_COLUMNS, job_result_rows
 
 # Parameters and headers the OpenAPI description shares between the job views.
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Job id.")
@@ -41,9 +35,6 @@ RETRY_AFTER = OpenApiParameter(
     description="Seconds to wait before polling again.",
     response=[202, 409],
 )
-
-# Rows per chunk written to a streamed result.
-RESULT_CHUNK_ROWS = 500
 
 
 def poll_interval() -> int:
@@ -218,16 +209,23 @@ class SubJobSerializer(serializers.Serializer):
 
 
 class ResultRowSerializer(serializers.Serializer):
-    """One file of a job's result (a JSON object, or a CSV line with these columns)."""
+    """One row of a job's result (a JSON object, or a CSV line). A job of a per-file task
+    (stage, restore-content) has one per file with these columns; other tasks have their own
+    columns (scan: file metadata; checksum: the checksum; release: pins released), which
+    GET /api/v1/tasks/ lists as each task's ``results``."""
 
     path = serializers.CharField(help_text="Path relative to the store's roots.")
-    file_id = serializers.CharField(allow_null=True, help_text="Catalogue id of the file.")
-    size = serializers.IntegerField(help_text="Size in bytes.")
-    status = StatusField()
-    bytes_done = serializers.IntegerField(help_text="Bytes copied.")
-    attempts = serializers.IntegerField(help_text="Times a worker tried the file.")
-    error = serializers.CharField(help_text="Why the file failed, when it did.")
-    finished_at = serializers.DateTimeField(allow_null=True, help_text="When it ended.")
+    file_id = serializers.CharField(
+        required=False, allow_null=True, help_text="Catalogue id of the file."
+    )
+    size = serializers.IntegerField(required=False, help_text="Size in bytes.")
+    status = StatusField(required=False)
+    bytes_done = serializers.IntegerField(required=False, help_text="Bytes copied.")
+    attempts = serializers.IntegerField(required=False, help_text="Times a worker tried the file.")
+    error = serializers.CharField(required=False, help_text="Why the file failed, when it did.")
+    finished_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="When it ended."
+    )
 
 
 class ResultSerializer(serializers.Serializer):
@@ -237,63 +235,12 @@ class ResultSerializer(serializers.Serializer):
     task = serializers.CharField(help_text="The task the job ran.")
     status = StatusField()
     summary = serializers.DictField(help_text="Counts of files by outcome.")
-    files = ResultRowSerializer(many=True, help_text="One entry per file, in request order.")
-
-
-def _cell(value):
-    if value is None:
-        return None
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def _chunks(rows: Iterable[tuple], size: int = RESULT_CHUNK_ROWS) -> Iterator[list[tuple]]:
-    chunk: list[tuple] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _json_result(job: Job) -> Iterator[str]:
-    head = {
-        "jobId": str(job.uuid),
-        "task": job.task,
-        "status": job.status,
-        "summary": job.result or {},
-    }
-    yield json.dumps(head)[:-1] + ', "files": ['
-    first = True
-    for chunk in _chunks(job_result_rows(job=job)):
-        text = ",".join(
-            json.dumps(dict(zip(RESULT_COLUMNS, map(_cell, row), strict=True))) for row in chunk
-        )
-        yield text if first else "," + text
-        first = False
-    yield "]}"
-
-
-def _csv_result(job: Job) -> Iterator[str]:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(RESULT_COLUMNS)
-    for chunk in _chunks(job_result_rows(job=job)):
-        writer.writerows([["" if c is None else _cell(c) for c in row] for row in chunk])
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
-    if out.tell():
-        yield out.getvalue()
+    files = ResultRowSerializer(
+        many=True, help_text="One entry per result row (per file, in request order, for stage)."
+    )
 
 
 def result_response(job: Job, *, as_csv: bool, headers: dict | None = None):
-    """The job's results streamed (rows are read from the database in chunks while sent)."""
-    if as_csv:
-        response = StreamingHttpResponse(_csv_result(job), content_type="text/csv; charset=utf-8")
-    else:
-        response = StreamingHttpResponse(_json_result(job), content_type="application/json")
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
+    """The job's results streamed, in the columns its task declares (staging.api.results): rows
+    are read from the database in chunks, or from the job's results file, while they are sent."""
+    return results_response(job=job, fmt="csv" if as_csv else "json", headers=headers)

@@ -47,6 +47,7 @@ TAGS = (
     ("/api/v1/jobs", "jobs"),
     ("/api/v1/task_status", "task status"),
     ("/api/v1/files", "catalogue"),
+    ("/api/v1/tasks", "task catalogue"),
     ("/dmi/", "data jobs (seed 002)"),
     ("/dts/", "DTS provider contract"),
 )
@@ -61,8 +62,9 @@ NULLABLE_ITEMS = {"dts_resources": "200"}
 FORMAT_PARAMETER = "The response format, instead of an Accept header: json or csv."
 
 # Dialects whose contract is someone else's published specification, not described here (yet):
-# the WLCG Tape REST API (see API.md and the README).
-NOT_DESCRIBED = ("/tape/", "/.well-known/")
+# the WLCG Tape REST API and DuraCloud's DuraStore task calls, whose errors are plain text (see
+# API.md and the README).
+NOT_DESCRIBED = ("/tape/", "/.well-known/", "/durastore/")
 
 
 def exclude_foreign_specifications(endpoints):

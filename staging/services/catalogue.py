@@ -4,7 +4,7 @@ import logging
 import mimetypes
 import os
 import stat as stat_mode
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -20,6 +20,8 @@ from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, r
 logger = logging.getLogger(__name__)
 
 SCAN_BATCH = 1000
+CHECKSUM_FIELDS = ("md5", "sha256", "adler32")
+NO_CHECKSUMS = dict.fromkeys(CHECKSUM_FIELDS, "")
 
 
 def store_ensure_primary(
@@ -59,21 +61,25 @@ class ScanSummary:
 
 def _walk_regular_files(root: Path, start: Path):
     """Yield (relative path, stat) for regular files below ``start``, following file symlinks
-    only while they stay inside ``root`` and never descending into directory symlinks."""
+    only while they stay inside ``root`` and never descending into directory symlinks.
+
+    The order is stable from one walk to the next (a directory's files by name, then its
+    subdirectories by name, depth first), so two scans of one tree list it alike."""
     stack = [start]
     while stack:
         directory = stack.pop()
         try:
-            entries = list(os.scandir(directory))
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
         except OSError as exc:
             logger.warning("scan: cannot read %s: %s", directory, exc)
             continue
+        subdirectories: list[Path] = []
         for entry in entries:
             if entry.name.startswith(TEMP_PREFIX):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    subdirectories.append(Path(entry.path))
                     continue
                 if entry.is_symlink():
                     target = Path(entry.path).resolve()
@@ -88,14 +94,23 @@ def _walk_regular_files(root: Path, start: Path):
                 logger.warning("scan: cannot stat %s: %s", entry.path, exc)
                 continue
             yield Path(entry.path).relative_to(root).as_posix(), stat
+        stack.extend(reversed(subdirectories))
 
 
-def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
+# What a scan tells ``on_file`` about each file: its path, its stat, and the checksums the
+# catalogue still holds for it (empty strings for those not known, all empty if it changed).
+ScanVisitor = Callable[[str, os.stat_result, dict[str, str]], None]
+
+
+def catalogue_scan(
+    *, store: Store, prefix: str = "", on_file: ScanVisitor | None = None
+) -> ScanSummary:
     """Index the store's archive tree (or the part under ``prefix``) into the catalogue.
 
     Ids are derived from store and path, so a re-scan keeps them; a changed size or mtime
     updates the entry and forgets its checksums (they describe old content); files no longer
-    found are flagged ``present=False`` rather than deleted, so old jobs keep their references."""
+    found are flagged ``present=False`` rather than deleted, so old jobs keep their references.
+    ``on_file`` is called for every file found (the scan task writes its result rows there)."""
     root = Path(store.archive_root).resolve()
     if prefix:
         try:
@@ -110,9 +125,9 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
     if prefix:
         existing_qs = existing_qs.filter(path__startswith=prefix + "/")
     existing = {
-        path: (file_id, size, mtime, present)
-        for file_id, path, size, mtime, present in existing_qs.values_list(
-            "id", "path", "size", "mtime", "present"
+        path: (file_id, size, mtime, present, checksums)
+        for file_id, path, size, mtime, present, *checksums in existing_qs.values_list(
+            "id", "path", "size", "mtime", "present", *CHECKSUM_FIELDS
         ).iterator(chunk_size=SCAN_BATCH)
     }
     now = timezone.now()
@@ -139,6 +154,7 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
     for relative, stat in _walk_regular_files(root, start):
         mtime = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
         known = existing.pop(relative, None)
+        kept = NO_CHECKSUMS
         if known is None:
             to_create.append(
                 File(
@@ -153,10 +169,11 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
             )
             summary.added += 1
         else:
-            file_id, size, old_mtime, present = known
+            file_id, size, old_mtime, present, checksums = known
             if size == stat.st_size and old_mtime == mtime and present:
                 unchanged_ids.append(file_id)
                 summary.unchanged += 1
+                kept = dict(zip(CHECKSUM_FIELDS, checksums, strict=True))
             else:
                 to_update.append(
                     File(
@@ -171,11 +188,13 @@ def catalogue_scan(*, store: Store, prefix: str = "") -> ScanSummary:
                     )
                 )
                 summary.updated += 1
+        if on_file is not None:
+            on_file(relative, stat, kept)
         if len(to_create) + len(to_update) + len(unchanged_ids) >= SCAN_BATCH:
             flush()
     flush()
 
-    vanished_ids = [file_id for file_id, _, _, present in existing.values() if present]
+    vanished_ids = [file_id for file_id, _, _, present, _ in existing.values() if present]
     for start_at in range(0, len(vanished_ids), SCAN_BATCH):
         File.objects.filter(pk__in=vanished_ids[start_at : start_at + SCAN_BATCH]).update(
             present=False

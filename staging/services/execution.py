@@ -36,6 +36,12 @@ class LeaseLost(Exception):
     """Another worker owns this sub-job now (our lease expired and the reaper handed it on)."""
 
 
+class ItemFailed(ValueError):
+    """Raised by a task's per-item work when the item cannot succeed however often it is tried
+    (a checksum mismatch, a target that no longer exists): the item fails at once with this
+    message, without retries."""
+
+
 def worker_identity(node: str) -> str:
     """Lease holder name: the Celery node plus the pool process, e.g. ``celery@host:1234``."""
     return f"{node}:{os.getpid()}"
@@ -176,6 +182,13 @@ class ProgressReporter:
         self.last_flush = time.monotonic()
 
 
+def item_result_record(*, item_id: int, result: dict) -> None:
+    """Keep what a task found for one item (a checksum, pins released) for its result rows.
+    Written by the item's work while the item runs, so a failed attempt's value is replaced by
+    the next attempt's."""
+    Item.objects.filter(pk=item_id).update(result=result)
+
+
 def _item_failed(item: Item, message: str) -> None:
     Item.objects.filter(pk=item.pk, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]).update(
         status=JobStatus.FAILED, error=message[:2000], finished_at=timezone.now()
@@ -184,7 +197,7 @@ def _item_failed(item: Item, message: str) -> None:
 
 
 def _is_permanent(exc: Exception) -> bool:
-    if isinstance(exc, (UnsafePathError, SizeMismatchError)):
+    if isinstance(exc, (UnsafePathError, SizeMismatchError, ItemFailed)):
         return True
     return isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS
 
@@ -245,14 +258,22 @@ def _describe(exc: Exception) -> str:
 
 
 def subjob_run(
-    *, subjob_id: int, worker: str, task_id: str, work: ItemWork = stage_item
+    *,
+    subjob_id: int,
+    worker: str,
+    task_id: str,
+    work: ItemWork = stage_item,
+    work_for: Callable[[Job], ItemWork] | None = None,
 ) -> str | None:
-    """Run one sub-job to its end, doing ``work`` for each of its items. Returns its final
-    status, or None when this delivery had nothing to do (another worker holds it, it is over,
-    or its job was cancelled)."""
+    """Run one sub-job to its end, doing ``work`` for each of its items (or the work that
+    ``work_for`` picks for the sub-job's job, e.g. by its catalogue task). A sub-job without
+    items (a noop) just finishes. Returns its final status, or None when this delivery had
+    nothing to do (another worker holds it, it is over, or its job was cancelled)."""
     subjob = subjob_claim(subjob_id=subjob_id, worker=worker, task_id=task_id)
     if subjob is None:
         return None
+    if work_for is not None:
+        work = work_for(subjob.job)
     store = subjob.job.store
     reporter = ProgressReporter(subjob=subjob, worker=worker)
     pending = Item.objects.filter(

@@ -94,6 +94,43 @@ def job_create_staging(
     return job
 
 
+@transaction.atomic
+def job_create(
+    *,
+    owner,
+    store: Store,
+    task: str,
+    source: str,
+    items: Sequence[Item],
+    parameters: dict | None = None,
+    lifetime: timedelta | None = None,
+) -> Job:
+    """Create a job of a catalogue task that pins nothing (scan, checksum, release, noop): its
+    items (unsaved ``Item``s with path, size and file) sliced into sub-jobs, published once the
+    transaction commits. A job without items gets one empty sub-job, so a worker still runs it
+    and the roll-up still ends it. Staging jobs, which pin their copies, use
+    ``job_create_staging``."""
+    job = Job.objects.create(
+        task=task,
+        store=store,
+        owner=owner,
+        source=source,
+        parameters=parameters or {},
+        lifetime=lifetime if lifetime is not None else timedelta(0),
+        files_total=len(items),
+        bytes_total=sum(item.size for item in items),
+    )
+    for item in items:
+        item.job = job
+    if items:
+        _attach_subjobs(job, items, first_sequence=1)
+        Item.objects.bulk_create(items, batch_size=1000)
+    else:
+        subjob = SubJob.objects.create(job=job, sequence=1)
+        transaction.on_commit(lambda: subjobs_publish(subjob_ids=[subjob.pk]))
+    return job
+
+
 def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[SubJob]:
     """Create the sub-jobs that slice ``items``, point each item at its sub-job, and publish
     the sub-jobs once the surrounding transaction commits."""

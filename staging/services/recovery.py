@@ -6,13 +6,12 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from kombu.exceptions import ChannelError
 
+from staging.broker import broker_queue_lengths
 from staging.models import ACTIVE_STATUSES, Item, Job, JobStatus, Pin, Store, SubJob
 from staging.services.jobs import STAGING_QUEUE, job_rollup, subjobs_publish
 from staging.storage import UnsafePathError, resolve_under
@@ -70,22 +69,11 @@ def subjobs_reap_expired() -> ReapSummary:
     return summary
 
 
-def broker_queue_length(queue: str) -> int:
-    """Messages waiting in ``queue``; a queue the broker no longer knows (flushed) is empty."""
-    with current_app.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1)
-        try:
-            declared = connection.default_channel.queue_declare(queue=queue, passive=True)
-        except ChannelError:
-            return 0
-        return declared.message_count
-
-
 def subjobs_reconcile() -> int:
     """Re-publish sub-jobs that the database says are queued but no worker has taken for
     REDISPATCH_AFTER_SECONDS while the staging queue is empty: the broker lost their messages
     (a restart without persistence, a flush). A duplicate delivery is harmless (the lease)."""
-    if broker_queue_length(STAGING_QUEUE) > 0:
+    if broker_queue_lengths((STAGING_QUEUE,))[STAGING_QUEUE] > 0:
         return 0
     cutoff = timezone.now() - timedelta(seconds=settings.STAGING["REDISPATCH_AFTER_SECONDS"])
     lost = SubJob.objects.filter(
@@ -110,6 +98,16 @@ def job_release(*, job: Job, paths: list[str] | None = None) -> int:
     pins = Pin.objects.filter(job=job, released_at__isnull=True)
     if paths is not None:
         pins = pins.filter(path__in=paths)
+    return pins.update(released_at=timezone.now())
+
+
+@transaction.atomic
+def paths_release(*, store: Store, paths: list[str], jobs) -> int:
+    """Drop the pins that ``jobs`` (a queryset: the jobs a caller may steer) hold on ``paths`` of
+    ``store``, as ``job_release`` does for one job; returns how many pins were released."""
+    pins = Pin.objects.filter(
+        store=store, path__in=paths, released_at__isnull=True, job__in=jobs.values("pk")
+    )
     return pins.update(released_at=timezone.now())
 
 

@@ -28,9 +28,9 @@ from staging.models import TERMINAL_STATUSES, Item, Job, Pin, SubJob
 
 logger = logging.getLogger(__name__)
 
-# Sent once a batch of jobs is deleted and committed, with ``job_ids`` and ``job_uuids``. Files
-# kept outside the database for a job (a results file) are deleted by a receiver of this signal,
-# connected by the module that writes them.
+# Sent once a batch of jobs is deleted and committed, with ``job_ids`` and ``job_uuids``, for
+# whatever else must go with them. (A job's results file needs no receiver here: it is removed
+# on the job's post_delete by staging.services.results, however the job was deleted.)
 jobs_purged = Signal()
 
 

@@ -277,6 +277,9 @@ CELERY_BEAT_SCHEDULE = {
 
 ARCHIVE_ROOT = Path(env("ARCHIVE_ROOT", default=str(VAR_DIR / "archive")))
 STAGING_ROOT = Path(env("STAGING_ROOT", default=str(VAR_DIR / "staging")))
+# Results too large for a database row (a scan's list of files) are written here, one file per
+# job, and deleted with their job. Every web and worker process must see the same directory.
+RESULTS_ROOT = Path(env("RESULTS_ROOT", default=str(VAR_DIR / "results")))
 STAGING = {
     # A request may name at most this many files.
     "MAX_FILES_PER_REQUEST": env.int("STAGING_MAX_FILES_PER_REQUEST", default=10_000),

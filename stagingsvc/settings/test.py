@@ -70,3 +70,6 @@ REST_FRAMEWORK = {
 }
 # Static files (the docs UI's assets) straight from the apps, without collectstatic.
 WHITENOISE_USE_FINDERS = True
+
+# The suite never runs collectstatic; an existing (empty) root keeps whitenoise from warning.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -18,6 +18,7 @@ class Command(BaseCommand):
 stagingsvc is starting.
   API          http://127.0.0.1:{port}/dts/staging   http://127.0.0.1:{port}/api/v1/jobs/
   API docs     http://127.0.0.1:{port}/api/docs/   (schema: /api/schema/)
+  Tasks        http://127.0.0.1:{port}/durastore/task  http://127.0.0.1:{port}/api/v1/tasks/
   Admin        http://127.0.0.1:{port}/admin/   (python manage.py createsuperuser)
   Health       http://127.0.0.1:{port}/healthz  http://127.0.0.1:{port}/readyz
   Store        {store.slug}: archive {store.archive_root}

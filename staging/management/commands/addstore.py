@@ -1,0 +1,55 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from staging.errors import ServiceError
+from staging.models import StoreKind
+from staging.services.stores import store_create
+
+
+class Command(BaseCommand):
+    help = (
+        "Add a store (a storage provider, the storeID of the task APIs) with its archive and "
+        "staging roots. The first store, or one given --primary, is the primary store."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug", help="The store id (storeID).")
+        parser.add_argument("--archive-root", required=True, help="Absolute path files come from.")
+        parser.add_argument("--staging-root", required=True, help="Absolute path copies go to.")
+        parser.add_argument(
+            "--kind",
+            default=StoreKind.POSIX,
+            choices=StoreKind.values,
+            help="posix (default), or posix-tape: files on tape, restored with restore-content.",
+        )
+        parser.add_argument("--primary", action="store_true", help="Make it the primary store.")
+        parser.add_argument(
+            "--hard-link",
+            action="store_true",
+            help="Stage by hard link when both roots share a filesystem.",
+        )
+        parser.add_argument("--description", default="")
+        parser.add_argument(
+            "--latency-ms",
+            type=int,
+            default=0,
+            help="Simulated delay per file, to imitate a tape library (demos, benchmarks).",
+        )
+
+    def handle(self, *args, **options):
+        try:
+            store = store_create(
+                slug=options["slug"],
+                archive_root=options["archive_root"],
+                staging_root=options["staging_root"],
+                kind=options["kind"],
+                primary=options["primary"],
+                hard_link=options["hard_link"],
+                description=options["description"],
+                simulated_latency_ms=options["latency_ms"],
+            )
+        except ServiceError as exc:
+            raise CommandError(exc.detail) from exc
+        self.stdout.write(
+            f"store {store.slug} ({store.kind}{', primary' if store.is_primary else ''}): "
+            f"archive {store.archive_root}, staging {store.staging_root}"
+        )

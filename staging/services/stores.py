@@ -1,0 +1,68 @@
+"""Writes to the list of stores (storage providers)."""
+
+from pathlib import Path
+
+from django.db import transaction
+from django.utils.text import slugify
+
+from staging.errors import ConflictError, ServiceError
+from staging.models import Store, StoreKind
+
+
+def _root(raw: str, name: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute():
+        raise ServiceError(f"{name} must be an absolute path, not {raw!r}", field=name)
+    return path.resolve()
+
+
+@transaction.atomic
+def store_create(
+    *,
+    slug: str,
+    archive_root: str,
+    staging_root: str,
+    kind: str = StoreKind.POSIX,
+    primary: bool = False,
+    hard_link: bool = False,
+    description: str = "",
+    simulated_latency_ms: int = 0,
+) -> Store:
+    """Add a store with both roots on disk (created if missing). The roots may not contain
+    one another: a scan of the archive would index staged copies, or staging would write into
+    the archive. With ``primary``, it becomes the primary store in place of the old one."""
+    if not slug or slugify(slug) != slug:
+        raise ServiceError(
+            f"{slug!r} is not a valid store id (lowercase letters, digits, - and _)", field="slug"
+        )
+    if kind not in StoreKind.values:
+        raise ServiceError(
+            f"unknown store kind {kind!r}; choose one of {', '.join(StoreKind.values)}",
+            field="kind",
+        )
+    if simulated_latency_ms < 0:
+        raise ServiceError("the simulated latency cannot be negative", field="latency")
+    archive = _root(archive_root, "archive_root")
+    staging = _root(staging_root, "staging_root")
+    if archive == staging or archive.is_relative_to(staging) or staging.is_relative_to(archive):
+        raise ServiceError(
+            f"the archive root {archive} and the staging root {staging} may not contain one "
+            "another",
+            field="staging_root",
+        )
+    if Store.objects.filter(slug=slug).exists():
+        raise ConflictError(f"store {slug} already exists", field="slug")
+    archive.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    if primary:
+        Store.objects.select_for_update().filter(is_primary=True).update(is_primary=False)
+    return Store.objects.create(
+        slug=slug,
+        kind=kind,
+        archive_root=str(archive),
+        staging_root=str(staging),
+        is_primary=primary or not Store.objects.filter(is_primary=True).exists(),
+        hard_link=hard_link,
+        description=description,
+        simulated_latency_ms=simulated_latency_ms,
+    )

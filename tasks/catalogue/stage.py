@@ -1,0 +1,70 @@
+"""stage: copy files from the archive into the staging area and pin them for a lifetime (what
+the DTS and the jobs API ask for), optionally verifying each copy against the catalogue."""
+
+from rest_framework import serializers
+
+from staging.services.checksums import staged_copy_verify
+from staging.services.execution import stage_item
+from staging.services.jobs import job_create_staging
+from tasks.catalogue._base import TaskRequest, TaskType, register
+from tasks.catalogue._params import FilesParameters, LifetimeField, lifetime_text
+
+
+class StageParameters(FilesParameters):
+    """Files to stage, by catalogue id or by path (one of the two)."""
+
+    lifetime = LifetimeField(
+        required=False,
+        help_text="How long the staged copies stay pinned once ready, as an ISO 8601 duration "
+        "(P7D); default STAGING_DEFAULT_LIFETIME_DAYS.",
+    )
+    verify = serializers.BooleanField(
+        default=False,
+        help_text="Compare each staged copy's checksum with the catalogue's (computed from the "
+        "archive when the catalogue has none); a mismatch removes the copy and fails the file.",
+    )
+
+
+def create(request: TaskRequest):
+    parameters = request.parameters
+    recorded = {"verify": parameters["verify"]}
+    if parameters.get("lifetime") is not None:
+        recorded["lifetime"] = lifetime_text(parameters["lifetime"])
+    return job_create_staging(
+        owner=request.owner,
+        store=request.store,
+        files=parameters["files"],
+        source=request.source,
+        lifetime=parameters.get("lifetime"),
+        parameters=recorded,
+        task="stage",
+    )
+
+
+def stage_and_verify(item, store, reporter) -> None:
+    stage_item(item, store, reporter)
+    if reporter.subjob.job.parameters.get("verify"):
+        staged_copy_verify(
+            item=item,
+            store=store,
+            should_stop=reporter.should_stop,
+            # Renews the lease (and re-reads the cancel flag) when a progress report is due.
+            keep_alive=lambda: reporter.add_bytes(0),
+        )
+
+
+register(
+    TaskType(
+        name="stage",
+        description="Copy files from the archive into the staging area and pin them for a "
+        "lifetime; with verify, check each copy's checksum against the catalogue.",
+        parameters=StageParameters,
+        create=create,
+        work=stage_and_verify,
+        response_text=lambda job: (
+            f"Request to stage {job.files_total} files was accepted as job {job.uuid}."
+        ),
+        # A verified copy's checksum is shown beside the file.
+        extra_columns=lambda job: ("algorithm", "checksum") if job.parameters.get("verify") else (),
+    )
+)
