@@ -1,4 +1,5 @@
-# The two commands of the README: `make run` (the whole service) and `make test`.
+# The two commands of the README: `make run` (the whole service) and `make test`; and
+# `make bench` (ARGS=--quick for the short run).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,6 +22,10 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(VENV)/.installed-bench: requirements.txt bench/requirements.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
 # honcho gives the first process (web) the base port and later ones base+100, +200, ...
 run: $(VENV)/.installed
 	$(BIN)/python manage.py bootstrap
@@ -30,6 +35,13 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The load generator is Debian's wrk; sudo only when not already root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	BENCH_COMMAND="make bench$(if $(ARGS), ARGS='$(ARGS)')" $(BIN)/python -m bench $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

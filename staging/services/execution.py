@@ -74,13 +74,27 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
     claimable = Q(status=JobStatus.NOT_STARTED) | Q(
         status=JobStatus.RUNNING, lease_expires_at__lt=now
     )
-    holder = SubJob.objects.filter(pk=subjob_id, status=JobStatus.RUNNING).values_list(
-        "worker", flat=True
+    claimed = _claim(subjob_id, claimable, worker=worker, task_id=task_id, now=now)
+    if not claimed:
+        holder = (
+            SubJob.objects.filter(pk=subjob_id, status=JobStatus.RUNNING)
+            .values_list("worker", flat=True)
+            .first()
+        )
+        if holder and _holder_is_dead_sibling(holder, worker):
+            claimable = Q(status=JobStatus.RUNNING, worker=holder)
+            claimed = _claim(subjob_id, claimable, worker=worker, task_id=task_id, now=now)
+    if not claimed:
+        return None
+    subjob = SubJob.objects.select_related("job", "job__store").get(pk=subjob_id)
+    Job.objects.filter(pk=subjob.job_id, status=JobStatus.NOT_STARTED).update(
+        status=JobStatus.RUNNING, started_at=now, updated_at=now
     )
-    holder = holder.first()
-    if holder and _holder_is_dead_sibling(holder, worker):
-        claimable |= Q(status=JobStatus.RUNNING, worker=holder)
-    claimed = (
+    return subjob
+
+
+def _claim(subjob_id: int, claimable: Q, *, worker: str, task_id: str, now) -> int:
+    return (
         SubJob.objects.filter(claimable, pk=subjob_id)
         # A subquery, not a join: with a join Django writes "WHERE id IN (SELECT ... JOIN ...)",
         # and PostgreSQL does not re-check a status inside that subquery when a concurrent claim
@@ -99,13 +113,6 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
             started_at=Coalesce(F("started_at"), now),
         )
     )
-    if not claimed:
-        return None
-    subjob = SubJob.objects.select_related("job", "job__store").get(pk=subjob_id)
-    Job.objects.filter(pk=subjob.job_id, status=JobStatus.NOT_STARTED).update(
-        status=JobStatus.RUNNING, started_at=now, updated_at=now
-    )
-    return subjob
 
 
 @dataclass
@@ -280,7 +287,7 @@ def subjob_run(
         subjob=subjob, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
     ).order_by("pk")
     try:
-        reporter.flush()  # also reads the cancel flag before the first byte moves
+        # No progress write before the first item: the claim already refused cancelled jobs.
         for item in pending:
             if reporter.should_stop():
                 break

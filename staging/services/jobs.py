@@ -9,7 +9,7 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Case, Count, Q, Sum, Value, When
 from django.utils import timezone
 
 from staging.errors import ConflictError, ServiceError
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 STAGE_SUBJOB_TASK = "tasks.staging.stage_subjob"
 STAGING_QUEUE = "staging"
+PUBLISH_BATCH = 500
 
 
 def _split_into_subjobs(sizes: Sequence[int]) -> list[list[int]]:
@@ -155,29 +156,37 @@ def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> 
 def subjobs_publish(*, subjob_ids: Iterable[int]) -> int:
     """Hand NOT_STARTED sub-jobs to the broker, each under a fresh Celery task id.
 
-    A failure to publish is logged, not raised: the sub-job stays NOT_STARTED in the database and
-    the reconciler publishes it again."""
+    The task ids are recorded in one UPDATE per batch (a big job has hundreds of sub-jobs), then
+    each sub-job is published. A failure to publish is logged, not raised: the sub-job stays
+    NOT_STARTED in the database and the reconciler publishes it again."""
     published = 0
-    for subjob_id in subjob_ids:
-        task_id = str(uuid.uuid4())
-        updated = SubJob.objects.filter(pk=subjob_id, status=JobStatus.NOT_STARTED).update(
-            celery_task_id=task_id, dispatched_at=timezone.now()
+    subjob_ids = list(subjob_ids)
+    for start in range(0, len(subjob_ids), PUBLISH_BATCH):
+        task_ids = {pk: str(uuid.uuid4()) for pk in subjob_ids[start : start + PUBLISH_BATCH]}
+        SubJob.objects.filter(pk__in=task_ids, status=JobStatus.NOT_STARTED).update(
+            celery_task_id=Case(*(When(pk=pk, then=Value(t)) for pk, t in task_ids.items())),
+            dispatched_at=timezone.now(),
         )
-        if not updated:
-            continue
-        try:
-            # Declaring the queue on every publish costs one SADD, and keeps messages from being
-            # dropped as undeliverable when the broker lost its bindings (flush, restart).
-            current_app.send_task(
-                STAGE_SUBJOB_TASK,
-                args=[subjob_id],
-                task_id=task_id,
-                declare=[current_app.amqp.queues[STAGING_QUEUE]],
-            )
-        except Exception:
-            logger.exception("could not publish sub-job %s; the reconciler will retry", subjob_id)
-            continue
-        published += 1
+        recorded = SubJob.objects.filter(
+            pk__in=task_ids, status=JobStatus.NOT_STARTED, celery_task_id__in=task_ids.values()
+        ).values_list("pk", flat=True)
+        queue = current_app.amqp.queues[STAGING_QUEUE]
+        for subjob_id in recorded:
+            try:
+                # Declaring the queue on every publish costs one SADD, and keeps messages from
+                # being dropped as undeliverable when the broker lost its bindings (a flush).
+                current_app.send_task(
+                    STAGE_SUBJOB_TASK,
+                    args=[subjob_id],
+                    task_id=task_ids[subjob_id],
+                    declare=[queue],
+                )
+            except Exception:
+                logger.exception(
+                    "could not publish sub-job %s; the reconciler will retry", subjob_id
+                )
+                continue
+            published += 1
     return published
 
 

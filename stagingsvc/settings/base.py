@@ -250,7 +250,14 @@ CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_TASK_ROUTES = {"tasks.staging.*": {"queue": "staging"}}
 # tasks/ is a plain package, not an installed app, so autodiscovery would not find it.
 # tasks.instrumentation holds no task: it connects the log context and metrics signals.
-CELERY_IMPORTS = ["tasks.staging", "tasks.maintenance", "tasks.instrumentation"]
+CELERY_IMPORTS = [
+    "tasks.staging",
+    "tasks.maintenance",
+    "tasks.instrumentation",
+    "tasks.database",
+]
+# Keep worker connections between tasks; tasks.database recycles them as Django does per request.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # TaskResult rows are deleted by retention with their jobs (purge-old-jobs), not after
 # Celery's default of one day, so a failed sub-job's traceback lives as long as its job.
 CELERY_RESULT_EXPIRES = None
