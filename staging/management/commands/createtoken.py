@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from staging.errors import ServiceError
@@ -13,10 +14,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--role", required=True, choices=sorted(Role))
-        parser.add_argument("--ttl-hours", type=int, default=0, help="0: never expires.")
+        parser.add_argument(
+            "--ttl-hours",
+            type=int,
+            default=None,
+            help="Lifetime in hours; 0: never expires. Default: TOKEN_TTL_HOURS.",
+        )
 
     def handle(self, *args, username, role, ttl_hours, **options):
-        ttl = timedelta(hours=ttl_hours) if ttl_hours else None
+        if ttl_hours is None:
+            ttl = settings.REST_KNOX["TOKEN_TTL"]
+        else:
+            ttl = timedelta(hours=ttl_hours) if ttl_hours > 0 else None
         try:
             token = token_create(username=username, role=role, ttl=ttl)
         except ServiceError as exc:
