@@ -118,7 +118,7 @@ def test_it_filters_by_creation_date(operator_client):
     Job.objects.filter(pk=last_year.pk).update(created_at=timezone.now() - timedelta(days=400))
 
     response = operator_client.get(
-        LIST, {"created_at__gte": (timezone.now() - timedelta(days=7)).date().isoformat()}
+        LIST, {"created_at__gte": str(timezone.now() - timedelta(days=7))}
     )
 
     assert rows(response) == [short(today)]
