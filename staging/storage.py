@@ -189,7 +189,8 @@ def _temp_name(name: str, host: str, pid: int) -> str:
     return f"{TEMP_PREFIX}{name}.{host}.{pid}{TEMP_SUFFIX}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has that pid (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -211,7 +212,7 @@ def remove_dead_temporaries(destination: Path) -> int:
         return 0
     for temp in candidates:
         pid = temp.name[len(prefix) : -len(TEMP_SUFFIX)]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             temp.unlink(missing_ok=True)
             removed += 1
     return removed

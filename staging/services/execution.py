@@ -22,6 +22,7 @@ from staging.storage import (
     SizeMismatchError,
     StagingCancelled,
     UnsafePathError,
+    pid_alive,
     resolve_under,
     stage_file,
 )
@@ -54,13 +55,7 @@ def _holder_is_dead_sibling(holder: str, worker: str) -> bool:
     node = worker.rpartition(":")[0]
     if holder_node != node or not holder_pid.isdigit() or int(holder_pid) == os.getpid():
         return False
-    try:
-        os.kill(int(holder_pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not pid_alive(int(holder_pid))
 
 
 def _lease_deadline():
