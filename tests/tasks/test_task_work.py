@@ -99,11 +99,21 @@ def test_stage_with_verify_records_the_checksum_of_a_good_copy(store, archive_fi
     assert (row["status"], row["algorithm"], row["checksum"]) == ("FINISHED", "sha256", sha)
 
 
+def corrupt_copy(store, path: str, data: bytes) -> Path:
+    """A staged copy whose bytes went wrong while its size and mtime stayed those of the
+    archive file (bit rot, a bad disk): the copy step takes it as already staged."""
+    staged = Path(store.staging_root) / path
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_bytes(data)
+    archived = (Path(store.archive_root) / path).stat()
+    os.utime(staged, ns=(archived.st_atime_ns, archived.st_mtime_ns))
+    return staged
+
+
 def test_stage_with_verify_fails_a_corrupt_copy_at_once_and_removes_it(store, archive_files):
     (file,) = archive_files({"a.txt": b"alpha"})
     File.objects.filter(pk=file.pk).update(md5=hashlib.md5(b"alpha").hexdigest())
-    staged = Path(store.staging_root) / "a.txt"
-    staged.write_bytes(b"ALPHA")  # same size: the copy step takes it as already staged
+    staged = corrupt_copy(store, "a.txt", b"ALPHA")
 
     job = run_all(perform(store, "stage", {"ids": [file.id], "verify": True}))
     item = job.items.get()
@@ -116,10 +126,19 @@ def test_stage_with_verify_fails_a_corrupt_copy_at_once_and_removes_it(store, ar
     assert staged.read_bytes() == b"alpha"
 
 
-def test_stage_without_verify_trusts_a_copy_of_the_right_size(store, archive_files):
+def test_stage_without_verify_trusts_a_copy_of_the_right_size_and_mtime(store, archive_files):
     archive_files({"a.txt": b"alpha"})
-    (Path(store.staging_root) / "a.txt").write_bytes(b"ALPHA")
+    staged = corrupt_copy(store, "a.txt", b"ALPHA")
     assert run_all(perform(store, "stage", {"paths": ["a.txt"]})).status == JobStatus.FINISHED
+    assert staged.read_bytes() == b"ALPHA"
+
+
+def test_stage_replaces_a_copy_of_the_right_size_made_from_another_version(store, archive_files):
+    archive_files({"a.txt": b"alpha"})
+    staged = Path(store.staging_root) / "a.txt"
+    staged.write_bytes(b"ALPHA")  # same size, but not the archive file's mtime
+    assert run_all(perform(store, "stage", {"paths": ["a.txt"]})).status == JobStatus.FINISHED
+    assert staged.read_bytes() == b"alpha"
 
 
 def test_a_scan_updates_the_catalogue_and_lists_every_file_with_known_checksums(
