@@ -216,6 +216,24 @@ def stat_beneath(path: Path) -> os.stat_result:
         os.close(directory_fd)
 
 
+def mark_copy_stale(path: Path) -> bool:
+    """Give the staged copy at ``path`` an mtime no archive file has (the epoch), so that it
+    no longer passes as staged and the next copy is renamed over it; readers keep their bytes.
+    A hard link is left alone: its mtime is the archive file's own. False when nothing was
+    marked."""
+    directory_fd, name = _open_parent(path)
+    try:
+        found = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+        if not stat.S_ISREG(found.st_mode) or found.st_nlink > 1:
+            return False
+        os.utime(name, ns=(0, 0), dir_fd=directory_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(directory_fd)
+    return True
+
+
 def unlink_beneath(root: str | os.PathLike, relative: str) -> bool:
     """Remove the file at ``relative`` under ``root`` through directory descriptors (no symlink
     followed on the way); False when it is not there."""
