@@ -15,6 +15,7 @@ from staging.storage import (
     TEMP_SUFFIX,
     NotRegularFileError,
     SizeMismatchError,
+    SourceChangedError,
     StagingCancelled,
     UnsafePathError,
     clean_relative_path,
@@ -327,3 +328,56 @@ def test_dead_temporaries_are_removed_from_every_directory_listed(tmp_path: Path
 
     assert {p.name for p in (tmp_path / "a").iterdir()} == {"b", live.name}
     assert len(list((tmp_path / "c").iterdir())) == 1
+
+
+def test_an_archive_file_edited_during_its_copy_is_not_staged(tmp_path: Path):
+    source, destination = tmp_path / "src", tmp_path / "out" / "dst"
+    source.write_bytes(os.urandom(50_000))
+
+    def edit_once(count: int) -> None:
+        if not edits:
+            edits.append(count)
+            with source.open("r+b") as archive:
+                archive.write(b"edited")
+            later = source.stat().st_mtime_ns + 1_000_000_000
+            os.utime(source, ns=(later, later))
+
+    edits: list[int] = []
+    with pytest.raises(SourceChangedError):
+        stage_file(
+            source, destination, expected_size=50_000, chunk_bytes=10_000, on_progress=edit_once
+        )
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("hard_link", [False, True], ids=["copy", "link"])
+def test_a_stop_asked_for_after_the_data_is_durable_publishes_nothing(tmp_path: Path, hard_link):
+    source, destination = tmp_path / "src", tmp_path / "out" / "dst"
+    source.write_bytes(os.urandom(30_000))
+    os.utime(source, ns=(10**18, 10**18))  # in 2001: no temporary has it until it is given
+    durable: list[bool] = []
+
+    def stop_once_written() -> bool:
+        # True only for the last question, asked once the temporary has its data and the
+        # archive file's mtime (given to it right before the fsync).
+        archived = source.stat()
+        complete = [
+            p
+            for p in (tmp_path / "out").iterdir()
+            if (p.stat().st_size, p.stat().st_mtime_ns) == (30_000, archived.st_mtime_ns)
+        ]
+        durable.append(bool(complete))
+        return bool(complete)
+
+    with pytest.raises(StagingCancelled):
+        stage_file(
+            source,
+            destination,
+            expected_size=30_000,
+            hard_link=hard_link,
+            chunk_bytes=10_000,
+            should_stop=stop_once_written,
+        )
+
+    assert durable[-1] is True and not any(durable[:-1])
+    assert list((tmp_path / "out").iterdir()) == []

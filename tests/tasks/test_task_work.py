@@ -329,3 +329,19 @@ def test_dead_temporaries_are_removed_once_when_a_subjob_starts(store, archive_f
 
     assert job.status == JobStatus.FINISHED
     assert [leftover.exists() for leftover in leftovers] == [False, False, True]
+
+
+def test_a_checksum_of_a_fifo_fails_that_file_at_once(store, archive_files):
+    archive_files({"a.txt": b"alpha"})
+    fifo = Path(store.archive_root) / "a.txt"
+    fifo.unlink()
+    os.mkfifo(fifo)
+
+    job = run_all(perform(store, "checksum", {"paths": ["a.txt"]}))
+
+    item = job.items.get()
+    assert (job.status, item.attempts, item.error) == (
+        JobStatus.FAILED,
+        1,
+        f"{fifo} is a FIFO, not a regular file",
+    )
