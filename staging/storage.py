@@ -161,8 +161,8 @@ def _open_directories(root: Path, directories: tuple[str, ...], *, create: bool)
 def _open_parent(path: Path, *, create: bool = False) -> tuple[int, str]:
     """A descriptor of the directory holding ``path``, and the name of ``path`` in it."""
     root, directories, name = _located(path)
-    if create and not directories:
-        root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)  # the configured root, trusted as it is
     return _open_directories(root, directories, create=create), name
 
 
@@ -324,7 +324,7 @@ def _give_mode_of(target_fd: int, source: os.stat_result) -> None:
     mode = stat.S_IMODE(source.st_mode) & 0o777
     try:
         os.fchown(target_fd, -1, source.st_gid)
-    except PermissionError:
+    except OSError:  # not a member of that group (or a filesystem without groups)
         mode &= ~0o070
     os.fchmod(target_fd, mode)
 

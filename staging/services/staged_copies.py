@@ -7,7 +7,6 @@ import posixpath
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from staging.models import Item, Pin, Store, SubJob
@@ -44,8 +43,15 @@ def subjob_temporaries_remove(*, subjob: SubJob, store: Store) -> int:
 
 def staged_copy_record(*, item: Item, store: Store) -> None:
     """Record on the job's pin which archive version its staged copy holds: the copy carries
-    the archive file's mtime and size (or is its hard link)."""
-    staged = stat_beneath(resolve_under(store.staging_root, item.path))
+    the archive file's mtime and size (or is its hard link). The record informs whoever reads
+    the pin; a copy that vanished meanwhile fails nothing."""
+    try:
+        staged = stat_beneath(resolve_under(store.staging_root, item.path))
+    except FileNotFoundError:
+        logger.warning(
+            "staged copy %s:%s vanished before its pin was stamped", store.slug, item.path
+        )
+        return
     Pin.objects.filter(job_id=item.job_id, path=item.path).update(
         source_mtime=datetime.fromtimestamp(staged.st_mtime_ns / 1e9, tz=UTC),
         source_size=staged.st_size,
@@ -54,10 +60,7 @@ def staged_copy_record(*, item: Item, store: Store) -> None:
 
 def _live_pins_of_others(item: Item, store: Store):
     return Pin.objects.filter(
-        Q(expires_at__gt=timezone.now()),
-        store=store,
-        path=item.path,
-        released_at__isnull=True,
+        store=store, path=item.path, released_at__isnull=True, expires_at__gt=timezone.now()
     ).exclude(job_id=item.job_id)
 
 
