@@ -354,6 +354,19 @@ def _copy_to_temporary(
         raise SourceChangedError("the archive file changed while it was copied")
 
 
+def _writable_by_service(found: os.stat_result) -> bool:
+    """Whether the archive file's permission bits let this service's user or groups write it
+    (root's power to write anything aside). A hard link to such a file would let a write to the
+    staged copy change the archive."""
+    if found.st_mode & stat.S_IWOTH:
+        return True
+    if found.st_uid == os.geteuid():
+        return bool(found.st_mode & stat.S_IWUSR)
+    if found.st_gid in {os.getegid(), *os.getgroups()}:
+        return bool(found.st_mode & stat.S_IWGRP)
+    return False
+
+
 def _link_temporary(source: Path, opened: os.stat_result, directory_fd: int, temp: str) -> bool:
     """Hard-link the archive file as ``temp``; False where the filesystem refuses, or when the
     name no longer leads to the file that was opened (then a copy of what was opened is made)."""
@@ -389,7 +402,9 @@ def stage_file(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> str:
     """Put a complete copy of ``source`` at ``destination``; returns how ("skipped", "linked",
-    "copied"). Paths from ``resolve_under`` are reached beneath their roots.
+    "copied"). Paths from ``resolve_under`` are reached beneath their roots. With ``hard_link``
+    the copy is a hard link where the filesystem allows it and the archive file is not
+    writable by the service.
 
     ``should_stop`` is polled at chunk boundaries, and once more when the data is written and
     fsynced, right before it takes the final name; when it answers True the temporary file is
@@ -437,7 +452,8 @@ def _stage_into(
 ) -> str:
     temp = _temp_name(name)
     try:
-        if hard_link and _link_temporary(source, opened, directory_fd, temp):
+        linkable = hard_link and not _writable_by_service(opened)
+        if linkable and _link_temporary(source, opened, directory_fd, temp):
             how = "linked"
         else:
             on_chunk = functools.partial(

@@ -84,8 +84,21 @@ def test_an_intact_copy_is_not_copied_again(tmp_path: Path):
 def test_a_hard_link_is_used_when_asked(tmp_path: Path):
     source, destination = tmp_path / "src", tmp_path / "staged" / "dst"
     source.write_bytes(b"abc")
+    source.chmod(0o444)
     assert stage_file(source, destination, expected_size=3, hard_link=True) == "linked"
     assert destination.stat().st_ino == source.stat().st_ino
+
+
+def test_an_archive_file_the_service_may_write_is_copied_not_linked(tmp_path: Path):
+    source, destination = tmp_path / "src", tmp_path / "staged" / "dst"
+    source.write_bytes(b"abc")
+    source.chmod(0o644)  # its owner, this service, may write it
+
+    assert stage_file(source, destination, expected_size=3, hard_link=True) == "copied"
+
+    destination.chmod(0o644)
+    destination.write_bytes(b"xyz")  # a write through the staging area...
+    assert source.read_bytes() == b"abc"  # ...leaves the archive as it was
 
 
 def test_a_size_mismatch_fails_and_leaves_nothing(tmp_path: Path):
@@ -355,6 +368,7 @@ def test_a_stop_asked_for_after_the_data_is_durable_publishes_nothing(tmp_path: 
     source, destination = tmp_path / "src", tmp_path / "out" / "dst"
     source.write_bytes(os.urandom(30_000))
     os.utime(source, ns=(10**18, 10**18))  # in 2001: no temporary has it until it is given
+    source.chmod(0o444)  # an archive file the service may not write can be linked
     durable: list[bool] = []
 
     def stop_once_written() -> bool:
