@@ -485,10 +485,11 @@ def _progress_or_stop(
 
 def _temp_name(name: str) -> str:
     # Host and pid in the name let a later attempt tell a dead copier's leftover from a live
-    # one; the random part keeps two copies in one process apart. The name is shortened so
-    # the temporary of a 255-byte name still fits.
+    # one; the random part keeps two copies in one process apart. The name is shortened (in
+    # bytes, as the filesystem counts) so the temporary of a 255-byte name still fits.
     host, token = socket.gethostname(), secrets.token_hex(4)
-    return f"{TEMP_PREFIX}{name[:100]}.{host}.{os.getpid()}.{token}{TEMP_SUFFIX}"
+    short = os.fsencode(name)[:100].decode(errors="ignore")
+    return f"{TEMP_PREFIX}{short}.{host}.{os.getpid()}.{token}{TEMP_SUFFIX}"
 
 
 def _dead_temporary_pid(name: str, host: str) -> int | None:

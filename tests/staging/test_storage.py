@@ -395,3 +395,17 @@ def test_a_stop_asked_for_after_the_data_is_durable_publishes_nothing(tmp_path: 
 
     assert durable[-1] is True and not any(durable[:-1])
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_file_whose_name_takes_the_longest_a_filesystem_allows_is_staged(tmp_path: Path):
+    name = "é" * 127  # 254 bytes in UTF-8
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / name).write_bytes(b"abc")
+
+    stage_file(
+        resolve_under(tmp_path / "archive", name),
+        resolve_under(tmp_path / "staging", name),
+        expected_size=3,
+    )
+
+    assert (tmp_path / "staging" / name).read_bytes() == b"abc"
