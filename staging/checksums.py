@@ -6,7 +6,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from staging.storage import StagingCancelled
+from staging.storage import StagingCancelled, open_regular_file
 
 # The algorithms the catalogue keeps (File.md5, File.sha256, File.adler32), strongest first.
 ALGORITHMS = ("sha256", "md5", "adler32")
@@ -44,13 +44,14 @@ def file_checksum(
     on_progress: Callable[[int], None] = lambda n: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> tuple[str, int]:
-    """The hex checksum of the file at ``path`` and how many bytes were read. ``should_stop`` is
-    polled between chunks; when it answers True, StagingCancelled is raised."""
+    """The hex checksum of the regular file at ``path`` and how many bytes were read.
+    ``should_stop`` is polled between chunks; when it answers True, StagingCancelled is raised."""
     hasher = new_hasher(algorithm)
     buffer = bytearray(chunk_bytes)
     view = memoryview(buffer)
     total = 0
-    with open(path, "rb", buffering=0) as source:
+    # Beneath its root for a path from resolve_under, and never a FIFO that would block.
+    with open_regular_file(path) as source:
         while count := source.readinto(buffer):
             hasher.update(view[:count])
             total += count

@@ -298,6 +298,29 @@ class Pin(models.Model):
     path = models.CharField(max_length=1024)
     expires_at = models.DateTimeField()
     released_at = models.DateTimeField(null=True, blank=True)
+    source_mtime = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name="archive file's mtime",
+        help_text="The mtime of the archive file the staged copy was made from, recorded when "
+        "the job's copy was staged (the copy carries the same mtime; a copy whose mtime or "
+        "size differs from the archive file's is staged again).",
+    )
+    source_size = models.BigIntegerField(
+        null=True,
+        blank=True,
+        verbose_name="archive file's size",
+        help_text="The size in bytes of the archive file the staged copy was made from.",
+    )
+    mismatch_found_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name="checksum mismatch found",
+        help_text="When a verify found that the staged copy's checksum differs from the "
+        "catalogue's while other jobs pinned the copy: it was kept for them, no longer counts "
+        "as staged (the next job staging the path copies it again), and is cleared once a "
+        "verify of the path passes.",
+    )
 
     class Meta:
         constraints = [

@@ -1,27 +1,64 @@
-"""POSIX mechanics of staging: safe path resolution and crash-safe copies.
+"""POSIX mechanics of staging: paths resolved beneath a root, files opened once through directory
+descriptors, and crash-safe copies.
 
-Nothing here touches the database. A staged file appears under its final name only once it is
-complete (temporary name in the destination directory, fsync, rename), so a reader never sees half
-a file and a worker killed mid-copy leaves nothing that looks staged.
+Nothing here touches the database. A path is checked once (``resolve_under``) and then used by
+walking from its root one component at a time with ``O_NOFOLLOW``, holding each directory open,
+so a directory swapped for a symlink after the check makes the operation fail instead of reaching
+outside the root. Only regular files are read: a FIFO or a device in place of a catalogued file
+is refused without being opened for reading, so it cannot block a worker.
+
+A staged file appears under its final name only once it is complete: it is written to a
+temporary created exclusively in the destination directory, fsynced, its size checked with
+``fstat``, renamed, and the directory fsynced; a reader never sees half a file and a worker killed
+mid-copy leaves nothing that looks staged. A copy carries its archive file's mtime, so "already
+staged" means the same size and the same mtime as the archive file has now.
 """
 
+import contextlib
 import errno
+import functools
 import os
-import shutil
+import re
+import secrets
 import socket
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 TEMP_PREFIX = ".stagingsvc-"
 TEMP_SUFFIX = ".part"
+
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, for ever.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# The errors with which a kernel refuses a fast copy path; the next, slower one is tried.
+_FALLBACK_ERRNOS = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
+_LINK_REFUSED_ERRNOS = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP)
 
 
 class UnsafePathError(ValueError):
     """A client-supplied path that would leave its root."""
 
 
+class NotRegularFileError(UnsafePathError):
+    """A path that must name a regular file names a FIFO, device, socket or directory."""
+
+
 class StagingCancelled(Exception):
     """Raised from inside a copy when the job was cancelled; the temporary file is gone."""
+
+
+class SizeMismatchError(OSError):
+    """The source does not have the size the catalogue recorded (a permanent failure)."""
+
+
+class SourceChangedError(OSError):
+    """The archive file changed while it was copied; a later attempt copies it again."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.EAGAIN, message)
 
 
 def clean_relative_path(raw: str) -> str:
@@ -43,7 +80,17 @@ def clean_relative_path(raw: str) -> str:
     return str(PurePosixPath(*parts))
 
 
-def resolve_under(root: str | os.PathLike, relative: str) -> Path:
+class PathUnderRoot(type(Path())):
+    """A path checked by ``resolve_under`` that remembers its root and its components beneath
+    it, so that the functions of this module reach it again from the root through directory
+    descriptors instead of trusting the path string a second time. Paths derived from it
+    (``parent``, ``/``) carry no root and are used as plain paths."""
+
+    root_dir: Path | None = None
+    relative_parts: tuple[str, ...] = ()
+
+
+def resolve_under(root: str | os.PathLike, relative: str) -> PathUnderRoot:
     """The absolute path of ``relative`` under ``root``, after following every symlink.
 
     Raises UnsafePathError if the result is outside ``root`` (``..``, an absolute path, or a
@@ -53,28 +100,186 @@ def resolve_under(root: str | os.PathLike, relative: str) -> Path:
     resolved = (real_root / cleaned).resolve()
     if resolved != real_root and not resolved.is_relative_to(real_root):
         raise UnsafePathError(f"path leaves its root: {relative!r}")
-    return resolved
+    path = PathUnderRoot(resolved)
+    path.root_dir = real_root
+    path.relative_parts = resolved.relative_to(real_root).parts
+    return path
 
 
-def is_staged_intact(destination: Path, expected_size: int) -> bool:
-    """True if a regular file of the expected size is already at ``destination``."""
+def _located(path: Path) -> tuple[Path, tuple[str, ...], str]:
+    """(trusted directory, directories beneath it, final name) of a path to operate on."""
+    parts = getattr(path, "relative_parts", ())
+    if parts:
+        return path.root_dir, parts[:-1], parts[-1]
+    return path.parent, (), path.name
+
+
+def _symlink_refusal(directory_fd: int, name: str, where: str) -> UnsafePathError | None:
     try:
-        stat = destination.lstat()
+        found = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    if stat.S_ISLNK(found.st_mode):
+        return UnsafePathError(
+            f"{where!r} is a symbolic link (it was not when the path was checked); "
+            "staging never follows one"
+        )
+    return None
+
+
+def _open_child_directory(directory_fd: int, name: str, where: str, *, create: bool) -> int:
+    try:
+        return os.open(name, _DIRECTORY_FLAGS, dir_fd=directory_fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    except NotADirectoryError as exc:
+        raise _symlink_refusal(directory_fd, name, where) or exc from None
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, dir_fd=directory_fd)
+        # The new entry must survive a crash as long as the file renamed into it will.
+        os.fsync(directory_fd)
+    return _open_child_directory(directory_fd, name, where, create=False)
+
+
+def _open_directories(root: Path, directories: tuple[str, ...], *, create: bool) -> int:
+    """A descriptor of ``root/directories``, reached one component at a time without following
+    a symlink; with ``create``, missing directories are made."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for depth, name in enumerate(directories):
+            where = "/".join(directories[: depth + 1])
+            child = _open_child_directory(fd, name, where, create=create)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_parent(path: Path, *, create: bool = False) -> tuple[int, str]:
+    """A descriptor of the directory holding ``path``, and the name of ``path`` in it."""
+    root, directories, name = _located(path)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)  # the configured root, trusted as it is
+    return _open_directories(root, directories, create=create), name
+
+
+def _kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "directory",
+        stat.S_ISFIFO: "FIFO",
+        stat.S_ISSOCK: "socket",
+        stat.S_ISCHR: "character device",
+        stat.S_ISBLK: "block device",
+        stat.S_ISLNK: "symbolic link",
+    }
+    return next((kind for test, kind in kinds.items() if test(mode)), "special file")
+
+
+def _open_regular(path: Path) -> tuple[int, os.stat_result]:
+    """A read descriptor of the regular file at ``path`` and its ``fstat``. Anything else is
+    refused before it is opened for reading (opening a device can have effects of its own)."""
+    try:
+        directory_fd, name = _open_parent(path)
+        try:
+            seen = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+            if stat.S_ISREG(seen.st_mode):
+                fd = os.open(name, _READ_FLAGS, dir_fd=directory_fd)
+        finally:
+            os.close(directory_fd)
+    except OSError as exc:
+        # Named by the whole path, not the component the walk stopped at.
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    if not stat.S_ISREG(seen.st_mode):
+        raise NotRegularFileError(f"{path} is a {_kind(seen.st_mode)}, not a regular file")
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode):  # swapped between the look and the open
+        os.close(fd)
+        raise NotRegularFileError(f"{path} is a {_kind(opened.st_mode)}, not a regular file")
+    return fd, opened
+
+
+def open_regular_file(path: Path) -> BinaryIO:
+    """``path`` opened for reading beneath its root, refused unless it is a regular file."""
+    fd, _ = _open_regular(path)
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+def stat_beneath(path: Path) -> os.stat_result:
+    """What is at ``path`` (a symlink is described, not followed), reached beneath its root."""
+    directory_fd, name = _open_parent(path)
+    try:
+        return os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+    finally:
+        os.close(directory_fd)
+
+
+def mark_copy_stale(path: Path) -> bool:
+    """Give the staged copy at ``path`` an mtime no archive file has (the epoch), so that it
+    no longer passes as staged and the next copy is renamed over it; readers keep their bytes.
+    A hard link is left alone: its mtime is the archive file's own. False when nothing was
+    marked."""
+    directory_fd, name = _open_parent(path)
+    try:
+        found = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+        if not stat.S_ISREG(found.st_mode) or found.st_nlink > 1:
+            return False
+        os.utime(name, ns=(0, 0), dir_fd=directory_fd, follow_symlinks=False)
     except FileNotFoundError:
         return False
-    return (
-        os.path.isfile(destination)
-        and not destination.is_symlink()
-        and (stat.st_size == expected_size)
-    )
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
     finally:
-        os.close(fd)
+        os.close(directory_fd)
+    return True
+
+
+def unlink_beneath(root: str | os.PathLike, relative: str) -> bool:
+    """Remove the file at ``relative`` under ``root`` through directory descriptors (no symlink
+    followed on the way); False when it is not there."""
+    parts = PurePosixPath(clean_relative_path(relative)).parts
+    try:
+        directory_fd = _open_directories(Path(root), parts[:-1], create=False)
+    except FileNotFoundError:
+        return False
+    try:
+        os.unlink(parts[-1], dir_fd=directory_fd)
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(directory_fd)
+    return True
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _is_intact(directory_fd: int, name: str, source: os.stat_result) -> bool:
+    try:
+        staged = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(staged.st_mode):
+        return False
+    if _same_file(staged, source):
+        return True  # a hard link: the archive's own inode
+    # The copy was given the archive file's mtime when it was made (see _copy_to_temporary):
+    # a same-size edit of the archive file moves its mtime away from the copy's.
+    return staged.st_size == source.st_size and staged.st_mtime_ns == source.st_mtime_ns
+
+
+def is_staged_intact(destination: Path, source: os.stat_result) -> bool:
+    """True if ``destination`` is a regular file made from the archive file as ``source``
+    describes it now: its hard link, or a copy of the same size and mtime."""
+    try:
+        directory_fd, name = _open_parent(destination)
+    except FileNotFoundError:
+        return False
+    try:
+        return _is_intact(directory_fd, name, source)
+    finally:
+        os.close(directory_fd)
 
 
 def _copy_data(
@@ -85,7 +290,9 @@ def _copy_data(
     on_progress: Callable[[int], None],
 ) -> int:
     """Copy with copy_file_range (in-kernel, reflink on filesystems that support it), falling
-    back to sendfile and then to read/write where the kernel refuses."""
+    back to sendfile and then to pread/pwrite where the kernel refuses. Every method writes at
+    the offset it read from: copy_file_range with explicit offsets never moves the target's
+    file position, which sendfile writes at."""
     copied = 0
     method = "copy_file_range" if hasattr(os, "copy_file_range") else "sendfile"
     while copied < size:
@@ -94,12 +301,12 @@ def _copy_data(
             if method == "copy_file_range":
                 done = os.copy_file_range(source_fd, target_fd, want, copied, copied)
             elif method == "sendfile":
+                os.lseek(target_fd, copied, os.SEEK_SET)
                 done = os.sendfile(target_fd, source_fd, copied, want)
             else:
-                data = os.pread(source_fd, want, copied)
-                done = os.write(target_fd, data)
+                done = os.pwrite(target_fd, os.pread(source_fd, want, copied), copied)
         except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            if method != "readwrite" and exc.errno in _FALLBACK_ERRNOS:
                 method = "sendfile" if method == "copy_file_range" else "readwrite"
                 continue
             raise
@@ -108,6 +315,80 @@ def _copy_data(
         copied += done
         on_progress(done)
     return copied
+
+
+def _give_mode_of(target_fd: int, source: os.stat_result) -> None:
+    """The copy keeps the archive file's permission bits (not set-id ones) but may be read by
+    no one the archive file's own mode kept out: the group bits stay only when the copy can
+    take the archive file's group."""
+    mode = stat.S_IMODE(source.st_mode) & 0o777
+    try:
+        os.fchown(target_fd, -1, source.st_gid)
+    except OSError:  # not a member of that group (or a filesystem without groups)
+        mode &= ~0o070
+    os.fchmod(target_fd, mode)
+
+
+def _copy_to_temporary(
+    source_fd: int,
+    source: os.stat_result,
+    directory_fd: int,
+    temp: str,
+    chunk_bytes: int,
+    on_chunk: Callable[[int], None],
+) -> None:
+    # 0600 while it is written: a half copy is readable by no one else.
+    fd = os.open(temp, _TEMPORARY_FLAGS, 0o600, dir_fd=directory_fd)
+    try:
+        _copy_data(source_fd, fd, source.st_size, chunk_bytes, on_chunk)
+        _give_mode_of(fd, source)
+        os.utime(fd, ns=(source.st_atime_ns, source.st_mtime_ns))
+        os.fsync(fd)
+        written = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if written != source.st_size:
+        raise SizeMismatchError(f"the copy has {written} bytes, expected {source.st_size}")
+    after = os.fstat(source_fd)
+    if (after.st_size, after.st_mtime_ns) != (source.st_size, source.st_mtime_ns):
+        raise SourceChangedError("the archive file changed while it was copied")
+
+
+def _writable_by_service(found: os.stat_result) -> bool:
+    """Whether the archive file's permission bits let this service's user or groups write it
+    (root's power to write anything aside). A hard link to such a file would let a write to the
+    staged copy change the archive."""
+    if found.st_mode & stat.S_IWOTH:
+        return True
+    if found.st_uid == os.geteuid():
+        return bool(found.st_mode & stat.S_IWUSR)
+    if found.st_gid in {os.getegid(), *os.getgroups()}:
+        return bool(found.st_mode & stat.S_IWGRP)
+    return False
+
+
+def _link_temporary(source: Path, opened: os.stat_result, directory_fd: int, temp: str) -> bool:
+    """Hard-link the archive file as ``temp``; False where the filesystem refuses, or when the
+    name no longer leads to the file that was opened (then a copy of what was opened is made)."""
+    source_directory_fd, name = _open_parent(source)
+    try:
+        os.link(
+            name,
+            temp,
+            src_dir_fd=source_directory_fd,
+            dst_dir_fd=directory_fd,
+            follow_symlinks=False,
+        )
+    except OSError as exc:
+        if exc.errno in _LINK_REFUSED_ERRNOS:
+            return False
+        raise
+    finally:
+        os.close(source_directory_fd)
+    if not _same_file(os.stat(temp, dir_fd=directory_fd, follow_symlinks=False), opened):
+        os.unlink(temp, dir_fd=directory_fd)
+        return False
+    return True
 
 
 def stage_file(
@@ -121,49 +402,77 @@ def stage_file(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> str:
     """Put a complete copy of ``source`` at ``destination``; returns how ("skipped", "linked",
-    "copied").
+    "copied"). Paths from ``resolve_under`` are reached beneath their roots. With ``hard_link``
+    the copy is a hard link where the filesystem allows it and the archive file is not
+    writable by the service.
 
-    ``should_stop`` is polled at chunk boundaries; when it answers True the temporary file is
-    removed and StagingCancelled raised. A size mismatch raises OSError and leaves nothing."""
-    if is_staged_intact(destination, expected_size):
-        on_progress(expected_size)
-        return "skipped"
-    actual_size = source.stat().st_size
-    if actual_size != expected_size:
-        raise SizeMismatchError(
-            f"source is {actual_size} bytes, the catalogue says {expected_size}"
-        )
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temporaries(destination)
-    temp = destination.parent / _temp_name(destination.name, socket.gethostname(), os.getpid())
-    temp.unlink(missing_ok=True)
+    ``should_stop`` is polled at chunk boundaries, and once more when the data is written and
+    fsynced, right before it takes the final name; when it answers True the temporary file is
+    removed, nothing is renamed, and StagingCancelled raised. A size mismatch raises OSError
+    and leaves nothing."""
+    source_fd, opened = _open_regular(source)
     try:
-        if hard_link and _try_link(source, temp):
-            os.replace(temp, destination)
-            on_progress(expected_size)
-            return "linked"
-        with open(source, "rb") as src, open(temp, "wb") as dst:
-            copied = _copy_data(
-                src.fileno(),
-                dst.fileno(),
-                actual_size,
-                chunk_bytes,
-                lambda n: _progress_or_stop(n, on_progress, should_stop),
+        if opened.st_size != expected_size:
+            raise SizeMismatchError(
+                f"source is {opened.st_size} bytes, the catalogue says {expected_size}"
             )
-            dst.flush()
-            os.fsync(dst.fileno())
-        if copied != expected_size:
-            raise SizeMismatchError(f"copied {copied} bytes, expected {expected_size}")
-        shutil.copymode(source, temp)
-        os.replace(temp, destination)
-        _fsync_directory(destination.parent)
-        return "copied"
+        directory_fd, name = _open_parent(destination, create=True)
+        try:
+            if _is_intact(directory_fd, name, opened):
+                on_progress(expected_size)
+                return "skipped"
+            return _stage_into(
+                source,
+                source_fd,
+                opened,
+                directory_fd,
+                name,
+                hard_link=hard_link,
+                chunk_bytes=chunk_bytes,
+                on_progress=on_progress,
+                should_stop=should_stop,
+            )
+        finally:
+            os.close(directory_fd)
     finally:
-        temp.unlink(missing_ok=True)
+        os.close(source_fd)
 
 
-class SizeMismatchError(OSError):
-    """The source does not have the size the catalogue recorded (a permanent failure)."""
+def _stage_into(
+    source: Path,
+    source_fd: int,
+    opened: os.stat_result,
+    directory_fd: int,
+    name: str,
+    *,
+    hard_link: bool,
+    chunk_bytes: int,
+    on_progress: Callable[[int], None],
+    should_stop: Callable[[], bool],
+) -> str:
+    temp = _temp_name(name)
+    try:
+        linkable = hard_link and not _writable_by_service(opened)
+        if linkable and _link_temporary(source, opened, directory_fd, temp):
+            how = "linked"
+        else:
+            on_chunk = functools.partial(
+                _progress_or_stop, on_progress=on_progress, should_stop=should_stop
+            )
+            _copy_to_temporary(source_fd, opened, directory_fd, temp, chunk_bytes, on_chunk)
+            how = "copied"
+        # Asked last, with the data durable: a worker that must stop (a cancel, or its lease
+        # lost to another worker) publishes nothing under the final name.
+        if should_stop():
+            raise StagingCancelled()
+        os.replace(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
+        os.fsync(directory_fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=directory_fd)
+    if how == "linked":
+        on_progress(opened.st_size)
+    return how
 
 
 def _progress_or_stop(
@@ -174,19 +483,24 @@ def _progress_or_stop(
         raise StagingCancelled()
 
 
-def _try_link(source: Path, temp: Path) -> bool:
-    try:
-        os.link(source, temp, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
-            return False
-        raise
-    return True
+def _temp_name(name: str) -> str:
+    # Host and pid in the name let a later attempt tell a dead copier's leftover from a live
+    # one; the random part keeps two copies in one process apart. The name is shortened (in
+    # bytes, as the filesystem counts) so the temporary of a 255-byte name still fits.
+    host, token = socket.gethostname(), secrets.token_hex(4)
+    short = os.fsencode(name)[:100].decode(errors="ignore")
+    return f"{TEMP_PREFIX}{short}.{host}.{os.getpid()}.{token}{TEMP_SUFFIX}"
 
 
-def _temp_name(name: str, host: str, pid: int) -> str:
-    # Host and pid in the name let a later attempt tell a dead copier's leftover from a live one.
-    return f"{TEMP_PREFIX}{name}.{host}.{pid}{TEMP_SUFFIX}"
+def _dead_temporary_pid(name: str, host: str) -> int | None:
+    """The pid of the copier of this host that wrote temporary ``name``, or None."""
+    match = re.fullmatch(
+        rf"{re.escape(TEMP_PREFIX)}.*\.{re.escape(host)}\.(\d+)(?:\.[0-9a-f]+)?"
+        rf"{re.escape(TEMP_SUFFIX)}",
+        name,
+        flags=re.DOTALL,
+    )
+    return int(match[1]) if match else None
 
 
 def pid_alive(pid: int) -> bool:
@@ -200,19 +514,38 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_dead_temporaries(destination: Path) -> int:
-    """Delete temporary files for ``destination`` left by processes of this host that died
-    mid-copy (a killed worker cannot clean up after itself); returns how many."""
-    removed = 0
-    host = socket.gethostname()
-    prefix = f"{TEMP_PREFIX}{destination.name}.{host}."
-    try:
-        candidates = [p for p in destination.parent.iterdir() if p.name.startswith(prefix)]
-    except FileNotFoundError:
-        return 0
-    for temp in candidates:
-        pid = temp.name[len(prefix) : -len(TEMP_SUFFIX)]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            temp.unlink(missing_ok=True)
+def _remove_dead_temporaries_in(directory_fd: int) -> int:
+    host, removed = socket.gethostname(), 0
+    with os.scandir(directory_fd) as entries:
+        names = [entry.name for entry in entries if entry.name.startswith(TEMP_PREFIX)]
+    for name in names:
+        pid = _dead_temporary_pid(name, host)
+        if pid is None or pid == os.getpid() or pid_alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=directory_fd)
             removed += 1
     return removed
+
+
+def remove_dead_temporaries_beneath(root: str | os.PathLike, directories: Iterable[str]) -> int:
+    """Delete the temporary files that processes of this host left mid-copy when they died (a
+    killed worker cannot clean up after itself) in each of ``directories`` under ``root``,
+    listing each directory once; returns how many. Directories that do not exist are skipped."""
+    removed = 0
+    for directory in sorted(set(directories)):
+        parts = PurePosixPath(clean_relative_path(directory)).parts if directory else ()
+        try:
+            directory_fd = _open_directories(Path(root), parts, create=False)
+        except (FileNotFoundError, NotADirectoryError, UnsafePathError):
+            continue
+        try:
+            removed += _remove_dead_temporaries_in(directory_fd)
+        finally:
+            os.close(directory_fd)
+    return removed
+
+
+def remove_dead_temporaries(destination: Path) -> int:
+    """``remove_dead_temporaries_beneath`` for the one directory that holds ``destination``."""
+    return remove_dead_temporaries_beneath(destination.parent, [""])

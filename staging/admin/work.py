@@ -93,7 +93,14 @@ class ItemAdmin(ReadOnlyAdmin):
 
 @admin.register(Pin)
 class PinAdmin(ReadOnlyAdmin):
-    list_display = ["path", "store", "job_id_link", "expires_at", "released_at"]
+    list_display = [
+        "path",
+        "store",
+        "job_id_link",
+        "expires_at",
+        "released_at",
+        "mismatch_found_at",
+    ]
     list_filter = [JobFilter, "store"]
     list_select_related = ["job", "store"]
     search_fields = ["path"]

@@ -9,6 +9,7 @@ from django.conf import settings
 from staging.checksums import ALGORITHMS, file_checksum
 from staging.models import File, Item, Store
 from staging.services.execution import ItemFailed, item_result_record
+from staging.services.staged_copies import staged_copy_mismatch, staged_copy_verified
 from staging.storage import resolve_under
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,9 @@ def staged_copy_verify(
     keep_alive: Callable[[], None] = lambda: None,
 ) -> dict:
     """Compare the staged copy of ``item`` with the catalogue's checksum (computed from the
-    archive and recorded first when the catalogue has none). A mismatch removes the copy, which
-    no job can use, and fails the item for good; a match is recorded on the item.
+    archive and recorded first when the catalogue has none). A mismatch fails the item for
+    good and removes the copy, or, when other jobs pin it, keeps and flags it
+    (``staged_copy_mismatch``); a match is recorded on the item.
     ``keep_alive`` is called after every chunk read: reading a big file takes a while, and the
     worker's lease must be renewed meanwhile."""
     reading = {
@@ -62,12 +64,18 @@ def staged_copy_verify(
     staged = resolve_under(store.staging_root, item.path)
     actual, _ = file_checksum(staged, algorithm, **reading)
     if actual != expected:
-        staged.unlink(missing_ok=True)
-        logger.warning("removed staged copy %s: %s %s != %s", staged, algorithm, actual, expected)
+        kept = staged_copy_mismatch(item=item, store=store)
         raise ItemFailed(
             f"checksum mismatch: the staged copy's {algorithm} is {actual}, the catalogue says "
-            f"{expected}; the copy was removed"
+            f"{expected}; "
+            + (
+                "the copy was kept, as other jobs pin it, and flagged: the next request "
+                "for it copies it again"
+                if kept
+                else "the copy was removed"
+            )
         )
+    staged_copy_verified(item=item, store=store)
     result = {"algorithm": algorithm, "checksum": actual}
     item_result_record(item_id=item.pk, result=result)
     return result

@@ -6,6 +6,7 @@ from rest_framework import serializers
 from staging.services.checksums import staged_copy_verify
 from staging.services.execution import stage_item
 from staging.services.jobs import job_create_staging
+from staging.services.staged_copies import staged_copy_record, subjob_temporaries_remove
 from tasks.catalogue._base import TaskRequest, TaskType, register
 from tasks.catalogue._params import FilesParameters, LifetimeField, lifetime_text
 
@@ -21,7 +22,8 @@ class StageParameters(FilesParameters):
     verify = serializers.BooleanField(
         default=False,
         help_text="Compare each staged copy's checksum with the catalogue's (computed from the "
-        "archive when the catalogue has none); a mismatch removes the copy and fails the file.",
+        "archive when the catalogue has none); a mismatch fails the file and removes the copy "
+        "(or, when other requests pin it, keeps it and flags it to be copied again).",
     )
 
 
@@ -42,7 +44,10 @@ def create(request: TaskRequest):
 
 
 def stage_and_verify(item, store, reporter) -> None:
+    # The first item of each claim of a sub-job clears its directories of dead temporaries.
+    subjob_temporaries_remove(subjob=reporter.subjob, store=store)
     stage_item(item, store, reporter)
+    staged_copy_record(item=item, store=store)
     if reporter.subjob.job.parameters.get("verify"):
         staged_copy_verify(
             item=item,

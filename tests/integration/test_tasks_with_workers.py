@@ -127,7 +127,9 @@ def test_stage_with_verify_fails_a_corrupt_copy_for_good_on_a_worker(
 ):
     archive_files({"c.bin": b"correct content"})
     staged = Path(store.staging_root) / "c.bin"
-    staged.write_bytes(b"corrupt content")  # the right size, the wrong bytes
+    staged.write_bytes(b"corrupt content")  # the right size and mtime, the wrong bytes
+    archived = (Path(store.archive_root) / "c.bin").stat()
+    os.utime(staged, ns=(archived.st_atime_ns, archived.st_mtime_ns))
     start_worker(concurrency=1)
 
     job = wait_for_job(client.api("stage", {"paths": ["c.bin"], "verify": True}))

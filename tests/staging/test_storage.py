@@ -1,17 +1,29 @@
 """Safe path resolution and crash-safe copies (staging.storage)."""
 
+import contextlib
+import errno
 import os
+import socket
+import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from staging.storage import (
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    NotRegularFileError,
     SizeMismatchError,
+    SourceChangedError,
     StagingCancelled,
     UnsafePathError,
     clean_relative_path,
+    is_staged_intact,
+    remove_dead_temporaries_beneath,
     resolve_under,
     stage_file,
+    unlink_beneath,
 )
 
 
@@ -64,14 +76,29 @@ def test_an_intact_copy_is_not_copied_again(tmp_path: Path):
     source, destination = tmp_path / "src", tmp_path / "dst"
     source.write_bytes(b"abc")
     destination.write_bytes(b"abc")
+    # A copy carries its archive file's mtime; the same size alone would not be trusted.
+    os.utime(destination, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns))
     assert stage_file(source, destination, expected_size=3) == "skipped"
 
 
 def test_a_hard_link_is_used_when_asked(tmp_path: Path):
     source, destination = tmp_path / "src", tmp_path / "staged" / "dst"
     source.write_bytes(b"abc")
+    source.chmod(0o444)
     assert stage_file(source, destination, expected_size=3, hard_link=True) == "linked"
     assert destination.stat().st_ino == source.stat().st_ino
+
+
+def test_an_archive_file_the_service_may_write_is_copied_not_linked(tmp_path: Path):
+    source, destination = tmp_path / "src", tmp_path / "staged" / "dst"
+    source.write_bytes(b"abc")
+    source.chmod(0o644)  # its owner, this service, may write it
+
+    assert stage_file(source, destination, expected_size=3, hard_link=True) == "copied"
+
+    destination.chmod(0o644)
+    destination.write_bytes(b"xyz")  # a write through the staging area...
+    assert source.read_bytes() == b"abc"  # ...leaves the archive as it was
 
 
 def test_a_size_mismatch_fails_and_leaves_nothing(tmp_path: Path):
@@ -91,3 +118,294 @@ def test_a_cancel_between_chunks_removes_the_temporary_file(tmp_path: Path):
             source, destination, expected_size=200_000, chunk_bytes=10_000, should_stop=lambda: True
         )
     assert not list((tmp_path / "out").iterdir())
+
+
+def _failing_on_second_call(real, errno_number: int):
+    """``real`` that works once, then raises ``errno_number`` (a kernel refusing mid-file)."""
+    calls = []
+
+    def fake(*args):
+        calls.append(args)
+        if len(calls) >= 2:
+            raise OSError(errno_number, os.strerror(errno_number))
+        return real(*args)
+
+    return fake
+
+
+@pytest.mark.parametrize("refusal", [errno.EXDEV, errno.ENOSYS], ids=["EXDEV", "ENOSYS"])
+def test_a_copy_whose_kernel_copy_fails_mid_file_is_byte_identical(
+    tmp_path: Path, monkeypatch, refusal
+):
+    source, destination = tmp_path / "src.bin", tmp_path / "out" / "dst.bin"
+    source.write_bytes(os.urandom(300_000))
+    monkeypatch.setattr(os, "copy_file_range", _failing_on_second_call(os.copy_file_range, refusal))
+
+    stage_file(source, destination, expected_size=300_000, chunk_bytes=100_000)
+
+    assert destination.read_bytes() == source.read_bytes()
+
+
+def test_a_copy_whose_sendfile_also_fails_mid_file_is_byte_identical(tmp_path: Path, monkeypatch):
+    source, destination = tmp_path / "src.bin", tmp_path / "out" / "dst.bin"
+    source.write_bytes(os.urandom(300_000))
+    monkeypatch.setattr(
+        os, "copy_file_range", _failing_on_second_call(os.copy_file_range, errno.EXDEV)
+    )
+    monkeypatch.setattr(os, "sendfile", _failing_on_second_call(os.sendfile, errno.EINVAL))
+
+    stage_file(source, destination, expected_size=300_000, chunk_bytes=70_000)
+
+    assert destination.read_bytes() == source.read_bytes()
+
+
+def test_a_short_written_copy_fails_and_never_takes_the_final_name(tmp_path: Path, monkeypatch):
+    source, destination = tmp_path / "src.bin", tmp_path / "out" / "dst.bin"
+    source.write_bytes(os.urandom(300_000))
+    real = os.copy_file_range
+
+    def claims_more_than_it_copies(src, dst, count, offset_src=None, offset_dst=None):
+        real(src, dst, count // 2, offset_src, offset_dst)
+        return count  # a counter that lies: only the file's own size can be trusted
+
+    monkeypatch.setattr(os, "copy_file_range", claims_more_than_it_copies)
+
+    with pytest.raises(SizeMismatchError):
+        stage_file(source, destination, expected_size=300_000, chunk_bytes=100_000)
+
+    assert not destination.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_same_size_edit_of_the_archive_file_is_staged_again(tmp_path: Path):
+    source, destination = tmp_path / "src", tmp_path / "out" / "dst"
+    source.write_bytes(b"version one")
+    assert stage_file(source, destination, expected_size=11) == "copied"
+    assert is_staged_intact(destination, source.stat())
+
+    source.write_bytes(b"version two")
+    later = source.stat().st_mtime_ns + 2_000_000_000
+    os.utime(source, ns=(later, later))  # a filesystem with coarse timestamps still moves on
+
+    assert not is_staged_intact(destination, source.stat())
+    assert stage_file(source, destination, expected_size=11) == "copied"
+    assert destination.read_bytes() == b"version two"
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_check_is_not_read_through(
+    tmp_path: Path,
+):
+    archive, staging, outside = tmp_path / "archive", tmp_path / "staging", tmp_path / "outside"
+    for directory in (archive / "d", staging, outside):
+        directory.mkdir(parents=True)
+    (archive / "d" / "f").write_bytes(b"public")
+    (outside / "f").write_bytes(b"secret")
+    source = resolve_under(archive, "d/f")
+    destination = resolve_under(staging, "d/f")
+
+    (archive / "d").rename(archive / "d.before")
+    (archive / "d").symlink_to(outside)
+
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        stage_file(source, destination, expected_size=6)
+    assert not (staging / "d" / "f").exists()
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_check_is_not_written_through(
+    tmp_path: Path,
+):
+    archive, staging, outside = tmp_path / "archive", tmp_path / "staging", tmp_path / "outside"
+    for directory in (archive, staging / "d", outside):
+        directory.mkdir(parents=True)
+    (archive / "f").write_bytes(b"public")
+    source = resolve_under(archive, "f")
+    destination = resolve_under(staging, "d/f")
+
+    (staging / "d").rmdir()
+    (staging / "d").symlink_to(outside)
+
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        stage_file(source, destination, expected_size=6)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_fifo_in_place_of_a_file_fails_at_once_instead_of_blocking(tmp_path: Path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    os.mkfifo(archive / "f")
+    outcome: list[BaseException | str] = []
+
+    def stage() -> None:
+        try:
+            outcome.append(
+                stage_file(resolve_under(archive, "f"), tmp_path / "staged" / "f", expected_size=0)
+            )
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=stage, daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    if thread.is_alive():
+        # Release the reader blocked in open() so the test run can end.
+        os.close(os.open(archive / "f", os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(timeout=5)
+        pytest.fail("reading a FIFO blocked the copy")
+    assert isinstance(outcome[0], NotRegularFileError)
+    assert "not a regular file" in str(outcome[0])
+
+
+def test_the_temporary_copy_is_created_exclusively_in_the_target_directory(
+    tmp_path: Path, monkeypatch
+):
+    source, destination = tmp_path / "src", tmp_path / "out" / "dst"
+    source.write_bytes(os.urandom(50_000))
+    real_open, created = os.open, []
+
+    def recording_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            created.append((os.fspath(path), flags))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    temporaries: list[tuple[str, int]] = []
+
+    def look(count: int) -> None:
+        for entry in (tmp_path / "out").iterdir():
+            temporaries.append((entry.name, entry.lstat().st_mode))
+
+    stage_file(source, destination, expected_size=50_000, chunk_bytes=10_000, on_progress=look)
+
+    assert created and all(flags & os.O_EXCL and flags & os.O_NOFOLLOW for _, flags in created)
+    assert temporaries and all(name.startswith(TEMP_PREFIX) for name, _ in temporaries)
+
+
+def test_a_copy_is_never_readable_by_more_users_than_its_archive_file(tmp_path: Path):
+    source, destination = tmp_path / "src", tmp_path / "out" / "dst"
+    source.write_bytes(os.urandom(50_000))
+    source.chmod(0o600)
+    modes: list[int] = []
+
+    def look(count: int) -> None:
+        modes.extend(stat.S_IMODE(p.lstat().st_mode) for p in (tmp_path / "out").iterdir())
+
+    stage_file(source, destination, expected_size=50_000, chunk_bytes=10_000, on_progress=look)
+
+    assert modes and all(mode & 0o077 == 0 for mode in modes)  # not while it is written either
+    assert stat.S_IMODE(destination.stat().st_mode) == 0o600
+
+
+def test_a_copy_keeps_its_group_bits_only_with_the_archive_files_group(tmp_path: Path):
+    source, destination = tmp_path / "src", tmp_path / "out" / "dst"
+    source.write_bytes(b"abc")
+    source.chmod(0o4750)
+    with contextlib.suppress(PermissionError):
+        os.chown(source, -1, 4242)  # a group this service may not be in
+
+    stage_file(source, destination, expected_size=3)
+
+    copy, archived = destination.stat(), source.stat()
+    assert copy.st_gid == archived.st_gid or stat.S_IMODE(copy.st_mode) & 0o070 == 0
+    assert stat.S_IMODE(copy.st_mode) & ~0o777 == 0  # no set-id bit on a copy
+
+
+def test_a_staged_copy_is_removed_beneath_its_root_and_never_through_a_symlink(tmp_path: Path):
+    staging, outside = tmp_path / "staging", tmp_path / "outside"
+    (staging / "d").mkdir(parents=True)
+    outside.mkdir()
+    (staging / "d" / "f").write_bytes(b"x")
+    (outside / "f").write_bytes(b"keep")
+
+    assert unlink_beneath(staging, "d/f") is True
+    assert not (staging / "d" / "f").exists()
+    assert unlink_beneath(staging, "d/f") is False
+
+    (staging / "d").rmdir()
+    (staging / "d").symlink_to(outside)
+    with pytest.raises(UnsafePathError):
+        unlink_beneath(staging, "d/f")
+    assert (outside / "f").read_bytes() == b"keep"
+
+
+def test_dead_temporaries_are_removed_from_every_directory_listed(tmp_path: Path):
+    host = socket.gethostname()
+    for directory in ("a", "a/b", "c"):
+        (tmp_path / directory).mkdir(parents=True, exist_ok=True)
+        (tmp_path / directory / f"{TEMP_PREFIX}x.{host}.{2**22 + 3}.0a1b{TEMP_SUFFIX}").write_bytes(
+            b"half"
+        )
+    live = tmp_path / "a" / f"{TEMP_PREFIX}y.{host}.{os.getppid()}.ff{TEMP_SUFFIX}"
+    live.write_bytes(b"being written")
+
+    assert remove_dead_temporaries_beneath(tmp_path, ["a", "a/b", "a", "missing"]) == 2
+
+    assert {p.name for p in (tmp_path / "a").iterdir()} == {"b", live.name}
+    assert len(list((tmp_path / "c").iterdir())) == 1
+
+
+def test_an_archive_file_edited_during_its_copy_is_not_staged(tmp_path: Path):
+    source, destination = tmp_path / "src", tmp_path / "out" / "dst"
+    source.write_bytes(os.urandom(50_000))
+
+    def edit_once(count: int) -> None:
+        if not edits:
+            edits.append(count)
+            with source.open("r+b") as archive:
+                archive.write(b"edited")
+            later = source.stat().st_mtime_ns + 1_000_000_000
+            os.utime(source, ns=(later, later))
+
+    edits: list[int] = []
+    with pytest.raises(SourceChangedError):
+        stage_file(
+            source, destination, expected_size=50_000, chunk_bytes=10_000, on_progress=edit_once
+        )
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("hard_link", [False, True], ids=["copy", "link"])
+def test_a_stop_asked_for_after_the_data_is_durable_publishes_nothing(tmp_path: Path, hard_link):
+    source, destination = tmp_path / "src", tmp_path / "out" / "dst"
+    source.write_bytes(os.urandom(30_000))
+    os.utime(source, ns=(10**18, 10**18))  # in 2001: no temporary has it until it is given
+    source.chmod(0o444)  # an archive file the service may not write can be linked
+    durable: list[bool] = []
+
+    def stop_once_written() -> bool:
+        # True only for the last question, asked once the temporary has its data and the
+        # archive file's mtime (given to it right before the fsync).
+        archived = source.stat()
+        complete = [
+            p
+            for p in (tmp_path / "out").iterdir()
+            if (p.stat().st_size, p.stat().st_mtime_ns) == (30_000, archived.st_mtime_ns)
+        ]
+        durable.append(bool(complete))
+        return bool(complete)
+
+    with pytest.raises(StagingCancelled):
+        stage_file(
+            source,
+            destination,
+            expected_size=30_000,
+            hard_link=hard_link,
+            chunk_bytes=10_000,
+            should_stop=stop_once_written,
+        )
+
+    assert durable[-1] is True and not any(durable[:-1])
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_file_whose_name_takes_the_longest_a_filesystem_allows_is_staged(tmp_path: Path):
+    name = "é" * 127  # 254 bytes in UTF-8
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / name).write_bytes(b"abc")
+
+    stage_file(
+        resolve_under(tmp_path / "archive", name),
+        resolve_under(tmp_path / "staging", name),
+        expected_size=3,
+    )
+
+    assert (tmp_path / "staging" / name).read_bytes() == b"abc"

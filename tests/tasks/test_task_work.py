@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from staging.services.recovery import staged_copies_sweep
 from staging.services.results import job_delete
 from staging.services.retention import jobs_purge
 from staging.services.tasks import task_perform
+from staging.storage import TEMP_PREFIX, TEMP_SUFFIX
 from tasks.catalogue import item_work_for
 from tests.factories import UserFactory
 
@@ -99,11 +101,21 @@ def test_stage_with_verify_records_the_checksum_of_a_good_copy(store, archive_fi
     assert (row["status"], row["algorithm"], row["checksum"]) == ("FINISHED", "sha256", sha)
 
 
+def corrupt_copy(store, path: str, data: bytes) -> Path:
+    """A staged copy whose bytes went wrong while its size and mtime stayed those of the
+    archive file (bit rot, a bad disk): the copy step takes it as already staged."""
+    staged = Path(store.staging_root) / path
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_bytes(data)
+    archived = (Path(store.archive_root) / path).stat()
+    os.utime(staged, ns=(archived.st_atime_ns, archived.st_mtime_ns))
+    return staged
+
+
 def test_stage_with_verify_fails_a_corrupt_copy_at_once_and_removes_it(store, archive_files):
     (file,) = archive_files({"a.txt": b"alpha"})
     File.objects.filter(pk=file.pk).update(md5=hashlib.md5(b"alpha").hexdigest())
-    staged = Path(store.staging_root) / "a.txt"
-    staged.write_bytes(b"ALPHA")  # same size: the copy step takes it as already staged
+    staged = corrupt_copy(store, "a.txt", b"ALPHA")
 
     job = run_all(perform(store, "stage", {"ids": [file.id], "verify": True}))
     item = job.items.get()
@@ -116,10 +128,19 @@ def test_stage_with_verify_fails_a_corrupt_copy_at_once_and_removes_it(store, ar
     assert staged.read_bytes() == b"alpha"
 
 
-def test_stage_without_verify_trusts_a_copy_of_the_right_size(store, archive_files):
+def test_stage_without_verify_trusts_a_copy_of_the_right_size_and_mtime(store, archive_files):
     archive_files({"a.txt": b"alpha"})
-    (Path(store.staging_root) / "a.txt").write_bytes(b"ALPHA")
+    staged = corrupt_copy(store, "a.txt", b"ALPHA")
     assert run_all(perform(store, "stage", {"paths": ["a.txt"]})).status == JobStatus.FINISHED
+    assert staged.read_bytes() == b"ALPHA"
+
+
+def test_stage_replaces_a_copy_of_the_right_size_made_from_another_version(store, archive_files):
+    archive_files({"a.txt": b"alpha"})
+    staged = Path(store.staging_root) / "a.txt"
+    staged.write_bytes(b"ALPHA")  # same size, but not the archive file's mtime
+    assert run_all(perform(store, "stage", {"paths": ["a.txt"]})).status == JobStatus.FINISHED
+    assert staged.read_bytes() == b"alpha"
 
 
 def test_a_scan_updates_the_catalogue_and_lists_every_file_with_known_checksums(
@@ -236,3 +257,91 @@ def test_release_of_a_job_unpins_all_its_copies_and_the_sweeper_removes_them(sto
     assert [r["path"] for r in csv_rows(job)] == ["a.txt", "d/b.txt"]
     assert staged_copies_sweep() == 2
     assert not (Path(store.staging_root) / "a.txt").exists()
+
+
+def test_verify_keeps_a_corrupt_copy_that_another_job_pins_fails_the_file_and_flags_the_copy(
+    store, archive_files
+):
+    (file,) = archive_files({"a.txt": b"alpha"})
+    ready = run_all(perform(store, "stage", {"ids": [file.id]}))
+    assert ready.status == JobStatus.FINISHED  # the client was told the file is ready
+    File.objects.filter(pk=file.pk).update(md5=hashlib.md5(b"alpha").hexdigest())
+    staged = corrupt_copy(store, "a.txt", b"ALPHA")
+
+    checked = run_all(perform(store, "stage", {"ids": [file.id], "verify": True}))
+
+    item = checked.items.get()
+    assert (checked.status, item.status) == (JobStatus.FAILED, JobStatus.FAILED)
+    assert "the copy was kept, as other jobs pin it, and flagged" in item.error
+    assert staged.read_bytes() == b"ALPHA"  # not pulled from under the ready job's client
+    pins = Pin.objects.filter(store=store, path="a.txt")
+    assert pins.count() == 2 and not pins.filter(mismatch_found_at=None).exists()
+
+    # A flagged copy no longer counts as staged: the next request copies it afresh.
+    again = run_all(perform(store, "stage", {"ids": [file.id], "verify": True}))
+    assert again.status == JobStatus.FINISHED
+    assert staged.read_bytes() == b"alpha"
+    assert not pins.exclude(mismatch_found_at=None).exists()
+
+
+def test_a_staged_files_pin_records_the_archive_files_mtime_and_size(store, archive_files):
+    (file,) = archive_files({"d/a.txt": b"alpha"})
+    archived = (Path(store.archive_root) / "d" / "a.txt").stat()
+
+    job = run_all(perform(store, "stage", {"ids": [file.id]}))
+
+    pin = Pin.objects.get(job=job, path="d/a.txt")
+    assert pin.source_size == 5
+    assert pin.source_mtime.timestamp() == pytest.approx(archived.st_mtime, abs=1e-5)
+    assert (Path(store.staging_root) / "d" / "a.txt").stat().st_mtime_ns == archived.st_mtime_ns
+
+
+def test_a_fifo_in_place_of_a_catalogued_file_fails_that_file_at_once(store, archive_files):
+    files = archive_files({"a.txt": b"alpha", "b.txt": b"beta"})
+    fifo = Path(store.archive_root) / "a.txt"
+    fifo.unlink()
+    os.mkfifo(fifo)
+
+    job = run_all(perform(store, "stage", {"ids": [f.id for f in files]}))
+
+    failed = job.items.get(path="a.txt")
+    assert (job.status, failed.status, failed.attempts) == (
+        JobStatus.PARTIALLY_FAILED,
+        JobStatus.FAILED,
+        1,
+    )
+    assert failed.error == f"{fifo} is a FIFO, not a regular file"
+    assert (Path(store.staging_root) / "b.txt").read_bytes() == b"beta"
+
+
+def test_dead_temporaries_are_removed_once_when_a_subjob_starts(store, archive_files):
+    files = archive_files({"d/a.txt": b"alpha", "d/b.txt": b"beta", "e/c.txt": b"c"})
+    host, dead_pid = socket.gethostname(), 2**22 + 5
+    leftovers = [
+        Path(store.staging_root) / directory / f"{TEMP_PREFIX}x.{host}.{dead_pid}.1f{TEMP_SUFFIX}"
+        for directory in ("d", "e", "untouched")
+    ]
+    for leftover in leftovers:
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_bytes(b"half a copy")
+
+    job = run_all(perform(store, "stage", {"ids": [f.id for f in files]}))
+
+    assert job.status == JobStatus.FINISHED
+    assert [leftover.exists() for leftover in leftovers] == [False, False, True]
+
+
+def test_a_checksum_of_a_fifo_fails_that_file_at_once(store, archive_files):
+    archive_files({"a.txt": b"alpha"})
+    fifo = Path(store.archive_root) / "a.txt"
+    fifo.unlink()
+    os.mkfifo(fifo)
+
+    job = run_all(perform(store, "checksum", {"paths": ["a.txt"]}))
+
+    item = job.items.get()
+    assert (job.status, item.attempts, item.error) == (
+        JobStatus.FAILED,
+        1,
+        f"{fifo} is a FIFO, not a regular file",
+    )
