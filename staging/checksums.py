@@ -5,6 +5,7 @@ import hashlib
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from staging.storage import StagingCancelled
 
@@ -46,15 +47,33 @@ def file_checksum(
 ) -> tuple[str, int]:
     """The hex checksum of the file at ``path`` and how many bytes were read. ``should_stop`` is
     polled between chunks; when it answers True, StagingCancelled is raised."""
+    with open(path, "rb", buffering=0) as source:
+        return stream_checksum(
+            source,
+            algorithm,
+            chunk_bytes=chunk_bytes,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+
+
+def stream_checksum(
+    source: BinaryIO,
+    algorithm: str,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    on_progress: Callable[[int], None] = lambda n: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> tuple[str, int]:
+    """As ``file_checksum``, of a file already open (unbuffered, binary), read to its end."""
     hasher = new_hasher(algorithm)
     buffer = bytearray(chunk_bytes)
     view = memoryview(buffer)
     total = 0
-    with open(path, "rb", buffering=0) as source:
-        while count := source.readinto(buffer):
-            hasher.update(view[:count])
-            total += count
-            on_progress(count)
-            if should_stop():
-                raise StagingCancelled()
+    while count := source.readinto(buffer):
+        hasher.update(view[:count])
+        total += count
+        on_progress(count)
+        if should_stop():
+            raise StagingCancelled()
     return hasher.hexdigest(), total

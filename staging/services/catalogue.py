@@ -3,6 +3,7 @@
 import logging
 import mimetypes
 import os
+import re
 import stat as stat_mode
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from staging.checksums import stream_checksum
 from staging.errors import ServiceError
-from staging.models import File, Store
+from staging.models import File, Store, StoreKind
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
 
 logger = logging.getLogger(__name__)
@@ -53,74 +55,206 @@ class ScanSummary:
     updated: int = 0
     unchanged: int = 0
     vanished: int = 0
+    hashed: int = 0
 
     @property
     def seen(self) -> int:
         return self.added + self.updated + self.unchanged
 
 
-def _walk_regular_files(root: Path, start: Path):
-    """Yield (relative path, stat) for regular files below ``start``, following file symlinks
-    only while they stay inside ``root`` and never descending into directory symlinks.
+# Opening a directory of the walk: never through a symlink (O_NOFOLLOW on the last component,
+# and every earlier component is a directory the walk itself opened the same way).
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+MD5_SIDECAR_SUFFIX = ".md5"
+_MD5_SIDECAR = re.compile(r"\s*([0-9a-fA-F]{32})(?:\s|$)")
+_SIDECAR_MAX_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """A regular file the walk found, with the open directory it was found in (valid until
+    the walk moves on), so it is read without following any path again."""
+
+    relative: str
+    stat: os.stat_result
+    directory_fd: int
+    name: str
+    # A symlink in the archive to a regular file inside the root: the resolved target.
+    target: Path | None = None
+
+    def open(self) -> int:
+        if self.target is not None:
+            return os.open(self.target, _FILE_FLAGS)
+        return os.open(self.name, _FILE_FLAGS, dir_fd=self.directory_fd)
+
+    def sidecar_md5(self) -> str:
+        """The MD5 in ``<name>.md5`` beside the file (md5sum's format: the hex digest first),
+        or "" when there is none or it holds no MD5."""
+        try:
+            fd = os.open(self.name + MD5_SIDECAR_SUFFIX, _FILE_FLAGS, dir_fd=self.directory_fd)
+        except OSError:
+            return ""
+        with os.fdopen(fd, "rb", buffering=0) as sidecar:
+            if not stat_mode.S_ISREG(os.fstat(sidecar.fileno()).st_mode):
+                return ""
+            text = sidecar.read(_SIDECAR_MAX_BYTES).decode("ascii", errors="replace")
+        match = _MD5_SIDECAR.match(text)
+        return match.group(1).lower() if match else ""
+
+
+def _open_directory(root: Path, prefix: str) -> int:
+    """An open descriptor of the directory at ``prefix`` under ``root``, reached one component
+    at a time without following a symlink: a prefix checked when the scan was asked for may
+    have been swapped for a symlink since, and must not lead the walk anywhere else."""
+    fd = os.open(root, _DIRECTORY_FLAGS)
+    try:
+        for part in PurePosixPath(prefix).parts if prefix else ():
+            next_fd = os.open(part, _DIRECTORY_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _walk_regular_files(root: Path, directory_fd: int, relative_directory: str):
+    """Yield a FoundFile for every regular file below the open directory, never descending into
+    a directory symlink (each subdirectory is opened relative to its parent's descriptor with
+    O_NOFOLLOW) and following file symlinks only while they stay inside ``root``.
 
     The order is stable from one walk to the next (a directory's files by name, then its
     subdirectories by name, depth first), so two scans of one tree list it alike."""
-    stack = [start]
-    while stack:
-        directory = stack.pop()
-        try:
-            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
-        except OSError as exc:
-            logger.warning("scan: cannot read %s: %s", directory, exc)
+    try:
+        entries = sorted(os.scandir(directory_fd), key=lambda entry: entry.name)
+    except OSError as exc:
+        logger.warning("scan: cannot read %s: %s", relative_directory or ".", exc)
+        return
+    subdirectories: list[str] = []
+    for entry in entries:
+        if entry.name.startswith(TEMP_PREFIX):
             continue
-        subdirectories: list[Path] = []
-        for entry in entries:
-            if entry.name.startswith(TEMP_PREFIX):
+        relative = f"{relative_directory}/{entry.name}" if relative_directory else entry.name
+        target = None
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                subdirectories.append(entry.name)
                 continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirectories.append(Path(entry.path))
+            if entry.is_symlink():
+                target = (root / relative).resolve()
+                if not target.is_relative_to(root) or not target.is_file():
                     continue
-                if entry.is_symlink():
-                    target = Path(entry.path).resolve()
-                    if not target.is_relative_to(root) or not target.is_file():
-                        continue
-                    stat = target.stat()
-                elif entry.is_file(follow_symlinks=False):
-                    stat = entry.stat(follow_symlinks=False)
-                else:
-                    continue
-            except OSError as exc:
-                logger.warning("scan: cannot stat %s: %s", entry.path, exc)
+                info = target.stat()
+            elif entry.is_file(follow_symlinks=False):
+                info = entry.stat(follow_symlinks=False)
+            else:
                 continue
-            yield Path(entry.path).relative_to(root).as_posix(), stat
-        stack.extend(reversed(subdirectories))
+        except OSError as exc:
+            logger.warning("scan: cannot stat %s: %s", relative, exc)
+            continue
+        yield FoundFile(relative, info, directory_fd, entry.name, target)
+    for name in subdirectories:
+        relative = f"{relative_directory}/{name}" if relative_directory else name
+        try:
+            sub_fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=directory_fd)
+        except OSError as exc:  # gone, or swapped for a symlink since it was listed
+            logger.warning("scan: not entering %s: %s", relative, exc)
+            continue
+        try:
+            yield from _walk_regular_files(root, sub_fd, relative)
+        finally:
+            os.close(sub_fd)
+
+
+def _md5_read(found: FoundFile, keep_alive: Callable[[], None], should_stop) -> str:
+    """The MD5 of the file's bytes, or "" when it cannot be read or changed while it was read
+    (then the hash would describe content the catalogue entry does not)."""
+    try:
+        with os.fdopen(found.open(), "rb", buffering=0) as source:
+            before = os.fstat(source.fileno())
+            if (before.st_size, before.st_mtime_ns) != (found.stat.st_size, found.stat.st_mtime_ns):
+                return ""
+            value, read = stream_checksum(
+                source,
+                "md5",
+                chunk_bytes=min(settings.STAGING["COPY_CHUNK_BYTES"], 4 * 1024**2),
+                on_progress=lambda count: keep_alive(),
+                should_stop=should_stop,
+            )
+            after = os.fstat(source.fileno())
+    except OSError as exc:
+        logger.warning("scan: cannot read %s for its MD5: %s", found.relative, exc)
+        return ""
+    if read != found.stat.st_size or after.st_mtime_ns != found.stat.st_mtime_ns:
+        return ""
+    return value
 
 
 # What a scan tells ``on_file`` about each file: its path, its stat, and the checksums the
-# catalogue still holds for it (empty strings for those not known, all empty if it changed).
+# catalogue holds for it after the scan (empty strings for those not known).
 ScanVisitor = Callable[[str, os.stat_result, dict[str, str]], None]
 
 
 def catalogue_scan(
-    *, store: Store, prefix: str = "", on_file: ScanVisitor | None = None
+    *,
+    store: Store,
+    prefix: str = "",
+    on_file: ScanVisitor | None = None,
+    keep_alive: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> ScanSummary:
     """Index the store's archive tree (or the part under ``prefix``) into the catalogue.
 
     Ids are derived from store and path, so a re-scan keeps them; a changed size or mtime
     updates the entry and forgets its checksums (they describe old content); files no longer
     found are flagged ``present=False`` rather than deleted, so old jobs keep their references.
-    ``on_file`` is called for every file found (the scan task writes its result rows there)."""
+    ``on_file`` is called for every file found (the scan task writes its result rows there).
+
+    Every file without an MD5 gets one (the DTS hands it to Globus to verify transfers): on a
+    disk store by reading the file here; on a ``posix-tape`` store, where a read is a recall
+    from tape, only from a ``<file>.md5`` sidecar. A file unchanged since the last scan (size
+    and mtime) that has its MD5 is not read again. ``keep_alive`` is called while a file is
+    read (a worker renews its lease there); ``should_stop`` is polled between chunks."""
     root = Path(store.archive_root).resolve()
     if prefix:
         try:
             prefix = clean_relative_path(prefix)
         except UnsafePathError as exc:
             raise ServiceError(str(exc), field="prefix") from exc
-    start = root / prefix if prefix else root
-    if not start.is_dir():
-        raise ServiceError(f"{prefix or '.'} is not a directory of store {store.slug}")
+    try:
+        start_fd = _open_directory(root, prefix)
+    except OSError as exc:
+        raise ServiceError(
+            f"{prefix or '.'} is not a directory of store {store.slug} (symlinks are not "
+            f"followed): {exc.strerror}",
+            field="prefix",
+        ) from exc
+    try:
+        return _catalogue_scan_from(
+            store=store,
+            root=root,
+            prefix=prefix,
+            start_fd=start_fd,
+            on_file=on_file,
+            keep_alive=keep_alive,
+            should_stop=should_stop,
+        )
+    finally:
+        os.close(start_fd)
 
+
+def _catalogue_scan_from(
+    *,
+    store: Store,
+    root: Path,
+    prefix: str,
+    start_fd: int,
+    on_file: ScanVisitor | None,
+    keep_alive: Callable[[], None],
+    should_stop: Callable[[], bool],
+) -> ScanSummary:
+    reads_content = store.kind != StoreKind.POSIX_TAPE
     existing_qs = File.objects.filter(store=store)
     if prefix:
         existing_qs = existing_qs.filter(path__startswith=prefix + "/")
@@ -151,11 +285,19 @@ def catalogue_scan(
         to_update.clear()
         unchanged_ids.clear()
 
-    for relative, stat in _walk_regular_files(root, start):
+    def md5_of(found: FoundFile) -> str:
+        if not reads_content:
+            return found.sidecar_md5()
+        value = _md5_read(found, keep_alive, should_stop)
+        summary.hashed += bool(value)
+        return value
+
+    for found in _walk_regular_files(root, start_fd, prefix):
+        relative, stat = found.relative, found.stat
         mtime = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
         known = existing.pop(relative, None)
-        kept = NO_CHECKSUMS
         if known is None:
+            kept = {**NO_CHECKSUMS, "md5": md5_of(found)}
             to_create.append(
                 File(
                     id=File.id_for(store.slug, relative),
@@ -165,16 +307,31 @@ def catalogue_scan(
                     mtime=mtime,
                     media_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
                     last_seen_at=now,
+                    md5=kept["md5"],
                 )
             )
             summary.added += 1
         else:
             file_id, size, old_mtime, present, checksums = known
             if size == stat.st_size and old_mtime == mtime and present:
-                unchanged_ids.append(file_id)
-                summary.unchanged += 1
                 kept = dict(zip(CHECKSUM_FIELDS, checksums, strict=True))
+                summary.unchanged += 1
+                if kept["md5"] or not (md5 := md5_of(found)):
+                    unchanged_ids.append(file_id)
+                else:
+                    kept["md5"] = md5
+                    to_update.append(
+                        File(
+                            id=file_id,
+                            size=size,
+                            mtime=mtime,
+                            present=True,
+                            last_seen_at=now,
+                            **kept,
+                        )
+                    )
             else:
+                kept = {**NO_CHECKSUMS, "md5": md5_of(found)}
                 to_update.append(
                     File(
                         id=file_id,
@@ -182,9 +339,7 @@ def catalogue_scan(
                         mtime=mtime,
                         present=True,
                         last_seen_at=now,
-                        md5="",
-                        sha256="",
-                        adler32="",
+                        **kept,
                     )
                 )
                 summary.updated += 1

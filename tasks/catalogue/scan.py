@@ -155,8 +155,15 @@ def scan_item(item, store, reporter) -> None:
                 raise StagingCancelled()
 
         try:
-            summary = catalogue_scan(store=store, prefix=item.path, on_file=visit)
-        except ServiceError as exc:  # the prefix is gone since the request was accepted
+            summary = catalogue_scan(
+                store=store,
+                prefix=item.path,
+                on_file=visit,
+                keep_alive=lambda: reporter.add_bytes(0),
+                should_stop=reporter.should_stop,
+            )
+        # The prefix is gone since the request was accepted, or is a symlink now.
+        except ServiceError as exc:
             raise ItemFailed(exc.detail) from exc
         name = out.commit()
     job_result_file_set(job_id=job.pk, name=name)
@@ -168,6 +175,7 @@ def scan_item(item, store, reporter) -> None:
             "files_updated": summary.updated,
             "files_unchanged": summary.unchanged,
             "files_vanished": summary.vanished,
+            "files_hashed": summary.hashed,
         },
     )
 
