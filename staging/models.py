@@ -174,6 +174,10 @@ class UserProfile(models.Model):
         blank=True,
         unique=True,
         validators=[validate_orcid],
+        error_messages={
+            "unique": "This ORCID already belongs to another user: an ORCID identifies one "
+            "person, so take it from that user first."
+        },
         help_text="The user's ORCID iD, e.g. 0000-0002-1825-0097 (one user per ORCID).",
     )
 

@@ -67,19 +67,21 @@ class CreditSerializer(serializers.Serializer):
     titles = serializers.JSONField(allow_null=True, help_text="Titles, or null.")
     contributors = serializers.JSONField(help_text="Contributors (people, organizations).")
     dates = serializers.JSONField(help_text='Events: [{"date", "event"}].')
-    version = serializers.CharField(allow_blank=True)
+    version = serializers.CharField(allow_blank=True, help_text='Version, "" when unknown.')
     license = serializers.JSONField(help_text='License, "" when unknown.')
     repository = serializers.JSONField(help_text='{"organization_id", "organization_name"}.')
-    comment = serializers.CharField(allow_blank=True)
-    description = serializers.CharField(allow_blank=True)
-    funding = serializers.JSONField(allow_null=True)
-    related_identifiers = serializers.JSONField(allow_null=True)
+    comment = serializers.CharField(allow_blank=True, help_text="Free text.")
+    description = serializers.CharField(allow_blank=True, help_text="Free text.")
+    funding = serializers.JSONField(allow_null=True, help_text="Funding references, or null.")
+    related_identifiers = serializers.JSONField(
+        allow_null=True, help_text="Related persistent ids (DOIs, ...), or null."
+    )
 
 
 class SourceSerializer(serializers.Serializer):
-    title = serializers.CharField(allow_blank=True)
+    title = serializers.CharField(allow_blank=True, help_text="Who or what the data came from.")
     path = serializers.CharField(allow_blank=True, help_text="Where the data came from (a URL).")
-    email = serializers.CharField(allow_blank=True)
+    email = serializers.CharField(allow_blank=True, help_text="Whom to ask about it.")
 
 
 class DataResourceSerializer(serializers.Serializer):
@@ -95,8 +97,8 @@ class DataResourceSerializer(serializers.Serializer):
     hash = serializers.CharField(
         allow_blank=True, help_text="MD5 of the file (hex), or an empty string when unknown."
     )
-    credit = CreditSerializer()
-    sources = SourceSerializer(many=True)
+    credit = CreditSerializer(help_text="KBase credit metadata (the store's, then the file's).")
+    sources = SourceSerializer(many=True, help_text="Where the data came from.")
 
 
 RESOURCE_EXAMPLE = {
@@ -237,11 +239,8 @@ class DtsResourcesView(APIView):
             200: OpenApiResponse(
                 DataResourceSerializer(many=True),
                 "One DataResource per id in request order; null for an unknown id.",
-                examples=[
-                    OpenApiExample(
-                        "a known id, then an unknown one", value=[RESOURCE_EXAMPLE, None]
-                    )
-                ],
+                # One item of the list (the schema shows it as a list of one).
+                examples=[OpenApiExample("a known id", value=RESOURCE_EXAMPLE)],
             ),
             400: OpenApiResponse(description="ids missing or malformed, or too many."),
         },
@@ -287,7 +286,7 @@ class DtsSearchView(APIView):
             200: OpenApiResponse(
                 DataResourceSerializer(many=True),
                 "The page of matching files as DataResources (an empty list past the last).",
-                examples=[OpenApiExample("one match", value=[RESOURCE_EXAMPLE])],
+                examples=[OpenApiExample("one match", value=RESOURCE_EXAMPLE)],
             ),
             400: OpenApiResponse(description="Empty query, or a bad limit or offset."),
         },

@@ -65,7 +65,7 @@ class Migration(migrations.Migration):
             name='UserProfile',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('orcid', models.CharField(blank=True, help_text="The user's ORCID iD, e.g. 0000-0002-1825-0097 (one user per ORCID).", max_length=19, null=True, unique=True, validators=[staging.orcid.validate_orcid], verbose_name='ORCID')),
+                ('orcid', models.CharField(blank=True, error_messages={'unique': 'This ORCID already belongs to another user: an ORCID identifies one person, so take it from that user first.'}, help_text="The user's ORCID iD, e.g. 0000-0002-1825-0097 (one user per ORCID).", max_length=19, null=True, unique=True, validators=[staging.orcid.validate_orcid], verbose_name='ORCID')),
                 ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='staging_profile', to=settings.AUTH_USER_MODEL)),
             ],
             options={
