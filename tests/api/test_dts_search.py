@@ -127,3 +127,20 @@ def test_roles_outside_the_dts_policy_are_refused(client_for, role):
 
 def test_search_needs_a_token(client):
     assert client.get("/dts/search?query=a").status_code == 401
+
+
+def test_on_postgresql_the_trigram_index_can_answer_a_search(archive_files):
+    if connection.vendor != "postgresql":
+        pytest.skip("the trigram index exists on PostgreSQL only")
+    archive_files({"a/genome.fasta": b"x"})
+    sql, params = File.objects.filter(
+        present=True, path__icontains="genome"
+    ).query.sql_with_params()
+    with connection.cursor() as cursor:
+        # A tiny table is cheaper to read whole; forbid that to see whether the index matches
+        # the expression Django writes for a case-insensitive "contains".
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "file_path_trgm" in plan, plan
