@@ -191,6 +191,34 @@ def _md5_read(found: FoundFile, keep_alive: Callable[[], None], should_stop) -> 
     return value
 
 
+def _scan_start(store: Store, prefix: str) -> tuple[str, int]:
+    """The clean prefix and an open descriptor of its directory, or a ServiceError saying why
+    the prefix cannot be scanned."""
+    if prefix.strip("/"):
+        try:
+            prefix = clean_relative_path(prefix)
+        except UnsafePathError as exc:
+            raise ServiceError(str(exc), field="prefix") from exc
+    else:
+        prefix = ""
+    try:
+        return prefix, _open_directory(Path(store.archive_root).resolve(), prefix)
+    except OSError as exc:
+        raise ServiceError(
+            f"{prefix or '.'} is not a directory of store {store.slug} (symlinks are not "
+            f"followed): {exc.strerror}",
+            field="prefix",
+        ) from exc
+
+
+def catalogue_scan_prefix_check(*, store: Store, prefix: str) -> str:
+    """The clean form of a prefix a scan can walk (a directory of the archive reached without
+    any symlink), or a ServiceError naming what is wrong. The scan checks again when it runs."""
+    prefix, fd = _scan_start(store, prefix)
+    os.close(fd)
+    return prefix
+
+
 # What a scan tells ``on_file`` about each file: its path, its stat, and the checksums the
 # catalogue holds for it after the scan (empty strings for those not known).
 ScanVisitor = Callable[[str, os.stat_result, dict[str, str]], None]
@@ -217,19 +245,7 @@ def catalogue_scan(
     and mtime) that has its MD5 is not read again. ``keep_alive`` is called while a file is
     read (a worker renews its lease there); ``should_stop`` is polled between chunks."""
     root = Path(store.archive_root).resolve()
-    if prefix:
-        try:
-            prefix = clean_relative_path(prefix)
-        except UnsafePathError as exc:
-            raise ServiceError(str(exc), field="prefix") from exc
-    try:
-        start_fd = _open_directory(root, prefix)
-    except OSError as exc:
-        raise ServiceError(
-            f"{prefix or '.'} is not a directory of store {store.slug} (symlinks are not "
-            f"followed): {exc.strerror}",
-            field="prefix",
-        ) from exc
+    prefix, start_fd = _scan_start(store, prefix)
     try:
         return _catalogue_scan_from(
             store=store,

@@ -16,11 +16,11 @@ from staging.api.fields import StrictStringField
 from staging.errors import ServiceError
 from staging.models import Item
 from staging.results import ResultsWriter
-from staging.services.catalogue import catalogue_scan
+from staging.services.catalogue import catalogue_scan, catalogue_scan_prefix_check
 from staging.services.execution import ItemFailed, item_result_record
 from staging.services.jobs import job_create
 from staging.services.results import job_result_file_set
-from staging.storage import StagingCancelled, UnsafePathError, clean_relative_path, resolve_under
+from staging.storage import StagingCancelled
 from tasks.catalogue._base import (
     TaskParameters,
     TaskRequest,
@@ -61,21 +61,12 @@ class ScanParameters(TaskParameters):
     )
 
     def validate(self, attrs):
-        store = self.context["store"]
-        prefix = attrs.get("prefix", "")
-        if prefix.strip("/"):
-            try:
-                prefix = clean_relative_path(prefix)
-                directory = resolve_under(store.archive_root, prefix)
-            except UnsafePathError as exc:
-                raise serializers.ValidationError({"prefix": [str(exc)]}) from exc
-            if not directory.is_dir():
-                raise serializers.ValidationError(
-                    {"prefix": [f"{prefix} is not a directory of store {store.slug}"]}
-                )
-        else:
-            prefix = ""
-        attrs["prefix"] = prefix
+        try:
+            attrs["prefix"] = catalogue_scan_prefix_check(
+                store=self.context["store"], prefix=attrs.get("prefix", "")
+            )
+        except ServiceError as exc:
+            raise serializers.ValidationError({"prefix": [exc.detail]}) from exc
         return attrs
 
 

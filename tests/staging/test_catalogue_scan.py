@@ -122,3 +122,17 @@ def test_the_walk_never_descends_into_a_directory_symlink(store, tmp_path):
     catalogue_scan(store=store)
 
     assert list(File.objects.values_list("path", flat=True)) == ["real/a.txt"]
+
+
+def test_a_scan_asked_for_through_a_symlinked_prefix_is_refused_at_once(client_for, store):
+    write(store.archive_root, "real/a.txt", b"a")
+    (Path(store.archive_root) / "alias").symlink_to(
+        Path(store.archive_root) / "real", target_is_directory=True
+    )
+
+    response = client_for().post("/api/v1/tasks/scan/", {"prefix": "alias"}, format="json")
+
+    assert response.status_code == 400
+    assert "alias is not a directory of store primary (symlinks are not followed)" in (
+        response.json()["detail"]
+    )
