@@ -5,8 +5,8 @@ import mimetypes
 import os
 import re
 import stat as stat_mode
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -501,3 +501,57 @@ def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
         batch_size=SCAN_BATCH,
     )
     return [entries[relative] for relative in found]
+
+
+_MD5SUM_LINE = re.compile(r"^(\\?)([0-9a-fA-F]{32}) [ *](.+)$")
+
+
+@dataclass
+class Md5ImportSummary:
+    recorded: int = 0
+    unknown_paths: list[str] = field(default_factory=list)
+    malformed_lines: list[int] = field(default_factory=list)
+
+
+def _md5sum_entries(lines: Iterable[str], summary: Md5ImportSummary):
+    """(path, md5) pairs of md5sum's output format, numbering the lines it cannot read."""
+    for number, raw in enumerate(lines, start=1):
+        line = raw.rstrip("\n")
+        if not line.strip():
+            continue
+        match = _MD5SUM_LINE.match(line)
+        if match is None:
+            summary.malformed_lines.append(number)
+            continue
+        escaped, digest, name = match.groups()
+        if escaped:  # md5sum escapes "\" and newlines in names, and marks the line with "\"
+            name = name.replace("\\\\", "\0").replace("\\n", "\n").replace("\0", "\\")
+        try:
+            yield clean_relative_path(name), digest.lower()
+        except UnsafePathError:
+            summary.malformed_lines.append(number)
+
+
+def catalogue_md5_import(*, store: Store, lines: Iterable[str]) -> Md5ImportSummary:
+    """Record MD5s listed in md5sum's format (``<hex>  <path relative to the archive root>``)
+    on the store's catalogue entries: how a ``posix-tape`` store, whose files a scan never
+    reads, learns checksums the archive already knows. Paths the catalogue does not have (scan
+    first) and lines that are not md5sum lines are counted, not fatal."""
+    summary = Md5ImportSummary()
+    batch: dict[str, str] = {}
+
+    def flush() -> None:
+        entries = list(File.objects.filter(store=store, path__in=list(batch)).only("id", "path"))
+        for entry in entries:
+            entry.md5 = batch.pop(entry.path)
+        File.objects.bulk_update(entries, ["md5"], batch_size=SCAN_BATCH)
+        summary.recorded += len(entries)
+        summary.unknown_paths.extend(batch)
+        batch.clear()
+
+    for path, digest in _md5sum_entries(lines, summary):
+        batch[path] = digest
+        if len(batch) >= SCAN_BATCH:
+            flush()
+    flush()
+    return summary
