@@ -56,7 +56,8 @@ def search_words(query: str | None) -> list[str]:
             f"query is {len(query)} characters long; at most {SEARCH_MAX_QUERY_LENGTH}",
             field="query",
         )
-    words = list(dict.fromkeys(word.casefold() for word in query.split()))
+    # Case is left to the database (UPPER on both sides), so a word matches as the index sees it.
+    words = list(dict.fromkeys(query.split()))
     if len(words) > SEARCH_MAX_WORDS:
         raise ServiceError(
             f"query has {len(words)} words; at most {SEARCH_MAX_WORDS}", field="query"
@@ -64,14 +65,15 @@ def search_words(query: str | None) -> list[str]:
     return words
 
 
-def _page_number(raw: str | None, *, name: str, default: int, lowest: int, highest: int | None):
+def _page_number(raw: str | None, *, name: str, default: int, lowest: int, highest: int) -> int:
     if raw is None:
         return default
     text = raw.strip()
     value = int(text) if text.isascii() and text.isdigit() else None
-    if value is None or value < lowest or (highest is not None and value > highest):
-        allowed = f"from {lowest} to {highest}" if highest is not None else f"{lowest} or more"
-        raise ServiceError(f"{name} must be a whole number {allowed}, not {raw!r}", field=name)
+    if value is None or not lowest <= value <= highest:
+        raise ServiceError(
+            f"{name} must be a whole number from {lowest} to {highest}, not {raw!r}", field=name
+        )
     return value
 
 
