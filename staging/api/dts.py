@@ -105,7 +105,7 @@ RESOURCE_EXAMPLE = {
     "id": "4c1b6d4b2f6e5e3c9d3f0a8e2b7c6d1e",
     "name": "3300047546",
     "path": "img/submissions/255985/3300047546.tar.gz",
-    "format": "tar",
+    "format": "tar.gz",
     "mediatype": "application/x-tar",
     "media_type": "application/x-tar",
     "bytes": 709508155,

@@ -3,7 +3,6 @@
 import logging
 import mimetypes
 import os
-import re
 import stat as stat_mode
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +13,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from staging.checksums import stream_checksum
+from staging.archive_walk import (
+    FoundFile,
+    file_md5,
+    md5sum_entries,
+    open_directory,
+    walk_regular_files,
+)
 from staging.errors import ServiceError
 from staging.models import File, Store, StoreKind
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
@@ -62,135 +67,6 @@ class ScanSummary:
         return self.added + self.updated + self.unchanged
 
 
-# Opening a directory of the walk: never through a symlink (O_NOFOLLOW on the last component,
-# and every earlier component is a directory the walk itself opened the same way).
-_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-MD5_SIDECAR_SUFFIX = ".md5"
-_MD5_SIDECAR = re.compile(r"\s*([0-9a-fA-F]{32})(?:\s|$)")
-_SIDECAR_MAX_BYTES = 4096
-
-
-@dataclass(frozen=True)
-class FoundFile:
-    """A regular file the walk found, with the open directory it was found in (valid until
-    the walk moves on), so it is read without following any path again."""
-
-    relative: str
-    stat: os.stat_result
-    directory_fd: int
-    name: str
-    # A symlink in the archive to a regular file inside the root: the resolved target.
-    target: Path | None = None
-
-    def open(self) -> int:
-        if self.target is not None:
-            return os.open(self.target, _FILE_FLAGS)
-        return os.open(self.name, _FILE_FLAGS, dir_fd=self.directory_fd)
-
-    def sidecar_md5(self) -> str:
-        """The MD5 in ``<name>.md5`` beside the file (md5sum's format: the hex digest first),
-        or "" when there is none or it holds no MD5."""
-        try:
-            fd = os.open(self.name + MD5_SIDECAR_SUFFIX, _FILE_FLAGS, dir_fd=self.directory_fd)
-        except OSError:
-            return ""
-        with os.fdopen(fd, "rb", buffering=0) as sidecar:
-            if not stat_mode.S_ISREG(os.fstat(sidecar.fileno()).st_mode):
-                return ""
-            text = sidecar.read(_SIDECAR_MAX_BYTES).decode("ascii", errors="replace")
-        match = _MD5_SIDECAR.match(text)
-        return match.group(1).lower() if match else ""
-
-
-def _open_directory(root: Path, prefix: str) -> int:
-    """An open descriptor of the directory at ``prefix`` under ``root``, reached one component
-    at a time without following a symlink: a prefix checked when the scan was asked for may
-    have been swapped for a symlink since, and must not lead the walk anywhere else."""
-    fd = os.open(root, _DIRECTORY_FLAGS)
-    try:
-        for part in PurePosixPath(prefix).parts if prefix else ():
-            next_fd = os.open(part, _DIRECTORY_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = next_fd
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _walk_regular_files(root: Path, directory_fd: int, relative_directory: str):
-    """Yield a FoundFile for every regular file below the open directory, never descending into
-    a directory symlink (each subdirectory is opened relative to its parent's descriptor with
-    O_NOFOLLOW) and following file symlinks only while they stay inside ``root``.
-
-    The order is stable from one walk to the next (a directory's files by name, then its
-    subdirectories by name, depth first), so two scans of one tree list it alike."""
-    try:
-        entries = sorted(os.scandir(directory_fd), key=lambda entry: entry.name)
-    except OSError as exc:
-        logger.warning("scan: cannot read %s: %s", relative_directory or ".", exc)
-        return
-    subdirectories: list[str] = []
-    for entry in entries:
-        if entry.name.startswith(TEMP_PREFIX):
-            continue
-        relative = f"{relative_directory}/{entry.name}" if relative_directory else entry.name
-        target = None
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                subdirectories.append(entry.name)
-                continue
-            if entry.is_symlink():
-                target = (root / relative).resolve()
-                if not target.is_relative_to(root) or not target.is_file():
-                    continue
-                info = target.stat()
-            elif entry.is_file(follow_symlinks=False):
-                info = entry.stat(follow_symlinks=False)
-            else:
-                continue
-        except OSError as exc:
-            logger.warning("scan: cannot stat %s: %s", relative, exc)
-            continue
-        yield FoundFile(relative, info, directory_fd, entry.name, target)
-    for name in subdirectories:
-        relative = f"{relative_directory}/{name}" if relative_directory else name
-        try:
-            sub_fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=directory_fd)
-        except OSError as exc:  # gone, or swapped for a symlink since it was listed
-            logger.warning("scan: not entering %s: %s", relative, exc)
-            continue
-        try:
-            yield from _walk_regular_files(root, sub_fd, relative)
-        finally:
-            os.close(sub_fd)
-
-
-def _md5_read(found: FoundFile, keep_alive: Callable[[], None], should_stop) -> str:
-    """The MD5 of the file's bytes, or "" when it cannot be read or changed while it was read
-    (then the hash would describe content the catalogue entry does not)."""
-    try:
-        with os.fdopen(found.open(), "rb", buffering=0) as source:
-            before = os.fstat(source.fileno())
-            if (before.st_size, before.st_mtime_ns) != (found.stat.st_size, found.stat.st_mtime_ns):
-                return ""
-            value, read = stream_checksum(
-                source,
-                "md5",
-                chunk_bytes=min(settings.STAGING["COPY_CHUNK_BYTES"], 4 * 1024**2),
-                on_progress=lambda count: keep_alive(),
-                should_stop=should_stop,
-            )
-            after = os.fstat(source.fileno())
-    except OSError as exc:
-        logger.warning("scan: cannot read %s for its MD5: %s", found.relative, exc)
-        return ""
-    if read != found.stat.st_size or after.st_mtime_ns != found.stat.st_mtime_ns:
-        return ""
-    return value
-
-
 def _scan_start(store: Store, prefix: str) -> tuple[str, int]:
     """The clean prefix and an open descriptor of its directory, or a ServiceError saying why
     the prefix cannot be scanned."""
@@ -202,7 +78,7 @@ def _scan_start(store: Store, prefix: str) -> tuple[str, int]:
     else:
         prefix = ""
     try:
-        return prefix, _open_directory(Path(store.archive_root).resolve(), prefix)
+        return prefix, open_directory(Path(store.archive_root).resolve(), prefix)
     except OSError as exc:
         raise ServiceError(
             f"{prefix or '.'} is not a directory of store {store.slug} (symlinks are not "
@@ -304,11 +180,11 @@ def _catalogue_scan_from(
     def md5_of(found: FoundFile) -> str:
         if not reads_content:
             return found.sidecar_md5()
-        value = _md5_read(found, keep_alive, should_stop)
+        value = file_md5(found, keep_alive=keep_alive, should_stop=should_stop)
         summary.hashed += bool(value)
         return value
 
-    for found in _walk_regular_files(root, start_fd, prefix):
+    for found in walk_regular_files(root, start_fd, prefix):
         relative, stat = found.relative, found.stat
         mtime = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
         known = existing.pop(relative, None)
@@ -503,33 +379,11 @@ def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
     return [entries[relative] for relative in found]
 
 
-_MD5SUM_LINE = re.compile(r"^(\\?)([0-9a-fA-F]{32}) [ *](.+)$")
-
-
 @dataclass
 class Md5ImportSummary:
     recorded: int = 0
     unknown_paths: list[str] = field(default_factory=list)
     malformed_lines: list[int] = field(default_factory=list)
-
-
-def _md5sum_entries(lines: Iterable[str], summary: Md5ImportSummary):
-    """(path, md5) pairs of md5sum's output format, numbering the lines it cannot read."""
-    for number, raw in enumerate(lines, start=1):
-        line = raw.rstrip("\n")
-        if not line.strip():
-            continue
-        match = _MD5SUM_LINE.match(line)
-        if match is None:
-            summary.malformed_lines.append(number)
-            continue
-        escaped, digest, name = match.groups()
-        if escaped:  # md5sum escapes "\" and newlines in names, and marks the line with "\"
-            name = name.replace("\\\\", "\0").replace("\\n", "\n").replace("\0", "\\")
-        try:
-            yield clean_relative_path(name), digest.lower()
-        except UnsafePathError:
-            summary.malformed_lines.append(number)
 
 
 def catalogue_md5_import(*, store: Store, lines: Iterable[str]) -> Md5ImportSummary:
@@ -549,7 +403,11 @@ def catalogue_md5_import(*, store: Store, lines: Iterable[str]) -> Md5ImportSumm
         summary.unknown_paths.extend(batch)
         batch.clear()
 
-    for path, digest in _md5sum_entries(lines, summary):
+    for number, entry in md5sum_entries(lines):
+        if entry is None:
+            summary.malformed_lines.append(number)
+            continue
+        path, digest = entry
         batch[path] = digest
         if len(batch) >= SCAN_BATCH:
             flush()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from staging import archive_walk
 from staging.errors import ServiceError
 from staging.models import File
-from staging.services import catalogue
 from staging.services.catalogue import catalogue_scan
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +70,7 @@ def test_a_tape_store_takes_md5s_from_sidecars_and_never_reads_a_file(tape_store
     def no_reading(*args, **kwargs):
         raise AssertionError("a tape file was read")
 
-    monkeypatch.setattr(catalogue, "stream_checksum", no_reading)
+    monkeypatch.setattr(archive_walk, "stream_checksum", no_reading)
     write(tape_store.archive_root, "run/a.tar", b"on tape")
     write(tape_store.archive_root, "run/a.tar.md5", f"{md5(b'on tape').upper()}  a.tar\n".encode())
     write(tape_store.archive_root, "run/b.tar", b"no sidecar")
@@ -133,6 +133,7 @@ def test_a_scan_asked_for_through_a_symlinked_prefix_is_refused_at_once(client_f
     response = client_for().post("/api/v1/tasks/scan/", {"prefix": "alias"}, format="json")
 
     assert response.status_code == 400
-    assert "alias is not a directory of store primary (symlinks are not followed)" in (
-        response.json()["detail"]
+    assert (
+        "alias is not a directory of store primary (symlinks are not followed)"
+        in (response.json()["detail"])
     )
