@@ -51,6 +51,9 @@ def search_words(query: str | None) -> list[str]:
         raise ServiceError(
             "query is empty: give one or more words, e.g. ?query=genome fasta", field="query"
         )
+    if "\x00" in query:
+        # PostgreSQL text cannot hold NUL: refused here rather than failing in the database.
+        raise ServiceError("query may not contain NUL characters (%00)", field="query")
     if len(query) > SEARCH_MAX_QUERY_LENGTH:
         raise ServiceError(
             f"query is {len(query)} characters long; at most {SEARCH_MAX_QUERY_LENGTH}",

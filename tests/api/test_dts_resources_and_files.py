@@ -155,3 +155,10 @@ def test_files_of_an_unknown_store_is_404(client_for, store):
     response = client_for().get("/api/v1/files/?store=elsewhere")
     assert response.status_code == 404
     assert "elsewhere" in response.json()["detail"]
+
+
+def test_a_nul_character_in_an_id_is_a_400_not_a_server_error(client_for):
+    response = client_for().get("/dts/resources?ids=abc,a%00b")
+    assert response.status_code == 400
+    assert response.json()["field"] == "ids"
+    assert "NUL" in response.json()["detail"]

@@ -144,3 +144,10 @@ def test_on_postgresql_the_trigram_index_can_answer_a_search(archive_files):
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "file_path_trgm" in plan, plan
+
+
+def test_a_nul_character_in_the_query_is_a_400_not_a_server_error(client_for):
+    response = client_for().get("/dts/search?query=genome%00fasta")
+    assert response.status_code == 400
+    assert response.json()["field"] == "query"
+    assert "NUL" in response.json()["detail"]
