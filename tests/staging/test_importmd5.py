@@ -41,8 +41,7 @@ def test_md5sum_output_gives_a_tape_store_its_md5s(tape_store, tmp_path):
         "run/x\\y": md5(b"x"),
     }
     assert out.getvalue().strip() == (
-        "store tape: 3 MD5s recorded, 1 paths not in the catalogue, "
-        "2 lines not in md5sum's format"
+        "store tape: 3 MD5s recorded, 1 paths not in the catalogue, 2 lines not in md5sum's format"
     )
     assert "run/not-scanned.tar" in err.getvalue()
     assert "lines not in md5sum's format: 5, 6" in err.getvalue()
