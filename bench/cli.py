@@ -22,12 +22,13 @@ RESULTS_DIR = REPO_ROOT / "bench" / "results"
 BENCHMARKS = {
     "P1": ("bench.status_poll", "status poll"),
     "P6": ("bench.admin_page", "admin"),
+    "P8": ("bench.dts_search", "DTS search"),
     "P4": ("bench.submission", "submission"),
     "P5": ("bench.scaling", "scaling"),
     "P2": ("bench.pipeline", "pipeline"),
     "P3": ("bench.copying", "copy"),
 }
-NEEDS_WEB = {"P1", "P6", "P4"}
+NEEDS_WEB = {"P1", "P6", "P8", "P4"}
 
 
 def benchmark_list(text: str) -> list[str]:

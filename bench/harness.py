@@ -47,6 +47,8 @@ class Sizes:
     copy_small_kib: int
     scaling_items: int
     scaling_latency_ms: int
+    search_files: int
+    search_repeats: int
 
 
 FULL = Sizes(
@@ -69,6 +71,8 @@ FULL = Sizes(
     copy_small_kib=256,
     scaling_items=400,
     scaling_latency_ms=25,
+    search_files=1_000_000,
+    search_repeats=20,
 )
 
 QUICK = Sizes(
@@ -91,6 +95,8 @@ QUICK = Sizes(
     copy_small_kib=256,
     scaling_items=200,
     scaling_latency_ms=20,
+    search_files=10_000,
+    search_repeats=5,
 )
 
 

@@ -5,6 +5,7 @@ import hashlib
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from staging.storage import StagingCancelled, open_regular_file
 
@@ -46,16 +47,34 @@ def file_checksum(
 ) -> tuple[str, int]:
     """The hex checksum of the regular file at ``path`` and how many bytes were read.
     ``should_stop`` is polled between chunks; when it answers True, StagingCancelled is raised."""
+    # Beneath its root for a path from resolve_under, and never a FIFO that would block.
+    with open_regular_file(path) as source:
+        return stream_checksum(
+            source,
+            algorithm,
+            chunk_bytes=chunk_bytes,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+
+
+def stream_checksum(
+    source: BinaryIO,
+    algorithm: str,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    on_progress: Callable[[int], None] = lambda n: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> tuple[str, int]:
+    """As ``file_checksum``, of a file already open (unbuffered, binary), read to its end."""
     hasher = new_hasher(algorithm)
     buffer = bytearray(chunk_bytes)
     view = memoryview(buffer)
     total = 0
-    # Beneath its root for a path from resolve_under, and never a FIFO that would block.
-    with open_regular_file(path) as source:
-        while count := source.readinto(buffer):
-            hasher.update(view[:count])
-            total += count
-            on_progress(count)
-            if should_stop():
-                raise StagingCancelled()
+    while count := source.readinto(buffer):
+        hasher.update(view[:count])
+        total += count
+        on_progress(count)
+        if should_stop():
+            raise StagingCancelled()
     return hasher.hexdigest(), total

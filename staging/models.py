@@ -28,6 +28,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from staging.credit import validate_credit, validate_file_metadata, validate_sources
+from staging.orcid import validate_orcid
+
 
 class JobStatus(models.TextChoices):
     NOT_STARTED = "NOT_STARTED", "Not started"
@@ -87,6 +90,21 @@ class Store(models.Model):
         default=0,
         help_text="Extra delay per item, to imitate a tape library (benchmarks, demos); 0: none.",
     )
+    credit = models.JSONField(
+        "credit metadata",
+        default=dict,
+        blank=True,
+        validators=[validate_credit],
+        help_text="KBase credit metadata every file of the store carries for the DTS (titles, "
+        "contributors, dates, version, license, repository, ...); a file's own metadata "
+        "overrides it field by field.",
+    )
+    sources = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_sources],
+        help_text='Frictionless sources of the store\'s files: [{"title", "path", "email"}].',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -120,6 +138,13 @@ class File(models.Model):
         default=True, help_text="False once a scan no longer finds the file in the archive."
     )
     last_seen_at = models.DateTimeField(help_text="When a scan last found the file.")
+    metadata = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_file_metadata],
+        help_text="This file's own DTS metadata, over its store's: {\"credit\": {...}, "
+        '"sources": [...]}.',
+    )
 
     class Meta:
         ordering = ["store", "path"]
@@ -133,6 +158,39 @@ class File(models.Model):
     @staticmethod
     def id_for(store_slug: str, path: str) -> str:
         return uuid.uuid5(uuid.NAMESPACE_URL, f"stagingsvc:{store_slug}/{path}").hex
+
+
+class UserProfile(models.Model):
+    """What the service knows of a user beyond the account: the ORCID the KBase DTS federates
+    them by (``GET /dts/localuser/{orcid}``). An ORCID belongs to one user at most."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staging_profile"
+    )
+    orcid = models.CharField(
+        "ORCID",
+        max_length=19,
+        null=True,
+        blank=True,
+        unique=True,
+        validators=[validate_orcid],
+        error_messages={
+            "unique": "This ORCID already belongs to another user: an ORCID identifies one "
+            "person, so take it from that user first."
+        },
+        help_text="The user's ORCID iD, e.g. 0000-0002-1825-0097 (one user per ORCID).",
+    )
+
+    class Meta:
+        verbose_name = "user profile"
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.orcid or 'no ORCID'})"
+
+    def clean(self) -> None:
+        # A blank form field means "no ORCID": NULL, which the unique constraint lets repeat.
+        if self.orcid == "":
+            self.orcid = None
 
 
 class Job(models.Model):

@@ -16,7 +16,7 @@ applies it. The table (also in the README):
 | docs           |  anyone, no token needed                                          |
 | tape_discovery |  anyone, no token needed                                          |
 
-- dts: POST/GET /dts/staging, GET /dts/resources
+- dts: POST/GET /dts/staging, GET /dts/resources, /dts/search, /dts/localuser/{orcid}
 - catalogue: GET /api/v1/files/
 - tape: the WLCG Tape REST API under /tape/api/v1/ (stage, poll, cancel, delete, release,
   archiveinfo): FTS3 and gfal2 stage on behalf of users, as the DTS does

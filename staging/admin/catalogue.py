@@ -1,4 +1,5 @@
-"""Stores (managed by the ``admin`` role) and the file catalogue (read-only: the scan fills it)."""
+"""Stores (managed by the ``admin`` role) and the file catalogue (filled by the scan; whoever may
+change stores may also set a file's own DTS metadata, nothing else of it)."""
 
 import uuid
 
@@ -27,6 +28,14 @@ class StoreAdmin(admin.ModelAdmin):
         (None, {"fields": ["slug", "description", "kind", "is_primary"]}),
         ("Roots", {"fields": ["archive_root", "staging_root", "hard_link"]}),
         ("Access", {"fields": ["administrators"]}),
+        (
+            "DTS metadata",
+            {
+                "fields": ["credit", "sources"],
+                "description": "What every file of the store carries in GET /dts/resources "
+                "and /dts/search; a file's own metadata overrides it (see docs/dts.md).",
+            },
+        ),
         ("Testing", {"fields": ["simulated_latency_ms"], "classes": ["collapse"]}),
     ]
 
@@ -45,6 +54,25 @@ class FileAdmin(ReadOnlyAdmin):
     ordering = ["store_id", "path"]
     search_fields = ["path"]
     search_help_text = "A file id, or a path (or the start of one)."
+    fields = [
+        "id",
+        "store",
+        "path",
+        "size",
+        "mtime",
+        "media_type",
+        "md5",
+        "sha256",
+        "adler32",
+        "present",
+        "last_seen_at",
+        "metadata",
+    ]
+    readonly_fields = [name for name in fields if name != "metadata"]
+
+    def has_change_permission(self, request, obj=None):
+        # Only the DTS metadata is editable (readonly_fields), by those who keep the stores'.
+        return request.user.has_perm("staging.change_store")
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -1,11 +1,9 @@
 """The KBase Data Transfer System provider contract: stage files by id, poll the staging status,
-describe files as Frictionless DataResources."""
-
-from pathlib import PurePosixPath
+describe files as Frictionless DataResources, search the catalogue, and map ORCIDs to users."""
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,8 +12,18 @@ from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, not_modified
 from staging.api.fields import StrictStringField, validated
 from staging.api.permissions import RolePolicy
 from staging.errors import NotFoundError, ServiceError
-from staging.models import File, JobStatus
+from staging.models import JobStatus
+from staging.orcid import ORCID_EXAMPLE
 from staging.selectors import files_by_ids, job_status_get, parse_job_id
+from staging.selectors_dts import (
+    SEARCH_DEFAULT_LIMIT,
+    SEARCH_MAX_LIMIT,
+    data_resource,
+    files_search,
+    orcid_username_get,
+    search_page,
+    search_words,
+)
 from staging.services.jobs import job_create_staging
 
 # The DTS knows four words. "ready" means every file is at its path in the staging area: a job is
@@ -51,18 +59,93 @@ class DtsStatusSerializer(serializers.Serializer):
     )
 
 
+class CreditSerializer(serializers.Serializer):
+    """KBase credit metadata (the fields the DTS copies; a site may set more)."""
+
+    identifier = serializers.CharField(help_text="The file's catalogue id.")
+    resource_type = serializers.CharField(help_text='Always "dataset".')
+    titles = serializers.JSONField(allow_null=True, help_text="Titles, or null.")
+    contributors = serializers.JSONField(help_text="Contributors (people, organizations).")
+    dates = serializers.JSONField(help_text='Events: [{"date", "event"}].')
+    version = serializers.CharField(allow_blank=True, help_text='Version, "" when unknown.')
+    license = serializers.JSONField(help_text='License, "" when unknown.')
+    repository = serializers.JSONField(help_text='{"organization_id", "organization_name"}.')
+    comment = serializers.CharField(allow_blank=True, help_text="Free text.")
+    description = serializers.CharField(allow_blank=True, help_text="Free text.")
+    funding = serializers.JSONField(allow_null=True, help_text="Funding references, or null.")
+    related_identifiers = serializers.JSONField(
+        allow_null=True, help_text="Related persistent ids (DOIs, ...), or null."
+    )
+
+
+class SourceSerializer(serializers.Serializer):
+    title = serializers.CharField(allow_blank=True, help_text="Who or what the data came from.")
+    path = serializers.CharField(allow_blank=True, help_text="Where the data came from (a URL).")
+    email = serializers.CharField(allow_blank=True, help_text="Whom to ask about it.")
+
+
 class DataResourceSerializer(serializers.Serializer):
     """A Frictionless DataResource describing one catalogue file."""
 
     id = serializers.CharField(help_text="Catalogue id of the file.")
     name = serializers.CharField(help_text="Lower-case name derived from the file name.")
     path = serializers.CharField(help_text="Path relative to the staging-area root.")
-    format = serializers.CharField(help_text="File name extension, lower case.")
-    media_type = serializers.CharField(help_text="IANA media type.")
+    format = serializers.CharField(allow_blank=True, help_text="File name extension, lower case.")
+    mediatype = serializers.CharField(help_text="IANA media type (Frictionless spelling).")
+    media_type = serializers.CharField(help_text="The same, as the DTS guide's example spells it.")
     bytes = serializers.IntegerField(help_text="Size in bytes.")
     hash = serializers.CharField(
-        required=False, help_text="MD5 (hex), or sha256:<hex>, when known."
+        allow_blank=True, help_text="MD5 of the file (hex), or an empty string when unknown."
     )
+    credit = CreditSerializer(help_text="KBase credit metadata (the store's, then the file's).")
+    sources = SourceSerializer(many=True, help_text="Where the data came from.")
+
+
+RESOURCE_EXAMPLE = {
+    "id": "4c1b6d4b2f6e5e3c9d3f0a8e2b7c6d1e",
+    "name": "3300047546",
+    "path": "img/submissions/255985/3300047546.tar.gz",
+    "format": "tar.gz",
+    "mediatype": "application/x-tar",
+    "media_type": "application/x-tar",
+    "bytes": 709508155,
+    "hash": "fefe05140b0cad4e5d525acb066439e5",
+    "credit": {
+        "comment": "",
+        "description": "",
+        "identifier": "4c1b6d4b2f6e5e3c9d3f0a8e2b7c6d1e",
+        "license": "CC-BY-4.0",
+        "resource_type": "dataset",
+        "version": "",
+        "contributors": [
+            {
+                "contributor_type": "Person",
+                "contributor_id": "ORCID:0000-0002-1825-0097",
+                "name": "Carberry, Josiah",
+                "credit_name": "Carberry, Josiah",
+                "affiliations": [{"organization_id": "", "organization_name": "Brown University"}],
+                "contributor_roles": "PI",
+            }
+        ],
+        "dates": [{"date": "2019-09-17", "event": "approval"}],
+        "funding": None,
+        "related_identifiers": None,
+        "repository": {"organization_id": "", "organization_name": "Example Archive"},
+        "titles": None,
+    },
+    "sources": [
+        {
+            "title": "Carberry, Josiah (Brown University)",
+            "path": "https://doi.org/10.46936/10.25585/60001289",
+            "email": "josiah@example.org",
+        }
+    ],
+}
+
+
+class LocalUserSerializer(serializers.Serializer):
+    orcid = serializers.CharField(help_text="The ORCID asked for.")
+    username = serializers.CharField(help_text="The local user holding it.")
 
 
 class DtsStagingView(APIView):
@@ -139,25 +222,6 @@ class DtsStagingView(APIView):
         return not_modified(request, headers["ETag"]) or Response({"status": word}, headers=headers)
 
 
-def data_resource(file: File) -> dict:
-    """A Frictionless DataResource; ``path`` is relative to the staging-area root."""
-    name = PurePosixPath(file.path).name
-    stem, _, extension = name.partition(".")
-    resource = {
-        "id": file.id,
-        "name": "".join(c if c.isalnum() or c in "-._" else "_" for c in stem.lower()) or "file",
-        "path": file.path,
-        "format": extension.lower(),
-        "media_type": file.media_type,
-        "bytes": file.size,
-    }
-    if file.md5:
-        resource["hash"] = file.md5
-    elif file.sha256:
-        resource["hash"] = f"sha256:{file.sha256}"
-    return resource
-
-
 class DtsResourcesView(APIView):
     """Frictionless DataResources for catalogue ids, in request order."""
 
@@ -175,6 +239,8 @@ class DtsResourcesView(APIView):
             200: OpenApiResponse(
                 DataResourceSerializer(many=True),
                 "One DataResource per id in request order; null for an unknown id.",
+                # One item of the list (the schema shows it as a list of one).
+                examples=[OpenApiExample("a known id", value=RESOURCE_EXAMPLE)],
             ),
             400: OpenApiResponse(description="ids missing or malformed, or too many."),
         },
@@ -184,7 +250,88 @@ class DtsResourcesView(APIView):
         ids = [part.strip() for part in raw.split(",")]
         if not raw.strip() or not all(ids):
             raise ServiceError("ids must be a comma-separated list of file ids", field="ids")
+        if "\x00" in raw:  # PostgreSQL text cannot hold NUL; no id has one
+            raise ServiceError("ids may not contain NUL characters (%00)", field="ids")
         if len(ids) > _max_ids():
             raise ServiceError(f"At most {_max_ids()} ids per request", field="ids")
         found = files_by_ids(ids=ids)
         return Response([data_resource(found[i]) if i in found else None for i in ids])
+
+
+class DtsSearchView(APIView):
+    """Catalogue search for the DTS: files whose path (or name) contains every word."""
+
+    role_policy = "dts"
+    permission_classes = [RolePolicy]
+
+    @extend_schema(
+        operation_id="dts_search",
+        description="Files whose path or name contains every word of the query, ignoring case, "
+        "ordered by store and path; paged by limit and offset.",
+        parameters=[
+            OpenApiParameter(
+                "query",
+                str,
+                required=True,
+                description="Words separated by spaces; each must occur in the path.",
+                examples=[OpenApiExample("two words", value="3300047546 tar")],
+            ),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"Results per page, 1 to {SEARCH_MAX_LIMIT} "
+                f"(default {SEARCH_DEFAULT_LIMIT}).",
+            ),
+            OpenApiParameter("offset", int, description="Results to skip (default 0)."),
+        ],
+        responses={
+            200: OpenApiResponse(
+                DataResourceSerializer(many=True),
+                "The page of matching files as DataResources (an empty list past the last).",
+                examples=[OpenApiExample("one match", value=RESOURCE_EXAMPLE)],
+            ),
+            400: OpenApiResponse(description="Empty query, or a bad limit or offset."),
+        },
+    )
+    def get(self, request):
+        params = request.query_params
+        words = search_words(params.get("query"))
+        limit, offset = search_page(limit=params.get("limit"), offset=params.get("offset"))
+        files = files_search(words=words, limit=limit, offset=offset)
+        return Response([data_resource(file) for file in files])
+
+
+class DtsLocalUserView(APIView):
+    """ORCID federation: the local username of the user holding an ORCID."""
+
+    role_policy = "dts"
+    permission_classes = [RolePolicy]
+
+    @extend_schema(
+        operation_id="dts_localuser",
+        description="The local user an ORCID belongs to (set with createtoken --orcid, setorcid "
+        "or in the admin).",
+        parameters=[
+            OpenApiParameter(
+                "orcid",
+                str,
+                OpenApiParameter.PATH,
+                description="An ORCID iD; its last character is an ISO 7064 MOD 11-2 check.",
+                examples=[OpenApiExample("Josiah Carberry", value=ORCID_EXAMPLE)],
+            )
+        ],
+        responses={
+            200: OpenApiResponse(
+                LocalUserSerializer,
+                examples=[
+                    OpenApiExample(
+                        "a known ORCID", value={"orcid": ORCID_EXAMPLE, "username": "psyclay"}
+                    )
+                ],
+            ),
+            400: OpenApiResponse(description="Not an ORCID, or a wrong check character."),
+            404: OpenApiResponse(description="No user has this ORCID."),
+        },
+    )
+    def get(self, request, orcid: str):
+        return Response({"orcid": orcid, "username": orcid_username_get(orcid=orcid)})

@@ -4,18 +4,23 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from knox.models import AuthToken
 
-from staging.errors import ServiceError
+from staging.errors import ConflictError, NotFoundError, ServiceError
+from staging.models import UserProfile
+from staging.orcid import orcid_problem
 from staging.roles import ADMIN_SITE_PERMISSIONS, Role
 
 
 @transaction.atomic
-def token_create(*, username: str, role: str, ttl: timedelta | None = None) -> str:
-    """Create the user if needed, give it ``role``, and return a new bearer token. Only a hash
-    of the token is stored: this is the one moment it can be read."""
+def token_create(
+    *, username: str, role: str, ttl: timedelta | None = None, orcid: str | None = None
+) -> str:
+    """Create the user if needed, give it ``role`` (and ``orcid``, see ``user_orcid_set``), and
+    return a new bearer token. Only a hash of the token is stored: this is the one moment it
+    can be read. Nothing is created when the ORCID is refused."""
     if role not in set(Role):
         raise ServiceError(
             f"unknown role {role!r}; choose one of {', '.join(sorted(Role))}", field="role"
@@ -23,6 +28,8 @@ def token_create(*, username: str, role: str, ttl: timedelta | None = None) -> s
     user, _ = get_user_model().objects.get_or_create(username=username)
     group, _ = Group.objects.get_or_create(name=role)
     user.groups.add(group)
+    if orcid is not None:
+        user_orcid_set(username=username, orcid=orcid)
     _, token = AuthToken.objects.create(user=user, expiry=ttl)
     return token
 
@@ -54,3 +61,36 @@ def roles_grant_admin_permissions() -> int:
         granted += len(missing)
         group.permissions.add(*missing)
     return granted
+
+
+@transaction.atomic
+def user_orcid_set(*, username: str, orcid: str | None) -> UserProfile:
+    """Give the user ``orcid`` (None: take it away). An ORCID identifies one person, so it
+    belongs to one user at most: giving it to a second user is refused, naming the first."""
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise NotFoundError(f"there is no user named {username!r}", field="username")
+    if orcid is not None:
+        orcid = orcid.strip()
+        if problem := orcid_problem(orcid):
+            raise ServiceError(problem, field="orcid")
+        holder = (
+            UserProfile.objects.filter(orcid=orcid)
+            .exclude(user=user)
+            .values_list("user__username", flat=True)
+            .first()
+        )
+        if holder is not None:
+            raise ConflictError(
+                f"the ORCID {orcid} already belongs to user {holder}; an ORCID identifies one "
+                f"person, so take it from {holder} first (manage.py setorcid {holder} --clear)",
+                field="orcid",
+            )
+    try:
+        with transaction.atomic():
+            profile, _ = UserProfile.objects.update_or_create(user=user, defaults={"orcid": orcid})
+    except IntegrityError as exc:  # another request gave the ORCID away meanwhile
+        raise ConflictError(
+            f"the ORCID {orcid} already belongs to another user", field="orcid"
+        ) from exc
+    return profile

@@ -4,8 +4,8 @@ import logging
 import mimetypes
 import os
 import stat as stat_mode
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -13,8 +13,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from staging.archive_walk import (
+    FoundFile,
+    file_md5,
+    md5sum_entries,
+    open_directory,
+    walk_regular_files,
+)
 from staging.errors import ServiceError
-from staging.models import File, Store
+from staging.models import File, Store, StoreKind
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
 
 logger = logging.getLogger(__name__)
@@ -53,74 +60,93 @@ class ScanSummary:
     updated: int = 0
     unchanged: int = 0
     vanished: int = 0
+    hashed: int = 0
 
     @property
     def seen(self) -> int:
         return self.added + self.updated + self.unchanged
 
 
-def _walk_regular_files(root: Path, start: Path):
-    """Yield (relative path, stat) for regular files below ``start``, following file symlinks
-    only while they stay inside ``root`` and never descending into directory symlinks.
-
-    The order is stable from one walk to the next (a directory's files by name, then its
-    subdirectories by name, depth first), so two scans of one tree list it alike."""
-    stack = [start]
-    while stack:
-        directory = stack.pop()
+def _scan_start(store: Store, prefix: str) -> tuple[str, int]:
+    """The clean prefix and an open descriptor of its directory, or a ServiceError saying why
+    the prefix cannot be scanned."""
+    if prefix.strip("/"):
         try:
-            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
-        except OSError as exc:
-            logger.warning("scan: cannot read %s: %s", directory, exc)
-            continue
-        subdirectories: list[Path] = []
-        for entry in entries:
-            if entry.name.startswith(TEMP_PREFIX):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirectories.append(Path(entry.path))
-                    continue
-                if entry.is_symlink():
-                    target = Path(entry.path).resolve()
-                    if not target.is_relative_to(root) or not target.is_file():
-                        continue
-                    stat = target.stat()
-                elif entry.is_file(follow_symlinks=False):
-                    stat = entry.stat(follow_symlinks=False)
-                else:
-                    continue
-            except OSError as exc:
-                logger.warning("scan: cannot stat %s: %s", entry.path, exc)
-                continue
-            yield Path(entry.path).relative_to(root).as_posix(), stat
-        stack.extend(reversed(subdirectories))
+            prefix = clean_relative_path(prefix)
+        except UnsafePathError as exc:
+            raise ServiceError(str(exc), field="prefix") from exc
+    else:
+        prefix = ""
+    try:
+        return prefix, open_directory(Path(store.archive_root).resolve(), prefix)
+    except OSError as exc:
+        raise ServiceError(
+            f"{prefix or '.'} is not a directory of store {store.slug} (symlinks are not "
+            f"followed): {exc.strerror}",
+            field="prefix",
+        ) from exc
+
+
+def catalogue_scan_prefix_check(*, store: Store, prefix: str) -> str:
+    """The clean form of a prefix a scan can walk (a directory of the archive reached without
+    any symlink), or a ServiceError naming what is wrong. The scan checks again when it runs."""
+    prefix, fd = _scan_start(store, prefix)
+    os.close(fd)
+    return prefix
 
 
 # What a scan tells ``on_file`` about each file: its path, its stat, and the checksums the
-# catalogue still holds for it (empty strings for those not known, all empty if it changed).
+# catalogue holds for it after the scan (empty strings for those not known).
 ScanVisitor = Callable[[str, os.stat_result, dict[str, str]], None]
 
 
 def catalogue_scan(
-    *, store: Store, prefix: str = "", on_file: ScanVisitor | None = None
+    *,
+    store: Store,
+    prefix: str = "",
+    on_file: ScanVisitor | None = None,
+    keep_alive: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> ScanSummary:
     """Index the store's archive tree (or the part under ``prefix``) into the catalogue.
 
     Ids are derived from store and path, so a re-scan keeps them; a changed size or mtime
     updates the entry and forgets its checksums (they describe old content); files no longer
     found are flagged ``present=False`` rather than deleted, so old jobs keep their references.
-    ``on_file`` is called for every file found (the scan task writes its result rows there)."""
-    root = Path(store.archive_root).resolve()
-    if prefix:
-        try:
-            prefix = clean_relative_path(prefix)
-        except UnsafePathError as exc:
-            raise ServiceError(str(exc), field="prefix") from exc
-    start = root / prefix if prefix else root
-    if not start.is_dir():
-        raise ServiceError(f"{prefix or '.'} is not a directory of store {store.slug}")
+    ``on_file`` is called for every file found (the scan task writes its result rows there).
 
+    Every file without an MD5 gets one (the DTS hands it to Globus to verify transfers): on a
+    disk store by reading the file here; on a ``posix-tape`` store, where a read is a recall
+    from tape, only from a ``<file>.md5`` sidecar. A file unchanged since the last scan (size
+    and mtime) that has its MD5 is not read again. ``keep_alive`` is called while a file is
+    read (a worker renews its lease there); ``should_stop`` is polled between chunks."""
+    root = Path(store.archive_root).resolve()
+    prefix, start_fd = _scan_start(store, prefix)
+    try:
+        return _catalogue_scan_from(
+            store=store,
+            root=root,
+            prefix=prefix,
+            start_fd=start_fd,
+            on_file=on_file,
+            keep_alive=keep_alive,
+            should_stop=should_stop,
+        )
+    finally:
+        os.close(start_fd)
+
+
+def _catalogue_scan_from(
+    *,
+    store: Store,
+    root: Path,
+    prefix: str,
+    start_fd: int,
+    on_file: ScanVisitor | None,
+    keep_alive: Callable[[], None],
+    should_stop: Callable[[], bool],
+) -> ScanSummary:
+    reads_content = store.kind != StoreKind.POSIX_TAPE
     existing_qs = File.objects.filter(store=store)
     if prefix:
         existing_qs = existing_qs.filter(path__startswith=prefix + "/")
@@ -151,11 +177,19 @@ def catalogue_scan(
         to_update.clear()
         unchanged_ids.clear()
 
-    for relative, stat in _walk_regular_files(root, start):
+    def md5_of(found: FoundFile) -> str:
+        if not reads_content:
+            return found.sidecar_md5()
+        value = file_md5(found, keep_alive=keep_alive, should_stop=should_stop)
+        summary.hashed += bool(value)
+        return value
+
+    for found in walk_regular_files(root, start_fd, prefix):
+        relative, stat = found.relative, found.stat
         mtime = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
         known = existing.pop(relative, None)
-        kept = NO_CHECKSUMS
         if known is None:
+            kept = {**NO_CHECKSUMS, "md5": md5_of(found)}
             to_create.append(
                 File(
                     id=File.id_for(store.slug, relative),
@@ -165,16 +199,31 @@ def catalogue_scan(
                     mtime=mtime,
                     media_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
                     last_seen_at=now,
+                    md5=kept["md5"],
                 )
             )
             summary.added += 1
         else:
             file_id, size, old_mtime, present, checksums = known
             if size == stat.st_size and old_mtime == mtime and present:
-                unchanged_ids.append(file_id)
-                summary.unchanged += 1
                 kept = dict(zip(CHECKSUM_FIELDS, checksums, strict=True))
+                summary.unchanged += 1
+                if kept["md5"] or not (md5 := md5_of(found)):
+                    unchanged_ids.append(file_id)
+                else:
+                    kept["md5"] = md5
+                    to_update.append(
+                        File(
+                            id=file_id,
+                            size=size,
+                            mtime=mtime,
+                            present=True,
+                            last_seen_at=now,
+                            **kept,
+                        )
+                    )
             else:
+                kept = {**NO_CHECKSUMS, "md5": md5_of(found)}
                 to_update.append(
                     File(
                         id=file_id,
@@ -182,9 +231,7 @@ def catalogue_scan(
                         mtime=mtime,
                         present=True,
                         last_seen_at=now,
-                        md5="",
-                        sha256="",
-                        adler32="",
+                        **kept,
                     )
                 )
                 summary.updated += 1
@@ -330,3 +377,39 @@ def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
         batch_size=SCAN_BATCH,
     )
     return [entries[relative] for relative in found]
+
+
+@dataclass
+class Md5ImportSummary:
+    recorded: int = 0
+    unknown_paths: list[str] = field(default_factory=list)
+    malformed_lines: list[int] = field(default_factory=list)
+
+
+def catalogue_md5_import(*, store: Store, lines: Iterable[str]) -> Md5ImportSummary:
+    """Record MD5s listed in md5sum's format (``<hex>  <path relative to the archive root>``)
+    on the store's catalogue entries: how a ``posix-tape`` store, whose files a scan never
+    reads, learns checksums the archive already knows. Paths the catalogue does not have (scan
+    first) and lines that are not md5sum lines are counted, not fatal."""
+    summary = Md5ImportSummary()
+    batch: dict[str, str] = {}
+
+    def flush() -> None:
+        entries = list(File.objects.filter(store=store, path__in=list(batch)).only("id", "path"))
+        for entry in entries:
+            entry.md5 = batch.pop(entry.path)
+        File.objects.bulk_update(entries, ["md5"], batch_size=SCAN_BATCH)
+        summary.recorded += len(entries)
+        summary.unknown_paths.extend(batch)
+        batch.clear()
+
+    for number, entry in md5sum_entries(lines):
+        if entry is None:
+            summary.malformed_lines.append(number)
+            continue
+        path, digest = entry
+        batch[path] = digest
+        if len(batch) >= SCAN_BATCH:
+            flush()
+    flush()
+    return summary

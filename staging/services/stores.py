@@ -5,6 +5,7 @@ from pathlib import Path
 from django.db import transaction
 from django.utils.text import slugify
 
+from staging.credit import credit_problems, sources_problems
 from staging.errors import ConflictError, ServiceError
 from staging.models import Store, StoreKind
 
@@ -27,10 +28,13 @@ def store_create(
     hard_link: bool = False,
     description: str = "",
     simulated_latency_ms: int = 0,
+    credit: dict | None = None,
+    sources: list | None = None,
 ) -> Store:
     """Add a store with both roots on disk (created if missing). The roots may not contain
     one another: a scan of the archive would index staged copies, or staging would write into
-    the archive. With ``primary``, it becomes the primary store in place of the old one."""
+    the archive. With ``primary``, it becomes the primary store in place of the old one.
+    ``credit`` and ``sources`` are the DTS metadata every file of the store carries."""
     if not slug or slugify(slug) != slug:
         raise ServiceError(
             f"{slug!r} is not a valid store id (lowercase letters, digits, - and _)", field="slug"
@@ -42,6 +46,13 @@ def store_create(
         )
     if simulated_latency_ms < 0:
         raise ServiceError("the simulated latency cannot be negative", field="latency")
+    credit, sources = credit or {}, sources or []
+    for field, problems in (
+        ("credit", credit_problems(credit)),
+        ("sources", sources_problems(sources)),
+    ):
+        if problems:
+            raise ServiceError("; ".join(problems), field=field)
     archive = _root(archive_root, "archive_root")
     staging = _root(staging_root, "staging_root")
     if archive == staging or archive.is_relative_to(staging) or staging.is_relative_to(archive):
@@ -65,4 +76,6 @@ def store_create(
         hard_link=hard_link,
         description=description,
         simulated_latency_ms=simulated_latency_ms,
+        credit=credit,
+        sources=sources,
     )

@@ -16,11 +16,11 @@ from staging.api.fields import StrictStringField
 from staging.errors import ServiceError
 from staging.models import Item
 from staging.results import ResultsWriter
-from staging.services.catalogue import catalogue_scan
+from staging.services.catalogue import catalogue_scan, catalogue_scan_prefix_check
 from staging.services.execution import ItemFailed, item_result_record
 from staging.services.jobs import job_create
 from staging.services.results import job_result_file_set
-from staging.storage import StagingCancelled, UnsafePathError, clean_relative_path, resolve_under
+from staging.storage import StagingCancelled
 from tasks.catalogue._base import (
     TaskParameters,
     TaskRequest,
@@ -61,21 +61,12 @@ class ScanParameters(TaskParameters):
     )
 
     def validate(self, attrs):
-        store = self.context["store"]
-        prefix = attrs.get("prefix", "")
-        if prefix.strip("/"):
-            try:
-                prefix = clean_relative_path(prefix)
-                directory = resolve_under(store.archive_root, prefix)
-            except UnsafePathError as exc:
-                raise serializers.ValidationError({"prefix": [str(exc)]}) from exc
-            if not directory.is_dir():
-                raise serializers.ValidationError(
-                    {"prefix": [f"{prefix} is not a directory of store {store.slug}"]}
-                )
-        else:
-            prefix = ""
-        attrs["prefix"] = prefix
+        try:
+            attrs["prefix"] = catalogue_scan_prefix_check(
+                store=self.context["store"], prefix=attrs.get("prefix", "")
+            )
+        except ServiceError as exc:
+            raise serializers.ValidationError({"prefix": [exc.detail]}) from exc
         return attrs
 
 
@@ -155,8 +146,15 @@ def scan_item(item, store, reporter) -> None:
                 raise StagingCancelled()
 
         try:
-            summary = catalogue_scan(store=store, prefix=item.path, on_file=visit)
-        except ServiceError as exc:  # the prefix is gone since the request was accepted
+            summary = catalogue_scan(
+                store=store,
+                prefix=item.path,
+                on_file=visit,
+                keep_alive=lambda: reporter.add_bytes(0),
+                should_stop=reporter.should_stop,
+            )
+        # The prefix is gone since the request was accepted, or is a symlink now.
+        except ServiceError as exc:
             raise ItemFailed(exc.detail) from exc
         name = out.commit()
     job_result_file_set(job_id=job.pk, name=name)
@@ -168,6 +166,7 @@ def scan_item(item, store, reporter) -> None:
             "files_updated": summary.updated,
             "files_unchanged": summary.unchanged,
             "files_vanished": summary.vanished,
+            "files_hashed": summary.hashed,
         },
     )
 

@@ -27,6 +27,8 @@ EVERY_PATH = {
     "/dmi/v1/dataJob/{requestId}/dataProducerJob/{dataProducerJobId}/result",
     "/dts/staging",
     "/dts/resources",
+    "/dts/search",
+    "/dts/localuser/{orcid}",
 }
 
 
@@ -148,3 +150,22 @@ def test_the_docs_ui_renders_from_our_own_assets(client):
         assert response.status_code == 200, asset
         body = b"".join(response.streaming_content) if response.streaming else response.content
         assert len(body) > 100, asset
+
+
+def test_the_dts_endpoints_show_examples_of_what_they_answer(schema):
+    def examples(operation: dict) -> dict:
+        content = operation["responses"]["200"]["content"]["application/json"]
+        return content["examples"]
+
+    resources = examples(schema["paths"]["/dts/resources"]["get"])
+    (listed,) = resources.values()
+    (resource,) = listed["value"]
+    assert isinstance(resource["hash"], str) and len(resource["hash"]) == 32
+    assert resource["mediatype"] == resource["media_type"]
+    assert resource["credit"]["resource_type"] == "dataset"
+    (found,) = examples(schema["paths"]["/dts/search"]["get"]).values()
+    assert found["value"][0]["id"] == resource["id"]
+    (user,) = examples(schema["paths"]["/dts/localuser/{orcid}"]["get"]).values()
+    assert user["value"] == {"orcid": "0000-0002-1825-0097", "username": "psyclay"}
+    search_parameters = {p["name"] for p in schema["paths"]["/dts/search"]["get"]["parameters"]}
+    assert search_parameters >= {"query", "limit", "offset"}

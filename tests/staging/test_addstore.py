@@ -66,3 +66,37 @@ def test_it_refuses_bad_stores_and_changes_nothing(
             str(tmp_path / (staging or "s")),
         )
     assert list(Store.objects.values_list("slug", flat=True)) == ["primary"]
+
+
+def test_credit_metadata_and_sources_are_given_inline_or_from_a_file(tmp_path):
+    credit_file = tmp_path / "credit.json"
+    credit_file.write_text('{"license": "CC0-1.0", "version": "1", "titles": null}')
+
+    addstore(
+        "soil",
+        tmp_path,
+        "--credit",
+        f"@{credit_file}",
+        "--sources",
+        '[{"title": "Soil survey", "path": "https://doi.org/10.1/x", "email": "a@b.org"}]',
+    )
+
+    store = Store.objects.get(slug="soil")
+    assert store.credit == {"license": "CC0-1.0", "version": "1", "titles": None}
+    assert store.sources[0]["title"] == "Soil survey"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--credit", "{not json"), "--credit is not valid JSON"),
+        (("--credit", '{"version": 2}'), "credit.version must be a string, not int"),
+        (("--credit", '{"doi": "x"}'), "credit.doi is not a KBase credit field"),
+        (("--sources", '{"title": "x"}'), "sources must be a JSON list, not an object"),
+        (("--credit", "@/nonexistent/credit.json"), "--credit: cannot read"),
+    ],
+)
+def test_credit_metadata_the_dts_cannot_read_is_refused(tmp_path, flags, message):
+    with pytest.raises(CommandError, match=message):
+        addstore("soil", tmp_path, *flags)
+    assert not Store.objects.filter(slug="soil").exists()

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from staging.errors import ServiceError
@@ -35,7 +38,22 @@ class Command(BaseCommand):
             help="Simulated delay per file, to imitate a tape library (demos, benchmarks).",
         )
 
+        parser.add_argument(
+            "--credit",
+            default=None,
+            help="KBase credit metadata of every file, as JSON or @file.json: titles, "
+            "contributors, dates, version, license, repository, ... (docs/dts.md).",
+        )
+        parser.add_argument(
+            "--sources",
+            default=None,
+            help='Frictionless sources of every file, as JSON or @file.json: [{"title", "path", '
+            '"email"}].',
+        )
+
     def handle(self, *args, **options):
+        credit = _json_option(options["credit"], "--credit")
+        sources = _json_option(options["sources"], "--sources")
         try:
             store = store_create(
                 slug=options["slug"],
@@ -46,6 +64,8 @@ class Command(BaseCommand):
                 hard_link=options["hard_link"],
                 description=options["description"],
                 simulated_latency_ms=options["latency_ms"],
+                credit=credit,
+                sources=sources,
             )
         except ServiceError as exc:
             raise CommandError(exc.detail) from exc
@@ -53,3 +73,16 @@ class Command(BaseCommand):
             f"store {store.slug} ({store.kind}{', primary' if store.is_primary else ''}): "
             f"archive {store.archive_root}, staging {store.staging_root}"
         )
+
+
+def _json_option(raw: str | None, option: str):
+    """JSON given inline, or read from the file named after an @."""
+    if raw is None:
+        return None
+    try:
+        text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
+        return json.loads(text)
+    except OSError as exc:
+        raise CommandError(f"{option}: cannot read {raw[1:]}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{option} is not valid JSON: {exc}") from exc

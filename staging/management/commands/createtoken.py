@@ -20,14 +20,20 @@ class Command(BaseCommand):
             default=None,
             help="Lifetime in hours; 0: never expires. Default: TOKEN_TTL_HOURS.",
         )
+        parser.add_argument(
+            "--orcid",
+            default=None,
+            help="The user's ORCID iD (e.g. 0000-0002-1825-0097), which the DTS maps to the "
+            "username through /dts/localuser/{orcid}.",
+        )
 
-    def handle(self, *args, username, role, ttl_hours, **options):
+    def handle(self, *args, username, role, ttl_hours, orcid, **options):
         if ttl_hours is None:
             ttl = settings.REST_KNOX["TOKEN_TTL"]
         else:
             ttl = timedelta(hours=ttl_hours) if ttl_hours > 0 else None
         try:
-            token = token_create(username=username, role=role, ttl=ttl)
+            token = token_create(username=username, role=role, ttl=ttl, orcid=orcid)
         except ServiceError as exc:
             raise CommandError(exc.detail) from exc
         self.stdout.write(token)

@@ -21,5 +21,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"store {target.slug}: {summary.seen} files seen "
             f"({summary.added} new, {summary.updated} changed, {summary.unchanged} unchanged), "
-            f"{summary.vanished} vanished"
+            f"{summary.vanished} vanished; {summary.hashed} read for their MD5"
         )

@@ -1,0 +1,43 @@
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from staging.errors import ServiceError
+from staging.selectors import store_get
+from staging.services.catalogue import catalogue_md5_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Record MD5s the archive already knows, from md5sum's output (<hex>  <path relative to "
+        "the archive root>, one a line), on the store's catalogue entries. For posix-tape "
+        "stores, whose files a scan never reads. Scan first: unknown paths are only counted."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="md5sum output, or - to read it from standard input")
+        parser.add_argument("--store", help="Store id (default: the primary store).")
+
+    def handle(self, *args, file, store=None, **options):
+        try:
+            target = store_get(slug=store)
+            if file == "-":
+                summary = catalogue_md5_import(store=target, lines=sys.stdin)
+            else:
+                with Path(file).open(encoding="utf-8", errors="surrogateescape") as lines:
+                    summary = catalogue_md5_import(store=target, lines=lines)
+        except OSError as exc:
+            raise CommandError(f"cannot read {file}: {exc.strerror}") from exc
+        except ServiceError as exc:
+            raise CommandError(exc.detail) from exc
+        self.stdout.write(
+            f"store {target.slug}: {summary.recorded} MD5s recorded, "
+            f"{len(summary.unknown_paths)} paths not in the catalogue, "
+            f"{len(summary.malformed_lines)} lines not in md5sum's format"
+        )
+        if summary.unknown_paths:
+            self.stderr.write("not in the catalogue: " + ", ".join(summary.unknown_paths[:20]))
+        if summary.malformed_lines:
+            shown = ", ".join(str(n) for n in summary.malformed_lines[:20])
+            self.stderr.write(f"lines not in md5sum's format: {shown}")
