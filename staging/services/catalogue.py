@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from staging.errors import ServiceError
 from staging.models import File, Store
+from staging.services.stores import store_roots_checked
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
 
 logger = logging.getLogger(__name__)
@@ -24,27 +25,61 @@ CHECKSUM_FIELDS = ("md5", "sha256", "adler32")
 NO_CHECKSUMS = dict.fromkeys(CHECKSUM_FIELDS, "")
 
 
+@dataclass(frozen=True)
+class PrimaryStore:
+    """The primary store after a start, and the roots it had before if this start moved them
+    (``{"archive_root": "/old"}``), so the banner can say so."""
+
+    store: Store
+    previous_roots: dict[str, str]
+
+
 def store_ensure_primary(
-    *, slug: str = "primary", archive_root: Path | None = None, staging_root: Path | None = None
-) -> Store:
-    """Make sure a primary store exists (from ARCHIVE_ROOT/STAGING_ROOT) with both roots on disk."""
-    archive_root = Path(archive_root or settings.ARCHIVE_ROOT).resolve()
-    staging_root = Path(staging_root or settings.STAGING_ROOT).resolve()
-    archive_root.mkdir(parents=True, exist_ok=True)
-    staging_root.mkdir(parents=True, exist_ok=True)
+    *, slug: str = "primary", archive_root: str | None = None, staging_root: str | None = None
+) -> PrimaryStore:
+    """Make sure a primary store exists with both roots on disk.
+
+    A root given here (ARCHIVE_ROOT/STAGING_ROOT when set) is the primary store's root on every
+    start, not only the first: the configuration wins over what an earlier start recorded. A
+    root not given keeps the store's own (one made primary by ``addstore`` keeps its roots),
+    or the settings' default for a new store. New roots pass the checks ``addstore`` applies;
+    ServiceError says which failed, and nothing changes."""
     with transaction.atomic():
-        store = Store.objects.filter(is_primary=True).first()
+        store = Store.objects.select_for_update().filter(is_primary=True).first()
+        current = (
+            (store.archive_root, store.staging_root)
+            if store is not None
+            else (str(settings.ARCHIVE_ROOT), str(settings.STAGING_ROOT))
+        )
+        archive, staging = store_roots_checked(
+            archive_root or current[0], staging_root or current[1]
+        )
+        archive.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(parents=True, exist_ok=True)
         if store is None:
             store, _ = Store.objects.update_or_create(
                 slug=slug,
                 defaults={
-                    "archive_root": str(archive_root),
-                    "staging_root": str(staging_root),
+                    "archive_root": str(archive),
+                    "staging_root": str(staging),
                     "is_primary": True,
                     "description": "Primary store",
                 },
             )
-    return store
+            return PrimaryStore(store=store, previous_roots={})
+        previous = {
+            name: old
+            for name, old, new in (
+                ("archive_root", store.archive_root, str(archive)),
+                ("staging_root", store.staging_root, str(staging)),
+            )
+            if old != new
+        }
+        if previous:
+            store.archive_root, store.staging_root = str(archive), str(staging)
+            store.save(update_fields=["archive_root", "staging_root"])
+            logger.warning("primary store %s: roots moved from %s", store.slug, previous)
+    return PrimaryStore(store=store, previous_roots=previous)
 
 
 @dataclass
