@@ -16,7 +16,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from staging.api.fields import IsoDurationField, StrictStringField, validated
+from staging.api.fields import IsoDurationField, StrictStringField, iso_duration_text, validated
 from staging.api.job_output import (
     JOB_ID,
     LOCATION,
@@ -47,7 +47,6 @@ from staging.selectors import (
     store_get,
 )
 from staging.services.job_requests import (
-    JOB_CREATORS,
     JobRequest,
     job_release_requested,
     job_submit,
@@ -103,7 +102,8 @@ class JobListView(PaginatedView):
         task = StrictStringField(
             default="stage",
             max_length=64,
-            help_text=f"The task to run; supported: {', '.join(JOB_CREATORS)}.",
+            help_text="The catalogue task to run (GET /api/v1/tasks/ lists them with their "
+            "parameters); stage when absent, as this API is mostly asked to stage files.",
         )
         store = StrictStringField(
             required=False, max_length=64, help_text="The store (storeID); default the primary."
@@ -112,17 +112,20 @@ class JobListView(PaginatedView):
             child=StrictStringField(max_length=64, help_text="A catalogue file id."),
             required=False,
             allow_empty=False,
-            help_text="Catalogue ids of the files (give ids or paths).",
+            help_text="Catalogue ids of the files (give ids or paths); a parameter of the task, "
+            "sent beside the others for short.",
         )
         paths = serializers.ListField(
             child=StrictStringField(max_length=1024, help_text="A path in the archive."),
             required=False,
             allow_empty=False,
-            help_text="Paths relative to the store's archive root (give ids or paths); files "
-            "not yet in the catalogue are added.",
+            help_text="Paths relative to the store's archive root, no leading / and no .. "
+            "(give ids or paths); files no scan has indexed yet are catalogued now.",
         )
         parameters = serializers.DictField(
-            required=False, default=dict, help_text="The task's parameters (stage takes none)."
+            required=False,
+            default=dict,
+            help_text="The task's other parameters, as GET /api/v1/tasks/ describes them.",
         )
         lifetime = IsoDurationField(
             required=False,
@@ -147,11 +150,6 @@ class JobListView(PaginatedView):
 
         def validate_paths(self, paths):
             return self._bounded(paths, "paths")
-
-        def validate(self, attrs):
-            if ("ids" in attrs) == ("paths" in attrs):
-                raise serializers.ValidationError("Give either ids or paths (one of them).")
-            return attrs
 
     @extend_schema(
         description="The jobs the caller may see, newest first, cursor-paginated.",
@@ -205,10 +203,10 @@ class JobListView(PaginatedView):
             request=JobRequest(
                 task=data["task"],
                 store=store,
-                ids=data.get("ids", ()),
-                paths=data.get("paths", ()),
                 parameters=data["parameters"],
-                lifetime=data.get("lifetime"),
+                ids=data.get("ids"),
+                paths=data.get("paths"),
+                lifetime=iso_duration_text(data["lifetime"]) if "lifetime" in data else None,
             ),
             idempotency_key=key,
             fingerprint=request_fingerprint(request.data),

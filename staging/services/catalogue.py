@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from staging.errors import ServiceError
+from staging.errors import LISTED_AT_MOST, NotFoundError, ServiceError, listed_names, unknown_names
 from staging.models import File, Store
 from staging.services.stores import store_roots_checked
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
@@ -293,11 +293,6 @@ def catalogue_files_register(*, store: Store, paths: Sequence[str]) -> dict[str,
     }
 
 
-def _listed(values: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(values[:limit])
-    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
-
-
 @transaction.atomic
 def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
     """Catalogue entries for ``paths`` as a client sent them (relative to the store's archive
@@ -306,7 +301,8 @@ def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
     file as it is now).
 
     Refuses the whole request, writing nothing, when a path leaves the archive root (``..``, an
-    absolute path, a symlink pointing out) or names no regular file: the client is told which."""
+    absolute path, a symlink pointing out; 400) or names no regular file (404): the client is
+    told which."""
     root = Path(store.archive_root)
     unsafe: list[str] = []
     missing: list[str] = []
@@ -335,18 +331,18 @@ def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
     if unsafe:
         raise ServiceError(
             f"{len(unsafe)} of {len(paths)} paths leave the archive of store {store.slug}: "
-            f"{_listed(unsafe)}",
+            f"{listed_names(unsafe)}",
             field="paths",
-            extra={"unsafe_paths": unsafe},
+            extra={"unsafe_paths": unsafe[:LISTED_AT_MOST]},
         )
     entries = catalogue_files_register(store=store, paths=list(found))
     missing += [relative for relative in found if relative not in entries]  # gone meanwhile
     if missing:
-        raise ServiceError(
+        raise NotFoundError(
             f"{len(missing)} of {len(paths)} paths are not files in the archive of store "
-            f"{store.slug}: {_listed(missing)}",
+            f"{store.slug}: {listed_names(missing)}",
             field="paths",
-            extra={"unknown_paths": missing},
+            extra=unknown_names("paths", missing),
         )
 
     now = timezone.now()
