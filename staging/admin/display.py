@@ -3,7 +3,7 @@ classes (staging/static/staging/admin.css); bar lengths are SVG geometry, not st
 
 from datetime import datetime, timedelta
 
-from django.template.defaultfilters import filesizeformat
+from django.template.defaultfilters import filesizeformat, pluralize
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -34,7 +34,7 @@ def progress_bar(
     failed = min(_share(files_failed, files_total), 100 - done)
     bytes_share = _share(bytes_done, bytes_total)
     summary = (
-        f"{files_done} / {files_total} files"
+        f"{files_done} / {files_total} file{pluralize(files_total)}"
         + (f", {files_failed} failed" if files_failed else "")
         + f" · {filesizeformat(bytes_done)} / {filesizeformat(bytes_total)}"
     )

@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from staging.errors import LISTED_AT_MOST, NotFoundError, ServiceError, listed_names, unknown_names
@@ -92,6 +93,13 @@ class ScanSummary:
     @property
     def seen(self) -> int:
         return self.added + self.updated + self.unchanged
+
+    def __str__(self) -> str:
+        # What the scan command prints and the worker logs: a sentence, not the dataclass.
+        return (
+            f"{self.seen} file{pluralize(self.seen)} seen ({self.added} new, {self.updated} "
+            f"changed, {self.unchanged} unchanged), {self.vanished} vanished"
+        )
 
 
 def _walk_regular_files(root: Path, start: Path):

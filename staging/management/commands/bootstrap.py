@@ -41,6 +41,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"""
 stagingsvc is starting.
+  Start here   {base}/
   API          {base}/dts/staging   {base}/api/v1/jobs/
   API docs     {base}/api/docs/   (schema: /api/schema/)
   Tasks        {base}/durastore/task  {base}/api/v1/tasks/
