@@ -6,14 +6,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+
+from tests.integration.stack import free_port, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
@@ -31,12 +31,6 @@ NOT_INHERITED = {
     "RESULTS_ROOT",
     "STATIC_ROOT",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fresh_clone(destination: Path) -> Path:
@@ -93,17 +87,7 @@ def test_the_readme_walkthrough_runs_as_written_and_ctrl_c_stops_cleanly(clone, 
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert make_run.poll() is None, log_path.read_text()
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"make run never became ready:\n{log_path.read_text()}")
+        wait_until_ready(base, make_run, log_path, timeout=120)
         banner = log_path.read_text()
         assert f"Start here   {base}/" in banner
         assert ".venv/bin/python manage.py createsuperuser" in banner
