@@ -16,6 +16,7 @@ from staging.selectors_dashboard import (
     FAILED_STATUSES,
     activity_per_hour,
     broker_overview,
+    failure_reasons_by_job,
     job_oldest,
     jobs_count_by_status,
     jobs_failed_recently,
@@ -76,6 +77,7 @@ def dashboard(request, *, site):
     jobs_chart, bytes_chart = _charts(activity_per_hour(hours=24, now=now))
     expired_count, expired = subjobs_lease_expired()
     failed_count, failed = jobs_failed_recently(hours=1)
+    reasons = failure_reasons_by_job(job_ids=[job.pk for job in failed])
     oldest_running = job_oldest(status=JobStatus.RUNNING, by="started_at")
     oldest_waiting = job_oldest(status=JobStatus.NOT_STARTED, by="created_at")
     broker = broker_overview(timeout=BROKER_TIMEOUT_SECONDS)
@@ -99,7 +101,7 @@ def dashboard(request, *, site):
         "expired_count": expired_count,
         "expired": [(s, worker_host(s.worker)) for s in expired],
         "failed_count": failed_count,
-        "failed": [(job, status_badge(job.status)) for job in failed],
+        "failed": [(job, status_badge(job.status), reasons.get(job.pk, [])) for job in failed],
         "failed_url": _jobs_url(
             status__in=",".join(FAILED_STATUSES),
             finished_at__gte=(now.replace(microsecond=0) - timedelta(hours=1)).isoformat(),

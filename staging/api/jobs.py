@@ -48,11 +48,12 @@ from staging.selectors import (
 )
 from staging.services.job_requests import (
     JobRequest,
+    job_cancel_requested,
     job_release_requested,
     job_submit,
     request_fingerprint,
 )
-from staging.services.jobs import job_cancel, job_retry
+from staging.services.jobs import job_retry
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
@@ -314,7 +315,7 @@ class JobCancelView(APIView):
         },
     )
     def post(self, request, job_id: str):
-        job = job_cancel(job=job_get(job_id=job_id, user=request.user))
+        job = job_cancel_requested(job=job_get(job_id=job_id, user=request.user), by=request.user)
         if job.status in TERMINAL_STATUSES:
             return _accepted(request, job, code=status.HTTP_200_OK)
         return _accepted(request, job, **{"Retry-After": str(poll_interval())})

@@ -1,6 +1,7 @@
 """Client requests on jobs that take more than one engine call: submitting a job (choose the task,
 resolve what it works on, make a repeated Idempotency-Key return the job it created the first
-time) and releasing a job's staged copies, all or by path."""
+time), cancelling one for someone (recording who), and releasing a job's staged copies, all or
+by path."""
 
 import hashlib
 import json
@@ -8,10 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from staging.errors import IdempotencyKeyReusedError, ServiceError
-from staging.models import Job, Store
+from staging.models import Job, JobStatus, Store
 from staging.selectors import job_by_idempotency_key, job_paths_not_in
+from staging.services.jobs import job_cancel
 from staging.services.recovery import job_release
 from staging.services.tasks import task_perform
 from tasks.catalogue import UnsupportedTaskError
@@ -103,6 +106,22 @@ def _replayed(job: Job, key: str, fingerprint: str) -> Job:
             field="Idempotency-Key",
             extra={"jobId": str(job.uuid)},
         )
+    return job
+
+
+def job_cancel_requested(*, job: Job, by) -> Job:
+    """Cancel ``job`` (``job_cancel``: the same outcome and refusals) for the user ``by``, and
+    record who asked and when. Only the cancel that stops an active job is recorded: asking
+    again, or after a cancel by other means, keeps the first record."""
+    was_active = Job.objects.filter(
+        pk=job.pk, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+    ).exists()
+    job = job_cancel(job=job)
+    if was_active:
+        Job.objects.filter(pk=job.pk, cancelled_at__isnull=True).update(
+            cancelled_by=by, cancelled_at=timezone.now()
+        )
+        job.refresh_from_db(fields=["cancelled_by", "cancelled_at"])
     return job
 
 
