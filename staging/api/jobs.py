@@ -167,8 +167,11 @@ class JobListView(PaginatedView):
         return self.paginated(jobs_list(user=request.user, **filters), JobSummarySerializer)
 
     @extend_schema(
-        description="Submit a job: 202 with the job's status URI in Location. The same "
-        "Idempotency-Key and body again return the same job.",
+        description="Submit a job: any task of the catalogue (stage when task is absent), with "
+        "the task's parameters; ids, paths and lifetime may sit beside them. 202 with the "
+        "job's status URI in Location. The same Idempotency-Key and body again return the same "
+        "job. Paths are relative to the archive root (no leading /, no ..); files no scan has "
+        "indexed yet are catalogued.",
         request=InputSerializer,
         examples=[
             OpenApiExample(
@@ -185,6 +188,10 @@ class JobListView(PaginatedView):
         parameters=[IDEMPOTENCY_KEY, LOCATION, RETRY_AFTER],
         responses={
             202: OpenApiResponse(SubmittedJobSerializer, "Accepted: poll the Location."),
+            404: OpenApiResponse(
+                description="Ids or paths that name no file: the first 20 in unknown_ids or "
+                "unknown_paths, how many in unknown_ids_count or unknown_paths_count."
+            ),
             422: OpenApiResponse(description="The Idempotency-Key was used with another body."),
         },
     )
