@@ -155,9 +155,11 @@ def test_admins_and_service_users_may_not_list_or_perform_tasks(client_for, stor
     assert not Job.objects.exists()
 
 
-def test_the_openapi_schema_describes_the_task_calls_but_not_the_durastore_dialect(client):
+def test_the_openapi_schema_describes_the_task_calls_in_both_dialects(client):
     paths = yaml.safe_load(client.get("/api/schema/").content)["paths"]
     assert {"/api/v1/tasks/", "/api/v1/tasks/{task_name}/"} <= set(paths)
     perform = paths["/api/v1/tasks/{task_name}/"]["post"]
     assert {"202", "400", "404", "409"} <= set(perform["responses"])
-    assert not [path for path in paths if path.startswith("/durastore/")]
+    durastore = paths["/durastore/task/{task_name}"]["post"]
+    assert list(durastore["responses"]["200"]["content"]) == ["text/plain"]
+    assert list(durastore["responses"]["409"]["content"]) == ["text/plain"]
