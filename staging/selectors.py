@@ -309,7 +309,7 @@ def stage_request_get(*, request_id: str, user) -> Job:
 
 class Locality(StrEnum):
     """Where a file's replicas are (WLCG tape API ``archiveinfo``). The archive store plays the
-    tape, the staging area the disk buffer; see README ("For grid clients") for the table."""
+    tape, the staging area the disk buffer; see docs/tape.md for the table."""
 
     DISK = "DISK"
     TAPE = "TAPE"
