@@ -40,6 +40,12 @@ def _jobs_url(**params) -> str:
     return f"{url}?{urlencode(params)}" if params else url
 
 
+def job_count_text(value: float) -> str:
+    """A tick or total of the jobs chart: whole jobs, and a half (the middle tick of a scale to
+    5) as 2.5 rather than rounded to a height it is not drawn at."""
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
 def _charts(hours):
     jobs_chart = stacked_bar_chart(
         title="Jobs ended per hour",
@@ -54,7 +60,7 @@ def _charts(hours):
             for bucket in hours
         ],
         legend=[(status_class(status), label) for status, label in JOB_OUTCOMES],
-        value_format=lambda v: f"{v:,.0f}",
+        value_format=job_count_text,
     )
     bytes_chart = stacked_bar_chart(
         title="Bytes staged per hour",

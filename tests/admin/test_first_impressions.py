@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from staging.admin.charts import Segment, nice_ceiling_bytes, stacked_bar_chart
+from staging.admin.dashboard import job_count_text
 from staging.models import Job, JobStatus, Pin
 from tests.factories import ItemFactory, JobFactory, StoreFactory, SubJobFactory, UserFactory
 
@@ -106,3 +107,13 @@ def _human(value: float) -> str:
     from django.template.defaultfilters import filesizeformat
 
     return filesizeformat(int(value))
+
+
+def test_the_jobs_charts_middle_tick_says_the_value_it_is_drawn_at():
+    chart = stacked_bar_chart(
+        title="Jobs ended per hour",
+        columns=[("00:00", [Segment(4, "status-finished", "finished")])],
+        legend=[],
+        value_format=job_count_text,
+    )
+    assert [label for _, label in chart.y_ticks] == ["0", "2.5", "5"]
