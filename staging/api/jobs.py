@@ -39,6 +39,7 @@ from staging.errors import ConflictError, NotFoundError, ServiceError
 from staging.models import TERMINAL_STATUSES, File, Job
 from staging.selectors import (
     RESULT_COLUMNS,
+    job_error_text,
     job_get,
     job_items,
     job_progress,
@@ -243,6 +244,7 @@ class JobDetailView(APIView):
         counts = job_subjob_counts(job=job)
         job.subjob_counts = {"total": sum(counts.values()), "by_status": counts}
         job.progress_now = job_progress(job=job)
+        job.error_text = job_error_text(job=job)
         return Response(JobDetailSerializer(job, context={"request": request}).data)
 
 
