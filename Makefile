@@ -27,9 +27,14 @@ $(VENV)/.installed-bench: requirements.txt bench/requirements.txt $(VENV)/.insta
 	touch $@
 
 # honcho gives the first process (web) the base port and later ones base+100, +200, ...
+# Ctrl-C is how the service is stopped: honcho stops every process and exits 130, which is a
+# clean stop, not an error. The shell traps SIGINT (a handler, not an ignore, so honcho still
+# receives it) to outlive the keypress and turn that 130 into 0.
 run: $(VENV)/.installed
 	$(BIN)/python manage.py bootstrap
-	exec $(BIN)/honcho --no-colour start -f $(PROCFILE) -p $${PORT:-8000}
+	@trap : INT; $(BIN)/honcho --no-colour start -f $(PROCFILE) -p $${PORT:-8000}; \
+		status=$$?; if [ $$status -eq 130 ]; then echo "stagingsvc stopped."; exit 0; fi; \
+		exit $$status
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -16,6 +16,12 @@ class StagingAdminSite(admin.AdminSite):
     # The service has no public site to link to.
     site_url = None
 
+    def get_app_list(self, request, app_label=None):
+        # The service's own models first: they are what staff come for; Celery's, Knox's and
+        # the periodic tasks' tables follow in Django's alphabetical order.
+        apps = super().get_app_list(request, app_label)
+        return sorted(apps, key=lambda app: app["app_label"] != "staging")
+
     def get_urls(self):
         return [
             path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),

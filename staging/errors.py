@@ -39,3 +39,20 @@ class IdempotencyKeyReusedError(ServiceError):
 
     status_code = 422
     title = "Idempotency key reused"
+
+
+# A refusal lists the names it could not match so the client can fix them, but not all of
+# 10,000: the first few, and how many there were.
+LISTED_AT_MOST = 20
+
+
+def listed_names(names: list[str], limit: int = LISTED_AT_MOST) -> str:
+    """``a, b, c and 9997 more``: the names for a problem's detail."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def unknown_names(kind: str, names: list[str], limit: int = LISTED_AT_MOST) -> dict:
+    """The problem's extra members for names that matched nothing: ``unknown_<kind>`` (the
+    first ``limit``) and ``unknown_<kind>_count`` (all of them)."""
+    return {f"unknown_{kind}": names[:limit], f"unknown_{kind}_count": len(names)}

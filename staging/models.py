@@ -236,6 +236,19 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Who asked for the cancel and when (the first request; later ones change nothing). Null
+    # for jobs no one cancelled, and for cancels a tape client made by request id.
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who asked for the job to be cancelled.",
+    )
+    cancelled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the cancel was asked for."
+    )
 
     class Meta:
         ordering = ["-created_at"]

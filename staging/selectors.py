@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from django.db.models import Count, Q, QuerySet, Sum
+from django.template.defaultfilters import pluralize
 
 from staging.errors import NotFoundError, ServiceError
 from staging.models import File, Item, Job, JobStatus, Store, SubJob
@@ -309,7 +310,7 @@ def stage_request_get(*, request_id: str, user) -> Job:
 
 class Locality(StrEnum):
     """Where a file's replicas are (WLCG tape API ``archiveinfo``). The archive store plays the
-    tape, the staging area the disk buffer; see README ("For grid clients") for the table."""
+    tape, the staging area the disk buffer; see docs/tape.md for the table."""
 
     DISK = "DISK"
     TAPE = "TAPE"
@@ -434,3 +435,25 @@ def job_result_table(*, job: Job) -> ResultTable:
         return ResultTable(tuple(task.columns_for(job)), iter(()), summary)
     columns = task.columns_for(job) if task is not None else RESULT_COLUMNS
     return ResultTable(tuple(columns), job_item_rows(job=job, columns=columns), summary)
+
+
+def job_error_text(*, job: Job, reasons: int = 3) -> str:
+    """Why the job failed, for a client: its own error when it recorded one, else how many of
+    its files failed and the commonest reasons with their counts ("" when none failed)."""
+    if job.error:
+        return job.error
+    counted = list(
+        Item.objects.filter(job=job, status=JobStatus.FAILED)
+        .order_by()
+        .values("error")
+        .annotate(items=Count("pk"))
+        .order_by("-items", "error")
+    )
+    if not counted:
+        return ""
+    failed = sum(row["items"] for row in counted)
+    shown = "; ".join(
+        f"{row['items']}: {row['error'] or 'no message'}" for row in counted[:reasons]
+    )
+    more = f"; {len(counted) - reasons} more reasons" if len(counted) > reasons else ""
+    return f"{failed} file{pluralize(failed)} failed ({shown}{more})"

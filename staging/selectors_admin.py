@@ -79,6 +79,17 @@ def job_live_pins_count(*, job: Job) -> int:
     ).count()
 
 
+def job_live_pins_on_staged_count(*, job: Job) -> int:
+    """The job's live pins on files it staged (its finished items). A job pins every file when
+    it is created; a cancelled or failed file's pin holds no copy of this job's making."""
+    return Pin.objects.filter(
+        job=job,
+        released_at__isnull=True,
+        expires_at__gt=timezone.now(),
+        path__in=Item.objects.filter(job=job, status=JobStatus.FINISHED).values("path"),
+    ).count()
+
+
 def job_task_names() -> list[str]:
     """The task names jobs use. On PostgreSQL a recursive query hops through the (task,
     created_at) index one name at a time (a handful of probes), instead of reading every job as

@@ -12,7 +12,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from staging.broker import broker_queue_lengths
-from staging.models import Job, JobStatus, SubJob
+from staging.models import Item, Job, JobStatus, SubJob
 from staging.selectors_admin import rows_count
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,24 @@ def jobs_failed_recently(*, hours: int = 1, limit: int = 20) -> tuple[int, list[
     )
     newest = failed.select_related("store", "owner").order_by("-finished_at", "-pk")[:limit]
     return failed.count(), list(newest)
+
+
+def failure_reasons_by_job(*, job_ids: list[int], per_job: int = 2) -> dict[int, list[dict]]:
+    """For each job, its commonest failed-item errors (``error``, ``items``), most first: one
+    grouped query for all the jobs of the dashboard's failures table."""
+    reasons: dict[int, list[dict]] = {}
+    rows = (
+        Item.objects.filter(job_id__in=job_ids, status=JobStatus.FAILED)
+        .order_by()
+        .values("job_id", "error")
+        .annotate(items=Count("pk"))
+        .order_by("job_id", "-items", "error")
+    )
+    for row in rows:
+        listed = reasons.setdefault(row["job_id"], [])
+        if len(listed) < per_job:
+            listed.append({"error": row["error"], "items": row["items"]})
+    return reasons
 
 
 def subjobs_running_by_node() -> dict[str, int]:

@@ -61,22 +61,26 @@ class SourceChangedError(OSError):
         super().__init__(errno.EAGAIN, message)
 
 
+# The one wording of a refused path, in every dialect: it says what a path must look like, not
+# that the path leaves the archive (``/run1/x`` does not; it is just not written as we read it).
+RELATIVE_PATH_RULE = "paths are relative to the archive root: no leading /, no .."
+
+
 def clean_relative_path(raw: str) -> str:
     """Normalise a client-supplied relative path, refusing anything that could leave a root.
 
-    Repeated and trailing slashes are collapsed; ``..``, absolute paths, NUL bytes and empty
-    paths are refused."""
+    Repeated and trailing slashes and ``.`` segments are collapsed; a leading ``/``, any ``..``
+    segment (even one that would come back, as in ``run1/../run1/x``: a path has one spelling),
+    NUL bytes and empty paths are refused with ``RELATIVE_PATH_RULE`` and the path as given."""
     if not isinstance(raw, str) or not raw.strip("/"):
-        raise UnsafePathError("path is empty")
+        raise UnsafePathError(f"{RELATIVE_PATH_RULE}, and name a file; got {raw!r}")
     if "\x00" in raw:
-        raise UnsafePathError("path contains a NUL byte")
-    if raw.startswith("/"):
-        raise UnsafePathError(f"path must be relative: {raw!r}")
+        raise UnsafePathError(f"{RELATIVE_PATH_RULE}, and no NUL byte; got {raw!r}")
     parts = [part for part in raw.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise UnsafePathError(f"path may not contain '..': {raw!r}")
+    if raw.startswith("/") or ".." in parts:
+        raise UnsafePathError(f"{RELATIVE_PATH_RULE}; got {raw!r}")
     if not parts:
-        raise UnsafePathError("path is empty")
+        raise UnsafePathError(f"{RELATIVE_PATH_RULE}, and name a file; got {raw!r}")
     return str(PurePosixPath(*parts))
 
 

@@ -12,6 +12,7 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from staging.api.authentication import CREATETOKEN
 from staging.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def problem_exception_handler(exc, context):
             headers=exc.headers or None,
             **exc.extra,
         )
+    exc = _with_how_to_fix(exc, request)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -112,6 +114,25 @@ def problem_exception_handler(exc, context):
         title="Internal Server Error",
         detail="The server could not complete the request; the error has been logged.",
     )
+
+
+def _with_how_to_fix(exc, request):
+    """DRF's wording of a wrong media type or of missing credentials says what is wrong but not
+    what to send; these say both (curl sends a form unless told otherwise)."""
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        sent = request.content_type if request is not None else ""
+        return exceptions.UnsupportedMediaType(
+            sent,
+            detail=f"The body is {sent or 'of no media type'}; this endpoint reads JSON: send "
+            "'Content-Type: application/json' with a JSON body (curl: -H 'Content-Type: "
+            "application/json' -d '{...}').",
+        )
+    if isinstance(exc, exceptions.NotAuthenticated):
+        exc.detail = (
+            "No credentials were sent: send 'Authorization: Bearer <token>' (an operator "
+            f"creates one with {CREATETOKEN})."
+        )
+    return exc
 
 
 def _reason(code: int) -> str:

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import path, re_path
+from django.views.generic import TemplateView
 
 from staging.api import (
     dmi,
@@ -20,6 +21,8 @@ JOB = "api/v1/jobs/<str:job_id>"
 DATA_PRODUCER_JOB = "dmi/v1/dataJob/<str:requestId>/dataProducerJob/<str:dataProducerJobId>"
 
 urlpatterns = [
+    # Where a newcomer lands: links to the docs, the admin, health and every API root.
+    path("", TemplateView.as_view(template_name="landing.html"), name="landing"),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.ReadinessView.as_view(), name="readyz"),

@@ -5,7 +5,8 @@ from django.contrib import admin, messages
 
 from staging.errors import ConflictError
 from staging.models import JobStatus
-from staging.services.jobs import job_cancel, job_retry
+from staging.services.job_requests import job_cancel_requested
+from staging.services.jobs import job_retry
 from staging.services.recovery import job_release
 
 # "Select all" on a list of a million jobs must not start a million cancels in one request.
@@ -53,7 +54,7 @@ def cancel_jobs(modeladmin, request, queryset):
     for job in jobs:
         before = job.status
         try:
-            job = job_cancel(job=job)
+            job = job_cancel_requested(job=job, by=request.user)
         except ConflictError as exc:
             refusals.append(exc.detail)
             continue

@@ -51,11 +51,21 @@ def nice_ceiling(value: float) -> float:
 
 
 def nice_ceiling_bytes(value: float) -> float:
-    """A round number of KiB, MiB, GiB... (1, 2 or 5 times a power of ten of the unit)."""
+    """A round number of KiB, MiB, GiB... (1, 2 or 5 times a power of ten of the unit); a
+    thousand of a unit is one of the next ("1.0 MB", not the wider "1000.0 KB")."""
     unit = 1
     while value >= 1000 * unit and unit < 1024**5:
         unit *= 1024
-    return nice_ceiling(value / unit) * unit
+    ceiling = nice_ceiling(value / unit)
+    if ceiling >= 1000 and unit < 1024**5:
+        return 1024 * unit
+    return ceiling * unit
+
+
+# Tick labels are drawn 12 units high; room for the widest character and a gap to the axis.
+TICK_FONT_SIZE = 12
+TICK_CHAR_WIDTH = 7.5
+TICK_GAP = 6
 
 
 def stacked_bar_chart(
@@ -71,24 +81,29 @@ def stacked_bar_chart(
 ) -> Chart:
     """One stacked bar per column (label, segments bottom-up), a y axis from 0 to a round
     maximum with three ticks, and every ``label_every``-th column labelled."""
+    peak = max((sum(s.value for s in segments) for _, segments in columns), default=0)
+    top = ceiling(peak)
+    ticks: list[tuple[float, str]] = []
+    for fraction in (0, 0.5, 1):
+        label = value_format(top * fraction)
+        if all(label != existing for _, existing in ticks):  # a half may round to a neighbour
+            ticks.append((fraction, label))
+    widest = max(len(label) for _, label in ticks)
     chart = Chart(
         title=title,
         width=width,
         height=height,
-        plot_top=10,
+        # The top tick's label is centred on the top line: half its height above, and a margin.
+        plot_top=TICK_FONT_SIZE,
         plot_bottom=height - 24,
-        plot_left=64,
+        # Wide enough for the widest tick label ("500.0 MB"), so none is cut at the left edge.
+        plot_left=max(48, math.ceil(widest * TICK_CHAR_WIDTH) + TICK_GAP + 2),
         plot_right=width - 8,
         legend=list(legend),
     )
-    peak = max((sum(s.value for s in segments) for _, segments in columns), default=0)
-    top = ceiling(peak)
     plot_height = chart.plot_bottom - chart.plot_top
     slot = (chart.plot_right - chart.plot_left) / max(len(columns), 1)
-    for fraction in (0, 0.5, 1):
-        label = value_format(top * fraction)
-        if any(label == existing for _, existing in chart.y_ticks):
-            continue  # a half that rounds to a neighbour (a scale of 0 to 1 job)
+    for fraction, label in ticks:
         y = chart.plot_bottom - fraction * plot_height
         chart.y_ticks.append((round(y, 1), label))
     grand_total = 0.0

@@ -16,6 +16,7 @@ from staging.selectors_dashboard import (
     FAILED_STATUSES,
     activity_per_hour,
     broker_overview,
+    failure_reasons_by_job,
     job_oldest,
     jobs_count_by_status,
     jobs_failed_recently,
@@ -39,6 +40,12 @@ def _jobs_url(**params) -> str:
     return f"{url}?{urlencode(params)}" if params else url
 
 
+def job_count_text(value: float) -> str:
+    """A tick or total of the jobs chart: whole jobs, and a half (the middle tick of a scale to
+    5) as 2.5 rather than rounded to a height it is not drawn at."""
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
 def _charts(hours):
     jobs_chart = stacked_bar_chart(
         title="Jobs ended per hour",
@@ -53,7 +60,7 @@ def _charts(hours):
             for bucket in hours
         ],
         legend=[(status_class(status), label) for status, label in JOB_OUTCOMES],
-        value_format=lambda v: f"{v:,.0f}",
+        value_format=job_count_text,
     )
     bytes_chart = stacked_bar_chart(
         title="Bytes staged per hour",
@@ -76,6 +83,7 @@ def dashboard(request, *, site):
     jobs_chart, bytes_chart = _charts(activity_per_hour(hours=24, now=now))
     expired_count, expired = subjobs_lease_expired()
     failed_count, failed = jobs_failed_recently(hours=1)
+    reasons = failure_reasons_by_job(job_ids=[job.pk for job in failed])
     oldest_running = job_oldest(status=JobStatus.RUNNING, by="started_at")
     oldest_waiting = job_oldest(status=JobStatus.NOT_STARTED, by="created_at")
     broker = broker_overview(timeout=BROKER_TIMEOUT_SECONDS)
@@ -99,7 +107,7 @@ def dashboard(request, *, site):
         "expired_count": expired_count,
         "expired": [(s, worker_host(s.worker)) for s in expired],
         "failed_count": failed_count,
-        "failed": [(job, status_badge(job.status)) for job in failed],
+        "failed": [(job, status_badge(job.status), reasons.get(job.pk, [])) for job in failed],
         "failed_url": _jobs_url(
             status__in=",".join(FAILED_STATUSES),
             finished_at__gte=(now.replace(microsecond=0) - timedelta(hours=1)).isoformat(),

@@ -3,7 +3,7 @@ classes (staging/static/staging/admin.css); bar lengths are SVG geometry, not st
 
 from datetime import datetime, timedelta
 
-from django.template.defaultfilters import filesizeformat
+from django.template.defaultfilters import filesizeformat, pluralize
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -33,11 +33,11 @@ def progress_bar(
     done = _share(files_done, files_total)
     failed = min(_share(files_failed, files_total), 100 - done)
     bytes_share = _share(bytes_done, bytes_total)
-    summary = (
-        f"{files_done} / {files_total} files"
-        + (f", {files_failed} failed" if files_failed else "")
-        + f" · {filesizeformat(bytes_done)} / {filesizeformat(bytes_total)}"
+    files = f"{files_done} / {files_total} file{pluralize(files_total)}" + (
+        f", {files_failed} failed" if files_failed else ""
     )
+    size = f"{filesizeformat(bytes_done)} / {filesizeformat(bytes_total)}"
+    summary = f"{files} · {size}"
     return format_html(
         '<span class="progress"><svg class="progress-bars" viewBox="0 0 100 10" '
         'preserveAspectRatio="none" role="img" aria-label="{summary}"><title>{summary}</title>'
@@ -46,8 +46,12 @@ def progress_bar(
         '<rect class="files-failed" x="{done}" width="{failed}" height="6"/>'
         '<rect class="track" y="7" width="100" height="3"/>'
         '<rect class="bytes-done" y="7" width="{bytes_share}" height="3"/>'
-        '</svg><span class="progress-text">{summary}</span></span>',
+        # Files and bytes on lines of their own: a narrow column in the job list.
+        '</svg><span class="progress-text">{files}</span>'
+        '<span class="progress-text">{size}</span></span>',
         summary=summary,
+        files=files,
+        size=size,
         done=done,
         failed=failed,
         bytes_share=bytes_share,

@@ -22,9 +22,18 @@ class InputFilter(admin.SimpleListFilter):
     def has_output(self):
         return True
 
+    def shown_value(self) -> str:
+        """What the text box shows for the current value."""
+        return self.value() or ""
+
+    def caption(self) -> str:
+        """A line under the box saying what the value names ("" for nothing)."""
+        return ""
+
     def choices(self, changelist):
         yield {
-            "value": self.value() or "",
+            "value": self.shown_value(),
+            "caption": self.caption(),
             "parameter_name": self.parameter_name,
             "placeholder": self.placeholder,
             "hidden": [(k, v) for k, v in changelist.params.items() if k != self.parameter_name],
@@ -52,25 +61,45 @@ class OwnerFilter(InputFilter):
 
 
 class JobFilter(InputFilter):
-    """Rows of one job (sub-jobs, items, pins), named by its public id or its row id; the job
-    page links here."""
+    """Rows of one job (sub-jobs, items, pins), named by its public id (as the job page links
+    here) or its row id."""
 
     title = "job"
     parameter_name = "job"
     placeholder = "job id"
 
+    def _job(self) -> Job | None:
+        """The job the value names, read once per request (the box, its caption and the
+        filter all need it)."""
+        if not hasattr(self, "_named"):
+            value = (self.value() or "").strip()
+            if value.isdigit():
+                lookup = {"pk": int(value)}
+            else:
+                try:
+                    lookup = {"uuid": uuid.UUID(value)}
+                except ValueError:
+                    lookup = None
+            jobs = Job.objects.select_related("owner")
+            self._named = jobs.filter(**lookup).first() if lookup else None
+        return self._named
+
+    def shown_value(self) -> str:
+        # Links made with a row number (older pages, bookmarks) still show the public id.
+        job = self._job()
+        return str(job.uuid) if job else (self.value() or "")
+
+    def caption(self) -> str:
+        job = self._job()
+        return (
+            f"{job.task} for {job.owner.get_username()}, {job.get_status_display()}" if job else ""
+        )
+
     def queryset(self, request, queryset):
-        value = (self.value() or "").strip()
-        if not value:
+        if not (self.value() or "").strip():
             return queryset
-        if value.isdigit():
-            return queryset.filter(job_id=int(value))
-        try:
-            job_uuid = uuid.UUID(value)
-        except ValueError:
-            return queryset.none()
-        job_id = Job.objects.filter(uuid=job_uuid).values_list("pk", flat=True).first()
-        return queryset.filter(job_id=job_id) if job_id else queryset.none()
+        job = self._job()
+        return queryset.filter(job_id=job.pk) if job else queryset.none()
 
 
 class TaskFilter(admin.SimpleListFilter):

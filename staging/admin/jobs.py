@@ -21,12 +21,13 @@ from staging.admin.display import (
 )
 from staging.admin.filters import OwnerFilter, TaskFilter
 from staging.admin.paginator import EstimatedCountPaginator
-from staging.models import Job, JobStatus
+from staging.models import TERMINAL_STATUSES, Job, JobStatus
 from staging.selectors import job_progress
 from staging.selectors_admin import (
     job_failure_reasons,
     job_items_count_by_status,
     job_live_pins_count,
+    job_live_pins_on_staged_count,
     job_subjobs_page,
     jobs_search,
 )
@@ -40,7 +41,7 @@ class JobAdmin(admin.ModelAdmin):
         "job_id",
         "task",
         "store",
-        "owner",
+        "owner_name",
         "status_badge",
         "progress",
         "created",
@@ -85,6 +86,12 @@ class JobAdmin(admin.ModelAdmin):
             '<span class="job-id" title="{}">{}…</span>', job.uuid, str(job.uuid)[:8]
         )
 
+    @admin.display(description="owner")
+    def owner_name(self, job):
+        # Cut short in a narrow column (admin.css); the whole name in the tooltip.
+        name = job.owner.get_username()
+        return format_html('<span title="{}">{}</span>', name, name)
+
     @admin.display(description="created", ordering="created_at")
     def created(self, job):
         return date_format(timezone.localtime(job.created_at), "Y-m-d H:i:s")
@@ -93,7 +100,7 @@ class JobAdmin(admin.ModelAdmin):
     def status_badge(self, job):
         return status_badge(job.status)
 
-    @admin.display(description="progress (files · bytes)")
+    @admin.display(description="progress")
     def progress(self, job):
         return job_progress_bar(job)
 
@@ -102,7 +109,10 @@ class JobAdmin(admin.ModelAdmin):
         return job_duration(job)
 
     def changelist_view(self, request, extra_context=None):
-        return super().changelist_view(request, {"title": "Jobs", **(extra_context or {})})
+        # The list needs the width more than the app menu does (it has breadcrumbs): without
+        # the sidebar every column fits beside the filters from 1280 px up.
+        context = {"title": "Jobs", "is_nav_sidebar_enabled": False, **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():
@@ -165,6 +175,7 @@ class JobAdmin(admin.ModelAdmin):
         items_url = reverse("admin:staging_item_changelist")
         can_act = self.has_change_permission(request)
         pins = job_live_pins_count(job=job)
+        pins_on_staged = job_live_pins_on_staged_count(job=job) if pins else 0
         return {
             "job": job,
             "badge": status_badge(job.status),
@@ -190,21 +201,25 @@ class JobAdmin(admin.ModelAdmin):
             "duration": job_duration(job, now),
             "subjobs": subjobs,
             "subjobs_total": subjobs_total,
-            "subjobs_url": f"{reverse('admin:staging_subjob_changelist')}?job={job.pk}",
+            "subjobs_url": f"{reverse('admin:staging_subjob_changelist')}?job={job.uuid}",
             "items_by_status": [
                 (
                     JobStatus(status).label,
                     status,
                     count,
-                    f"{items_url}?job={job.pk}&status__exact={status}",
+                    f"{items_url}?job={job.uuid}&status__exact={status}",
                 )
                 for status, count in items.items()
             ],
-            "items_url": f"{items_url}?job={job.pk}",
+            "items_url": f"{items_url}?job={job.uuid}",
             "failure_reasons": job_failure_reasons(job=job),
-            "failed_items_url": f"{items_url}?job={job.pk}&status__exact={JobStatus.FAILED}",
-            "pins_live": pins,
-            "pins_url": f"{reverse('admin:staging_pin_changelist')}?job={job.pk}",
+            "failed_items_url": f"{items_url}?job={job.uuid}&status__exact={JobStatus.FAILED}",
+            # A job pins every file when created: count apart the pins on files it never staged
+            # (cancelled or failed ones), which hold no copy of this job's making.
+            "pins_on_staged": pins_on_staged,
+            "pins_not_staged": pins - pins_on_staged,
+            "job_over": job.status in TERMINAL_STATUSES,
+            "pins_url": f"{reverse('admin:staging_pin_changelist')}?job={job.uuid}",
             "can_see_task_results": request.user.has_perm("django_celery_results.view_taskresult"),
             "job_actions": [
                 (name, label)

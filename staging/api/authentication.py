@@ -1,9 +1,19 @@
 """Bearer-token authentication. Tokens are stored hashed (django-rest-knox); clients send
-``Authorization: Bearer <token>``."""
+``Authorization: Bearer <token>``. Every refusal says what to send instead."""
 
 from django.utils import timezone
 from knox.auth import TokenAuthentication
 from knox.signals import token_expired
+from rest_framework import exceptions
+from rest_framework.authentication import get_authorization_header
+
+CREATETOKEN = ".venv/bin/python manage.py createtoken NAME --role data-user"
+SEND_BEARER = "send the header as 'Authorization: Bearer <token>'"
+
+
+class ExpiredTokenError(exceptions.AuthenticationFailed):
+    default_detail = f"This token has expired; ask for a new one (an operator runs {CREATETOKEN})."
+    default_code = "token_expired"
 
 
 class BearerTokenAuthentication(TokenAuthentication):
@@ -12,12 +22,55 @@ class BearerTokenAuthentication(TokenAuthentication):
     Knox also scans all of the user's other tokens on every request to delete expired ones: a
     second query on every status poll. Here only the presented token is checked (an expired one
     is deleted and refused, as knox does); other expired tokens are refused whenever they are
-    presented, so nothing is lost by not sweeping them on each call."""
+    presented, so nothing is lost by not sweeping them on each call.
+
+    Knox passes over a header of another scheme (so the client hears "credentials were not
+    provided", although it sent some) and fails with a 500 on a token that is not UTF-8. No
+    other authentication here reads the Authorization header, so any header that is not a
+    well-formed bearer token is refused with what to send instead."""
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts:
+            return None
+        scheme = parts[0].decode("latin-1")
+        if len(parts) == 1:
+            if scheme.lower() == "bearer":
+                raise exceptions.AuthenticationFailed(f"The token is missing: {SEND_BEARER}.")
+            raise exceptions.AuthenticationFailed(
+                f"The Authorization header has no scheme before the token: {SEND_BEARER}."
+            )
+        if scheme.lower() != "bearer":
+            raise exceptions.AuthenticationFailed(
+                f"The Authorization scheme {scheme!r} is not one this service reads: {SEND_BEARER}."
+            )
+        if len(parts) > 2:
+            raise exceptions.AuthenticationFailed(
+                f"A token has no spaces; {SEND_BEARER} with the token as createtoken printed it."
+            )
+        token = parts[1]
+        if not token.isascii():
+            raise self._unknown()
+        try:
+            return self.authenticate_credentials(token)
+        except ExpiredTokenError:
+            raise
+        except exceptions.AuthenticationFailed as exc:
+            if exc.detail == "User inactive or deleted.":
+                raise
+            raise self._unknown() from exc
+
+    @staticmethod
+    def _unknown() -> exceptions.AuthenticationFailed:
+        return exceptions.AuthenticationFailed(
+            "This is not a token this service knows (mistyped, revoked, or expired and since "
+            f"removed); ask for a new one (an operator runs {CREATETOKEN})."
+        )
 
     def _cleanup_token(self, auth_token) -> bool:
         if auth_token.expiry is not None and auth_token.expiry < timezone.now():
             username = auth_token.user.get_username()
             auth_token.delete()
             token_expired.send(sender=self.__class__, username=username, source="auth_token")
-            return True
+            raise ExpiredTokenError()
         return False

@@ -12,14 +12,16 @@ this dialect read the body as text."""
 from xml.sax.saxutils import escape
 
 from django.core.exceptions import RequestDataTooBig
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from staging.api.job_output import status_uri
+from staging.api.job_output import LOCATION, status_uri
 from staging.api.permissions import RolePolicy
-from staging.api.tasks import store_id_param
+from staging.api.tasks import STORE_ID, TASK_NAME, store_id_param
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import ServiceError
 from staging.selectors import store_get
@@ -97,6 +99,24 @@ class DuraStoreView(APIView):
 class DuraStoreTaskListView(DuraStoreView):
     renderer_classes = [XmlStringListRenderer, JSONRenderer]
 
+    @extend_schema(
+        description="The tasks a store supports, by name, as DuraStore lists them: XML "
+        "(<list><string>noop</string></list>), or JSON with Accept: application/json. Errors "
+        "are text/plain.",
+        parameters=[STORE_ID],
+        responses={
+            (200, "application/xml"): OpenApiResponse(
+                OpenApiTypes.STR,
+                "The task names as <list><string>name</string>...</list>.",
+                examples=[OpenApiExample("posix", value="<list><string>noop</string></list>")],
+            ),
+            (200, "application/json"): OpenApiResponse(
+                {"type": "array", "items": {"type": "string", "description": "A task name."}},
+                "The task names.",
+            ),
+            404: OpenApiResponse(description="No such store."),
+        },
+    )
     def get(self, request):
         store = store_get(slug=store_id_param(request))
         return Response([task.name for task in task_types_for(store)])
@@ -107,6 +127,18 @@ class DuraStoreTaskView(DuraStoreView):
     throttle_classes = [UserRateThrottle, SubmitRateThrottle]
     parser_classes = []  # the body is the task's own text, read raw
 
+    @extend_schema(
+        description="Perform a task, DuraStore's way: the body is the task's parameters as "
+        "text (a JSON object, or one path per line); 200 with the task's text and Location: "
+        "the job's task status. Errors are text/plain with the message alone.",
+        parameters=[TASK_NAME, STORE_ID, LOCATION],
+        request={"text/plain": OpenApiTypes.STR},
+        responses={
+            (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, "The task's answer."),
+            404: OpenApiResponse(description="No such store, or files it does not have."),
+            409: OpenApiResponse(description="A restore of the item is in progress."),
+        },
+    )
     def post(self, request, task_name: str):
         store = store_get(slug=store_id_param(request))
         try:

@@ -61,4 +61,23 @@ class IsoDurationField(serializers.Field):
         return duration
 
     def to_representation(self, value):
-        return f"PT{int(value.total_seconds())}S"
+        return iso_duration_text(value)
+
+
+def iso_duration_text(value: timedelta) -> str:
+    """The shortest ISO 8601 spelling in days, hours, minutes and seconds: 7 days is ``P7D``
+    (as a client would have written it), 36 hours ``P1DT12H``, 90 seconds ``PT1M30S``."""
+    seconds = value.total_seconds()
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, rest = divmod(rest, 60)
+    fraction = seconds - whole
+    seconds_text = f"{rest + fraction:g}" if fraction else str(rest)
+    clock = "".join(
+        f"{amount}{unit}"
+        for amount, unit in ((hours, "H"), (minutes, "M"), (seconds_text, "S"))
+        if amount not in (0, "0")
+    )
+    text = "P" + (f"{days}D" if days else "") + (f"T{clock}" if clock else "")
+    return text if text != "P" else "PT0S"

@@ -31,7 +31,17 @@ class FileListView(ListAPIView):
 
         class Meta:
             model = File
-            fields = ["id", "store", "path", "size", "mtime", "media_type", "md5", "sha256"]
+            fields = [
+                "id",
+                "store",
+                "path",
+                "size",
+                "mtime",
+                "media_type",
+                "md5",
+                "sha256",
+                "adler32",
+            ]
             extra_kwargs = {
                 "id": {"help_text": "Stable catalogue id (what the DTS asks for)."},
                 "media_type": {"help_text": "IANA media type, guessed from the name."},

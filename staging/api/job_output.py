@@ -139,7 +139,11 @@ class JobDetailSerializer(JobSummarySerializer):
     parameters = serializers.DictField(help_text="The task's parameters as submitted.")
     lifetime = IsoDurationField(help_text="How long staged copies stay pinned (ISO 8601).")
     result = serializers.DictField(help_text="Summary of the outcome once the job has ended.")
-    error = serializers.CharField(help_text="Why the job failed, when it did.")
+    error = serializers.CharField(
+        source="error_text",
+        help_text="Why the job failed, when it did: its own error, else how many files failed "
+        "and the commonest reasons.",
+    )
     updated_at = serializers.DateTimeField(help_text="When anything about the job last changed.")
     progress = DetailedProgressSerializer(
         source="progress_now", help_text="How far the job got, with its rate and time left."

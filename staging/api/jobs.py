@@ -16,7 +16,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from staging.api.fields import IsoDurationField, StrictStringField, validated
+from staging.api.fields import IsoDurationField, StrictStringField, iso_duration_text, validated
 from staging.api.job_output import (
     JOB_ID,
     LOCATION,
@@ -39,6 +39,7 @@ from staging.errors import ConflictError, NotFoundError, ServiceError
 from staging.models import TERMINAL_STATUSES, File, Job
 from staging.selectors import (
     RESULT_COLUMNS,
+    job_error_text,
     job_get,
     job_items,
     job_progress,
@@ -47,13 +48,13 @@ from staging.selectors import (
     store_get,
 )
 from staging.services.job_requests import (
-    JOB_CREATORS,
     JobRequest,
+    job_cancel_requested,
     job_release_requested,
     job_submit,
     request_fingerprint,
 )
-from staging.services.jobs import job_cancel, job_retry
+from staging.services.jobs import job_retry
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
@@ -103,7 +104,8 @@ class JobListView(PaginatedView):
         task = StrictStringField(
             default="stage",
             max_length=64,
-            help_text=f"The task to run; supported: {', '.join(JOB_CREATORS)}.",
+            help_text="The catalogue task to run (GET /api/v1/tasks/ lists them with their "
+            "parameters); stage when absent, as this API is mostly asked to stage files.",
         )
         store = StrictStringField(
             required=False, max_length=64, help_text="The store (storeID); default the primary."
@@ -112,17 +114,20 @@ class JobListView(PaginatedView):
             child=StrictStringField(max_length=64, help_text="A catalogue file id."),
             required=False,
             allow_empty=False,
-            help_text="Catalogue ids of the files (give ids or paths).",
+            help_text="Catalogue ids of the files (give ids or paths); a parameter of the task, "
+            "sent beside the others for short.",
         )
         paths = serializers.ListField(
             child=StrictStringField(max_length=1024, help_text="A path in the archive."),
             required=False,
             allow_empty=False,
-            help_text="Paths relative to the store's archive root (give ids or paths); files "
-            "not yet in the catalogue are added.",
+            help_text="Paths relative to the store's archive root, no leading / and no .. "
+            "(give ids or paths); files no scan has indexed yet are catalogued now.",
         )
         parameters = serializers.DictField(
-            required=False, default=dict, help_text="The task's parameters (stage takes none)."
+            required=False,
+            default=dict,
+            help_text="The task's other parameters, as GET /api/v1/tasks/ describes them.",
         )
         lifetime = IsoDurationField(
             required=False,
@@ -148,11 +153,6 @@ class JobListView(PaginatedView):
         def validate_paths(self, paths):
             return self._bounded(paths, "paths")
 
-        def validate(self, attrs):
-            if ("ids" in attrs) == ("paths" in attrs):
-                raise serializers.ValidationError("Give either ids or paths (one of them).")
-            return attrs
-
     @extend_schema(
         description="The jobs the caller may see, newest first, cursor-paginated.",
         parameters=[FilterSerializer],
@@ -168,8 +168,11 @@ class JobListView(PaginatedView):
         return self.paginated(jobs_list(user=request.user, **filters), JobSummarySerializer)
 
     @extend_schema(
-        description="Submit a job: 202 with the job's status URI in Location. The same "
-        "Idempotency-Key and body again return the same job.",
+        description="Submit a job: any task of the catalogue (stage when task is absent), with "
+        "the task's parameters; ids, paths and lifetime may sit beside them. 202 with the "
+        "job's status URI in Location. The same Idempotency-Key and body again return the same "
+        "job. Paths are relative to the archive root (no leading /, no ..); files no scan has "
+        "indexed yet are catalogued.",
         request=InputSerializer,
         examples=[
             OpenApiExample(
@@ -186,6 +189,10 @@ class JobListView(PaginatedView):
         parameters=[IDEMPOTENCY_KEY, LOCATION, RETRY_AFTER],
         responses={
             202: OpenApiResponse(SubmittedJobSerializer, "Accepted: poll the Location."),
+            404: OpenApiResponse(
+                description="Ids or paths that name no file: the first 20 in unknown_ids or "
+                "unknown_paths, how many in unknown_ids_count or unknown_paths_count."
+            ),
             422: OpenApiResponse(description="The Idempotency-Key was used with another body."),
         },
     )
@@ -205,10 +212,10 @@ class JobListView(PaginatedView):
             request=JobRequest(
                 task=data["task"],
                 store=store,
-                ids=data.get("ids", ()),
-                paths=data.get("paths", ()),
                 parameters=data["parameters"],
-                lifetime=data.get("lifetime"),
+                ids=data.get("ids"),
+                paths=data.get("paths"),
+                lifetime=iso_duration_text(data["lifetime"]) if "lifetime" in data else None,
             ),
             idempotency_key=key,
             fingerprint=request_fingerprint(request.data),
@@ -237,6 +244,7 @@ class JobDetailView(APIView):
         counts = job_subjob_counts(job=job)
         job.subjob_counts = {"total": sum(counts.values()), "by_status": counts}
         job.progress_now = job_progress(job=job)
+        job.error_text = job_error_text(job=job)
         return Response(JobDetailSerializer(job, context={"request": request}).data)
 
 
@@ -316,7 +324,7 @@ class JobCancelView(APIView):
         },
     )
     def post(self, request, job_id: str):
-        job = job_cancel(job=job_get(job_id=job_id, user=request.user))
+        job = job_cancel_requested(job=job_get(job_id=job_id, user=request.user), by=request.user)
         if job.status in TERMINAL_STATUSES:
             return _accepted(request, job, code=status.HTTP_200_OK)
         return _accepted(request, job, **{"Retry-After": str(poll_interval())})

@@ -1,5 +1,6 @@
-"""How drf-spectacular describes our API: component names, the bearer scheme, and the problem
-document every error is. (The schema and docs views are in staging.api.schema.)"""
+"""How drf-spectacular describes our API: component names, the bearer scheme, the problem
+document every error is (text for DuraStore), the routes as each dialect spells them, and the
+health probes. (The schema and docs views are in staging.api.schema.)"""
 
 from http import HTTPStatus
 
@@ -48,8 +49,11 @@ TAGS = (
     ("/api/v1/task_status", "task status"),
     ("/api/v1/files", "catalogue"),
     ("/api/v1/tasks", "task catalogue"),
-    ("/dmi/", "data jobs (seed 002)"),
+    ("/dmi/", "data jobs (O-RAN data producer jobs)"),
     ("/dts/", "DTS provider contract"),
+    ("/durastore/", "DuraStore tasks (DuraCloud)"),
+    ("/tape/", "WLCG Tape REST API"),
+    ("/.well-known/", "WLCG Tape REST API"),
 )
 PAGE_MEMBERS = {
     "next": "URI of the next page, or null on the last one.",
@@ -61,15 +65,78 @@ PAGE_MEMBERS = {
 NULLABLE_ITEMS = {"dts_resources": "200"}
 FORMAT_PARAMETER = "The response format, instead of an Accept header: json or csv."
 
-# Dialects whose contract is someone else's published specification, not described here (yet):
-# the WLCG Tape REST API and DuraCloud's DuraStore task calls, whose errors are plain text (see
-# API.md and the README).
-NOT_DESCRIBED = ("/tape/", "/.well-known/", "/durastore/")
+# Dialects whose specifications spell their routes without a trailing slash (both forms are
+# routed, as clients differ): the schema shows them as their specifications do.
+NO_TRAILING_SLASH = ("/tape/", "/.well-known/", "/durastore/")
+# DuraStore answers errors in text/plain with the message alone, as DuraCloud does.
+PLAIN_TEXT_ERRORS = ("/durastore/",)
 
 
-def exclude_foreign_specifications(endpoints):
-    """Preprocessing hook: leave out the dialects of NOT_DESCRIBED."""
-    return [endpoint for endpoint in endpoints if not endpoint[0].startswith(NOT_DESCRIBED)]
+def spell_routes_as_specified(endpoints):
+    """Preprocessing hook: the tape and DuraStore routes without their optional slash."""
+    return [
+        (path.rstrip("/") if path.startswith(NO_TRAILING_SLASH) else path, *rest)
+        for path, *rest in endpoints
+    ]
+
+
+# The probes are plain Django views (no serializer to describe them): written out here.
+HEALTH_PATHS = {
+    "/healthz": {
+        "get": {
+            "operationId": "healthz",
+            "description": "Liveness: the web process answers. Public.",
+            "tags": ["health"],
+            "responses": {
+                "200": {
+                    "description": "The process is up.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "status": {
+                                        "type": "string",
+                                        "enum": ["ok"],
+                                        "description": "Always ok.",
+                                    }
+                                },
+                                "required": ["status"],
+                            }
+                        }
+                    },
+                }
+            },
+        }
+    },
+    "/readyz": {
+        "get": {
+            "operationId": "readyz",
+            "description": "Readiness: the database and the broker answer (JSON with Accept: "
+            "application/json, else a page). Public.",
+            "tags": ["health"],
+            "responses": {
+                code: {
+                    "description": description,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "description": "Each check by name, with OK or what failed.",
+                                "additionalProperties": {"type": "string"},
+                            }
+                        },
+                        "text/html": {"schema": {"type": "string"}},
+                    },
+                }
+                for code, description in (
+                    ("200", "Database and broker answer."),
+                    ("503", "One of them does not; the body names it."),
+                )
+            },
+        }
+    },
+}
 
 
 # Errors any authenticated operation can answer, whatever it does.
@@ -129,7 +196,8 @@ def add_problem_responses(result, generator, request, public):
             for member, description in PAGE_MEMBERS.items():
                 component["properties"][member].setdefault("description", description)
     problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for path_item in result["paths"].values():
+    plain_text = {"text/plain": {"schema": {"type": "string", "description": "The message."}}}
+    for path, path_item in result["paths"].items():
         for method, operation in path_item.items():
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "format" and parameter["in"] == "query":
@@ -152,12 +220,14 @@ def add_problem_responses(result, generator, request, public):
                 errors.setdefault("404", CURSOR_ERROR)
             for code, description in errors.items():
                 responses.setdefault(code, {"description": description})
+            error_content = plain_text if path.startswith(PLAIN_TEXT_ERRORS) else problem
             for code, response in responses.items():
                 if code.startswith(("4", "5")):
-                    response["content"] = problem
+                    response["content"] = error_content
             if "429" in responses:
                 responses["429"].setdefault("headers", {})["Retry-After"] = RETRY_AFTER
             for code, response in responses.items():
                 if not response.get("description"):
                     response["description"] = HTTPStatus(int(code)).phrase
+    result["paths"].update(HEALTH_PATHS)
     return result

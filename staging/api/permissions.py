@@ -2,7 +2,7 @@
 
 from rest_framework.permissions import BasePermission
 
-from staging.roles import allowed
+from staging.roles import POLICIES, allowed, roles_of
 
 
 def policy_for(view, method: str) -> str:
@@ -20,4 +20,13 @@ class RolePolicy(BasePermission):
     message = "Your role does not allow this call."
 
     def has_permission(self, request, view) -> bool:
-        return allowed(request.user, policy_for(view, request.method))
+        policy = policy_for(view, request.method)
+        if allowed(request.user, policy):
+            return True
+        if request.user is not None and request.user.is_authenticated:
+            yours = ", ".join(sorted(roles_of(request.user))) or "no role"
+            may = ", ".join(sorted(POLICIES[policy]))
+            self.message = (
+                f"Your role ({yours}) does not allow this call; the roles that may: {may}."
+            )
+        return False

@@ -9,6 +9,8 @@ slash (gfal2 2.21 posts to ``/stage/``, newer releases to ``/stage``).
 
 from django.conf import settings
 from django.urls import get_script_prefix
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,6 +29,9 @@ from staging.services.tape import (
 )
 
 TAPE_API_PATH = "tape/api/v1"
+# The longest path a file's row can hold (Item.path, File.path): a longer one is a 400 that
+# says so, not a database error.
+MAX_PATH_LENGTH = 1024
 
 # Per-file state of a stage request, from the item's canonical status (API.md's table).
 TAPE_FILE_STATE = {
@@ -58,9 +63,23 @@ def _max_paths() -> int:
     return settings.STAGING["MAX_FILES_PER_REQUEST"]
 
 
+REQUEST_ID = OpenApiParameter(
+    "request_id",
+    str,
+    OpenApiParameter.PATH,
+    description="The requestId a stage request answered with.",
+)
+NO_SUCH_REQUEST = OpenApiResponse(description="No such stage request visible to the caller.")
+DONE = OpenApiResponse(description="Done; the body is empty.")
+
+
 class PathsInputSerializer(serializers.Serializer):
     paths = serializers.ListField(
-        child=StrictStringField(max_length=4096, allow_blank=False),
+        child=StrictStringField(
+            max_length=MAX_PATH_LENGTH,
+            allow_blank=False,
+            help_text="A path, as in the stage request.",
+        ),
         allow_empty=False,
         help_text="Absolute paths: /<storeID>/<path>, or /<path> in the primary store.",
     )
@@ -80,6 +99,21 @@ class WellKnownView(APIView):
     role_policy = "tape_discovery"
     permission_classes = [RolePolicy]
 
+    class OutputSerializer(serializers.Serializer):
+        class EndpointSerializer(serializers.Serializer):
+            uri = serializers.URLField(help_text="The base URI of the tape API.")
+            version = serializers.CharField(help_text="Its version: v1.")
+            metadata = serializers.DictField(help_text="Nothing, for now.")
+
+        sitename = serializers.CharField(help_text="This site's name (TAPE_SITENAME).")
+        description = serializers.CharField(help_text="What the site is.")
+        endpoints = EndpointSerializer(many=True, help_text="Where the API is.")
+
+    @extend_schema(
+        description="Where this site's WLCG Tape REST API is, as FTS3 and gfal2 look it up. "
+        "Public.",
+        responses={200: OutputSerializer},
+    )
     def get(self, request):
         return Response(
             {
@@ -99,9 +133,19 @@ class StageView(APIView):
     class InputSerializer(serializers.Serializer):
         # Field names are the wire names, camelCase as the specification spells them.
         class FileSerializer(serializers.Serializer):
-            path = StrictStringField(max_length=4096, allow_blank=False)
-            diskLifetime = IsoDurationField(required=False)
-            targetedMetadata = serializers.DictField(required=False)
+            path = StrictStringField(
+                max_length=MAX_PATH_LENGTH,
+                allow_blank=False,
+                help_text="/<storeID>/<path>, or /<path> in the primary store.",
+            )
+            diskLifetime = IsoDurationField(
+                required=False,
+                help_text="How long the staged copy stays pinned (ISO 8601, e.g. P7D).",
+            )
+            targetedMetadata = serializers.DictField(
+                required=False,
+                help_text="Metadata by site name; only this site's is kept (on the job).",
+            )
 
             def validate_targetedMetadata(self, metadata):
                 ours = metadata.get(settings.TAPE["SITENAME"])
@@ -111,7 +155,7 @@ class StageView(APIView):
                     )
                 return metadata
 
-        files = FileSerializer(many=True, allow_empty=False)
+        files = FileSerializer(many=True, allow_empty=False, help_text="The files to stage.")
 
         def validate_files(self, files):
             if len(files) > _max_paths():
@@ -120,6 +164,24 @@ class StageView(APIView):
                 )
             return files
 
+    class OutputSerializer(serializers.Serializer):
+        requestId = serializers.CharField(help_text="The stage request's id.")
+
+    @extend_schema(
+        description="A new stage request: 201 with its requestId and Location. Files not yet "
+        "catalogued are catalogued; a path that is no file fails on its own.",
+        parameters=[
+            OpenApiParameter(
+                "Location",
+                OpenApiTypes.URI,
+                OpenApiParameter.HEADER,
+                description="The new request's URI: poll it.",
+                response=[201],
+            )
+        ],
+        request=InputSerializer,
+        responses={201: OutputSerializer},
+    )
     def post(self, request, **kwargs):
         data = validated(self.InputSerializer, request.data)
         sitename = settings.TAPE["SITENAME"]
@@ -148,22 +210,40 @@ class StageRequestView(APIView):
         """Optional fields are left out rather than sent as null, as the specification asks."""
 
         class FileSerializer(serializers.Serializer):
-            path = serializers.CharField()
-            state = serializers.CharField()
-            startedAt = serializers.IntegerField(required=False)
-            finishedAt = serializers.IntegerField(required=False)
-            error = serializers.CharField(required=False)
+            path = serializers.CharField(help_text="The path as the client sent it.")
+            state = serializers.ChoiceField(
+                choices=sorted(set(TAPE_FILE_STATE.values())), help_text="The file's state."
+            )
+            startedAt = serializers.IntegerField(
+                required=False, help_text="When staging began (epoch seconds)."
+            )
+            finishedAt = serializers.IntegerField(
+                required=False, help_text="When the file ended (epoch seconds)."
+            )
+            error = serializers.CharField(required=False, help_text="Why the file failed.")
 
-        id = serializers.CharField()
-        createdAt = serializers.IntegerField()
-        startedAt = serializers.IntegerField()
-        completedAt = serializers.IntegerField(required=False)
-        files = FileSerializer(many=True)
+        id = serializers.CharField(help_text="The request id.")
+        createdAt = serializers.IntegerField(help_text="When it was made (epoch seconds).")
+        startedAt = serializers.IntegerField(help_text="When work began (epoch seconds).")
+        completedAt = serializers.IntegerField(
+            required=False, help_text="When every file had ended (epoch seconds)."
+        )
+        files = FileSerializer(many=True, help_text="Every file of the request.")
 
+    @extend_schema(
+        description="The request's progress, file by file.",
+        parameters=[REQUEST_ID],
+        responses={200: OutputSerializer, 404: NO_SUCH_REQUEST},
+    )
     def get(self, request, request_id, **kwargs):
         job = stage_request_get(request_id=request_id, user=request.user)
         return Response(self.OutputSerializer(_stage_request_body(job)).data)
 
+    @extend_schema(
+        description="Cancel what still runs and release every pin; the request then answers 404.",
+        parameters=[REQUEST_ID],
+        responses={200: DONE, 404: NO_SUCH_REQUEST},
+    )
     def delete(self, request, request_id, **kwargs):
         stage_request_delete(job=stage_request_get(request_id=request_id, user=request.user))
         return Response(status=200)
@@ -204,6 +284,13 @@ class StageCancelView(APIView):
     permission_classes = [RolePolicy]
     InputSerializer = PathsInputSerializer
 
+    @extend_schema(
+        description="Cancel some files of a request; a path not in it is a 400 and nothing "
+        "is cancelled.",
+        parameters=[REQUEST_ID],
+        request=InputSerializer,
+        responses={200: DONE, 404: NO_SUCH_REQUEST},
+    )
     def post(self, request, request_id, **kwargs):
         paths = validated(self.InputSerializer, request.data)["paths"]
         job = stage_request_get(request_id=request_id, user=request.user)
@@ -218,6 +305,13 @@ class ReleaseView(APIView):
     permission_classes = [RolePolicy]
     InputSerializer = PathsInputSerializer
 
+    @extend_schema(
+        description="The client no longer needs these staged files: their pins are released. "
+        f"With the id {GFAL2_PLACEHOLDER_ID}, the caller's own pins on the paths.",
+        parameters=[REQUEST_ID],
+        request=InputSerializer,
+        responses={200: DONE, 404: NO_SUCH_REQUEST},
+    )
     def post(self, request, request_id, **kwargs):
         paths = validated(self.InputSerializer, request.data)["paths"]
         if request_id == GFAL2_PLACEHOLDER_ID:
@@ -236,10 +330,18 @@ class ArchiveInfoView(APIView):
     InputSerializer = PathsInputSerializer
 
     class OutputSerializer(serializers.Serializer):
-        path = serializers.CharField()
-        locality = serializers.CharField(required=False)
-        error = serializers.CharField(required=False)
+        path = serializers.CharField(help_text="The path as the client sent it.")
+        locality = serializers.CharField(
+            required=False,
+            help_text="DISK, TAPE, DISK_AND_TAPE, LOST or UNAVAILABLE (or an error instead).",
+        )
+        error = serializers.CharField(required=False, help_text="Why no locality is known.")
 
+    @extend_schema(
+        description="Where each file is: the archive plays the tape, the staging area the disk.",
+        request=InputSerializer,
+        responses={200: OutputSerializer(many=True)},
+    )
     def post(self, request, **kwargs):
         paths = validated(self.InputSerializer, request.data)["paths"]
         return Response(self.OutputSerializer(file_localities(paths=paths), many=True).data)

@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from staging.archive_walk import (
@@ -20,8 +21,9 @@ from staging.archive_walk import (
     open_directory,
     walk_regular_files,
 )
-from staging.errors import ServiceError
+from staging.errors import LISTED_AT_MOST, NotFoundError, ServiceError, listed_names, unknown_names
 from staging.models import File, Store, StoreKind
+from staging.services.stores import store_roots_checked
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
 
 logger = logging.getLogger(__name__)
@@ -31,27 +33,61 @@ CHECKSUM_FIELDS = ("md5", "sha256", "adler32")
 NO_CHECKSUMS = dict.fromkeys(CHECKSUM_FIELDS, "")
 
 
+@dataclass(frozen=True)
+class PrimaryStore:
+    """The primary store after a start, and the roots it had before if this start moved them
+    (``{"archive_root": "/old"}``), so the banner can say so."""
+
+    store: Store
+    previous_roots: dict[str, str]
+
+
 def store_ensure_primary(
-    *, slug: str = "primary", archive_root: Path | None = None, staging_root: Path | None = None
-) -> Store:
-    """Make sure a primary store exists (from ARCHIVE_ROOT/STAGING_ROOT) with both roots on disk."""
-    archive_root = Path(archive_root or settings.ARCHIVE_ROOT).resolve()
-    staging_root = Path(staging_root or settings.STAGING_ROOT).resolve()
-    archive_root.mkdir(parents=True, exist_ok=True)
-    staging_root.mkdir(parents=True, exist_ok=True)
+    *, slug: str = "primary", archive_root: str | None = None, staging_root: str | None = None
+) -> PrimaryStore:
+    """Make sure a primary store exists with both roots on disk.
+
+    A root given here (ARCHIVE_ROOT/STAGING_ROOT when set) is the primary store's root on every
+    start, not only the first: the configuration wins over what an earlier start recorded. A
+    root not given keeps the store's own (one made primary by ``addstore`` keeps its roots),
+    or the settings' default for a new store. New roots pass the checks ``addstore`` applies;
+    ServiceError says which failed, and nothing changes."""
     with transaction.atomic():
-        store = Store.objects.filter(is_primary=True).first()
+        store = Store.objects.select_for_update().filter(is_primary=True).first()
+        current = (
+            (store.archive_root, store.staging_root)
+            if store is not None
+            else (str(settings.ARCHIVE_ROOT), str(settings.STAGING_ROOT))
+        )
+        archive, staging = store_roots_checked(
+            archive_root or current[0], staging_root or current[1]
+        )
+        archive.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(parents=True, exist_ok=True)
         if store is None:
             store, _ = Store.objects.update_or_create(
                 slug=slug,
                 defaults={
-                    "archive_root": str(archive_root),
-                    "staging_root": str(staging_root),
+                    "archive_root": str(archive),
+                    "staging_root": str(staging),
                     "is_primary": True,
                     "description": "Primary store",
                 },
             )
-    return store
+            return PrimaryStore(store=store, previous_roots={})
+        previous = {
+            name: old
+            for name, old, new in (
+                ("archive_root", store.archive_root, str(archive)),
+                ("staging_root", store.staging_root, str(staging)),
+            )
+            if old != new
+        }
+        if previous:
+            store.archive_root, store.staging_root = str(archive), str(staging)
+            store.save(update_fields=["archive_root", "staging_root"])
+            logger.warning("primary store %s: roots moved from %s", store.slug, previous)
+    return PrimaryStore(store=store, previous_roots=previous)
 
 
 @dataclass
@@ -65,6 +101,14 @@ class ScanSummary:
     @property
     def seen(self) -> int:
         return self.added + self.updated + self.unchanged
+
+    def __str__(self) -> str:
+        # What the scan command prints and the worker logs: a sentence, not the dataclass.
+        return (
+            f"{self.seen} file{pluralize(self.seen)} seen ({self.added} new, {self.updated} "
+            f"changed, {self.unchanged} unchanged), {self.vanished} vanished; {self.hashed} read "
+            "for their MD5"
+        )
 
 
 def _scan_start(store: Store, prefix: str) -> tuple[str, int]:
@@ -305,11 +349,6 @@ def catalogue_files_register(*, store: Store, paths: Sequence[str]) -> dict[str,
     }
 
 
-def _listed(values: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(values[:limit])
-    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
-
-
 @transaction.atomic
 def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
     """Catalogue entries for ``paths`` as a client sent them (relative to the store's archive
@@ -318,7 +357,8 @@ def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
     file as it is now).
 
     Refuses the whole request, writing nothing, when a path leaves the archive root (``..``, an
-    absolute path, a symlink pointing out) or names no regular file: the client is told which."""
+    absolute path, a symlink pointing out; 400) or names no regular file (404): the client is
+    told which."""
     root = Path(store.archive_root)
     unsafe: list[str] = []
     missing: list[str] = []
@@ -347,18 +387,18 @@ def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
     if unsafe:
         raise ServiceError(
             f"{len(unsafe)} of {len(paths)} paths leave the archive of store {store.slug}: "
-            f"{_listed(unsafe)}",
+            f"{listed_names(unsafe)}",
             field="paths",
-            extra={"unsafe_paths": unsafe},
+            extra={"unsafe_paths": unsafe[:LISTED_AT_MOST]},
         )
     entries = catalogue_files_register(store=store, paths=list(found))
     missing += [relative for relative in found if relative not in entries]  # gone meanwhile
     if missing:
-        raise ServiceError(
+        raise NotFoundError(
             f"{len(missing)} of {len(paths)} paths are not files in the archive of store "
-            f"{store.slug}: {_listed(missing)}",
+            f"{store.slug}: {listed_names(missing)}",
             field="paths",
-            extra={"unknown_paths": missing},
+            extra=unknown_names("paths", missing),
         )
 
     now = timezone.now()

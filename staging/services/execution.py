@@ -227,9 +227,12 @@ def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWo
     last attempt's) fail the item with a message."""
     max_attempts = settings.STAGING["MAX_ATTEMPTS"]
     for attempt in range(1, max_attempts + 1):
+        # The start is written with the attempt count, the one write every item gets when it
+        # begins: a progress report only sees the item in hand, so items that end between two
+        # reports would otherwise never record one.
         if not Item.objects.filter(
             pk=item.pk, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
-        ).update(attempts=F("attempts") + 1):
+        ).update(attempts=F("attempts") + 1, started_at=Coalesce(F("started_at"), timezone.now())):
             return  # cancelled on its own (WLCG tape cancel) since the sub-job read its items
         reporter.item_started(item)
         try:

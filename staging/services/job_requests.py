@@ -1,34 +1,56 @@
 """Client requests on jobs that take more than one engine call: submitting a job (choose the task,
 resolve what it works on, make a repeated Idempotency-Key return the job it created the first
-time) and releasing a job's staged copies, all or by path."""
+time), cancelling one for someone (recording who), and releasing a job's staged copies, all or
+by path."""
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from staging.errors import IdempotencyKeyReusedError, ServiceError
-from staging.models import Job, Store
-from staging.selectors import files_by_ids, job_by_idempotency_key, job_paths_not_in
-from staging.services.catalogue import catalogue_upsert_paths
-from staging.services.jobs import job_create_staging
+from staging.models import Job, JobStatus, Store
+from staging.selectors import job_by_idempotency_key, job_paths_not_in
+from staging.services.jobs import job_cancel
 from staging.services.recovery import job_release
+from staging.services.tasks import task_perform
+from tasks.catalogue import UnsupportedTaskError
 
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What a client asked for, validated for shape (not yet against the store)."""
+    """What a client asked ``POST /api/v1/jobs/`` for, checked for shape only: the task and its
+    store, plus the task's parameters. ``ids``, ``paths`` and ``lifetime`` are sent beside
+    ``parameters`` for the common case (staging files) and are parameters like any other: the
+    task's own validation judges them, exactly as ``POST /api/v1/tasks/{task}/`` would."""
 
     task: str
     store: Store
-    ids: Sequence[str] = ()
-    paths: Sequence[str] = ()
-    parameters: dict | None = None
-    lifetime: timedelta | None = None
+    parameters: dict = field(default_factory=dict)
+    ids: Sequence[str] | None = None
+    paths: Sequence[str] | None = None
+    lifetime: str | None = None
+
+    def task_parameters(self) -> dict:
+        beside = {
+            name: value
+            for name, value in (
+                ("ids", self.ids),
+                ("paths", self.paths),
+                ("lifetime", self.lifetime),
+            )
+            if value is not None
+        }
+        twice = sorted(set(beside) & set(self.parameters))
+        if twice:
+            raise ServiceError(
+                f"{', '.join(twice)} given both in the body and in parameters; give each once",
+                field=twice[0],
+            )
+        return {**self.parameters, **beside}
 
 
 def request_fingerprint(body) -> str:
@@ -37,53 +59,12 @@ def request_fingerprint(body) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _stage(*, owner, request: JobRequest, idempotency_key: str) -> Job:
-    if request.parameters:
-        raise ServiceError(
-            f"stage takes no parameters; got {', '.join(sorted(request.parameters))}",
-            field="parameters",
-        )
-    if request.ids:
-        found = files_by_ids(ids=request.ids)
-        unknown = [
-            i
-            for i in dict.fromkeys(request.ids)
-            if i not in found or found[i].store_id != request.store.pk
-        ]
-        if unknown:
-            raise ServiceError(
-                f"{len(unknown)} of {len(request.ids)} ids are not files of store "
-                f"{request.store.slug}: {', '.join(unknown[:20])}",
-                field="ids",
-                extra={"unknown_ids": unknown},
-            )
-        files = [found[i] for i in dict.fromkeys(request.ids)]
-    else:
-        files = catalogue_upsert_paths(store=request.store, paths=request.paths)
-    return job_create_staging(
-        owner=owner,
-        store=request.store,
-        files=files,
-        source="api",
-        lifetime=request.lifetime,
-        idempotency_key=idempotency_key,
-        task=request.task,
-    )
-
-
-# The tasks a job can run, by name. The task catalogue will register its tasks here.
-JOB_CREATORS: dict[str, Callable[..., Job]] = {"stage": _stage}
-
-
-def _max_files() -> int:
-    return settings.STAGING["MAX_FILES_PER_REQUEST"]
-
-
 @transaction.atomic
 def job_submit(
     *, owner, request: JobRequest, idempotency_key: str = "", fingerprint: str = ""
 ) -> tuple[Job, bool]:
-    """Create the job ``request`` describes; returns it and whether it is new.
+    """Create the job ``request`` describes, through the task catalogue as every dialect does;
+    returns it and whether it is new.
 
     With an ``idempotency_key`` the owner already used, the job of that first request comes back
     (nothing is created) if ``fingerprint`` matches it, and a different body is refused (422)."""
@@ -91,22 +72,29 @@ def job_submit(
         earlier = job_by_idempotency_key(owner=owner, key=idempotency_key)
         if earlier is not None:
             return _replayed(earlier, idempotency_key, fingerprint), False
-    create = JOB_CREATORS.get(request.task)
-    if create is None:
-        raise ServiceError(f"{request.task} is not a supported task.", field="task")
-    if len(request.ids) + len(request.paths) > _max_files():
-        raise ServiceError(f"At most {_max_files()} files per request", field="ids")
+    parameters = request.task_parameters()
     try:
         with transaction.atomic():
-            job = create(owner=owner, request=request, idempotency_key=idempotency_key)
-            Job.objects.filter(pk=job.pk).update(request_hash=fingerprint)
+            try:
+                job = task_perform(
+                    owner=owner,
+                    store=request.store,
+                    task_name=request.task,
+                    source="api",
+                    parameters=parameters,
+                )
+            except UnsupportedTaskError as exc:
+                raise ServiceError(exc.detail, field="task") from exc
+            Job.objects.filter(pk=job.pk).update(
+                request_hash=fingerprint, idempotency_key=idempotency_key
+            )
     except IntegrityError:
         # The same key won a race in a concurrent request: answer with its job.
         earlier = job_by_idempotency_key(owner=owner, key=idempotency_key)
         if not idempotency_key or earlier is None:
             raise
         return _replayed(earlier, idempotency_key, fingerprint), False
-    job.request_hash = fingerprint
+    job.request_hash, job.idempotency_key = fingerprint, idempotency_key
     return job, True
 
 
@@ -118,6 +106,22 @@ def _replayed(job: Job, key: str, fingerprint: str) -> Job:
             field="Idempotency-Key",
             extra={"jobId": str(job.uuid)},
         )
+    return job
+
+
+def job_cancel_requested(*, job: Job, by) -> Job:
+    """Cancel ``job`` (``job_cancel``: the same outcome and refusals) for the user ``by``, and
+    record who asked and when. Only the cancel that stops an active job is recorded: asking
+    again, or after a cancel by other means, keeps the first record."""
+    was_active = Job.objects.filter(
+        pk=job.pk, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+    ).exists()
+    job = job_cancel(job=job)
+    if was_active:
+        Job.objects.filter(pk=job.pk, cancelled_at__isnull=True).update(
+            cancelled_by=by, cancelled_at=timezone.now()
+        )
+        job.refresh_from_db(fields=["cancelled_by", "cancelled_at"])
     return job
 
 

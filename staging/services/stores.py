@@ -17,6 +17,21 @@ def _root(raw: str, name: str) -> Path:
     return path.resolve()
 
 
+def store_roots_checked(archive_root: str, staging_root: str) -> tuple[Path, Path]:
+    """Both roots resolved, or ServiceError: each must be absolute, and neither may contain the
+    other (a scan of the archive would index staged copies, or staging would write into the
+    archive). Every way a store's roots are set passes here."""
+    archive = _root(archive_root, "archive_root")
+    staging = _root(staging_root, "staging_root")
+    if archive == staging or archive.is_relative_to(staging) or staging.is_relative_to(archive):
+        raise ServiceError(
+            f"the archive root {archive} and the staging root {staging} may not contain one "
+            "another",
+            field="staging_root",
+        )
+    return archive, staging
+
+
 @transaction.atomic
 def store_create(
     *,
@@ -31,10 +46,9 @@ def store_create(
     credit: dict | None = None,
     sources: list | None = None,
 ) -> Store:
-    """Add a store with both roots on disk (created if missing). The roots may not contain
-    one another: a scan of the archive would index staged copies, or staging would write into
-    the archive. With ``primary``, it becomes the primary store in place of the old one.
-    ``credit`` and ``sources`` are the DTS metadata every file of the store carries."""
+    """Add a store with both roots on disk (created if missing), checked by
+    ``store_roots_checked``. With ``primary``, it becomes the primary store in place of the old
+    one. ``credit`` and ``sources`` are the DTS metadata every file of the store carries."""
     if not slug or slugify(slug) != slug:
         raise ServiceError(
             f"{slug!r} is not a valid store id (lowercase letters, digits, - and _)", field="slug"
@@ -53,14 +67,7 @@ def store_create(
     ):
         if problems:
             raise ServiceError("; ".join(problems), field=field)
-    archive = _root(archive_root, "archive_root")
-    staging = _root(staging_root, "staging_root")
-    if archive == staging or archive.is_relative_to(staging) or staging.is_relative_to(archive):
-        raise ServiceError(
-            f"the archive root {archive} and the staging root {staging} may not contain one "
-            "another",
-            field="staging_root",
-        )
+    archive, staging = store_roots_checked(archive_root, staging_root)
     if Store.objects.filter(slug=slug).exists():
         raise ConflictError(f"store {slug} already exists", field="slug")
     archive.mkdir(parents=True, exist_ok=True)

@@ -70,9 +70,13 @@ def _tape_parameters(entries: Sequence[tuple[TapePath, StageFile]]) -> dict:
 def _why_not_stageable(store: Store, relative: str) -> str:
     try:
         target = resolve_under(store.archive_root, relative)
+        is_directory = target.is_dir()
     except UnsafePathError:
         return "the path leads outside the store"
-    return "the path is a directory" if target.is_dir() else "no such file in the archive"
+    except OSError:
+        # A name the filesystem cannot look up (too long, say) names no file either.
+        return "no such file in the archive"
+    return "the path is a directory" if is_directory else "no such file in the archive"
 
 
 @transaction.atomic

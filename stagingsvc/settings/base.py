@@ -189,8 +189,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "stagingsvc API",
     "DESCRIPTION": (
         "Stage files from archive stores into a staging area. API v1 (jobs, task status, "
-        "sub-jobs), the seed-002 sub-job paths and the KBase DTS provider contract. Every "
-        "error is an RFC 9457 problem document (application/problem+json)."
+        "sub-jobs, the task catalogue), the O-RAN data-job sub-job paths, the KBase DTS "
+        "provider contract, DuraCloud's DuraStore task calls, the WLCG Tape REST API and the "
+        "health probes. Every error is an RFC 9457 problem document "
+        "(application/problem+json), except DuraStore's, which are text as DuraCloud's are."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -205,7 +207,7 @@ SPECTACULAR_SETTINGS = {
         "validatorUrl": None,
     },
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "staging.models.JobStatus"},
-    "PREPROCESSING_HOOKS": ["staging.api.openapi.exclude_foreign_specifications"],
+    "PREPROCESSING_HOOKS": ["staging.api.openapi.spell_routes_as_specified"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "staging.api.openapi.add_problem_responses",

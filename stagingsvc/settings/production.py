@@ -19,7 +19,7 @@ def _required(name: str) -> str:
     if not value:
         raise ImproperlyConfigured(
             f"{name} must be set in production (stagingsvc.settings.production); "
-            "see the README's Deploying section."
+            "see docs/deployment.md."
         )
     return value
 

@@ -2,7 +2,7 @@
 
 A module of this package that does not start with ``_`` is a task: it builds a ``TaskType`` and
 calls ``register``. Every such module is imported here, so adding a task is adding a module
-(the README shows one); nothing else needs to change. ``_base`` holds the registry and what
+(docs/tasks.md shows one); nothing else needs to change. ``_base`` holds the registry and what
 every task shares, ``_params`` the parameters several tasks take.
 """
 

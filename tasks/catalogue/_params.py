@@ -3,28 +3,28 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.utils.duration import duration_iso_string
 from rest_framework import serializers
 
-from staging.api.fields import StrictStringField
-from staging.errors import NotFoundError
+from staging.api.fields import StrictStringField, iso_duration_text
+from staging.errors import NotFoundError, listed_names, unknown_names
 from staging.models import File, Store
-from staging.selectors import files_by_ids, files_by_paths
+from staging.selectors import files_by_ids
+from staging.services.catalogue import catalogue_upsert_paths
 from staging.storage import UnsafePathError, clean_relative_path
 from tasks.catalogue._base import TaskParameters
 
 MAX_LIFETIME = timedelta(days=365)
 
 
-def _listed(values: list[str], limit: int = 20) -> str:
-    shown = ", ".join(values[:limit])
-    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
-
-
 def files_of_store(store: Store, *, ids: list[str] | None, paths: list[str] | None) -> list[File]:
     """Catalogue entries of ``store`` named by id or by path, in the order given without
-    repeats. Unknown ones (or another store's) are a 404 that lists them; paths that would leave
-    the store are a 400."""
+    repeats, by the rule every dialect follows:
+
+    - an id must be one the catalogue gave out (ids come from a scan or an earlier request);
+    - a path names a file in the archive, scanned or not: one no scan has indexed yet is
+      catalogued now, from a stat (a client need not run a scan before asking);
+    - names that match nothing are a 404 listing them (at most ``LISTED_AT_MOST``, with the
+      count); a path not written as a relative path is a 400 saying how to write it."""
     if ids is not None:
         wanted = list(dict.fromkeys(ids))
         found = files_by_ids(ids=wanted)
@@ -32,9 +32,9 @@ def files_of_store(store: Store, *, ids: list[str] | None, paths: list[str] | No
         if unknown:
             raise NotFoundError(
                 f"{len(unknown)} of {len(wanted)} ids are not files of store {store.slug}: "
-                f"{_listed(unknown)}",
+                f"{listed_names(unknown)}",
                 field="ids",
-                extra={"unknown_ids": unknown},
+                extra=unknown_names("ids", unknown),
             )
         return [found[i] for i in wanted]
     cleaned: list[str] = []
@@ -43,17 +43,7 @@ def files_of_store(store: Store, *, ids: list[str] | None, paths: list[str] | No
             cleaned.append(clean_relative_path(raw))
         except UnsafePathError as exc:
             raise serializers.ValidationError({"paths": [str(exc)]}) from exc
-    wanted = list(dict.fromkeys(cleaned))
-    found = files_by_paths(store=store, paths=wanted)
-    unknown = [p for p in wanted if p not in found]
-    if unknown:
-        raise NotFoundError(
-            f"{len(unknown)} of {len(wanted)} paths are not in the catalogue of store "
-            f"{store.slug} (scan it first): {_listed(unknown)}",
-            field="paths",
-            extra={"unknown_paths": unknown},
-        )
-    return [found[p] for p in wanted]
+    return catalogue_upsert_paths(store=store, paths=list(dict.fromkeys(cleaned)))
 
 
 class FilesParameters(TaskParameters):
@@ -95,8 +85,8 @@ class LifetimeField(serializers.DurationField):
         super().__init__(**kwargs)
 
     def to_representation(self, value):
-        return duration_iso_string(value)
+        return iso_duration_text(value)
 
 
 def lifetime_text(lifetime: timedelta | None) -> str | None:
-    return duration_iso_string(lifetime) if lifetime is not None else None
+    return iso_duration_text(lifetime) if lifetime is not None else None

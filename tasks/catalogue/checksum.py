@@ -3,6 +3,7 @@ keep them on the catalogue entries (where ``stage`` with ``verify`` finds them),
 them as rows."""
 
 from django.conf import settings
+from django.template.defaultfilters import pluralize
 from rest_framework import serializers
 
 from staging.checksums import ALGORITHMS, file_checksum
@@ -62,8 +63,8 @@ register(
         create=create,
         work=checksum_item,
         response_text=lambda job: (
-            f"Checksum ({job.parameters['algorithm']}) of {job.files_total} files was accepted "
-            f"as job {job.uuid}."
+            f"Checksum ({job.parameters['algorithm']}) of {job.files_total} "
+            f"file{pluralize(job.files_total)} was accepted as job {job.uuid}."
         ),
         result_columns=("path", "file_id", "size", "status", "algorithm", "checksum", "error"),
     )

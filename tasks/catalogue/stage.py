@@ -1,6 +1,7 @@
 """stage: copy files from the archive into the staging area and pin them for a lifetime (what
 the DTS and the jobs API ask for), optionally verifying each copy against the catalogue."""
 
+from django.template.defaultfilters import pluralize
 from rest_framework import serializers
 
 from staging.services.checksums import staged_copy_verify
@@ -67,7 +68,8 @@ register(
         create=create,
         work=stage_and_verify,
         response_text=lambda job: (
-            f"Request to stage {job.files_total} files was accepted as job {job.uuid}."
+            f"Request to stage {job.files_total} file{pluralize(job.files_total)} was accepted "
+            f"as job {job.uuid}."
         ),
         # A verified copy's checksum is shown beside the file.
         extra_columns=lambda job: ("algorithm", "checksum") if job.parameters.get("verify") else (),

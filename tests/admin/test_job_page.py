@@ -60,7 +60,7 @@ def test_it_explains_what_went_wrong_with_the_failed_items_reasons(operator_clie
 
     assert "What went wrong" in page
     assert "<code>No such file: b.dat</code>" in page
-    assert f"?job={job.pk}&amp;status__exact=FAILED" in page
+    assert f"?job={job.uuid}&amp;status__exact=FAILED" in page
 
 
 def test_it_links_item_counts_per_status_to_the_filtered_item_list(operator_client):
@@ -68,8 +68,8 @@ def test_it_links_item_counts_per_status_to_the_filtered_item_list(operator_clie
 
     page = operator_client.get(page_of(job)).content.decode()
 
-    assert f'href="/admin/staging/item/?job={job.pk}&amp;status__exact=FINISHED"' in page
-    assert f'href="/admin/staging/item/?job={job.pk}"' in page
+    assert f'href="/admin/staging/item/?job={job.uuid}&amp;status__exact=FINISHED"' in page
+    assert f'href="/admin/staging/item/?job={job.uuid}"' in page
 
 
 def test_the_item_list_shows_only_the_items_of_the_job_it_is_filtered_by(operator_client):

@@ -77,7 +77,7 @@ def test_submitting_has_its_own_smaller_budget(api_as, store, settings):
         client.post("/api/v1/jobs/", {"paths": ["gone"]}, format="json").status_code
         for _ in range(3)
     ]
-    assert codes == [400, 400, 429]
+    assert codes == [404, 404, 429]
     assert client.get("/api/v1/jobs/").status_code == 200
 
 

@@ -142,7 +142,7 @@ def test_the_detail_shows_progress_outcome_and_subjobs_by_status(api_as):
         "eta_seconds": 1.0,
     }
     assert body["subjobs"] == {"total": 3, "by_status": {"FINISHED": 1, "RUNNING": 2}}
-    assert body["lifetime"] == "PT1209600S"
+    assert body["lifetime"] == "P14D"
     assert body["statusuri"] == f"http://testserver/api/v1/task_status/{job.uuid}"
     assert (body["resultsuri"], body["itemsuri"], body["subjobsuri"]) == (
         f"{base}/result",

@@ -74,38 +74,44 @@ def test_a_path_whose_file_changed_refreshes_its_catalogue_entry(api_as, store, 
     assert (entry.size, entry.md5) == (17, "")
 
 
-@pytest.mark.parametrize(
-    "path", ["../outside.txt", "/etc/hostname", "escape/secret.txt", "a/../../x"]
-)
-def test_paths_that_leave_the_archive_are_refused_and_nothing_is_written(
-    api_as, store, tmp_path, path
-):
-    (tmp_path / "outside.txt").write_text("outside")
-    (tmp_path / "elsewhere").mkdir()
-    (tmp_path / "elsewhere" / "secret.txt").write_text("secret")
-    (Path(store.archive_root) / "escape").symlink_to(tmp_path / "elsewhere")
-
+@pytest.mark.parametrize("path", ["../outside.txt", "/etc/hostname", "a/../../x", "/run1/x"])
+def test_paths_not_written_relative_are_refused_with_the_one_rule(api_as, store, path):
     response = submit(api_as(Role.DATA_USER), {"paths": [path]})
 
-    body = assert_problem(response, 400, "leave the archive")
-    assert (body["field"], body["unsafe_paths"]) == ("paths", [path])
+    body = assert_problem(
+        response, 400, "paths are relative to the archive root: no leading /, no ..", repr(path)
+    )
+    assert body["field"] == "paths"
     assert not Job.objects.exists()
     assert not File.objects.exists()
 
 
-def test_paths_that_are_missing_or_directories_are_refused_naming_each(api_as, store):
+def test_a_symlink_out_of_the_archive_is_refused_and_nothing_is_written(api_as, store, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "secret.txt").write_text("secret")
+    (Path(store.archive_root) / "escape").symlink_to(tmp_path / "elsewhere")
+
+    response = submit(api_as(Role.DATA_USER), {"paths": ["escape/secret.txt"]})
+
+    body = assert_problem(response, 400, "leave the archive")
+    assert (body["field"], body["unsafe_paths"]) == ("paths", ["escape/secret.txt"])
+    assert not Job.objects.exists()
+    assert not File.objects.exists()
+
+
+def test_paths_that_are_missing_or_directories_are_a_404_naming_each(api_as, store):
     (Path(store.archive_root) / "adir").mkdir()
     (Path(store.archive_root) / "here.txt").write_text("here")
 
     response = submit(api_as(Role.DATA_USER), {"paths": ["here.txt", "adir", "gone.txt"]})
 
-    body = assert_problem(response, 400, "adir", "gone.txt")
+    body = assert_problem(response, 404, "adir", "gone.txt")
     assert body["unknown_paths"] == ["adir", "gone.txt"]
     assert not Job.objects.exists()
     assert not File.objects.exists()
 
 
-def test_unknown_ids_and_ids_of_another_store_are_refused(api_as, archive_files, tmp_path):
+def test_unknown_ids_and_ids_of_another_store_are_a_404(api_as, archive_files, tmp_path):
     (ours,) = archive_files({"a.txt": b"alpha"})
     other = Store.objects.create(
         slug="tape", archive_root=str(tmp_path / "t-archive"), staging_root=str(tmp_path / "t")
@@ -115,8 +121,8 @@ def test_unknown_ids_and_ids_of_another_store_are_refused(api_as, archive_files,
 
     response = submit(api_as(Role.DATA_USER), {"ids": [ours.id, theirs.id, "nope"]})
 
-    body = assert_problem(response, 400, "not files of store primary", theirs.id, "nope")
-    assert body["unknown_ids"] == [theirs.id, "nope"]
+    body = assert_problem(response, 404, "not files of store primary", theirs.id, "nope")
+    assert (body["unknown_ids"], body["unknown_ids_count"]) == ([theirs.id, "nope"], 2)
     assert not Job.objects.exists()
 
 
@@ -135,18 +141,39 @@ def test_an_unknown_store_is_a_400_on_the_store_field(api_as, store):
     assert body["field"] == "store"
 
 
-def test_any_task_but_stage_is_not_supported_yet(api_as, archive_files):
-    (file,) = archive_files({"a.txt": b"alpha"})
-    response = submit(api_as(Role.DATA_USER), {"task": "scan", "ids": [file.id]})
+@pytest.mark.parametrize(
+    ("task", "body"),
+    [
+        ("checksum", {"paths": ["a.txt"], "parameters": {"algorithm": "md5"}}),
+        ("noop", {}),
+        ("scan", {"parameters": {"prefix": "run1"}}),
+    ],
+)
+def test_every_catalogue_task_runs_as_a_job(api_as, archive_files, task, body):
+    archive_files({"a.txt": b"alpha", "run1/b.txt": b"beta"})
+    response = submit(api_as(Role.DATA_USER), {"task": task, **body})
+    assert response.status_code == 202, response.json()
+    assert Job.objects.get(uuid=response.json()["jobId"]).task == task
+
+
+def test_a_task_the_catalogue_does_not_have_is_refused_naming_the_task_field(api_as, store):
+    response = submit(api_as(Role.DATA_USER), {"task": "enable-streaming"})
     body = assert_problem(response, 400)
-    assert (body["detail"], body["field"]) == ("scan is not a supported task.", "task")
+    assert (body["detail"], body["field"]) == ("enable-streaming is not a supported task.", "task")
     assert not Job.objects.exists()
 
 
-def test_stage_takes_no_parameters(api_as, archive_files):
+def test_stage_refuses_parameters_it_does_not_take(api_as, archive_files):
     (file,) = archive_files({"a.txt": b"alpha"})
     response = submit(api_as(Role.DATA_USER), {"ids": [file.id], "parameters": {"x": 1}})
-    assert assert_problem(response, 400, "no parameters")["field"] == "parameters"
+    body = assert_problem(response, 400, "x: This parameter is not one this task takes.")
+    assert body["field"] == "x"
+
+
+def test_a_parameter_given_twice_is_refused(api_as, archive_files):
+    (file,) = archive_files({"a.txt": b"alpha"})
+    response = submit(api_as(Role.DATA_USER), {"ids": [file.id], "parameters": {"ids": [file.id]}})
+    assert assert_problem(response, 400, "ids given both")["field"] == "ids"
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ walkthrough, then stopped with SIGTERM leaving no process behind."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.integration.stack import free_port, wait_until_ready
+
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def descendants(pid: int) -> set[int]:
@@ -95,16 +90,7 @@ def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_pat
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"stack never became ready:\n{log_path.read_text()}")
+        wait_until_ready(base, stack, log_path)
 
         token = manage(env, "createtoken", "alice", "--role", "data-user").strip()
         archive = tmp_path / "var" / "archive"

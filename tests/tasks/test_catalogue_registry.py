@@ -156,16 +156,16 @@ def test_dts_jobs_still_run_the_stage_work(client_for, store, archive_files):
 
 
 def readme_example_module() -> str:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("### Adding a task type", 1)[1]
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "tasks.md").read_text()
+    section = guide.split("## Adding a task type", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.fixture
 def readme_task():
-    """The README's example task module, imported as if it were tasks/catalogue/line_count.py."""
+    """docs/tasks.md's example task module, imported as tasks/catalogue/line_count.py."""
     module = types.ModuleType("tasks.catalogue.line_count")
-    exec(compile(readme_example_module(), "README.md", "exec"), module.__dict__)
+    exec(compile(readme_example_module(), "docs/tasks.md", "exec"), module.__dict__)
     yield task_type_get("line-count")
     unregister("line-count")
 

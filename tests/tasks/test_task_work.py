@@ -84,7 +84,8 @@ def test_checksums_match_hashlib_and_zlib_and_are_kept_in_the_catalogue(
 def test_a_file_changed_since_the_scan_gets_no_checksum_and_fails(store, archive_files):
     (file,) = archive_files({"a.txt": b"alpha"})
     (Path(store.archive_root) / "a.txt").write_bytes(b"alpha and more")
-    job = run_all(perform(store, "checksum", {"paths": ["a.txt"]}))
+    # By id: the catalogue entry as scanned (by path, the request would refresh it first).
+    job = run_all(perform(store, "checksum", {"ids": [file.id]}))
     item = job.items.get()
     assert (job.status, item.attempts) == (JobStatus.FAILED, 1)
     assert "the catalogue says 5: scan the store again" in item.error

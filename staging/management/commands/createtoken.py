@@ -13,7 +13,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--role", required=True, choices=sorted(Role))
+        parser.add_argument(
+            "--role",
+            required=True,
+            # The values, not the enum members: argparse prints choices with repr().
+            choices=sorted(role.value for role in Role),
+            help="What the token may do (see docs/security.md).",
+        )
         parser.add_argument(
             "--ttl-hours",
             type=int,

@@ -18,8 +18,4 @@ class Command(BaseCommand):
             summary = catalogue_scan(store=target, prefix=prefix)
         except ServiceError as exc:
             raise CommandError(exc.detail) from exc
-        self.stdout.write(
-            f"store {target.slug}: {summary.seen} files seen "
-            f"({summary.added} new, {summary.updated} changed, {summary.unchanged} unchanged), "
-            f"{summary.vanished} vanished; {summary.hashed} read for their MD5"
-        )
+        self.stdout.write(f"store {target.slug}: {summary}")

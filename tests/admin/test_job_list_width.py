@@ -1,0 +1,66 @@
+"""The job list in a real browser (Debian's Chromium via Playwright) at laptop widths: every
+column, the last ones too, is on screen without scrolling the table sideways."""
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from staging.models import JobStatus
+from tests.admin.conftest import staff
+from tests.admin.test_browser import CHROMIUM, CHROMIUM_FLAGS, browser_or_skip
+from tests.factories import JobFactory, StoreFactory, UserFactory
+
+
+@pytest.fixture
+def wide_rows(transactional_db):
+    store = StoreFactory(slug="tape-library-east")
+    owner = UserFactory(username="a-very-long-username-of-a-service-account")
+    for status in (JobStatus.RUNNING, JobStatus.PARTIALLY_FAILED, JobStatus.NOT_STARTED):
+        JobFactory(
+            store=store,
+            owner=owner,
+            status=status,
+            task="restore-content",
+            files_total=123_456,
+            files_done=65_432,
+            files_failed=1_234,
+            bytes_total=987_654_321_000,
+            bytes_done=123_456_789_000,
+        )
+
+
+@pytest.mark.parametrize("width", [1280, 1400])
+def test_every_column_of_the_job_list_is_on_screen(live_server, wide_rows, width):
+    sync_playwright = browser_or_skip()
+    client = Client()
+    client.force_login(staff("heidi", "data-admin"))
+    session = {
+        "name": settings.SESSION_COOKIE_NAME,
+        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+    }
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": width, "height": 900})
+            page = context.new_page()
+            # Logged in by the session cookie the test client made: the list is all we look at.
+            page.context.add_cookies([{**session, "url": live_server.url}])
+            page.goto(f"{live_server.url}/admin/staging/job/")
+            page.wait_for_selector("#result_list")
+            results = page.evaluate(
+                """() => {
+                    const box = document.querySelector('#changelist .results');
+                    const last = document.querySelector('#result_list thead th:last-child');
+                    return {
+                        scroll: box.scrollWidth, client: box.clientWidth,
+                        lastRight: last.getBoundingClientRect().right,
+                        viewport: document.documentElement.clientWidth,
+                        lastText: last.textContent.trim(),
+                    };
+                }"""
+            )
+        finally:
+            browser.close()
+    assert results["lastText"].lower() == "duration"
+    assert results["scroll"] <= results["client"], results
+    assert results["lastRight"] <= results["viewport"], results
