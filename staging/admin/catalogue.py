@@ -1,17 +1,50 @@
 """Stores (managed by the ``admin`` role) and the file catalogue (read-only: the scan fills it)."""
 
 import uuid
+from pathlib import Path
 
+from django import forms
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
 from staging.admin.base import ReadOnlyAdmin
+from staging.errors import ServiceError
 from staging.models import File, Store
+from staging.services.stores import store_roots_validate
+
+
+class StoreForm(forms.ModelForm):
+    """The roots pass the same checks as ``store_create`` and are saved resolved, created."""
+
+    class Meta:
+        model = Store
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        archive, staging = cleaned.get("archive_root"), cleaned.get("staging_root")
+        if archive and staging:
+            try:
+                archive, staging = store_roots_validate(archive_root=archive, staging_root=staging)
+            except ServiceError as exc:
+                self.add_error(exc.field, exc.detail)
+            else:
+                cleaned["archive_root"], cleaned["staging_root"] = str(archive), str(staging)
+                self._create_roots(archive, staging)
+        return cleaned
+
+    def _create_roots(self, *roots: Path) -> None:
+        for field, root in zip(["archive_root", "staging_root"], roots, strict=True):
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self.add_error(field, f"{root} cannot be created: {exc.strerror}")
 
 
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
+    form = StoreForm
     list_display = [
         "slug",
         "kind",

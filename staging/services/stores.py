@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -10,10 +11,40 @@ from staging.models import Store, StoreKind
 
 
 def _root(raw: str, name: str) -> Path:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        raise ServiceError(f"{name} {raw!r} contains a control character", field=name)
     path = Path(raw)
     if not path.is_absolute():
         raise ServiceError(f"{name} must be an absolute path, not {raw!r}", field=name)
-    return path.resolve()
+    # Resolved, so that neither ".." nor a symlink under an allowed base leads out of it.
+    resolved = path.resolve()
+    bases = [Path(base).resolve() for base in settings.STORE_ROOTS_ALLOWED]
+    if not any(resolved != base and resolved.is_relative_to(base) for base in bases):
+        raise ServiceError(
+            f"{name} {str(resolved)!r} is not under an allowed base directory "
+            f"({', '.join(map(str, bases)) or 'none configured'}); choose a directory below "
+            "one of them or add its parent to STORE_ROOTS_ALLOWED",
+            field=name,
+        )
+    return resolved
+
+
+def store_roots_validate(*, archive_root: str, staging_root: str) -> tuple[Path, Path]:
+    """The two roots of a store, resolved, or a ServiceError naming the wrong one. Every path
+    that writes roots (``store_create``, the admin's store form) asks this one function: each
+    must be absolute, strictly below a base directory of ``STORE_ROOTS_ALLOWED`` once symlinks
+    and ".." are resolved (an archive root of /etc/stagingsvc would stage the service's own
+    secrets), and neither may contain the other: a scan of the archive would index staged
+    copies, or staging would write into the archive."""
+    archive = _root(archive_root, "archive_root")
+    staging = _root(staging_root, "staging_root")
+    if archive == staging or archive.is_relative_to(staging) or staging.is_relative_to(archive):
+        raise ServiceError(
+            f"the archive root {archive} and the staging root {staging} may not contain one "
+            "another",
+            field="staging_root",
+        )
+    return archive, staging
 
 
 @transaction.atomic
@@ -28,9 +59,9 @@ def store_create(
     description: str = "",
     simulated_latency_ms: int = 0,
 ) -> Store:
-    """Add a store with both roots on disk (created if missing). The roots may not contain
-    one another: a scan of the archive would index staged copies, or staging would write into
-    the archive. With ``primary``, it becomes the primary store in place of the old one."""
+    """Add a store with both roots on disk (created if missing), checked by
+    ``store_roots_validate``. With ``primary``, it becomes the primary store in place of the
+    old one."""
     if not slug or slugify(slug) != slug:
         raise ServiceError(
             f"{slug!r} is not a valid store id (lowercase letters, digits, - and _)", field="slug"
@@ -42,14 +73,7 @@ def store_create(
         )
     if simulated_latency_ms < 0:
         raise ServiceError("the simulated latency cannot be negative", field="latency")
-    archive = _root(archive_root, "archive_root")
-    staging = _root(staging_root, "staging_root")
-    if archive == staging or archive.is_relative_to(staging) or staging.is_relative_to(archive):
-        raise ServiceError(
-            f"the archive root {archive} and the staging root {staging} may not contain one "
-            "another",
-            field="staging_root",
-        )
+    archive, staging = store_roots_validate(archive_root=archive_root, staging_root=staging_root)
     if Store.objects.filter(slug=slug).exists():
         raise ConflictError(f"store {slug} already exists", field="slug")
     archive.mkdir(parents=True, exist_ok=True)

@@ -285,6 +285,12 @@ CELERY_BEAT_SCHEDULE = {
 
 ARCHIVE_ROOT = Path(env("ARCHIVE_ROOT", default=str(VAR_DIR / "archive")))
 STAGING_ROOT = Path(env("STAGING_ROOT", default=str(VAR_DIR / "staging")))
+# Store roots (admin, addstore) must lie strictly below one of these directories, so that no
+# store can stage the service's own files (/etc, its secret key, its database) to clients.
+STORE_ROOTS_ALLOWED = env.list(
+    "STORE_ROOTS_ALLOWED",
+    default=list(dict.fromkeys([str(ARCHIVE_ROOT.parent), str(STAGING_ROOT.parent)])),
+)
 # Results too large for a database row (a scan's list of files) are written here, one file per
 # job, and deleted with their job. Every web and worker process must see the same directory.
 RESULTS_ROOT = Path(env("RESULTS_ROOT", default=str(VAR_DIR / "results")))
