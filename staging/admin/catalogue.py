@@ -19,7 +19,17 @@ class StoreForm(forms.ModelForm):
 
     class Meta:
         model = Store
-        fields = "__all__"
+        fields = [
+            "slug",
+            "description",
+            "kind",
+            "is_primary",
+            "archive_root",
+            "staging_root",
+            "hard_link",
+            "administrators",
+            "simulated_latency_ms",
+        ]
 
     def clean(self):
         cleaned = super().clean()
