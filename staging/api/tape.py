@@ -13,7 +13,12 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from staging.api.fields import IsoDurationField, StrictStringField, validated
+from staging.api.fields import (
+    IsoDurationField,
+    StrictStringField,
+    path_lengths_check,
+    validated,
+)
 from staging.api.permissions import RolePolicy
 from staging.models import TERMINAL_STATUSES, Job, JobStatus
 from staging.selectors import file_localities, stage_request_get
@@ -99,7 +104,7 @@ class StageView(APIView):
     class InputSerializer(serializers.Serializer):
         # Field names are the wire names, camelCase as the specification spells them.
         class FileSerializer(serializers.Serializer):
-            path = StrictStringField(max_length=4096, allow_blank=False)
+            path = StrictStringField(allow_blank=False, validators=[path_lengths_check])
             diskLifetime = IsoDurationField(required=False)
             targetedMetadata = serializers.DictField(required=False)
 

@@ -69,6 +69,7 @@ MIDDLEWARE = [
     # First and last, so they time the whole request (django-prometheus's HTTP metrics).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "stagingsvc.middleware.RejectNulBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -165,7 +166,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["staging.api.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["staging.api.throttling.UserRateThrottle"],
     # Per user: every call, and the calls that create jobs. "N/second|minute|hour|day"; empty: off.
     "DEFAULT_THROTTLE_RATES": {
@@ -312,6 +313,10 @@ STAGING = {
     "POLL_INTERVAL_SECONDS": env.int("STAGING_POLL_INTERVAL_SECONDS", default=5),
     # How long staged copies stay pinned when a request does not say (the DTS needs 7 days).
     "DEFAULT_LIFETIME": timedelta(days=env.int("STAGING_DEFAULT_LIFETIME_DAYS", default=14)),
+    # The longest pin any request may ask for, in every dialect: API v1 and the task catalogue
+    # refuse more with a 400; a tape diskLifetime beyond it is shortened to it (the
+    # specification makes the lifetime the client's wish).
+    "MAX_LIFETIME": timedelta(days=env.int("STAGING_MAX_LIFETIME_DAYS", default=365)),
     # Finished jobs (with their items, sub-jobs, results and TaskResult rows) are deleted this
     # long after they ended; well above the 7 days the DTS may come back for a request.
     "RETENTION": timedelta(days=env.int("STAGING_RETENTION_DAYS", default=30)),
@@ -338,8 +343,6 @@ TAPE = {
     # kept on the job, metadata for other sites is ignored.
     "SITENAME": env("TAPE_SITENAME", default="stagingsvc"),
     "DESCRIPTION": env("TAPE_DESCRIPTION", default="stagingsvc: WLCG Tape REST API v1"),
-    # A diskLifetime longer than this is shortened to it (the lifetime is the client's wish).
-    "MAX_DISK_LIFETIME": timedelta(days=env.int("TAPE_MAX_DISK_LIFETIME_DAYS", default=30)),
 }
 
 # --- Logging --------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ from staging.selectors import files_by_ids, files_by_paths
 from staging.storage import UnsafePathError, clean_relative_path
 from tasks.catalogue._base import TaskParameters
 
-MAX_LIFETIME = timedelta(days=365)
-
 
 def _listed(values: list[str], limit: int = 20) -> str:
     shown = ", ".join(values[:limit])
@@ -87,12 +85,19 @@ class FilesParameters(TaskParameters):
 
 
 class LifetimeField(serializers.DurationField):
-    """An ISO 8601 duration (``P7D``, ``PT12H``) between a second and a year."""
+    """An ISO 8601 duration (``P7D``, ``PT12H``) between a second and the longest pin
+    (``STAGING["MAX_LIFETIME"]``, read per request so that the setting applies at once)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("min_value", timedelta(seconds=1))
-        kwargs.setdefault("max_value", MAX_LIFETIME)
         super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        lifetime = super().to_internal_value(data)
+        longest = settings.STAGING["MAX_LIFETIME"]
+        if lifetime > longest:
+            self.fail("max_value", max_value=duration_iso_string(longest))
+        return lifetime
 
     def to_representation(self, value):
         return duration_iso_string(value)
