@@ -126,6 +126,14 @@ class File(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["store", "path"], name="unique_file_path_per_store")
         ]
+        indexes = [
+            # GET /api/v1/files/ pages in path order over every store: this index gives that
+            # order without sorting the catalogue; the pattern index serves ?prefix= lookups.
+            models.Index(fields=["path"], name="file_path"),
+            models.Index(
+                fields=["path"], name="file_path_prefix", opclasses=["varchar_pattern_ops"]
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.store_id}:{self.path}"
@@ -307,3 +315,7 @@ class Pin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.store_id}:{self.path} for {self.job_id}"
+
+
+# Defined in their own module; imported here so that Django registers them with the app.
+from staging.models_limits import AccountLimits  # noqa: E402, F401

@@ -15,6 +15,8 @@ from django.utils.html import format_html
 from knox.models import AuthToken
 
 from staging.errors import ServiceError
+from staging.models import AccountLimits
+from staging.selectors_accounts import account_limits_changed
 from staging.services.accounts import (
     account_grantable_groups,
     account_holds_at_most,
@@ -166,6 +168,70 @@ class StagingUserAdmin(UserAdmin):
         if db_field.name == "groups":
             kwargs["queryset"] = account_grantable_groups(actor=request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+@admin.register(AccountLimits)
+class AccountLimitsAdmin(admin.ModelAdmin):
+    """Rates and limits of work in flight, for a role or one user; blank fields inherit (see
+    ``staging.models_limits``). A non-superuser sets them only for users who hold no more than
+    it does (a limit of 0/minute would lock anyone out)."""
+
+    list_display = [
+        "__str__",
+        "request_rate",
+        "submit_rate",
+        "max_active_jobs",
+        "max_active_files",
+        "max_active_bytes",
+        "max_concurrent_scans",
+    ]
+    list_select_related = ["user", "role"]
+    autocomplete_fields = ["user"]
+    search_fields = ["user__username", "role__name"]
+    fieldsets = [
+        ("For", {"fields": ["role", "user"]}),
+        ("Request rates", {"fields": ["request_rate", "submit_rate"]}),
+        (
+            "Work in flight",
+            {
+                "fields": [
+                    "max_active_jobs",
+                    "max_active_files",
+                    "max_active_bytes",
+                    "max_concurrent_scans",
+                ]
+            },
+        ),
+    ]
+
+    def _may_act_on(self, request, obj) -> bool:
+        return (
+            obj is None
+            or obj.user is None
+            or account_holds_at_most(actor=request.user, target=obj.user)
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._may_act_on(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self._may_act_on(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if not self._may_act_on(request, obj):
+            raise PermissionDenied
+        super().save_model(request, obj, form, change)
+        account_limits_changed()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        account_limits_changed()
+
+    def delete_queryset(self, request, queryset):
+        if not all(self._may_act_on(request, row) for row in queryset):
+            raise PermissionDenied
+        super().delete_queryset(request, queryset)
+        account_limits_changed()
 
 
 if admin.site.is_registered(User):

@@ -41,6 +41,21 @@ def path_lengths_check(path: str) -> str:
     return path
 
 
+class FileListField(serializers.ListField):
+    """A list of files (ids or paths) of at most ``STAGING["MAX_FILES_PER_REQUEST"]`` items,
+    read per request: every task and dialect that names files is bounded by the one setting."""
+
+    default_error_messages = {
+        "too_many": "At most {limit} files per request; this one names {count}. Split it."
+    }
+
+    def to_internal_value(self, data):
+        limit = settings.STAGING["MAX_FILES_PER_REQUEST"]
+        if isinstance(data, list) and len(data) > limit:
+            self.fail("too_many", limit=limit, count=len(data))
+        return super().to_internal_value(data)
+
+
 def validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)

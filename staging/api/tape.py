@@ -20,6 +20,7 @@ from staging.api.fields import (
     validated,
 )
 from staging.api.permissions import RolePolicy
+from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.models import TERMINAL_STATUSES, Job, JobStatus
 from staging.selectors import file_localities, stage_request_get
 from staging.services.tape import (
@@ -100,6 +101,7 @@ class StageView(APIView):
 
     role_policy = "tape"
     permission_classes = [RolePolicy]
+    throttle_classes = [UserRateThrottle, SubmitRateThrottle]
 
     class InputSerializer(serializers.Serializer):
         # Field names are the wire names, camelCase as the specification spells them.

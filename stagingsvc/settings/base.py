@@ -167,15 +167,48 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["staging.api.parsers.JSONParser"],
-    "DEFAULT_THROTTLE_CLASSES": ["staging.api.throttling.UserRateThrottle"],
-    # Per user: every call, and the calls that create jobs. "N/second|minute|hour|day"; empty: off.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "staging.api.throttling.UserRateThrottle",
+        "staging.api.throttling.AnonRateThrottle",
+    ],
+    # Site-wide defaults per account: every call, and the calls that create jobs; roles and
+    # users may have their own (ACCOUNT_LIMITS below, and the admin). Anonymous calls (schema,
+    # docs, tape discovery) per client address. "N/second|minute|hour|day"; empty: off.
     "DEFAULT_THROTTLE_RATES": {
         "user": env("API_THROTTLE_RATE", default="1200/minute") or None,
         "submit": env("API_SUBMIT_THROTTLE_RATE", default="120/minute") or None,
+        "anon": env("API_ANON_THROTTLE_RATE", default="60/minute") or None,
     },
+    # Behind this many proxies, the client address is that many hops back in
+    # X-Forwarded-For (None: REMOTE_ADDR). Only set it when a proxy you run adds the header.
+    "NUM_PROXIES": env.int("TRUSTED_PROXY_HOPS", default=0) or None,
     "DEFAULT_SCHEMA_CLASS": "staging.api.openapi.StagingAutoSchema",
     "EXCEPTION_HANDLER": "stagingsvc.exceptions.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+# Limits per account. An AccountLimits row in the admin (for a role, or for one user) overrides
+# these field by field; a user with several roles gets the most generous. None: no limit.
+ACCOUNT_LIMITS = {
+    # Defaults per role. A service account (the DTS, FTS3) polls every pending request of all
+    # its users: 12,000 pending requests polled once a minute is 200 requests/s.
+    "ROLES": {
+        "service-user": {
+            "request_rate": env("SERVICE_USER_THROTTLE_RATE", default="30000/minute"),
+            "submit_rate": env("SERVICE_USER_SUBMIT_THROTTLE_RATE", default="6000/minute"),
+            "max_active_jobs": env.int("SERVICE_USER_MAX_ACTIVE_JOBS", default=50_000),
+            "max_active_files": env.int("SERVICE_USER_MAX_ACTIVE_FILES", default=5_000_000),
+        },
+    },
+    # Everyone else (request rates: API_THROTTLE_RATE and API_SUBMIT_THROTTLE_RATE above).
+    "DEFAULT": {
+        "max_active_jobs": env.int("MAX_ACTIVE_JOBS_PER_USER", default=1000),
+        "max_active_files": env.int("MAX_ACTIVE_FILES_PER_USER", default=1_000_000),
+        "max_active_bytes": env.int("MAX_ACTIVE_BYTES_PER_USER", default=0) or None,
+        "max_concurrent_scans": env.int("MAX_CONCURRENT_SCANS_PER_USER", default=2),
+    },
+    # Retry-After of a 429 for a limit of work in flight (jobs end in their own time).
+    "RETRY_AFTER_SECONDS": env.int("ACCOUNT_LIMIT_RETRY_AFTER_SECONDS", default=60),
 }
 
 # Request bodies declaring more than this are refused with 413 before they are read (Django's

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.utils.duration import duration_iso_string
 from rest_framework import serializers
 
-from staging.api.fields import StrictStringField
+from staging.api.fields import FileListField, StrictStringField
 from staging.errors import NotFoundError
 from staging.models import File, Store
 from staging.selectors import files_by_ids, files_by_paths
@@ -57,13 +57,13 @@ def files_of_store(store: Store, *, ids: list[str] | None, paths: list[str] | No
 class FilesParameters(TaskParameters):
     """Files of the store, by catalogue id or by path (one of the two)."""
 
-    ids = serializers.ListField(
+    ids = FileListField(
         child=StrictStringField(max_length=64),
         required=False,
         allow_empty=False,
         help_text="Catalogue ids of the files (GET /api/v1/files/ lists them).",
     )
-    paths = serializers.ListField(
+    paths = FileListField(
         child=StrictStringField(max_length=1024),
         required=False,
         allow_empty=False,
@@ -74,12 +74,6 @@ class FilesParameters(TaskParameters):
         ids, paths = attrs.get("ids"), attrs.get("paths")
         if (ids is None) == (paths is None):
             raise serializers.ValidationError("name the files by ids or by paths (one of the two)")
-        limit = settings.STAGING["MAX_FILES_PER_REQUEST"]
-        count = len(ids if ids is not None else paths)
-        if count > limit:
-            raise serializers.ValidationError(
-                {"ids" if ids is not None else "paths": [f"at most {limit} files; got {count}"]}
-            )
         attrs["files"] = files_of_store(self.context["store"], ids=ids, paths=paths)
         return attrs
 

@@ -225,3 +225,39 @@ def test_a_token_lifetime_that_would_overflow_is_a_form_error(adam_browser, adam
     assert response.status_code == 200
     assert "Ensure this value is less than or equal to" in response.content.decode()
     assert not AuthToken.objects.exists()
+
+
+def test_the_admin_role_sets_a_users_limits_and_they_apply_at_once(db):
+    from rest_framework.test import APIClient
+
+    from staging.models import AccountLimits
+    from staging.services.accounts import token_create
+
+    staff("amy", Role.ADMIN, Role.DATA_USER)
+    browser = Client()
+    browser.post("/admin/login/", {"username": "amy", "password": PASSWORD})
+    token = token_create(username="busy", role=Role.DATA_USER)
+    busy = User.objects.get(username="busy")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api.get("/api/v1/jobs/").status_code == 200  # its limits are read and cached
+
+    response = browser.post(
+        "/admin/staging/accountlimits/add/",
+        {"user": str(busy.pk), "request_rate": "2/minute", "max_active_jobs": "5"},
+    )
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert AccountLimits.objects.get(user=busy).max_active_jobs == 5
+    assert [api.get("/api/v1/jobs/").status_code for _ in range(2)] == [200, 429]
+
+
+def test_the_admin_role_cannot_set_limits_for_users_who_hold_more(adam_browser, root):
+    from staging.models import AccountLimits
+
+    response = adam_browser.post(
+        "/admin/staging/accountlimits/add/", {"user": str(root.pk), "request_rate": "0/minute"}
+    )
+
+    assert response.status_code == 403
+    assert not AccountLimits.objects.exists()
