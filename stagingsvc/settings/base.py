@@ -5,6 +5,8 @@ private redis-server on a unix socket, both under ``var/``. Setting ``DATABASE_U
 ``CELERY_BROKER_URL`` moves the same code onto PostgreSQL and Redis.
 """
 
+import contextlib
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -23,24 +25,39 @@ VAR_DIR = Path(env("STAGINGSVC_VAR_DIR", default=str(BASE_DIR / "var"))).resolve
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _local_secret_key() -> str:
-    """A random key kept under var/, so sessions survive restarts of a laptop install."""
-    key_file = VAR_DIR / "secret-key"
+def local_secret_key(key_file: Path) -> str:
+    """A random key kept in ``key_file``, so sessions survive restarts of a laptop install.
+    The key is written to a private temporary file (0600 from its creation, whatever the umask)
+    and linked into place, which fails if another process got there first: nobody ever reads
+    a half-written key or one that others may read, and concurrent starts agree on one key."""
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
+        temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+                handle.flush()
+                os.fsync(handle.fileno())
+            # Fails if another process made the key first: then theirs is the key.
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, key_file)
+        finally:
+            temporary.unlink(missing_ok=True)
     return key_file.read_text().strip()
 
 
-SECRET_KEY = env("SECRET_KEY", default=None) or _local_secret_key()
+SECRET_KEY = env("SECRET_KEY", default=None) or local_secret_key(VAR_DIR / "secret-key")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-# Behind a proxy that terminates TLS, trust its X-Forwarded-Proto so absolute URIs the service
-# hands out (the WLCG tape endpoint, Location headers) say https. Off by default: a client could
-# otherwise forge the header.
-if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a proxy that terminates TLS (TRUSTED_PROXY=true; TRUST_X_FORWARDED_PROTO is its older
+# name), trust its X-Forwarded-Proto so absolute URIs the service hands out (the WLCG tape
+# endpoint, Location headers) say https. Off by default: a client could otherwise forge the
+# header. The proxy must drop the header from clients.
+TRUSTED_PROXY = env.bool("TRUSTED_PROXY", default=False) or env.bool(
+    "TRUST_X_FORWARDED_PROTO", default=False
+)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY else None
 # Where gunicorn listens (read by stagingsvc/gunicorn.conf.py); loopback unless told otherwise.
 SERVICE_HOST = env("HOST", default="127.0.0.1")
 SERVICE_PORT = env.int("PORT", default=8000)
@@ -235,7 +252,9 @@ SPECTACULAR_SETTINGS = {
     # validatorUrl None: the UI never calls validator.swagger.io (the docs work offline).
     "SWAGGER_UI_SETTINGS": {
         "deepLinking": True,
-        "persistAuthorization": True,
+        # A token typed into the docs page lives only as long as the page: never in the
+        # browser's localStorage, where any script of this origin could read it later.
+        "persistAuthorization": False,
         "validatorUrl": None,
     },
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "staging.models.JobStatus"},
@@ -246,8 +265,9 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# Tokens are stored hashed; a token lives until it is revoked unless TOKEN_TTL_HOURS is set.
-_token_ttl_hours = env.int("TOKEN_TTL_HOURS", default=0)
+# Tokens are stored hashed and expire after TOKEN_TTL_HOURS (90 days by default); 0: a token
+# lives until it is revoked (an operator's choice, e.g. for a service account's token).
+_token_ttl_hours = env.int("TOKEN_TTL_HOURS", default=90 * 24)
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",
     "TOKEN_TTL": timedelta(hours=_token_ttl_hours) if _token_ttl_hours else None,
@@ -359,8 +379,11 @@ STAGING = {
 
 # --- Metrics --------------------------------------------------------------------------------
 
-# With a token, GET /metrics needs "Authorization: Bearer <token>"; without, it is open.
+# With a token, GET /metrics needs "Authorization: Bearer <token>"; without, it is open (the
+# production settings require one).
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# A scrape is answered from the cache for this long: it runs GROUP BYs over every job.
+METRICS_CACHE_SECONDS = env.int("METRICS_CACHE_SECONDS", default=5)
 # django-prometheus would query the migration table at start-up; readiness covers the DB.
 PROMETHEUS_EXPORT_MIGRATIONS = False
 # Several processes (gunicorn's, a worker's pool) count into files under this directory, one

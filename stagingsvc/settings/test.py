@@ -72,6 +72,8 @@ REST_FRAMEWORK = {
         "anon": "100000/minute",
     },
 }
+# Scrapes see every change at once (the caching has its own test).
+METRICS_CACHE_SECONDS = 0
 # Static files (the docs UI's assets) straight from the apps, without collectstatic.
 WHITENOISE_USE_FINDERS = True
 

@@ -148,3 +148,9 @@ def test_the_docs_ui_renders_from_our_own_assets(client):
         assert response.status_code == 200, asset
         body = b"".join(response.streaming_content) if response.streaming else response.content
         assert len(body) > 100, asset
+
+
+def test_the_docs_ui_never_keeps_a_token_in_the_browser(client):
+    html = client.get("/api/docs/").content.decode()
+
+    assert '"persistAuthorization": false' in html
