@@ -1,7 +1,7 @@
 """Roles (Django groups) and what each may do: the one place the access policy lives.
 
 Every API view names one policy (``role_policy``); ``staging.api.permissions.RolePolicy``
-applies it. The table (also in the README):
+applies it. The table (also in docs/security.md):
 
 | policy         | data-admin | data-user | collection-admin | admin | service-user |
 |----------------|:----------:|:---------:|:----------------:|:-----:|:------------:|
