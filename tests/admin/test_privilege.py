@@ -261,3 +261,25 @@ def test_the_admin_role_cannot_set_limits_for_users_who_hold_more(adam_browser, 
 
     assert response.status_code == 403
     assert not AccountLimits.objects.exists()
+
+
+def test_a_user_added_by_the_admin_role_gets_no_power_smuggled_into_the_form(adam_browser, db):
+    data_admin = Group.objects.get(name=Role.DATA_ADMIN)
+
+    response = adam_browser.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "newcomer",
+            "usable_password": "true",
+            "password1": "a new password 123!",
+            "password2": "a new password 123!",
+            "is_superuser": "on",
+            "is_staff": "on",
+            "groups": [str(data_admin.pk)],
+        },
+    )
+
+    assert response.status_code == 302
+    newcomer = User.objects.get(username="newcomer")
+    assert not newcomer.is_superuser and not newcomer.is_staff
+    assert not newcomer.groups.exists()
