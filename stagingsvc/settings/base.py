@@ -190,11 +190,12 @@ REST_FRAMEWORK = {
     ],
     # Site-wide defaults per account: every call, and the calls that create jobs; roles and
     # users may have their own (ACCOUNT_LIMITS below, and the admin). Anonymous calls (schema,
-    # docs, tape discovery) per client address. "N/second|minute|hour|day"; empty: off.
+    # docs, tape discovery) per client address: gfal2 reads the tape discovery document before
+    # each operation, so one FTS3 host asks it often. "N/second|minute|hour|day"; empty: off.
     "DEFAULT_THROTTLE_RATES": {
         "user": env("API_THROTTLE_RATE", default="1200/minute") or None,
         "submit": env("API_SUBMIT_THROTTLE_RATE", default="120/minute") or None,
-        "anon": env("API_ANON_THROTTLE_RATE", default="60/minute") or None,
+        "anon": env("API_ANON_THROTTLE_RATE", default="1200/minute") or None,
     },
     # Behind this many proxies, the client address is that many hops back in
     # X-Forwarded-For (None: REMOTE_ADDR). Only set it when a proxy you run adds the header.
