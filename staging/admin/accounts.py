@@ -174,7 +174,7 @@ class StagingUserAdmin(UserAdmin):
 class AccountLimitsAdmin(admin.ModelAdmin):
     """Rates and limits of work in flight, for a role or one user; blank fields inherit (see
     ``staging.models_limits``). A non-superuser sets them only for users who hold no more than
-    it does (a limit of 0/minute would lock anyone out)."""
+    it does and for roles it holds (a rate of 0/minute would lock anyone out)."""
 
     list_display = [
         "__str__",
@@ -205,11 +205,16 @@ class AccountLimitsAdmin(admin.ModelAdmin):
     ]
 
     def _may_act_on(self, request, obj) -> bool:
-        return (
-            obj is None
-            or obj.user is None
-            or account_holds_at_most(actor=request.user, target=obj.user)
-        )
+        if obj is None:
+            return True
+        if obj.user_id is not None:
+            return account_holds_at_most(actor=request.user, target=obj.user)
+        return account_grantable_groups(actor=request.user).filter(pk=obj.role_id).exists()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "role":
+            kwargs["queryset"] = account_grantable_groups(actor=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_change_permission(self, request, obj=None):
         return super().has_change_permission(request, obj) and self._may_act_on(request, obj)

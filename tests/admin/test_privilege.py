@@ -283,3 +283,21 @@ def test_a_user_added_by_the_admin_role_gets_no_power_smuggled_into_the_form(ada
     newcomer = User.objects.get(username="newcomer")
     assert not newcomer.is_superuser and not newcomer.is_staff
     assert not newcomer.groups.exists()
+
+
+def test_the_admin_role_sets_limits_only_for_roles_it_holds(adam_browser, db):
+    from staging.models import AccountLimits
+
+    data_admin = Group.objects.get(name=Role.DATA_ADMIN)
+    own = Group.objects.get(name=Role.ADMIN)
+
+    refused = adam_browser.post(
+        "/admin/staging/accountlimits/add/", {"role": str(data_admin.pk), "request_rate": "0/s"}
+    )
+    allowed = adam_browser.post(
+        "/admin/staging/accountlimits/add/", {"role": str(own.pk), "request_rate": "10/s"}
+    )
+
+    assert "Select a valid choice" in refused.content.decode()
+    assert allowed.status_code == 302
+    assert list(AccountLimits.objects.values_list("role__name", flat=True)) == [Role.ADMIN]
