@@ -192,6 +192,12 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="job_status_created"),
             models.Index(fields=["owner", "created_at"], name="job_owner_created"),
+            # A user's work in flight, counted on every submission against its limits.
+            models.Index(
+                fields=["owner", "task"],
+                name="job_owner_active",
+                condition=Q(status__in=sorted(ACTIVE_STATUSES)),
+            ),
             # The admin's job list filters (newest first) and its dashboard's per-hour counts.
             models.Index(fields=["store", "created_at"], name="job_store_created"),
             models.Index(fields=["task", "created_at"], name="job_task_created"),

@@ -131,3 +131,21 @@ def test_anonymous_requests_are_throttled_per_address(client, rates):
 
     assert [a.status_code for a in answers[:2]] == [200, 200]
     assert_throttled(answers[2])
+
+
+def test_counting_a_users_work_in_flight_reads_a_small_partial_index(api_as):
+    from django.db import connection
+
+    from staging.models import ACTIVE_STATUSES
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's; CI runs on PostgreSQL")
+    client = api_as(Role.DATA_USER)
+    queryset = Job.objects.filter(owner=client.user, status__in=ACTIVE_STATUSES).order_by()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql, params = queryset.query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "job_owner_active" in plan, plan
