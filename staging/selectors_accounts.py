@@ -1,9 +1,11 @@
 """Reads about accounts: the limits that hold for a user (``AccountLimits`` rows set in the
-admin, then the settings), cached briefly because every API request asks."""
+admin, then the settings), cached briefly because every API request asks; what the user has in
+flight; and whom a user may act on in the admin."""
 
 from dataclasses import dataclass, fields
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from rest_framework.settings import api_settings
@@ -115,3 +117,29 @@ def active_work_of(owner) -> dict[str, int]:
         scans=Count("pk", filter=Q(task="scan")),
     )
     return {key: value or 0 for key, value in totals.items()}
+
+
+def account_holds_at_most(*, actor, target) -> bool:
+    """Whether ``target`` holds nothing ``actor`` lacks: not a superuser unless the actor is one,
+    no role (group) and no permission beyond the actor's. Only then may a non-superuser change
+    the target, reset its password, delete it or mint a token acting as it: otherwise an
+    ``admin`` could climb to any role by acting as someone who holds it."""
+    if actor.is_superuser:
+        return True
+    if target.is_superuser:
+        return False
+    if target.pk == actor.pk:
+        return True
+    if not set(target.groups.values_list("pk", flat=True)) <= set(
+        actor.groups.values_list("pk", flat=True)
+    ):
+        return False
+    return target.get_all_permissions() <= actor.get_all_permissions()
+
+
+def account_grantable_groups(*, actor):
+    """The groups (roles) ``actor`` may give to users: all of them for a superuser, otherwise
+    only the ones it holds itself, so nobody hands out more than they have."""
+    if actor.is_superuser:
+        return Group.objects.all()
+    return actor.groups.all()

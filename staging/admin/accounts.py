@@ -16,12 +16,12 @@ from knox.models import AuthToken
 
 from staging.errors import ServiceError
 from staging.models import AccountLimits
-from staging.selectors_accounts import account_limits_changed
-from staging.services.accounts import (
+from staging.selectors_accounts import (
     account_grantable_groups,
     account_holds_at_most,
-    token_issue,
+    account_limits_changed,
 )
+from staging.services.accounts import token_issue
 
 User = get_user_model()
 

@@ -99,29 +99,3 @@ def roles_grant_admin_permissions() -> int:
         granted += len(missing)
         group.permissions.add(*missing)
     return granted
-
-
-def account_holds_at_most(*, actor, target) -> bool:
-    """Whether ``target`` holds nothing ``actor`` lacks: not a superuser unless the actor is one,
-    no role (group) and no permission beyond the actor's. Only then may a non-superuser change
-    the target, reset its password, delete it or mint a token acting as it: otherwise an
-    ``admin`` could climb to any role by acting as someone who holds it."""
-    if actor.is_superuser:
-        return True
-    if target.is_superuser:
-        return False
-    if target.pk == actor.pk:
-        return True
-    if not set(target.groups.values_list("pk", flat=True)) <= set(
-        actor.groups.values_list("pk", flat=True)
-    ):
-        return False
-    return target.get_all_permissions() <= actor.get_all_permissions()
-
-
-def account_grantable_groups(*, actor):
-    """The groups (roles) ``actor`` may give to users: all of them for a superuser, otherwise
-    only the ones it holds itself, so nobody hands out more than they have."""
-    if actor.is_superuser:
-        return Group.objects.all()
-    return actor.groups.all()
