@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 # Without CELERY_BROKER_URL the service brings its own redis-server (embedded broker).
 PROCFILE := $(if $(CELERY_BROKER_URL),Procfile,Procfile.embedded)
 
-.PHONY: run test lint format bench clean
+.PHONY: run test fuzz lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# schemathesis against a live gunicorn + celery worker (tests/fuzz): every phase, stateful
+# sequences included, until FUZZ_MAX_TIME seconds are spent; no answer may be a 5xx.
+FUZZ_MAX_EXAMPLES ?= 100
+FUZZ_MAX_TIME ?= 360
+fuzz: $(VENV)/.installed-dev
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_MAX_TIME=$(FUZZ_MAX_TIME) \
+		$(BIN)/pytest tests/fuzz -m fuzz -s -q -p no:cacheprovider
 
 # The load generator is Debian's wrk; sudo only when not already root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

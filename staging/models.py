@@ -151,6 +151,14 @@ class File(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["store", "path"], name="unique_file_path_per_store")
         ]
+        indexes = [
+            # GET /api/v1/files/ pages in path order over every store: this index gives that
+            # order without sorting the catalogue; the pattern index serves ?prefix= lookups.
+            models.Index(fields=["path"], name="file_path"),
+            models.Index(
+                fields=["path"], name="file_path_prefix", opclasses=["varchar_pattern_ops"]
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.store_id}:{self.path}"
@@ -255,6 +263,12 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="job_status_created"),
             models.Index(fields=["owner", "created_at"], name="job_owner_created"),
+            # A user's work in flight, counted on every submission against its limits.
+            models.Index(
+                fields=["owner", "task"],
+                name="job_owner_active",
+                condition=Q(status__in=sorted(ACTIVE_STATUSES)),
+            ),
             # The admin's job list filters (newest first) and its dashboard's per-hour counts.
             models.Index(fields=["store", "created_at"], name="job_store_created"),
             models.Index(fields=["task", "created_at"], name="job_task_created"),
@@ -401,3 +415,7 @@ class Pin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.store_id}:{self.path} for {self.job_id}"
+
+
+# Defined in their own module; imported here so that Django registers them with the app.
+from staging.models_limits import AccountLimits  # noqa: E402, F401

@@ -144,14 +144,27 @@ def _chunks(rows: Iterable[Sequence], size: int = CHUNK_ROWS) -> Iterator[list[S
         yield chunk
 
 
+# A spreadsheet takes a cell starting with one of these for a formula (=HYPERLINK(...) in a
+# file name would run); OWASP's rule is to put a ' before it, which the spreadsheet hides.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """``value`` as a CSV cell that no spreadsheet evaluates: text that starts like a formula
+    gets a leading '; numbers (a negative size) stay as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def encode_csv(columns: Sequence[str], rows: Iterable[Sequence]) -> Iterator[str]:
     """A header line, then one line per row (RFC 4180 quoting by the csv module; an empty
-    cell for a missing value)."""
+    cell for a missing value; formula-like text quoted by ``csv_safe``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for chunk in _chunks(rows):
-        writer.writerows([["" if c is None else _cell(c) for c in row] for row in chunk])
+        writer.writerows([["" if c is None else csv_safe(_cell(c)) for c in row] for row in chunk])
         yield out.getvalue()
         out.seek(0)
         out.truncate()

@@ -125,6 +125,10 @@ ADMIN_SITE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "staging.change_store",
             "staging.delete_store",
             "staging.view_store",
+            "staging.add_accountlimits",
+            "staging.change_accountlimits",
+            "staging.delete_accountlimits",
+            "staging.view_accountlimits",
         }
     ),
     Role.DATA_ADMIN: frozenset(

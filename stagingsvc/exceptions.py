@@ -153,6 +153,13 @@ def _page_problem(request, status_code: int, detail: str) -> JsonResponse:
     return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
+def nul_byte_problem(request, where: str) -> JsonResponse:
+    """A 400 for a NUL byte in the URL (see stagingsvc.middleware)."""
+    return _page_problem(
+        request, 400, f"{where} contains a NUL byte (%00); no id, path or name holds one."
+    )
+
+
 def page_not_found(request, exception=None) -> JsonResponse:
     """handler404: a URL that names no resource."""
     return _page_problem(request, 404, f"Nothing is at {request.path}.")

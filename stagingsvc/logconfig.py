@@ -59,6 +59,38 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# C0 controls, DEL and C1 controls (\x85 is a line break to some viewers), and the Unicode line
+# and paragraph separators: shown as escapes, so a file name cannot start a forged log line or
+# send terminal escape sequences to whoever reads the log.
+_CONTROL_ESCAPES = {
+    code: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code), f"\\x{code:02x}")
+    for code in [*range(0x20), *range(0x7F, 0xA0)]
+}
+_CONTROL_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def escape_controls(text: str) -> str:
+    return text.translate(_CONTROL_ESCAPES)
+
+
+def _escaped(value):
+    return escape_controls(value) if isinstance(value, str) else value
+
+
+class ControlCharacterFilter(logging.Filter):
+    """Escapes control characters in the values a line is formatted with (paths, ids, names
+    from clients), whatever the format; the message template and tracebacks are left whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, dict):
+            record.args = {key: _escaped(value) for key, value in record.args.items()}
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_escaped(value) for value in record.args)
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = escape_controls(record.msg)
+        return True
+
+
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s%(context)s %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 
@@ -80,13 +112,16 @@ def logging_config(*, fmt: str, level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "stagingsvc.logconfig.ContextFilter"}},
+        "filters": {
+            "context": {"()": "stagingsvc.logconfig.ContextFilter"},
+            "escape": {"()": "stagingsvc.logconfig.ControlCharacterFilter"},
+        },
         "formatters": formatters,
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": fmt,
-                "filters": ["context"],
+                "filters": ["context", "escape"],
             }
         },
         "root": {"handlers": ["console"], "level": level},

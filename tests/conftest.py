@@ -139,3 +139,11 @@ def start_beat(transactional_db, broker, tmp_path: Path):
     yield start
     for beat in started:
         beat.stop()
+
+
+@pytest.fixture(autouse=True)
+def store_roots_allowed(settings, tmp_path: Path) -> list[str]:
+    """Stores a test adds (admin, addstore) may have their roots under its temporary
+    directory."""
+    settings.STORE_ROOTS_ALLOWED = [str(tmp_path)]
+    return settings.STORE_ROOTS_ALLOWED

@@ -16,7 +16,18 @@ def manage(tmp_path, *args: str, **overrides: str) -> subprocess.CompletedProces
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("STAGINGSVC_", "SECURE_"))
-        and key not in {"DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "ALLOWED_HOSTS"}
+        and key
+        not in {
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
+            "CACHE_URL",
+            "METRICS_TOKEN",
+            "TRUSTED_PROXY",
+            "TRUST_X_FORWARDED_PROTO",
+            "TOKEN_TTL_HOURS",
+        }
     }
     env.update(
         DJANGO_SETTINGS_MODULE="stagingsvc.settings.production",
@@ -25,6 +36,9 @@ def manage(tmp_path, *args: str, **overrides: str) -> subprocess.CompletedProces
         ALLOWED_HOSTS="staging.example.org",
         DATABASE_URL="postgres://stagingsvc@db.example.org:5432/stagingsvc",
         CELERY_BROKER_URL="redis://redis.example.org:6379/0",
+        CACHE_URL="redis://redis.example.org:6379/1",
+        METRICS_TOKEN=secrets.token_urlsafe(32),
+        TRUSTED_PROXY="true",
     )
     env.update(overrides)
     env = {key: value for key, value in env.items() if value is not None}
@@ -60,7 +74,15 @@ def test_settings_suit_a_tls_proxy_in_front_of_gunicorn(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL"]
+    "missing",
+    [
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "CACHE_URL",
+        "METRICS_TOKEN",
+    ],
 )
 def test_it_refuses_to_start_without_a_required_setting(tmp_path, missing):
     result = manage(tmp_path, "check", **{missing: None})
@@ -80,3 +102,24 @@ def test_it_logs_json_lines_by_default(tmp_path):
     assert result.returncode == 0, result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert '"message": "hello"' in line and '"level": "WARNING"' in line
+
+
+def test_it_refuses_a_cache_that_each_process_keeps_for_itself(tmp_path):
+    result = manage(tmp_path, "check", CACHE_URL="locmemcache://")
+    assert result.returncode != 0
+    assert "CACHE_URL must name a cache every web process shares" in result.stderr
+
+
+def test_without_a_trusted_proxy_no_forwarded_header_is_believed(tmp_path):
+    code = "from django.conf import settings as s; print(s.SECURE_PROXY_SSL_HEADER)"
+    result = manage(tmp_path, "shell", "-c", code, TRUSTED_PROXY=None)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "None"
+
+
+def test_tokens_expire_by_default_unless_the_operator_opts_out(tmp_path):
+    code = "from django.conf import settings as s; print(s.REST_KNOX['TOKEN_TTL'])"
+    by_default = manage(tmp_path, "shell", "-c", code)
+    opted_out = manage(tmp_path, "shell", "-c", code, TOKEN_TTL_HOURS="0")
+    assert by_default.stdout.strip().splitlines()[-1] == "90 days, 0:00:00"
+    assert opted_out.stdout.strip().splitlines()[-1] == "None"

@@ -30,7 +30,10 @@ case "${1:-web}" in
         ;;
     flower)
         shift
-        exec celery -A stagingsvc flower --address=0.0.0.0 --port="${FLOWER_PORT:-5555}" "$@"
+        # Loopback unless FLOWER_ADDRESS says otherwise (compose publishes it on the host's
+        # loopback only); Flower shows every task's arguments.
+        exec celery -A stagingsvc flower --address="${FLOWER_ADDRESS:-127.0.0.1}" \
+            --port="${FLOWER_PORT:-5555}" "$@"
         ;;
     migrate)
         shift

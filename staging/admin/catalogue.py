@@ -2,17 +2,60 @@
 change stores may also set a file's own DTS metadata, nothing else of it)."""
 
 import uuid
+from pathlib import Path
 
+from django import forms
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
 from staging.admin.base import ReadOnlyAdmin
+from staging.errors import ServiceError
 from staging.models import File, Store
+from staging.services.stores import store_roots_validate
+
+
+class StoreForm(forms.ModelForm):
+    """The roots pass the same checks as ``store_create`` and are saved resolved, created."""
+
+    class Meta:
+        model = Store
+        fields = [
+            "slug",
+            "description",
+            "kind",
+            "is_primary",
+            "archive_root",
+            "staging_root",
+            "hard_link",
+            "administrators",
+            "simulated_latency_ms",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        archive, staging = cleaned.get("archive_root"), cleaned.get("staging_root")
+        if archive and staging:
+            try:
+                archive, staging = store_roots_validate(archive_root=archive, staging_root=staging)
+            except ServiceError as exc:
+                self.add_error(exc.field, exc.detail)
+            else:
+                cleaned["archive_root"], cleaned["staging_root"] = str(archive), str(staging)
+                self._create_roots(archive, staging)
+        return cleaned
+
+    def _create_roots(self, *roots: Path) -> None:
+        for field, root in zip(["archive_root", "staging_root"], roots, strict=True):
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self.add_error(field, f"{root} cannot be created: {exc.strerror}")
 
 
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
+    form = StoreForm
     list_display = [
         "slug",
         "kind",

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, not_modified
 from staging.api.fields import StrictStringField, validated
 from staging.api.permissions import RolePolicy
+from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import NotFoundError, ServiceError
 from staging.models import JobStatus
 from staging.orcid import ORCID_EXAMPLE
@@ -151,6 +152,7 @@ class LocalUserSerializer(serializers.Serializer):
 class DtsStagingView(APIView):
     role_policy = "dts"
     permission_classes = [RolePolicy]
+    throttle_classes = [UserRateThrottle, SubmitRateThrottle]
 
     class InputSerializer(serializers.Serializer):
         ids = serializers.ListField(

@@ -3,6 +3,7 @@
 import re
 from datetime import timedelta
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -15,6 +16,43 @@ class StrictStringField(serializers.CharField):
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("not_a_string", kind=type(data).__name__)
+        return super().to_internal_value(data)
+
+
+# What a path and one of its names may hold: an item's path column (the model's max_length) and
+# Linux's NAME_MAX, counted in bytes as the filesystem counts them.
+PATH_MAX_CHARS = 1024
+NAME_MAX_BYTES = 255
+
+
+def path_lengths_check(path: str) -> str:
+    """``path`` if it fits the catalogue and the filesystem, else a ValidationError saying which
+    limit it passes (a longer name would fail in the filesystem or the database: a 500)."""
+    if len(path) > PATH_MAX_CHARS:
+        raise serializers.ValidationError(
+            f"A path may be at most {PATH_MAX_CHARS} characters; this one has {len(path)}."
+        )
+    for name in path.split("/"):
+        if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+            raise serializers.ValidationError(
+                f"A path's names (between slashes) may be at most {NAME_MAX_BYTES} bytes; "
+                f"{name[:40]}… has {len(name.encode('utf-8', 'surrogatepass'))}."
+            )
+    return path
+
+
+class FileListField(serializers.ListField):
+    """A list of files (ids or paths) of at most ``STAGING["MAX_FILES_PER_REQUEST"]`` items,
+    read per request: every task and dialect that names files is bounded by the one setting."""
+
+    default_error_messages = {
+        "too_many": "At most {limit} files per request; this one names {count}. Split it."
+    }
+
+    def to_internal_value(self, data):
+        limit = settings.STAGING["MAX_FILES_PER_REQUEST"]
+        if isinstance(data, list) and len(data) > limit:
+            self.fail("too_many", limit=limit, count=len(data))
         return super().to_internal_value(data)
 
 
@@ -32,15 +70,23 @@ _ISO_DURATION = re.compile(
 )
 
 
+class DurationTooLong(ValueError):
+    """An ISO 8601 duration well formed but beyond what a timedelta holds (``P99999999999D``)."""
+
+
 def parse_iso_duration(raw: str) -> timedelta | None:
-    """``PT1H`` → 1 hour, ``P7D`` → 7 days, ``P1DT12H`` …; None if ``raw`` is not one."""
+    """``PT1H`` → 1 hour, ``P7D`` → 7 days, ``P1DT12H`` …; None if ``raw`` is not one;
+    DurationTooLong if it is one but too long to represent."""
     match = _ISO_DURATION.fullmatch(raw.upper()) if isinstance(raw, str) else None
     if match is None or raw.upper().endswith(("P", "T")):
         return None
     parts = {
         unit: float(value.replace(",", ".")) for unit, value in match.groupdict().items() if value
     }
-    return timedelta(**parts) if parts else None
+    try:
+        return timedelta(**parts) if parts else None
+    except OverflowError as exc:  # also a float of 400 digits, which is infinity
+        raise DurationTooLong(raw) from exc
 
 
 @extend_schema_field({"type": "string", "format": "duration", "example": "P7D"})
@@ -50,10 +96,14 @@ class IsoDurationField(serializers.Field):
     default_error_messages = {
         "invalid": "Must be an ISO 8601 duration such as PT1H or P7D, not {value!r}.",
         "not_positive": "Must be longer than zero.",
+        "too_long": "Is too long; a lifetime may be at most {days} days (P{days}D).",
     }
 
     def to_internal_value(self, data):
-        duration = parse_iso_duration(data)
+        try:
+            duration = parse_iso_duration(data)
+        except DurationTooLong:
+            self.fail("too_long", days=settings.STAGING["MAX_LIFETIME"].days)
         if duration is None:
             self.fail("invalid", value=data)
         if duration <= timedelta(0):

@@ -1,8 +1,6 @@
 """API v1 jobs: submit (202 + a status monitor, RFC 9110 §15.3.3), list, detail, per-file items,
 results, cancel, retry and release. The job's sub-jobs are in staging.api.subjobs."""
 
-from datetime import timedelta
-
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -63,9 +61,6 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     description="Any unique string (at most 128 printable characters): sending the same request "
     "again with the same key returns the first job instead of creating another.",
 )
-
-
-MAX_LIFETIME = timedelta(days=3650)
 
 
 def _max_files() -> int:
@@ -136,8 +131,9 @@ class JobListView(PaginatedView):
         )
 
         def validate_lifetime(self, lifetime):
-            if lifetime > MAX_LIFETIME:
-                raise serializers.ValidationError(f"At most {MAX_LIFETIME.days} days.")
+            longest = settings.STAGING["MAX_LIFETIME"]
+            if lifetime > longest:
+                raise serializers.ValidationError(f"At most {longest.days} days.")
             return lifetime
 
         def _bounded(self, values: list[str], name: str) -> list[str]:

@@ -5,6 +5,8 @@ import io
 
 from rest_framework.renderers import BaseRenderer
 
+from staging.results import csv_safe
+
 
 def _flat(row: dict, prefix: str = "") -> dict:
     flat = {}
@@ -13,7 +15,7 @@ def _flat(row: dict, prefix: str = "") -> dict:
         if isinstance(value, dict):
             flat.update(_flat(value, f"{name}."))
         else:
-            flat[name] = "" if value is None else value
+            flat[name] = "" if value is None else csv_safe(value)
     return flat
 
 

@@ -15,8 +15,14 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from staging.api.fields import IsoDurationField, StrictStringField, validated
+from staging.api.fields import (
+    IsoDurationField,
+    StrictStringField,
+    path_lengths_check,
+    validated,
+)
 from staging.api.permissions import RolePolicy
+from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.models import TERMINAL_STATUSES, Job, JobStatus
 from staging.selectors import file_localities, stage_request_get
 from staging.services.tape import (
@@ -129,12 +135,14 @@ class StageView(APIView):
 
     role_policy = "tape"
     permission_classes = [RolePolicy]
+    throttle_classes = [UserRateThrottle, SubmitRateThrottle]
 
     class InputSerializer(serializers.Serializer):
         # Field names are the wire names, camelCase as the specification spells them.
         class FileSerializer(serializers.Serializer):
             path = StrictStringField(
                 max_length=MAX_PATH_LENGTH,
+                validators=[path_lengths_check],
                 allow_blank=False,
                 help_text="/<storeID>/<path>, or /<path> in the primary store.",
             )

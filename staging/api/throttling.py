@@ -1,48 +1,37 @@
-"""Per-user request throttling with fixed windows: one counter per user and window in the cache,
-so a throttled poll costs one cache increment rather than a list of every recent request.
+"""Request throttling with fixed windows: one counter per account (or anonymous address) and
+window in the cache, so a throttled poll costs one cache increment rather than a list of every
+recent request.
 
-Rates come from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] (settings, from the environment) and are
-read on every request, so a changed setting applies at once."""
+An account's rates are its limits (``staging.selectors_accounts.limits_of``: per user and per
+role in the admin, then per role and site-wide in the settings), read on every request, so a
+changed limit applies at once. Anonymous requests (the public schema, docs and tape discovery)
+count per client address at REST_FRAMEWORK's ``anon`` rate. A 429 always says when to come
+back (``Retry-After``, at least one second)."""
 
+import math
 import time
 
 from django.core.cache import cache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from staging.selectors_accounts import limits_of, parse_rate
 
 
-def parse_rate(rate: str | None) -> tuple[int, int] | None:
-    """ "120/min" → (120, 60); None or "" → no limit."""
-    if not rate:
-        return None
-    count, _, period = rate.partition("/")
-    return int(count), _UNITS[period.strip()[:1].lower()]
-
-
-class UserRateThrottle(BaseThrottle):
-    """Counts every request of an authenticated user in the ``scope``'s window."""
-
-    scope = "user"
+class _WindowThrottle(BaseThrottle):
+    scope = ""
 
     def __init__(self):
         self.retry_after: float | None = None
 
-    def applies_to(self, request, view) -> bool:
-        return True
-
-    def allow_request(self, request, view) -> bool:
-        user = request.user
-        if user is None or not user.is_authenticated or not self.applies_to(request, view):
+    def _count(self, ident: str, rate: str | None) -> bool:
+        parsed = parse_rate(rate)
+        if parsed is None:
             return True
-        rate = parse_rate(api_settings.DEFAULT_THROTTLE_RATES.get(self.scope))
-        if rate is None:
-            return True
-        limit, window = rate
+        limit, window = parsed
         now = time.time()
         window_start = int(now // window) * window
-        key = f"throttle:{self.scope}:{user.pk}:{window_start}"
+        key = f"throttle:{self.scope}:{ident}:{window_start}"
         cache.add(key, 0, timeout=window + 1)
         try:
             count = cache.incr(key)
@@ -55,13 +44,44 @@ class UserRateThrottle(BaseThrottle):
         return False
 
     def wait(self) -> float | None:
-        return self.retry_after
+        if self.retry_after is None:
+            return None
+        return max(1, math.ceil(self.retry_after))
+
+
+class UserRateThrottle(_WindowThrottle):
+    """Counts every request of an authenticated account against its request rate."""
+
+    scope = "user"
+    limit_name = "request_rate"
+
+    def applies_to(self, request, view) -> bool:
+        return True
+
+    def allow_request(self, request, view) -> bool:
+        user = request.user
+        if user is None or not user.is_authenticated or not self.applies_to(request, view):
+            return True
+        return self._count(str(user.pk), getattr(limits_of(user), self.limit_name))
 
 
 class SubmitRateThrottle(UserRateThrottle):
     """A tighter budget for requests that create jobs (POST only)."""
 
     scope = "submit"
+    limit_name = "submit_rate"
 
     def applies_to(self, request, view) -> bool:
         return request.method == "POST"
+
+
+class AnonRateThrottle(_WindowThrottle):
+    """Requests without an account, per client address (``NUM_PROXIES`` says which address of
+    X-Forwarded-For to believe)."""
+
+    scope = "anon"
+
+    def allow_request(self, request, view) -> bool:
+        if request.user is not None and request.user.is_authenticated:
+            return True
+        return self._count(self.get_ident(request), api_settings.DEFAULT_THROTTLE_RATES.get("anon"))

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
@@ -12,6 +13,50 @@ from staging.errors import ConflictError, NotFoundError, ServiceError
 from staging.models import UserProfile
 from staging.orcid import orcid_problem
 from staging.roles import ADMIN_SITE_PERMISSIONS, Role
+from staging.selectors_accounts import active_work_of, limits_of
+
+
+class LimitExceededError(ServiceError):
+    """A new job would take its owner over one of its limits (``AccountLimits``)."""
+
+    status_code = 429
+    title = "Too Many Requests"
+
+
+_WORK_LIMITS = {
+    "max_active_jobs": "jobs not yet ended",
+    "max_active_files": "files in jobs not yet ended",
+    "max_active_bytes": "bytes in jobs not yet ended",
+    "max_concurrent_scans": "scans not yet ended",
+}
+
+
+def account_work_admit(*, owner, files: int, size: int, task: str) -> None:
+    """Refuse with a 429 (Retry-After, and the limit named) a new job that would take
+    ``owner`` over one of its limits. Call inside the transaction that creates the job: the
+    owner's row is locked, so two concurrent requests cannot both pass the check."""
+    if owner is None:
+        return
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).exists()
+    limits = limits_of(owner)
+    active = active_work_of(owner)
+    would = {
+        "max_active_jobs": active["jobs"] + 1,
+        "max_active_files": active["files"] + files,
+        "max_active_bytes": active["bytes"] + size,
+        "max_concurrent_scans": active["scans"] + 1 if task == "scan" else 0,
+    }
+    for name, what in _WORK_LIMITS.items():
+        limit = getattr(limits, name)
+        if limit is not None and would[name] > limit:
+            raise LimitExceededError(
+                f"{name}: this request would take {owner.get_username()} to {would[name]} "
+                f"{what}, over the limit of {limit}; wait for running jobs to end (or cancel "
+                "some), or ask an operator to raise the limit",
+                field=name,
+                extra={"limit": name, "limit_value": limit},
+                headers={"Retry-After": str(settings.ACCOUNT_LIMITS["RETRY_AFTER_SECONDS"])},
+            )
 
 
 @transaction.atomic

@@ -23,7 +23,7 @@ from staging.archive_walk import (
 )
 from staging.errors import LISTED_AT_MOST, NotFoundError, ServiceError, listed_names, unknown_names
 from staging.models import File, Store, StoreKind
-from staging.services.stores import store_roots_checked
+from staging.services.stores import store_roots_validate
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,8 @@ def store_ensure_primary(
             if store is not None
             else (str(settings.ARCHIVE_ROOT), str(settings.STAGING_ROOT))
         )
-        archive, staging = store_roots_checked(
-            archive_root or current[0], staging_root or current[1]
+        archive, staging = store_roots_validate(
+            archive_root=archive_root or current[0], staging_root=staging_root or current[1]
         )
         archive.mkdir(parents=True, exist_ok=True)
         staging.mkdir(parents=True, exist_ok=True)

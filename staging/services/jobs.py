@@ -24,6 +24,7 @@ from staging.models import (
     Store,
     SubJob,
 )
+from staging.services.accounts import account_work_admit
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def job_create_staging(
         raise ServiceError("a staging request needs at least one file", field="ids")
     if any(f.store_id != store.pk for f in files):
         raise ServiceError("all files of one request must belong to the same store", field="ids")
+    account_work_admit(owner=owner, files=len(files), size=sum(f.size for f in files), task=task)
     lifetime = lifetime or settings.STAGING["DEFAULT_LIFETIME"]
     # The sweeper holds this lock while it deletes unpinned copies (see staged_copies_sweep).
     Store.objects.select_for_update().filter(pk=store.pk).exists()
@@ -111,6 +113,10 @@ def job_create(
     transaction commits. A job without items gets one empty sub-job, so a worker still runs it
     and the roll-up still ends it. Staging jobs, which pin their copies, use
     ``job_create_staging``."""
+    if task != "release":  # releasing frees space: never refused for being busy
+        account_work_admit(
+            owner=owner, files=len(items), size=sum(i.size for i in items), task=task
+        )
     job = Job.objects.create(
         task=task,
         store=store,

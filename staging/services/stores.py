@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -11,16 +12,31 @@ from staging.models import Store, StoreKind
 
 
 def _root(raw: str, name: str) -> Path:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        raise ServiceError(f"{name} {raw!r} contains a control character", field=name)
     path = Path(raw)
     if not path.is_absolute():
         raise ServiceError(f"{name} must be an absolute path, not {raw!r}", field=name)
-    return path.resolve()
+    # Resolved, so that neither ".." nor a symlink under an allowed base leads out of it.
+    resolved = path.resolve()
+    bases = [Path(base).resolve() for base in settings.STORE_ROOTS_ALLOWED]
+    if not any(resolved != base and resolved.is_relative_to(base) for base in bases):
+        raise ServiceError(
+            f"{name} {str(resolved)!r} is not under an allowed base directory "
+            f"({', '.join(map(str, bases)) or 'none configured'}); choose a directory below "
+            "one of them or add its parent to STORE_ROOTS_ALLOWED",
+            field=name,
+        )
+    return resolved
 
 
-def store_roots_checked(archive_root: str, staging_root: str) -> tuple[Path, Path]:
-    """Both roots resolved, or ServiceError: each must be absolute, and neither may contain the
-    other (a scan of the archive would index staged copies, or staging would write into the
-    archive). Every way a store's roots are set passes here."""
+def store_roots_validate(*, archive_root: str, staging_root: str) -> tuple[Path, Path]:
+    """The two roots of a store, resolved, or a ServiceError naming the wrong one. Every path
+    that writes roots (``store_create``, the admin's store form) asks this one function: each
+    must be absolute, strictly below a base directory of ``STORE_ROOTS_ALLOWED`` once symlinks
+    and ".." are resolved (an archive root of /etc/stagingsvc would stage the service's own
+    secrets), and neither may contain the other: a scan of the archive would index staged
+    copies, or staging would write into the archive."""
     archive = _root(archive_root, "archive_root")
     staging = _root(staging_root, "staging_root")
     if archive == staging or archive.is_relative_to(staging) or staging.is_relative_to(archive):
@@ -47,8 +63,8 @@ def store_create(
     sources: list | None = None,
 ) -> Store:
     """Add a store with both roots on disk (created if missing), checked by
-    ``store_roots_checked``. With ``primary``, it becomes the primary store in place of the old
-    one. ``credit`` and ``sources`` are the DTS metadata every file of the store carries."""
+    ``store_roots_validate``. With ``primary``, it becomes the primary store in place of the
+    old one. ``credit`` and ``sources`` are the DTS metadata every file of the store carries."""
     if not slug or slugify(slug) != slug:
         raise ServiceError(
             f"{slug!r} is not a valid store id (lowercase letters, digits, - and _)", field="slug"
@@ -67,7 +83,7 @@ def store_create(
     ):
         if problems:
             raise ServiceError("; ".join(problems), field=field)
-    archive, staging = store_roots_checked(archive_root, staging_root)
+    archive, staging = store_roots_validate(archive_root=archive_root, staging_root=staging_root)
     if Store.objects.filter(slug=slug).exists():
         raise ConflictError(f"store {slug} already exists", field="slug")
     archive.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ class StageFile:
 def _request_lifetime(files: Sequence[StageFile]) -> timedelta | None:
     """A job pins all its files for one lifetime: the longest any file asked for, capped."""
     asked = [f.disk_lifetime for f in files if f.disk_lifetime]
-    return min(max(asked), settings.TAPE["MAX_DISK_LIFETIME"]) if asked else None
+    return min(max(asked), settings.STAGING["MAX_LIFETIME"]) if asked else None
 
 
 def _tape_parameters(entries: Sequence[tuple[TapePath, StageFile]]) -> dict:

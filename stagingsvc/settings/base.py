@@ -5,6 +5,8 @@ private redis-server on a unix socket, both under ``var/``. Setting ``DATABASE_U
 ``CELERY_BROKER_URL`` moves the same code onto PostgreSQL and Redis.
 """
 
+import contextlib
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -23,24 +25,39 @@ VAR_DIR = Path(env("STAGINGSVC_VAR_DIR", default=str(BASE_DIR / "var"))).resolve
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _local_secret_key() -> str:
-    """A random key kept under var/, so sessions survive restarts of a laptop install."""
-    key_file = VAR_DIR / "secret-key"
+def local_secret_key(key_file: Path) -> str:
+    """A random key kept in ``key_file``, so sessions survive restarts of a laptop install.
+    The key is written to a private temporary file (0600 from its creation, whatever the umask)
+    and linked into place, which fails if another process got there first: nobody ever reads
+    a half-written key or one that others may read, and concurrent starts agree on one key."""
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
+        temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+                handle.flush()
+                os.fsync(handle.fileno())
+            # Fails if another process made the key first: then theirs is the key.
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, key_file)
+        finally:
+            temporary.unlink(missing_ok=True)
     return key_file.read_text().strip()
 
 
-SECRET_KEY = env("SECRET_KEY", default=None) or _local_secret_key()
+SECRET_KEY = env("SECRET_KEY", default=None) or local_secret_key(VAR_DIR / "secret-key")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-# Behind a proxy that terminates TLS, trust its X-Forwarded-Proto so absolute URIs the service
-# hands out (the WLCG tape endpoint, Location headers) say https. Off by default: a client could
-# otherwise forge the header.
-if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a proxy that terminates TLS (TRUSTED_PROXY=true; TRUST_X_FORWARDED_PROTO is its older
+# name), trust its X-Forwarded-Proto so absolute URIs the service hands out (the WLCG tape
+# endpoint, Location headers) say https. Off by default: a client could otherwise forge the
+# header. The proxy must drop the header from clients.
+TRUSTED_PROXY = env.bool("TRUSTED_PROXY", default=False) or env.bool(
+    "TRUST_X_FORWARDED_PROTO", default=False
+)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY else None
 # Where gunicorn listens (read by stagingsvc/gunicorn.conf.py); loopback unless told otherwise.
 SERVICE_HOST = env("HOST", default="127.0.0.1")
 SERVICE_PORT = env.int("PORT", default=8000)
@@ -69,6 +86,7 @@ MIDDLEWARE = [
     # First and last, so they time the whole request (django-prometheus's HTTP metrics).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "stagingsvc.middleware.RejectNulBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -165,16 +183,50 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_THROTTLE_CLASSES": ["staging.api.throttling.UserRateThrottle"],
-    # Per user: every call, and the calls that create jobs. "N/second|minute|hour|day"; empty: off.
+    "DEFAULT_PARSER_CLASSES": ["staging.api.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "staging.api.throttling.UserRateThrottle",
+        "staging.api.throttling.AnonRateThrottle",
+    ],
+    # Site-wide defaults per account: every call, and the calls that create jobs; roles and
+    # users may have their own (ACCOUNT_LIMITS below, and the admin). Anonymous calls (schema,
+    # docs, tape discovery) per client address: gfal2 reads the tape discovery document before
+    # each operation, so one FTS3 host asks it often. "N/second|minute|hour|day"; empty: off.
     "DEFAULT_THROTTLE_RATES": {
         "user": env("API_THROTTLE_RATE", default="1200/minute") or None,
         "submit": env("API_SUBMIT_THROTTLE_RATE", default="120/minute") or None,
+        "anon": env("API_ANON_THROTTLE_RATE", default="1200/minute") or None,
     },
+    # Behind this many proxies, the client address is that many hops back in
+    # X-Forwarded-For (None: REMOTE_ADDR). Only set it when a proxy you run adds the header.
+    "NUM_PROXIES": env.int("TRUSTED_PROXY_HOPS", default=0) or None,
     "DEFAULT_SCHEMA_CLASS": "staging.api.openapi.StagingAutoSchema",
     "EXCEPTION_HANDLER": "stagingsvc.exceptions.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+# Limits per account. An AccountLimits row in the admin (for a role, or for one user) overrides
+# these field by field; a user with several roles gets the most generous. None: no limit.
+ACCOUNT_LIMITS = {
+    # Defaults per role. A service account (the DTS, FTS3) polls every pending request of all
+    # its users: 12,000 pending requests polled once a minute is 200 requests/s.
+    "ROLES": {
+        "service-user": {
+            "request_rate": env("SERVICE_USER_THROTTLE_RATE", default="30000/minute"),
+            "submit_rate": env("SERVICE_USER_SUBMIT_THROTTLE_RATE", default="6000/minute"),
+            "max_active_jobs": env.int("SERVICE_USER_MAX_ACTIVE_JOBS", default=50_000),
+            "max_active_files": env.int("SERVICE_USER_MAX_ACTIVE_FILES", default=5_000_000),
+        },
+    },
+    # Everyone else (request rates: API_THROTTLE_RATE and API_SUBMIT_THROTTLE_RATE above).
+    "DEFAULT": {
+        "max_active_jobs": env.int("MAX_ACTIVE_JOBS_PER_USER", default=1000),
+        "max_active_files": env.int("MAX_ACTIVE_FILES_PER_USER", default=1_000_000),
+        "max_active_bytes": env.int("MAX_ACTIVE_BYTES_PER_USER", default=0) or None,
+        "max_concurrent_scans": env.int("MAX_CONCURRENT_SCANS_PER_USER", default=2),
+    },
+    # Retry-After of a 429 for a limit of work in flight (jobs end in their own time).
+    "RETRY_AFTER_SECONDS": env.int("ACCOUNT_LIMIT_RETRY_AFTER_SECONDS", default=60),
 }
 
 # Request bodies declaring more than this are refused with 413 before they are read (Django's
@@ -203,7 +255,9 @@ SPECTACULAR_SETTINGS = {
     # validatorUrl None: the UI never calls validator.swagger.io (the docs work offline).
     "SWAGGER_UI_SETTINGS": {
         "deepLinking": True,
-        "persistAuthorization": True,
+        # A token typed into the docs page lives only as long as the page: never in the
+        # browser's localStorage, where any script of this origin could read it later.
+        "persistAuthorization": False,
         "validatorUrl": None,
     },
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "staging.models.JobStatus"},
@@ -214,8 +268,9 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# Tokens are stored hashed; a token lives until it is revoked unless TOKEN_TTL_HOURS is set.
-_token_ttl_hours = env.int("TOKEN_TTL_HOURS", default=0)
+# Tokens are stored hashed and expire after TOKEN_TTL_HOURS (90 days by default); 0: a token
+# lives until it is revoked (an operator's choice, e.g. for a service account's token).
+_token_ttl_hours = env.int("TOKEN_TTL_HOURS", default=90 * 24)
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",
     "TOKEN_TTL": timedelta(hours=_token_ttl_hours) if _token_ttl_hours else None,
@@ -287,6 +342,12 @@ CELERY_BEAT_SCHEDULE = {
 
 ARCHIVE_ROOT = Path(env("ARCHIVE_ROOT", default=str(VAR_DIR / "archive")))
 STAGING_ROOT = Path(env("STAGING_ROOT", default=str(VAR_DIR / "staging")))
+# Store roots (admin, addstore) must lie strictly below one of these directories, so that no
+# store can stage the service's own files (/etc, its secret key, its database) to clients.
+STORE_ROOTS_ALLOWED = env.list(
+    "STORE_ROOTS_ALLOWED",
+    default=list(dict.fromkeys([str(ARCHIVE_ROOT.parent), str(STAGING_ROOT.parent)])),
+)
 # Results too large for a database row (a scan's list of files) are written here, one file per
 # job, and deleted with their job. Every web and worker process must see the same directory.
 RESULTS_ROOT = Path(env("RESULTS_ROOT", default=str(VAR_DIR / "results")))
@@ -308,6 +369,10 @@ STAGING = {
     "POLL_INTERVAL_SECONDS": env.int("STAGING_POLL_INTERVAL_SECONDS", default=5),
     # How long staged copies stay pinned when a request does not say (the DTS needs 7 days).
     "DEFAULT_LIFETIME": timedelta(days=env.int("STAGING_DEFAULT_LIFETIME_DAYS", default=14)),
+    # The longest pin any request may ask for, in every dialect: API v1 and the task catalogue
+    # refuse more with a 400; a tape diskLifetime beyond it is shortened to it (the
+    # specification makes the lifetime the client's wish).
+    "MAX_LIFETIME": timedelta(days=env.int("STAGING_MAX_LIFETIME_DAYS", default=365)),
     # Finished jobs (with their items, sub-jobs, results and TaskResult rows) are deleted this
     # long after they ended; well above the 7 days the DTS may come back for a request.
     "RETENTION": timedelta(days=env.int("STAGING_RETENTION_DAYS", default=30)),
@@ -317,8 +382,11 @@ STAGING = {
 
 # --- Metrics --------------------------------------------------------------------------------
 
-# With a token, GET /metrics needs "Authorization: Bearer <token>"; without, it is open.
+# With a token, GET /metrics needs "Authorization: Bearer <token>"; without, it is open (the
+# production settings require one).
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# A scrape is answered from the cache for this long: it runs GROUP BYs over every job.
+METRICS_CACHE_SECONDS = env.int("METRICS_CACHE_SECONDS", default=5)
 # django-prometheus would query the migration table at start-up; readiness covers the DB.
 PROMETHEUS_EXPORT_MIGRATIONS = False
 # Several processes (gunicorn's, a worker's pool) count into files under this directory, one
@@ -334,8 +402,6 @@ TAPE = {
     # kept on the job, metadata for other sites is ignored.
     "SITENAME": env("TAPE_SITENAME", default="stagingsvc"),
     "DESCRIPTION": env("TAPE_DESCRIPTION", default="stagingsvc: WLCG Tape REST API v1"),
-    # A diskLifetime longer than this is shortened to it (the lifetime is the client's wish).
-    "MAX_DISK_LIFETIME": timedelta(days=env.int("TAPE_MAX_DISK_LIFETIME_DAYS", default=30)),
 }
 
 # --- Logging --------------------------------------------------------------------------------

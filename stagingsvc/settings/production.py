@@ -3,15 +3,17 @@
 The service runs behind a TLS-terminating reverse proxy (nginx, a cloud load balancer, a
 Kubernetes ingress) that speaks plain HTTP to gunicorn and sets ``X-Forwarded-Proto``. It
 refuses to start without the settings a public deployment cannot guess: SECRET_KEY (50+
-random characters), ALLOWED_HOSTS, DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis);
-the laptop defaults (a key kept under var/, SQLite, an embedded broker) never reach production
-by accident.
+random characters), ALLOWED_HOSTS, DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis),
+CACHE_URL (a cache every web process shares, so that rate limits count across them) and
+METRICS_TOKEN (the scrape token of /metrics); the laptop defaults (a key kept under var/,
+SQLite, an embedded broker, a per-process cache, open metrics) never reach production by
+accident.
 """
 
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import env, logging_config
+from .base import TRUSTED_PROXY, env, logging_config
 
 
 def _required(name: str) -> str:
@@ -33,14 +35,21 @@ if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
 ALLOWED_HOSTS = [host.strip() for host in _required("ALLOWED_HOSTS").split(",") if host.strip()]
 _required("DATABASE_URL")
 _required("CELERY_BROKER_URL")
+if _required("CACHE_URL").startswith(("locmem", "dummy")):
+    raise ImproperlyConfigured(
+        "CACHE_URL must name a cache every web process shares in production (e.g. "
+        "redis://redis:6379/1): throttles and rate limits count there."
+    )
+METRICS_TOKEN = _required("METRICS_TOKEN")
 DEBUG = False
 
 # --- TLS terminated in front of gunicorn ----------------------------------------------------
 
-# The proxy sets X-Forwarded-Proto: https; it must also drop that header from clients, or a
-# client could claim https over plain HTTP.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+# With TRUSTED_PROXY=true (see base) the proxy's X-Forwarded-Proto: https is believed; the proxy
+# must also drop that header from clients, or a client could claim https over plain HTTP.
+# Without a trusted proxy every request looks like plain HTTP, so redirecting to https would
+# loop: the redirect then follows TRUSTED_PROXY unless set on its own.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=TRUSTED_PROXY)
 # Probes and scrapes come straight to the pod or host over plain HTTP, without the proxy.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)

@@ -66,8 +66,14 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = 1
 # Tests make many calls as one user; the throttling tests set their own small rates.
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,
-    "DEFAULT_THROTTLE_RATES": {"user": "100000/minute", "submit": "100000/minute"},
+    "DEFAULT_THROTTLE_RATES": {
+        "user": "100000/minute",
+        "submit": "100000/minute",
+        "anon": "100000/minute",
+    },
 }
+# Scrapes see every change at once (the caching has its own test).
+METRICS_CACHE_SECONDS = 0
 # Static files (the docs UI's assets) straight from the apps, without collectstatic.
 WHITENOISE_USE_FINDERS = True
 

@@ -77,6 +77,8 @@ def text_as_json_or_paths(raw: str) -> dict:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ServiceError(f"the body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ServiceError("the body is not valid JSON: it nests too deeply") from exc
     return {"paths": [line.strip() for line in text.splitlines() if line.strip()]}
 
 

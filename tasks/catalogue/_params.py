@@ -5,15 +5,13 @@ from datetime import timedelta
 from django.conf import settings
 from rest_framework import serializers
 
-from staging.api.fields import StrictStringField, iso_duration_text
+from staging.api.fields import FileListField, StrictStringField, iso_duration_text
 from staging.errors import NotFoundError, listed_names, unknown_names
 from staging.models import File, Store
 from staging.selectors import files_by_ids
 from staging.services.catalogue import catalogue_upsert_paths
 from staging.storage import UnsafePathError, clean_relative_path
 from tasks.catalogue._base import TaskParameters
-
-MAX_LIFETIME = timedelta(days=365)
 
 
 def files_of_store(store: Store, *, ids: list[str] | None, paths: list[str] | None) -> list[File]:
@@ -49,13 +47,13 @@ def files_of_store(store: Store, *, ids: list[str] | None, paths: list[str] | No
 class FilesParameters(TaskParameters):
     """Files of the store, by catalogue id or by path (one of the two)."""
 
-    ids = serializers.ListField(
+    ids = FileListField(
         child=StrictStringField(max_length=64),
         required=False,
         allow_empty=False,
         help_text="Catalogue ids of the files (GET /api/v1/files/ lists them).",
     )
-    paths = serializers.ListField(
+    paths = FileListField(
         child=StrictStringField(max_length=1024),
         required=False,
         allow_empty=False,
@@ -66,23 +64,24 @@ class FilesParameters(TaskParameters):
         ids, paths = attrs.get("ids"), attrs.get("paths")
         if (ids is None) == (paths is None):
             raise serializers.ValidationError("name the files by ids or by paths (one of the two)")
-        limit = settings.STAGING["MAX_FILES_PER_REQUEST"]
-        count = len(ids if ids is not None else paths)
-        if count > limit:
-            raise serializers.ValidationError(
-                {"ids" if ids is not None else "paths": [f"at most {limit} files; got {count}"]}
-            )
         attrs["files"] = files_of_store(self.context["store"], ids=ids, paths=paths)
         return attrs
 
 
 class LifetimeField(serializers.DurationField):
-    """An ISO 8601 duration (``P7D``, ``PT12H``) between a second and a year."""
+    """An ISO 8601 duration (``P7D``, ``PT12H``) between a second and the longest pin
+    (``STAGING["MAX_LIFETIME"]``, read per request so that the setting applies at once)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("min_value", timedelta(seconds=1))
-        kwargs.setdefault("max_value", MAX_LIFETIME)
         super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        lifetime = super().to_internal_value(data)
+        longest = settings.STAGING["MAX_LIFETIME"]
+        if lifetime > longest:
+            self.fail("max_value", max_value=iso_duration_text(longest))
+        return lifetime
 
     def to_representation(self, value):
         return iso_duration_text(value)

@@ -3,7 +3,7 @@ copy is deleted by the sweeper once no job pins it any more."""
 
 from rest_framework import serializers
 
-from staging.api.fields import StrictStringField
+from staging.api.fields import FileListField, StrictStringField
 from staging.errors import ConflictError, NotFoundError, ServiceError
 from staging.models import ACTIVE_STATUSES, Item, Job, Pin
 from staging.selectors import visible_jobs
@@ -23,13 +23,13 @@ class ReleaseParameters(TaskParameters):
     job = serializers.UUIDField(
         required=False, help_text="A job that has ended, whose staged copies to release."
     )
-    ids = serializers.ListField(
+    ids = FileListField(
         child=StrictStringField(max_length=64),
         required=False,
         allow_empty=False,
         help_text="Catalogue ids of files whose staged copies to release.",
     )
-    paths = serializers.ListField(
+    paths = FileListField(
         child=StrictStringField(max_length=1024),
         required=False,
         allow_empty=False,

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from knox.models import AuthToken
 from rest_framework.test import APIClient
@@ -11,6 +12,8 @@ from staging.models import Store
 from staging.roles import ADMIN_SITE_PERMISSIONS, Role
 from staging.services.accounts import roles_grant_admin_permissions
 from tests.factories import UserFactory
+
+User = get_user_model()
 
 
 def permissions_of(role: str) -> set[str]:
@@ -91,6 +94,8 @@ def test_only_superusers_may_grant_superuser_status(admin_role_client):
 
 
 def test_a_token_made_in_the_admin_is_shown_once_and_works(admin_role_client):
+    # An admin mints tokens only for users who hold no role it lacks: this one holds data-user.
+    User.objects.get(username="adam").groups.add(Group.objects.get(name=Role.DATA_USER))
     UserFactory(username="dts-client", roles=[Role.DATA_USER])
 
     response = admin_role_client.post(

@@ -108,7 +108,7 @@ def test_the_job_list_pages_with_a_cursor(api_as):
     seen = [row["jobId"] for p in (page, second, third) for row in p["results"]]
     assert seen == [str(j.uuid) for j in made]
     assert third["next"] is None
-    assert_problem(client.get("/api/v1/jobs/?cursor=garbage"), 404, "cursor")
+    assert_problem(client.get("/api/v1/jobs/?cursor=garbage"), 400, "cursor")
 
 
 def test_the_detail_shows_progress_outcome_and_subjobs_by_status(api_as):

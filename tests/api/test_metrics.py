@@ -70,3 +70,18 @@ def test_with_a_token_set_a_scrape_without_it_is_refused(client, settings):
     allowed = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
     assert allowed.status_code == 200
     assert b"stagingsvc_jobs" in allowed.content
+
+
+def test_a_scrape_is_served_from_the_cache_for_a_few_seconds(
+    client, broker, settings, django_assert_num_queries
+):
+    settings.METRICS_CACHE_SECONDS = 30
+    JobFactory(status=JobStatus.RUNNING)
+    first = samples(client.get("/metrics"))
+    JobFactory(status=JobStatus.RUNNING)
+
+    with django_assert_num_queries(0):
+        again = samples(client.get("/metrics"))
+
+    assert again[("stagingsvc_jobs", (("status", "RUNNING"),))] == 1
+    assert first == again

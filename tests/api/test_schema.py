@@ -183,3 +183,33 @@ def test_the_dts_endpoints_show_examples_of_what_they_answer(schema):
     assert user["value"] == {"orcid": "0000-0002-1825-0097", "username": "psyclay"}
     search_parameters = {p["name"] for p in schema["paths"]["/dts/search"]["get"]["parameters"]}
     assert search_parameters >= {"query", "limit", "offset"}
+
+
+def test_the_docs_ui_never_keeps_a_token_in_the_browser(client):
+    html = client.get("/api/docs/").content.decode()
+
+    assert '"persistAuthorization": false' in html
+
+
+def test_the_schema_is_built_once_and_then_served_as_built(client, monkeypatch):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from staging.api.schema import SchemaView
+
+    monkeypatch.setattr(SchemaView, "_built", {})
+    builds = []
+    original = SchemaGenerator.get_schema
+    monkeypatch.setattr(
+        SchemaGenerator,
+        "get_schema",
+        lambda self, *a, **kw: builds.append(1) or original(self, *a, **kw),
+    )
+
+    first = client.get("/api/schema/?format=json")
+    second = client.get("/api/schema/?format=json")
+    as_yaml = client.get("/api/schema/")
+
+    assert len(builds) == 2  # once per format
+    assert first.json() == second.json() == yaml.safe_load(as_yaml.content)
+    assert second["Content-Disposition"] == first["Content-Disposition"]
+    assert as_yaml["Content-Disposition"].endswith('.yaml"')

@@ -210,7 +210,7 @@ def test_the_longest_disk_lifetime_wins_and_none_means_the_default(
 
 
 def test_a_disk_lifetime_beyond_the_maximum_is_shortened(client_for, archive_files, settings):
-    settings.TAPE = {**settings.TAPE, "MAX_DISK_LIFETIME": timedelta(days=30)}
+    settings.STAGING = {**settings.STAGING, "MAX_LIFETIME": timedelta(days=30)}
     archive_files({"a.txt": b"a"})
     assert staged_job(client_for(), "/a.txt", diskLifetime="P365D").lifetime == timedelta(days=30)
 

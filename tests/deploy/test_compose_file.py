@@ -88,3 +88,11 @@ def test_the_service_runs_production_settings_on_postgresql_and_redis(compose):
     assert env["DATABASE_URL"].startswith("postgres://")
     assert env["CELERY_BROKER_URL"] == "redis://redis:6379/0"
     assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")
+    # What production settings require besides: a shared cache and the metrics token.
+    assert env["CACHE_URL"] == "redis://redis:6379/1"
+    assert env["METRICS_TOKEN"].startswith("${METRICS_TOKEN:?")
+
+
+def test_flower_is_published_on_the_hosts_loopback_only(compose):
+    flower = compose["services"]["flower"]
+    assert flower["ports"] == ["127.0.0.1:${FLOWER_PORT:-5555}:5555"]

@@ -94,3 +94,9 @@ def test_the_entry_point_runs_any_other_command_as_given(tmp_path):
         ["sh", str(ENTRYPOINT), "echo", "hello"], capture_output=True, text=True, timeout=10
     )
     assert (result.returncode, result.stdout) == (0, "hello\n")
+
+
+def test_the_image_starts_flower_on_loopback_unless_told_otherwise():
+    script = ENTRYPOINT.read_text()
+    assert '--address="${FLOWER_ADDRESS:-127.0.0.1}"' in script
+    assert "0.0.0.0" not in script

@@ -126,7 +126,13 @@ def test_every_reference_names_an_object_that_is_deployed(k8s_documents):
 def test_the_secret_provides_what_production_settings_require(k8s_documents):
     (secret,) = by_kind(k8s_documents, "Secret").values()
     (config,) = by_kind(k8s_documents, "ConfigMap").values()
-    assert {"SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"} <= set(secret["stringData"])
+    assert {
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "CACHE_URL",
+        "METRICS_TOKEN",
+    } <= set(secret["stringData"])
     assert config["data"]["DJANGO_SETTINGS_MODULE"] == "stagingsvc.settings.production"
 
 

@@ -268,7 +268,8 @@ def test_a_scan_of_thousands_of_files_gives_csv_rows_that_match_os_stat(
         assert row["extension"] == Path(row["path"]).suffix[1:]
         assert int(row["size"]) == info.st_size
         assert int(row["inode"]) == info.st_ino
-        assert row["permissions"] == stat.filemode(info.st_mode)
+        # A cell starting with "-" is quoted with ' so that no spreadsheet reads a formula.
+        assert row["permissions"] == "'" + stat.filemode(info.st_mode)
         assert row["owner"] == pwd.getpwuid(info.st_uid).pw_name
         for name in ("mtime", "atime", "ctime"):
             assert row[name] == timestamp(getattr(info, f"st_{name}_ns"))

@@ -1,0 +1,46 @@
+"""JSON request bodies, refused with a 400 (not a 500) however deeply they nest or whatever
+characters their strings hold."""
+
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError
+
+
+def nul_character_at(document) -> str | None:
+    """Where the first NUL character sits in a parsed JSON document (``files[0].path``), or
+    None. PostgreSQL stores no NUL in text or jsonb, and no path or id of ours holds one."""
+    pending = [("", document)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return where or "the body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{where}.{key}" if where else str(key)
+                if "\x00" in key:
+                    return name
+                pending.append((name, item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{n}]", item) for n, item in enumerate(value))
+    return None
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, plus two refusals. Python's decoder recurses once per nesting level,
+    so a body such as 100,000 ``[`` exhausts the stack: that is malformed input, not a server
+    fault. A NUL character would fail only when the database stores it."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError(
+                "JSON parse error - the body nests arrays or objects too deeply; "
+                "send a flat document as the API describes."
+            ) from exc
+        where = nul_character_at(data)
+        if where is not None:
+            raise ParseError(
+                f"JSON parse error - {where} contains a NUL character (\\u0000); remove it."
+            )
+        return data
