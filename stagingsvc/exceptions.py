@@ -7,7 +7,7 @@ from http import HTTPStatus
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -142,7 +142,9 @@ def _reason(code: int) -> str:
         return "Error"
 
 
-def _page_problem(request, status_code: int, detail: str) -> JsonResponse:
+def _page_problem(
+    request, status_code: int, detail: str, field: str | None = None
+) -> JsonResponse:
     body = {
         "type": "about:blank",
         "title": _reason(status_code),
@@ -150,14 +152,18 @@ def _page_problem(request, status_code: int, detail: str) -> JsonResponse:
         "detail": detail,
         "instance": request.path,
     }
+    if field is not None:
+        body["field"] = field  # as the API's own problem bodies name the input at fault
     return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
-def nul_byte_problem(request, where: str) -> JsonResponse:
-    """A 400 for a NUL byte in the URL (see stagingsvc.middleware)."""
-    return _page_problem(
-        request, 400, f"{where} contains a NUL byte (%00); no id, path or name holds one."
-    )
+def nul_byte_problem(request, where: str, field: str | None = None) -> JsonResponse:
+    """A 400 for a NUL byte in the URL (see stagingsvc.middleware), in the dialect's own error
+    form: DuraStore clients read errors as text/plain, everyone else as a problem body."""
+    detail = f"{where} contains a NUL byte (%00); no id, path or name holds one."
+    if request.path.startswith("/durastore/"):
+        return HttpResponse(detail, status=400, content_type="text/plain; charset=utf-8")
+    return _page_problem(request, 400, detail, field=field)
 
 
 def page_not_found(request, exception=None) -> JsonResponse:

@@ -16,5 +16,5 @@ class RejectNulBytesMiddleware:
             return nul_byte_problem(request, "the URL path")
         for name, values in request.GET.lists():
             if "\x00" in name or any("\x00" in value for value in values):
-                return nul_byte_problem(request, f"the query parameter {name!r}")
+                return nul_byte_problem(request, f"the query parameter {name!r}", field=name)
         return self.get_response(request)

@@ -9,17 +9,14 @@ from staging.models import Job
 pytestmark = pytest.mark.django_db
 
 
-def test_a_name_too_long_for_the_filesystem_fails_that_file_only(client_for, store):
+def test_a_name_too_long_for_any_filesystem_is_a_400_naming_the_limit(client_for, store):
     path = "/" + "0" * 1000  # one name far past NAME_MAX (255 on Linux filesystems)
 
     response = client_for().post("/tape/api/v1/stage", {"files": [{"path": path}]}, format="json")
 
-    assert response.status_code == 201, response.content
-    status = client_for().get(f"/tape/api/v1/stage/{response.json()['requestId']}").json()
-    (entry,) = status["files"]
-    assert (entry["path"], entry["state"]) == (path, "FAILED")
-    assert entry["error"] == "no such file in the archive"
-    assert Job.objects.count() == 1
+    assert response.status_code == 400, response.content
+    assert "255 bytes" in response.json()["detail"]
+    assert not Job.objects.exists()
 
 
 def test_a_path_longer_than_a_catalogue_row_is_a_400_naming_the_limit(client_for, store):
