@@ -221,6 +221,11 @@ class SubJob(models.Model):
     )
     dispatched_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker took it.")
+    failures = models.PositiveIntegerField(
+        default=0,
+        help_text="Times a run ended in a real failure (its worker lost, an unexpected error); "
+        "hand-backs at a warm shutdown do not count. MAX_ATTEMPTS of them fail the sub-job.",
+    )
     worker = models.CharField(max_length=255, blank=True, help_text="Worker holding the lease.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     files_total = models.PositiveIntegerField(default=0)

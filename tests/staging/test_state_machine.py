@@ -1,0 +1,304 @@
+"""States the engine must never be stuck in, and counts it must never get wrong: cancels racing
+hand-backs, lost roll-ups, crash loops, hand-backs that are not failures, cancelled items, a
+cancel racing the roll-up, leases judged by the database's clock. Services are called directly;
+tests/integration/test_engine_states.py runs the same paths in real workers."""
+
+import errno
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from staging.models import Item, Job, JobStatus, Pin, SubJob
+from staging.services import recovery
+from staging.services.execution import subjob_claim, subjob_hand_back, subjob_run
+from staging.services.jobs import job_cancel, job_create_staging, job_retry
+from staging.services.recovery import (
+    job_release,
+    staged_copies_sweep,
+    subjobs_reap_expired,
+    subjobs_reconcile,
+)
+from staging.services.tape import StageFile, stage_request_cancel, stage_request_create
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staged_job(store, archive_files):
+    def make(contents=None) -> Job:
+        files = archive_files(contents or {"a.txt": b"alpha", "b.txt": b"beta"})
+        return job_create_staging(owner=UserFactory(), store=store, files=files, source="api")
+
+    return make
+
+
+def status_of(row) -> str:
+    return type(row).objects.values_list("status", flat=True).get(pk=row.pk)
+
+
+def expire_lease(subjob: SubJob) -> None:
+    SubJob.objects.filter(pk=subjob.pk).update(lease_expires_at=timezone.now() - timedelta(1))
+
+
+# --- 1. Stuck CANCELLING --------------------------------------------------------------------
+
+
+def test_a_subjob_handed_back_after_a_cancel_ends_cancelled_on_its_next_delivery(staged_job):
+    job = staged_job()
+    subjob = job.subjobs.get()
+    subjob_claim(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    assert job_cancel(job=job).status == JobStatus.CANCELLING
+    subjob_hand_back(subjob_id=subjob.pk, worker="a@h:1", publish=False)
+
+    assert subjob_run(subjob_id=subjob.pk, worker="b@h:2", task_id="2") is None
+    assert status_of(subjob) == JobStatus.CANCELLED
+    assert status_of(job) == JobStatus.CANCELLED
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.CANCELLED}
+
+
+def test_a_second_cancel_finishes_what_a_hand_back_left_queued(staged_job):
+    job = staged_job()
+    subjob = job.subjobs.get()
+    subjob_claim(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    job_cancel(job=job)
+    subjob_hand_back(subjob_id=subjob.pk, worker="a@h:1", publish=False)
+
+    assert job_cancel(job=job).status == JobStatus.CANCELLED
+
+
+def test_the_janitor_cancels_a_cancelling_job_with_nothing_running(staged_job):
+    job = staged_job()
+    # What a cancel request that died right after its first write leaves behind.
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLING)
+
+    assert recovery.jobs_janitor().cancelled == 1
+    assert status_of(job) == JobStatus.CANCELLED
+    assert set(job.subjobs.values_list("status", flat=True)) == {JobStatus.CANCELLED}
+    assert recovery.jobs_janitor().cancelled == 0  # repaired once
+
+
+def test_the_reconciler_does_not_republish_subjobs_of_a_cancelling_job(staged_job, broker):
+    job = staged_job()
+    subjob = job.subjobs.get()
+    subjob_claim(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    job_cancel(job=job)
+    subjob_hand_back(subjob_id=subjob.pk, worker="a@h:1", publish=False)
+    SubJob.objects.filter(pk=subjob.pk).update(dispatched_at=timezone.now() - timedelta(days=1))
+
+    assert subjobs_reconcile() == 0
+
+
+# --- 2. Lost roll-up ------------------------------------------------------------------------
+
+
+def test_the_janitor_rolls_up_a_job_whose_subjobs_all_ended(staged_job):
+    job = staged_job()
+    subjob = job.subjobs.get()
+    # What a crash between the sub-job's final write and the job's roll-up leaves behind.
+    subjob_claim(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    Item.objects.filter(job=job).update(status=JobStatus.FINISHED)
+    SubJob.objects.filter(pk=subjob.pk).update(status=JobStatus.FINISHED, worker="")
+
+    assert recovery.jobs_janitor().rolled_up == 1
+    job.refresh_from_db()
+    assert (job.status, job.files_done) == (JobStatus.FINISHED, 2)
+
+
+def test_a_failing_roll_up_leaves_the_subjob_running_for_another_try(staged_job):
+    job = staged_job()
+    subjob = job.subjobs.get()
+    with (
+        mock.patch("staging.services.transitions._job_final", side_effect=RuntimeError("crash")),
+        pytest.raises(RuntimeError),
+    ):
+        subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    # One transaction: the sub-job's finish went with the failed roll-up.
+    assert status_of(subjob) != JobStatus.FINISHED
+    assert status_of(job) != JobStatus.FINISHED
+
+
+# --- 3. Crash loops -------------------------------------------------------------------------
+
+
+def test_a_subjob_that_keeps_raising_fails_after_max_attempts_with_the_last_error(
+    staged_job, settings
+):
+    settings.STAGING = {**settings.STAGING, "MAX_ATTEMPTS": 3}
+    job = staged_job()
+    subjob = job.subjobs.get()
+    calls = []
+
+    def broken(item, store, reporter):
+        calls.append(item.pk)
+        raise RuntimeError(f"bug number {len(calls)}")
+
+    for attempt in range(1, 6):
+        if status_of(subjob) != JobStatus.NOT_STARTED:
+            break
+        with pytest.raises(RuntimeError):
+            subjob_run(
+                subjob_id=subjob.pk, worker=f"w@h:{attempt}", task_id=str(attempt), work=broken
+            )
+    recovery.jobs_janitor()
+
+    subjob.refresh_from_db()
+    assert subjob.status == JobStatus.FAILED
+    assert "bug number 3" in subjob.error
+    assert len(calls) == 3
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.FAILED}
+    assert subjobs_reconcile() == 0
+
+
+# --- 5. Pins that hold ----------------------------------------------------------------------
+
+
+def test_retry_recreates_pins_the_sweeper_already_deleted(staged_job, store):
+    job = staged_job()
+    (Path(store.archive_root) / "a.txt").rename(Path(store.archive_root) / "a.moved")
+    for subjob in job.subjobs.all():
+        subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    assert status_of(job) == JobStatus.PARTIALLY_FAILED
+    job_release(job=job)
+    staged_copies_sweep()
+    assert not Pin.objects.filter(job=job).exists()
+
+    (Path(store.archive_root) / "a.moved").rename(Path(store.archive_root) / "a.txt")
+    job = job_retry(job=Job.objects.get(pk=job.pk))
+    pin = Pin.objects.get(job=job, path="a.txt")
+    assert pin.released_at is None and pin.expires_at > timezone.now()
+
+
+def test_the_sweeper_pages_past_dead_paths_that_others_still_pin(staged_job, store):
+    keeper = staged_job({f"shared{n}.txt": b"s" for n in range(3)})
+    for subjob in keeper.subjobs.all():
+        subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    done = staged_job({f"shared{n}.txt": b"s" for n in range(3)} | {"zzz.txt": b"z"})
+    for subjob in done.subjobs.all():
+        subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    job_release(job=done)
+
+    assert staged_copies_sweep(batch=2) == 1
+    assert not (Path(store.staging_root) / "zzz.txt").exists()
+    assert (Path(store.staging_root) / "shared0.txt").exists()
+
+
+# --- 7. Smaller -----------------------------------------------------------------------------
+
+
+def test_bytes_of_a_failed_attempt_are_not_counted_twice(staged_job, settings):
+    settings.STAGING = {**settings.STAGING, "PROGRESS_INTERVAL_SECONDS": 0}
+    job = staged_job({"big.bin": b"x" * 900, "small.bin": b"y" * 100})
+    subjob = job.subjobs.get()
+    seen = []
+
+    def flaky_then_fine(item, store, reporter):
+        if item.path == "small.bin":
+            reporter.flush()
+            seen.append(Job.objects.values_list("bytes_done", flat=True).get(pk=job.pk))
+        reporter.add_bytes(item.size)
+        if item.path == "big.bin" and len(seen) == 0 and not hasattr(flaky_then_fine, "failed"):
+            flaky_then_fine.failed = True
+            raise OSError(errno.EIO, "flaky disk")
+
+    with mock.patch("staging.services.execution.time.sleep"):
+        assert subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1", work=flaky_then_fine)
+    assert seen == [900]
+
+
+def test_bytes_of_a_subjob_handed_back_mid_file_are_taken_back(staged_job, settings):
+    settings.STAGING = {**settings.STAGING, "PROGRESS_INTERVAL_SECONDS": 0}
+    job = staged_job({"big.bin": b"x" * 900})
+    subjob = job.subjobs.get()
+
+    def interrupted(item, store, reporter):
+        reporter.add_bytes(600)
+        raise SystemExit(1)  # what a warm shutdown raises in a pool process
+
+    with pytest.raises(SystemExit):
+        subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1", work=interrupted)
+    assert Job.objects.values_list("bytes_done", flat=True).get(pk=job.pk) == 0
+    assert SubJob.objects.values_list("bytes_done", flat=True).get(pk=subjob.pk) == 0
+
+
+def test_warm_shutdown_hand_backs_do_not_use_up_attempts(staged_job, settings):
+    settings.STAGING = {**settings.STAGING, "MAX_ATTEMPTS": 2}
+    job = staged_job()
+    subjob = job.subjobs.get()
+    for n in range(4):  # a rolling restart, four times over
+        subjob_claim(subjob_id=subjob.pk, worker=f"w@h:{n}", task_id=str(n))
+        subjob_hand_back(subjob_id=subjob.pk, worker=f"w@h:{n}", publish=False)
+    subjob_claim(subjob_id=subjob.pk, worker="w@h:9", task_id="9")
+    expire_lease(subjob)  # then one real loss
+
+    summary = subjobs_reap_expired()
+    assert (summary.requeued, summary.failed) == (1, 0)
+    assert status_of(subjob) == JobStatus.NOT_STARTED
+
+
+def test_a_tape_request_with_one_file_cancelled_is_finished(store, archive_files):
+    archive_files({"t/a.bin": b"a", "t/b.bin": b"b"})
+    job = stage_request_create(
+        owner=UserFactory(), files=[StageFile(path="/t/a.bin"), StageFile(path="/t/b.bin")]
+    )
+    assert stage_request_cancel(job=job, paths=["/t/b.bin"]) == 1
+    for subjob in job.subjobs.filter(status=JobStatus.NOT_STARTED):
+        subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED
+    assert (job.files_done, job.files_failed) == (1, 0)
+
+
+def test_a_tape_request_with_every_file_cancelled_while_running_is_cancelled(store, archive_files):
+    archive_files({"t/a.bin": b"a"})
+    job = stage_request_create(owner=UserFactory(), files=[StageFile(path="/t/a.bin")])
+    subjob = job.subjobs.get()
+    subjob_claim(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    Item.objects.filter(job=job).update(status=JobStatus.CANCELLED)
+    SubJob.objects.filter(pk=subjob.pk).update(status=JobStatus.NOT_STARTED, worker="")
+    subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="2")
+    assert status_of(job) == JobStatus.CANCELLED
+
+
+def test_a_cancel_arriving_during_the_roll_up_is_not_overwritten_with_finished(staged_job):
+    job = staged_job()
+    subjob = job.subjobs.get()
+    injected = []
+
+    def cancel_just_before_the_final_write(execute, sql, params, many, context):
+        if (
+            not injected
+            and sql.startswith('UPDATE "staging_job" SET "status"')
+            and JobStatus.FINISHED in (params or ())
+        ):
+            injected.append(sql)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    'UPDATE "staging_job" SET "status" = %s WHERE "id" = %s',
+                    [JobStatus.CANCELLING, job.pk],
+                )
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(cancel_just_before_the_final_write):
+        subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    assert injected
+    assert status_of(job) == JobStatus.CANCELLED
+
+
+# --- 6. Leases judged by the database's clock -------------------------------------------------
+
+
+def test_a_lease_taken_by_a_worker_whose_clock_is_behind_still_holds(staged_job):
+    subjob = staged_job().subjobs.get()
+    behind = timezone.now() - timedelta(hours=1)
+    with mock.patch("staging.services.execution.timezone.now", return_value=behind):
+        assert subjob_claim(subjob_id=subjob.pk, worker="slow-clock@h:1", task_id="1")
+    assert subjob_claim(subjob_id=subjob.pk, worker="b@h:2", task_id="2") is None
+    assert SubJob.objects.get(pk=subjob.pk).worker == "slow-clock@h:1"
