@@ -4,17 +4,19 @@ cancel racing the roll-up, leases judged by the database's clock. Services are c
 tests/integration/test_engine_states.py runs the same paths in real workers."""
 
 import errno
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
-from staging.models import Item, Job, JobStatus, Pin, SubJob
+from staging.models import Item, Job, JobStatus, Pin, Store, SubJob
 from staging.services import recovery
-from staging.services.execution import subjob_claim, subjob_hand_back, subjob_run
+from staging.services.execution import stage_item, subjob_claim, subjob_hand_back, subjob_run
 from staging.services.jobs import job_cancel, job_create_staging, job_retry
 from staging.services.recovery import (
     job_release,
@@ -302,3 +304,94 @@ def test_a_lease_taken_by_a_worker_whose_clock_is_behind_still_holds(staged_job)
         assert subjob_claim(subjob_id=subjob.pk, worker="slow-clock@h:1", task_id="1")
     assert subjob_claim(subjob_id=subjob.pk, worker="b@h:2", task_id="2") is None
     assert SubJob.objects.get(pk=subjob.pk).worker == "slow-clock@h:1"
+
+
+# --- 6. Fencing by lease holder (rows written by other connections: transactional) ----------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_lost_its_lease_puts_no_file_in_place_and_changes_no_row(
+    staged_job, store, settings
+):
+    settings.STAGING = {
+        **settings.STAGING,
+        "HEARTBEAT_SECONDS": 0.1,
+        "COPY_CHUNK_BYTES": 1,
+        "PROGRESS_INTERVAL_SECONDS": 3600,  # no progress write: only the lease can stop it
+    }
+    job = staged_job({"fenced.bin": b"f" * 64})
+    subjob = job.subjobs.get()
+
+    def taken_over_then_copy(item, store, reporter):
+        # Cut off long enough for the reaper to hand the sub-job to another worker.
+        SubJob.objects.filter(pk=subjob.pk).update(worker="new-owner@h:2")
+        deadline = time.monotonic() + 3
+        while not reporter.should_stop() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stage_item(item, store, reporter)
+
+    assert (
+        subjob_run(subjob_id=subjob.pk, worker="old@h:1", task_id="1", work=taken_over_then_copy)
+        is None
+    )
+    assert not (Path(store.staging_root) / "fenced.bin").exists()
+    assert list(Path(store.staging_root).iterdir()) == []
+    subjob.refresh_from_db()
+    assert (subjob.status, subjob.worker, subjob.files_done) == (
+        JobStatus.RUNNING,
+        "new-owner@h:2",
+        0,
+    )
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.NOT_STARTED}
+    assert status_of(job) == JobStatus.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lease_is_kept_through_a_silent_step_longer_than_the_lease(staged_job, settings):
+    settings.STAGING = {**settings.STAGING, "LEASE_SECONDS": 1, "HEARTBEAT_SECONDS": 0.2}
+    job = staged_job({"quiet.bin": b"q"})
+    subjob = job.subjobs.get()
+    rivals = []
+
+    def silent(item, store, reporter):
+        time.sleep(2.5)  # no progress reported
+        rivals.append(subjob_claim(subjob_id=subjob.pk, worker="rival@h:2", task_id="2"))
+
+    assert subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1", work=silent)
+    assert rivals == [None]
+    assert status_of(job) == JobStatus.FINISHED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_unlinks_without_holding_the_store_lock(staged_job, store, monkeypatch):
+    job = staged_job({"gone.txt": b"g"})
+    for subjob in job.subjobs.all():
+        subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
+    job_release(job=job)
+    lock_free_while_unlinking = []
+    unlink = Path.unlink
+
+    def store_lock_free() -> bool:
+        # From another connection, as a request creating a job would ask for the lock.
+        def probe():
+            try:
+                with transaction.atomic():
+                    Store.objects.select_for_update(nowait=True).filter(pk=store.pk).exists()
+                lock_free_while_unlinking.append(True)
+            except DatabaseError:
+                lock_free_while_unlinking.append(False)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join(timeout=30)
+
+    def watched_unlink(self, missing_ok=False):
+        store_lock_free()
+        return unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", watched_unlink)
+    assert staged_copies_sweep() == 1
+    assert lock_free_while_unlinking == [True]
+    assert list(Path(store.staging_root).iterdir()) == []

@@ -1,0 +1,143 @@
+"""The state machine and its repairs in real `celery worker` and `celery beat` processes on Redis
+and the test database: leases kept by a heartbeat, a lost worker's sub-job resumed within the
+lease, a cancel racing a warm-shutdown hand-back, a lost roll-up, a broker that lost its data."""
+
+import os
+import signal
+import time
+
+import pytest
+from django.conf import settings
+
+from staging.models import Item, Job, JobStatus, SubJob
+from staging.services.jobs import job_cancel
+from tests.integration.test_engine_recovery import (
+    assert_staged_intact,
+    create_job,
+    running_with_progress,
+    slow_store,
+)
+from tests.workers import wait_for_job, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+# Every knob of recovery shortened, so each test takes seconds.
+SHORT_LEASE = {
+    "STAGING_LEASE_SECONDS": "3",
+    "STAGING_HEARTBEAT_SECONDS": "0.5",
+    "REAPER_INTERVAL_SECONDS": "1",
+    "RECONCILER_INTERVAL_SECONDS": "1",
+    "JANITOR_INTERVAL_SECONDS": "1",
+}
+
+
+def test_a_lease_renewed_by_its_heartbeat_survives_a_long_silent_step(
+    store, archive_files, start_worker, start_beat
+):
+    (file,) = archive_files({"silent.bin": os.urandom(10_000)})
+    # Four lease periods without a byte of progress (a slow recall, a long fsync).
+    slow_store(store, 12_000)
+    start_worker(concurrency=1, **SHORT_LEASE)
+    start_worker(concurrency=1, **SHORT_LEASE)
+    start_beat(**SHORT_LEASE)
+
+    job = wait_for_job(create_job(store, [file]), timeout=120)
+
+    assert job.status == JobStatus.FINISHED
+    subjob = SubJob.objects.get(job=job)
+    assert (subjob.attempts, subjob.failures) == (1, 0)
+    assert_staged_intact(store, job)
+
+
+def test_a_killed_workers_subjob_is_resumed_by_another_within_the_lease(
+    store, archive_files, start_worker, start_beat, settings
+):
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 100}
+    files = archive_files({f"k{n}.bin": os.urandom(50_000) for n in range(10)})
+    slow_store(store, 500)
+    knobs = {**SHORT_LEASE, "STAGING_LEASE_SECONDS": "6", "STAGING_HEARTBEAT_SECONDS": "2"}
+    doomed = start_worker(concurrency=1, **knobs)
+    job = create_job(store, files)
+    wait_until(lambda: running_with_progress(job), timeout=60, what="progress")
+    survivor = start_worker(concurrency=1, **knobs)
+    start_beat(**knobs)
+
+    os.killpg(doomed.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    survivor_node = survivor.name.replace("%h", os.uname().nodename)
+    wait_until(
+        lambda: SubJob.objects.filter(job=job, worker__startswith=survivor_node).exists(),
+        timeout=60,
+        what="another worker to take the sub-job",
+    )
+    resumed_after = time.monotonic() - killed_at
+    print(f"\nworker SIGKILLed: sub-job resumed {resumed_after:.1f}s later (lease 6 s)")
+
+    job = wait_for_job(job, timeout=120)
+    assert job.status == JobStatus.FINISHED
+    subjob = SubJob.objects.get(job=job)
+    assert (subjob.attempts, subjob.failures) == (2, 1)
+    # Resumed after the last finished file, not from the start.
+    assert sorted(job.items.values_list("attempts", flat=True))[0] == 1
+    assert_staged_intact(store, job)
+
+
+def test_a_cancel_racing_a_warm_shutdown_hand_back_ends_cancelled(
+    store, archive_files, start_worker, settings
+):
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 100}
+    files = archive_files({f"c{n}.bin": os.urandom(10_000) for n in range(6)})
+    slow_store(store, 3_000)
+    leaving = start_worker(concurrency=1)
+    job = create_job(store, files)
+    wait_until(
+        lambda: SubJob.objects.filter(job=job, status=JobStatus.RUNNING).exists(),
+        timeout=60,
+        what="the sub-job to start",
+    )
+
+    # The cancel lands while the sub-job runs (nothing queued to cancel), and the worker is
+    # told to stop before its next progress write could see it: the sub-job is handed back.
+    assert job_cancel(job=job).status == JobStatus.CANCELLING
+    leaving.process.send_signal(signal.SIGTERM)
+    leaving.process.wait(timeout=30)
+    start_worker(concurrency=1)
+
+    job = wait_for_job(job, timeout=60)
+    assert job.status == JobStatus.CANCELLED
+    assert not Item.objects.filter(
+        job=job, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
+    ).exists()
+
+
+def test_the_janitor_on_beat_rolls_up_a_job_whose_roll_up_was_lost(
+    store, archive_files, start_worker, start_beat
+):
+    files = archive_files({"r.txt": b"rolled"})
+    start_worker(concurrency=1)
+    job = wait_for_job(create_job(store, files))
+    # What a crash between the last sub-job's end and the job's roll-up leaves behind.
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, finished_at=None)
+
+    start_beat(**SHORT_LEASE)
+
+    assert wait_for_job(job, timeout=60).status == JobStatus.FINISHED
+
+
+def test_jobs_queued_in_a_broker_that_lost_its_data_are_republished_at_once(
+    store, archive_files, broker, start_worker, start_beat
+):
+    files = archive_files({f"m{n}.txt": f"payload {n}".encode() for n in range(4)})
+    jobs = [create_job(store, [f]) for f in files]
+    marker = settings.BROKER_KEY_PREFIX + settings.STAGING["BROKER_MARKER_KEY"]
+    # Default republish age (a minute): only the lost marker can explain a quick recovery.
+    start_worker(concurrency=1, queues="control", RECONCILER_INTERVAL_SECONDS="1")
+    start_beat(RECONCILER_INTERVAL_SECONDS="1")
+    wait_until(lambda: broker.exists(marker), timeout=60, what="the broker marker")
+
+    broker.flush_test_keys()  # what a Redis restart without persistence does
+    start_worker(concurrency=2, queues="staging")
+
+    for job in jobs:
+        assert wait_for_job(job, timeout=40).status == JobStatus.FINISHED
+        assert_staged_intact(store, job)
