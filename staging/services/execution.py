@@ -95,8 +95,10 @@ class LeaseHeartbeat:
 
     def __init__(self, *, subjob_id: int, worker: str):
         self.subjob_id, self.worker = subjob_id, worker
-        self.interval = settings.STAGING["HEARTBEAT_SECONDS"]
         self.lease = settings.STAGING["LEASE_SECONDS"]
+        # At least three beats per lease, whatever the settings say, so one slow beat is not
+        # a lost lease.
+        self.interval = min(settings.STAGING["HEARTBEAT_SECONDS"], self.lease / 3)
         # Counted from before the claim's own write, as a renewal is counted from its start.
         self.renewed_at = time.monotonic()
         self._lost = threading.Event()
@@ -110,6 +112,10 @@ class LeaseHeartbeat:
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
         self._thread.join(timeout=self.interval + 5)
+
+    def renewed(self, started: float) -> None:
+        """A renewal that began at ``started`` (monotonic) succeeded."""
+        self.renewed_at = max(self.renewed_at, started)
 
     def lost(self) -> bool:
         if not self._lost.is_set() and time.monotonic() - self.renewed_at >= self.lease:
@@ -130,7 +136,7 @@ class LeaseHeartbeat:
                     logger.warning("sub-job %s: lease taken by another worker", self.subjob_id)
                     self._lost.set()
                     return
-                self.renewed_at = started
+                self.renewed(started)
         finally:
             connections.close_all()  # this thread's own connections
 
@@ -184,7 +190,8 @@ class ProgressReporter:
     def flush(self) -> None:
         if self.lease_lost():
             raise LeaseLost(f"sub-job {self.subjob.pk}: lease lost by {self.worker}")
-        elapsed = max(time.monotonic() - self.last_flush, 1e-3)
+        started = time.monotonic()
+        elapsed = max(started - self.last_flush, 1e-3)
         with transaction.atomic():
             renewed = SubJob.objects.filter(
                 pk=self.subjob.pk, status=JobStatus.RUNNING, worker=self.worker
@@ -209,6 +216,8 @@ class ProgressReporter:
             )
             status = Job.objects.filter(pk=self.subjob.job_id).values_list("status", flat=True)
             self.cancelled = status.first() in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+        if self.heartbeat is not None:
+            self.heartbeat.renewed(started)
         self.finished.clear()
         self.pending_bytes = 0
         self.last_flush = time.monotonic()
@@ -313,12 +322,13 @@ def subjob_run(
             _run_items(subjob, reporter, work)
             reporter.flush()
         except LeaseLost:
-            logger.warning("sub-job %s: lease lost, leaving it to its new owner", subjob_id)
+            _lease_given_up(subjob_id, worker)
             return None
         except BaseException as exc:
             _interrupted(subjob_id, worker, reporter, exc)
             raise
         if reporter.lease_lost():
+            _lease_given_up(subjob_id, worker)
             return None
         if not reporter.cancelled and _unfinished(subjob):
             # Stopped for a lease in doubt (the database out of reach) and then kept it: give
@@ -342,6 +352,16 @@ def _run_items(subjob: SubJob, reporter: ProgressReporter, work: ItemWork) -> No
             _run_item(item, subjob.job.store, reporter, work)
         except StagingCancelled:
             break
+
+
+def _lease_given_up(subjob_id: int, worker: str) -> None:
+    """After the lease was lost, or could not be renewed for a whole lease period: if the
+    database still names this worker the holder (nobody took over yet), hand the sub-job back
+    so another worker resumes it now rather than after the reaper; otherwise, and when the
+    database is out of reach, write nothing."""
+    logger.warning("sub-job %s: lease lost by %s; writing nothing more", subjob_id, worker)
+    with contextlib.suppress(OperationalError, InterfaceError):
+        subjob_hand_back(subjob_id=subjob_id, worker=worker, publish=True)
 
 
 def _unfinished(subjob: SubJob) -> bool:
