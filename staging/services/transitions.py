@@ -8,41 +8,49 @@ backwards or twice. Callers are the services (jobs, execution, recovery, tape); 
 
 Job::
 
-                 job_mark_running
-    NOT_STARTED ─────────────────► RUNNING ──────────┐ job_settle (every sub-job terminal)
-        │  ▲                          │              ▼
-        │  │ job_reopen (retry)       │         FINISHED | PARTIALLY_FAILED | FAILED
-        │  └──────────────────────────┼───────────── (the latter two)
-        │ job_request_cancel          │ job_request_cancel
-        └─────────────► CANCELLING ◄──┘
-                            │ job_settle (nothing runs any more)
-                            ▼
-                        CANCELLED
+                   job_mark_running                 job_settle (every sub-job terminal)
+      NOT_STARTED ──────────────────► RUNNING ────────────────► FINISHED
+        │     ▲                          │            ├───────► PARTIALLY_FAILED ─┐
+        │     │                          │            └───────► FAILED ───────────┤
+        │     └──────────────────── job_reopen (retry of the failed items) ───────┘
+        │ job_request_cancel             │ job_request_cancel
+        └──────────► CANCELLING ◄────────┘
+                         │ job_settle (no sub-job runs any more)
+                         ▼
+                     CANCELLED
 
-    Roll-up (job_settle) from the items: cancelled items count as neither success nor failure;
-    of the others, all finished → FINISHED, some → PARTIALLY_FAILED, none → FAILED; every item
-    cancelled (or a cancel asked for) → CANCELLED. The job row is locked while it is decided,
-    so a cancel is never overwritten with FINISHED.
+    The roll-up (job_settle) decides from the items: cancelled items count as neither success
+    nor failure; of the others, all finished → FINISHED, some → PARTIALLY_FAILED, none →
+    FAILED; every item cancelled, or a cancel asked for → CANCELLED. The job row is locked
+    while it is decided, so a concurrent cancel is never overwritten with FINISHED.
 
-Sub-job::
+Sub-job (``attempts`` counts takes; ``failures`` counts real failures, MAX_ATTEMPTS of which
+fail it)::
 
-                 subjob_take (lease: holder + expiry by the database's clock)
-    NOT_STARTED ─────────────────► RUNNING ── subjob_finish ──► FINISHED | PARTIALLY_FAILED
-      ▲  │  │   ◄──────────────────  │  │       (+ job_settle,        | FAILED | CANCELLED
-      │  │  │   subjob_hand_back     │  │        same transaction)
-      │  │  │   (warm shutdown: no   │  │
-      │  │  │    failure counted;    │  └─ subjob_release_expired (reaper) ─► NOT_STARTED
-      │  │  │    an error: +1)       │     (+1 failure) or FAILED / CANCELLED
-      │  │  └── subjob_cancel_queued (job CANCELLING) ──► CANCELLED
-      │  └───── subjob_fail (MAX_ATTEMPTS failures) ────► FAILED (last error)
-      └──────── a lease that expired is taken over by the next subjob_take (+1 failure)
+                   subjob_take: lease = holder + expiry by the database's clock
+      NOT_STARTED ─────────────────────────► RUNNING ── subjob_finish ──► FINISHED
+        │  │  │  ◄─────────────────────────    │   │    (+ job_settle,    | PARTIALLY_FAILED
+        │  │  │    subjob_hand_back: warm      │   │     one transaction) | FAILED | CANCELLED
+        │  │  │    shutdown (no failure), an   │   │
+        │  │  │    unexpected error (+1)       │   └─ subjob_take by another worker once the
+        │  │  │                                │      lease expired or its holder died (+1)
+        │  │  │  ◄─────────────────────────    │
+        │  │  │    subjob_release_expired      └─ subjob_cancel_expired (job cancelling)
+        │  │  │    (the reaper, +1)                 ──► CANCELLED
+        │  │  └─ subjob_cancel_queued (its job is CANCELLING) ──► CANCELLED
+        │  └──── subjob_fail (MAX_ATTEMPTS failures) ──► FAILED, with the last error
+        └─────── subjob_requeued decides between those two for any queued sub-job
 
 Item::
 
-    NOT_STARTED ─► RUNNING ─► FINISHED | FAILED | CANCELLED
-         ▲            │
-         └────────────┘ the sub-job handed back or requeued (its bytes taken back)
-    FAILED ─► NOT_STARTED (job_retry)
+      NOT_STARTED ─► RUNNING ─► FINISHED | FAILED | CANCELLED (items_cancel: on its own)
+           ▲            │
+           └────────────┘ its sub-job handed back or reaped (the bytes it copied taken back)
+      FAILED ─► NOT_STARTED (items_reopen, a retry)
+
+Worker-side writes are fenced by the lease holder: ``subjob_hold`` locks the sub-job row only
+while the writer still holds the lease, so no other worker can take it over until that
+transaction ends, and a writer that lost it gets LeaseLost and writes nothing.
 """
 
 import logging

@@ -31,6 +31,20 @@ SHORT_LEASE = {
 }
 
 
+def kill_and_wait_for_takeover(doomed, survivor, job: Job, *, timeout: float) -> float:
+    """SIGKILL the whole ``doomed`` worker; wait until ``survivor`` holds the job's sub-job and
+    return how many seconds that took."""
+    os.killpg(doomed.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    survivor_node = survivor.name.replace("%h", os.uname().nodename)
+    wait_until(
+        lambda: SubJob.objects.filter(job=job, worker__startswith=survivor_node).exists(),
+        timeout=timeout,
+        what="another worker to take the sub-job",
+    )
+    return time.monotonic() - killed_at
+
+
 def test_a_lease_renewed_by_its_heartbeat_survives_a_long_silent_step(
     store, archive_files, start_worker, start_beat
 ):
@@ -62,15 +76,7 @@ def test_a_killed_workers_subjob_is_resumed_by_another_within_the_lease(
     survivor = start_worker(concurrency=1, **knobs)
     start_beat(**knobs)
 
-    os.killpg(doomed.pid, signal.SIGKILL)
-    killed_at = time.monotonic()
-    survivor_node = survivor.name.replace("%h", os.uname().nodename)
-    wait_until(
-        lambda: SubJob.objects.filter(job=job, worker__startswith=survivor_node).exists(),
-        timeout=60,
-        what="another worker to take the sub-job",
-    )
-    resumed_after = time.monotonic() - killed_at
+    resumed_after = kill_and_wait_for_takeover(doomed, survivor, job, timeout=60)
     print(f"\nworker SIGKILLed: sub-job resumed {resumed_after:.1f}s later (lease 6 s)")
 
     job = wait_for_job(job, timeout=120)
@@ -130,14 +136,37 @@ def test_jobs_queued_in_a_broker_that_lost_its_data_are_republished_at_once(
     files = archive_files({f"m{n}.txt": f"payload {n}".encode() for n in range(4)})
     jobs = [create_job(store, [f]) for f in files]
     marker = settings.BROKER_KEY_PREFIX + settings.STAGING["BROKER_MARKER_KEY"]
-    # Default republish age (a minute): only the lost marker can explain a quick recovery.
-    start_worker(concurrency=1, queues="control", RECONCILER_INTERVAL_SECONDS="1")
-    start_beat(RECONCILER_INTERVAL_SECONDS="1")
+    # Settings as shipped (republish age a minute, reconciler every 10 s): only the lost
+    # marker can explain a recovery within a reconciler period or two.
+    start_worker(concurrency=1, queues="control")
+    start_beat()
     wait_until(lambda: broker.exists(marker), timeout=60, what="the broker marker")
 
     broker.flush_test_keys()  # what a Redis restart without persistence does
+    flushed_at = time.monotonic()
     start_worker(concurrency=2, queues="staging")
 
     for job in jobs:
         assert wait_for_job(job, timeout=40).status == JobStatus.FINISHED
         assert_staged_intact(store, job)
+    print(
+        f"\ndefaults: broker emptied, every job finished {time.monotonic() - flushed_at:.1f}s later"
+    )
+
+
+def test_on_default_settings_a_lost_workers_subjob_is_resumed_within_a_minute(
+    store, archive_files, start_worker, start_beat, settings
+):
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 100}
+    files = archive_files({f"d{n}.bin": os.urandom(20_000) for n in range(60)})
+    slow_store(store, 1_000)
+    doomed = start_worker(concurrency=1)  # lease, heartbeat, reaper and janitor as shipped
+    job = create_job(store, files)
+    wait_until(lambda: running_with_progress(job), timeout=60, what="progress")
+    survivor = start_worker(concurrency=1)
+    start_beat()
+
+    # A minute, as promised, plus slack for a loaded test machine.
+    resumed_after = kill_and_wait_for_takeover(doomed, survivor, job, timeout=75)
+    print(f"\ndefaults: sub-job resumed {resumed_after:.1f}s after SIGKILL")
+    assert SubJob.objects.get(job=job).failures == 1
