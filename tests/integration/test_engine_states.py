@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+from celery import current_app
 from django.conf import settings
 
 from staging.models import Item, Job, JobStatus, SubJob
@@ -17,6 +18,7 @@ from tests.integration.test_engine_recovery import (
     running_with_progress,
     slow_store,
 )
+from tests.integration.test_metrics_and_logs_with_workers import free_port, scrape
 from tests.workers import wait_for_job, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -170,3 +172,31 @@ def test_on_default_settings_a_lost_workers_subjob_is_resumed_within_a_minute(
     resumed_after = kill_and_wait_for_takeover(doomed, survivor, job, timeout=75)
     print(f"\ndefaults: sub-job resumed {resumed_after:.1f}s after SIGKILL")
     assert SubJob.objects.get(job=job).failures == 1
+
+
+def test_the_janitors_repairs_are_counted_in_the_workers_metrics(
+    store, archive_files, start_worker, tmp_path
+):
+    files = archive_files({"stuck.txt": b"s"})
+    job = create_job(store, files)
+    # What a cancel request that died right after its first write leaves behind.
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLING)
+    port = free_port()
+    start_worker(
+        concurrency=1,
+        queues="control",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
+        WORKER_METRICS_PORT=str(port),
+        WORKER_METRICS_ADDRESS="127.0.0.1",
+    )
+
+    current_app.send_task("tasks.maintenance.janitor", queue="control")
+
+    repaired = (
+        "stagingsvc_recovery_actions_total",
+        (("action", "cancelled"), ("task", "janitor")),
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_until(lambda: repaired in scrape(url), timeout=30, what="the janitor's count")
+    assert scrape(url)[repaired] == 1
+    assert wait_for_job(job, timeout=10).status == JobStatus.CANCELLED
