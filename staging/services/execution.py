@@ -93,14 +93,18 @@ class LeaseHeartbeat:
     holds it, or when no renewal succeeded for LEASE_SECONDS (the database was out of reach, so
     the lease may have lapsed): from then on ``lost()`` is True and the worker writes nothing."""
 
-    def __init__(self, *, subjob_id: int, worker: str):
+    def __init__(self, *, subjob_id: int, worker: str, claimed_at: float):
         self.subjob_id, self.worker = subjob_id, worker
-        self.lease = settings.STAGING["LEASE_SECONDS"]
         # At least three beats per lease, whatever the settings say, so one slow beat is not
         # a lost lease.
-        self.interval = min(settings.STAGING["HEARTBEAT_SECONDS"], self.lease / 3)
-        # Counted from before the claim's own write, as a renewal is counted from its start.
-        self.renewed_at = time.monotonic()
+        self.interval = min(
+            settings.STAGING["HEARTBEAT_SECONDS"], settings.STAGING["LEASE_SECONDS"] / 3
+        )
+        # Judged lost half a beat before the database would let another worker take it.
+        self.lease = settings.STAGING["LEASE_SECONDS"] - self.interval / 2
+        # Counted from before the claim's write (monotonic), as a renewal from its start: the
+        # database's expiry can only be later than ours.
+        self.renewed_at = claimed_at
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{subjob_id}", daemon=True)
@@ -311,15 +315,17 @@ def subjob_run(
     ``work_for`` picks for the sub-job's job, e.g. by its catalogue task). A sub-job without
     items (a noop) just finishes. Returns its final status, or None when this delivery had
     nothing to do (another worker holds it, it is over, or its job was cancelled)."""
+    claimed_at = time.monotonic()
     subjob = subjob_claim(subjob_id=subjob_id, worker=worker, task_id=task_id)
     if subjob is None:
         return None
-    with LeaseHeartbeat(subjob_id=subjob_id, worker=worker) as heartbeat:
+    with LeaseHeartbeat(subjob_id=subjob_id, worker=worker, claimed_at=claimed_at) as heartbeat:
         reporter = ProgressReporter(subjob=subjob, worker=worker, heartbeat=heartbeat)
         try:
             if work_for is not None:
                 work = work_for(subjob.job)
             _run_items(subjob, reporter, work)
+            # Raises LeaseLost when the work stopped because the lease was lost (should_stop).
             reporter.flush()
         except LeaseLost:
             _lease_given_up(subjob_id, worker)
@@ -327,14 +333,6 @@ def subjob_run(
         except BaseException as exc:
             _interrupted(subjob_id, worker, reporter, exc)
             raise
-        if reporter.lease_lost():
-            _lease_given_up(subjob_id, worker)
-            return None
-        if not reporter.cancelled and _unfinished(subjob):
-            # Stopped for a lease in doubt (the database out of reach) and then kept it: give
-            # the rest back rather than end the sub-job with files not copied.
-            subjob_hand_back(subjob_id=subjob_id, worker=worker, publish=True)
-            return None
         return transitions.subjob_finish(
             subjob_id=subjob_id, job_id=subjob.job_id, worker=worker, cancelled=reporter.cancelled
         )
@@ -362,12 +360,6 @@ def _lease_given_up(subjob_id: int, worker: str) -> None:
     logger.warning("sub-job %s: lease lost by %s; writing nothing more", subjob_id, worker)
     with contextlib.suppress(OperationalError, InterfaceError):
         subjob_hand_back(subjob_id=subjob_id, worker=worker, publish=True)
-
-
-def _unfinished(subjob: SubJob) -> bool:
-    return Item.objects.filter(
-        subjob=subjob, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
-    ).exists()
 
 
 def _interrupted(subjob_id: int, worker: str, reporter: ProgressReporter, exc: BaseException):
