@@ -70,7 +70,8 @@ def job_create_staging(
     if any(f.store_id != store.pk for f in files):
         raise ServiceError("all files of one request must belong to the same store", field="ids")
     lifetime = lifetime or settings.STAGING["DEFAULT_LIFETIME"]
-    # The sweeper holds this lock while it deletes unpinned copies (see staged_copies_sweep).
+    # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
+    # staged_copies_sweep), so it never takes a copy this job's new pins hold.
     Store.objects.select_for_update().filter(pk=store.pk).exists()
     now = timezone.now()
     job = Job.objects.create(

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 SWEPT_PREFIX = ".stagingsvc-swept-"
 
 WORKER_LOST = "worker lost: the sub-job's lease expired {attempts} times"
-# Sub-jobs republished per reconciler pass, at most (the next pass takes the rest).
+# Sub-jobs republished by age per reconciler pass, at most (the next pass takes the rest).
 REPUBLISH_BATCH = 1000
 
 
@@ -93,15 +93,17 @@ def subjobs_reconcile() -> int:
     """Republish queued sub-jobs whose messages the broker lost. At once, all of them, when the
     broker lost its data (the marker key is gone); otherwise the oldest of those queued for
     REDISPATCH_AFTER_SECONDS, as many as the database has queued sub-jobs beyond what the
-    staging queue holds, whatever the queue's length. A duplicate delivery is harmless (the
-    lease). Sub-jobs of jobs being cancelled are settled, never republished."""
+    staging queue holds, whatever the queue's length (this also finds messages lost by a broker
+    restored from an older snapshot, which kept the marker). A duplicate delivery is harmless
+    (the lease). Sub-jobs of jobs being cancelled are never republished: the janitor settles
+    them."""
     waiting = SubJob.objects.filter(
         status=JobStatus.NOT_STARTED,
         failures__lt=settings.STAGING["MAX_ATTEMPTS"],
         job__status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
     ).order_by(Coalesce("dispatched_at", "created_at"), "pk")
     if broker_lost_its_data():
-        lost = list(waiting.values_list("pk", flat=True)[:REPUBLISH_BATCH])
+        lost = list(waiting.values_list("pk", flat=True))  # published in batches
         reason = "the broker lost its data"
     else:
         missing = waiting.count() - broker_queue_lengths((STAGING_QUEUE,))[STAGING_QUEUE]
