@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -29,6 +30,9 @@ from staging.storage import (
 )
 
 logger = logging.getLogger(__name__)
+
+# (sub-job id, holder) of the sub-job this process is running, if any.
+_lease_held: ContextVar[tuple[int, str] | None] = ContextVar("lease_held", default=None)
 
 # Failures that no retry can mend: the item fails at once with the message.
 PERMANENT_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR}
@@ -230,8 +234,12 @@ class ProgressReporter:
 def item_result_record(*, item_id: int, result: dict) -> None:
     """Keep what a task found for one item (a checksum, pins released) for its result rows.
     Written by the item's work while the item runs, so a failed attempt's value is replaced by
-    the next attempt's."""
-    Item.objects.filter(pk=item_id).update(result=result)
+    the next attempt's; fenced by the lease of the sub-job being run (LeaseLost once lost)."""
+    held = _lease_held.get()
+    with transaction.atomic():
+        if held is not None:
+            transitions.subjob_hold(subjob_id=held[0], worker=held[1])
+        Item.objects.filter(pk=item_id).update(result=result)
 
 
 def _item_failed(item: Item, message: str, reporter: ProgressReporter) -> None:
@@ -319,7 +327,10 @@ def subjob_run(
     subjob = subjob_claim(subjob_id=subjob_id, worker=worker, task_id=task_id)
     if subjob is None:
         return None
-    with LeaseHeartbeat(subjob_id=subjob_id, worker=worker, claimed_at=claimed_at) as heartbeat:
+    with (
+        LeaseHeartbeat(subjob_id=subjob_id, worker=worker, claimed_at=claimed_at) as heartbeat,
+        _lease_context(subjob_id, worker),
+    ):
         reporter = ProgressReporter(subjob=subjob, worker=worker, heartbeat=heartbeat)
         try:
             if work_for is not None:
@@ -336,6 +347,17 @@ def subjob_run(
         return transitions.subjob_finish(
             subjob_id=subjob_id, job_id=subjob.job_id, worker=worker, cancelled=reporter.cancelled
         )
+
+
+@contextlib.contextmanager
+def _lease_context(subjob_id: int, worker: str):
+    """The lease the item work of this process runs under, for writes made through helpers that
+    are not handed the reporter (item_result_record)."""
+    token = _lease_held.set((subjob_id, worker))
+    try:
+        yield
+    finally:
+        _lease_held.reset(token)
 
 
 def _run_items(subjob: SubJob, reporter: ProgressReporter, work: ItemWork) -> None:

@@ -16,7 +16,13 @@ from django.utils import timezone
 
 from staging.models import Item, Job, JobStatus, Pin, Store, SubJob
 from staging.services import recovery
-from staging.services.execution import stage_item, subjob_claim, subjob_hand_back, subjob_run
+from staging.services.execution import (
+    item_result_record,
+    stage_item,
+    subjob_claim,
+    subjob_hand_back,
+    subjob_run,
+)
 from staging.services.jobs import job_cancel, job_create_staging, job_retry
 from staging.services.recovery import (
     job_release,
@@ -395,3 +401,18 @@ def test_the_sweeper_unlinks_without_holding_the_store_lock(staged_job, store, m
     assert staged_copies_sweep() == 1
     assert lock_free_while_unlinking == [True]
     assert list(Path(store.staging_root).iterdir()) == []
+
+
+def test_a_worker_that_lost_its_lease_records_no_item_result(staged_job):
+    job = staged_job({"r.txt": b"r"})
+    subjob = job.subjobs.get()
+
+    def taken_over_then_record(item, store, reporter):
+        SubJob.objects.filter(pk=subjob.pk).update(worker="new-owner@h:2")
+        item_result_record(item_id=item.pk, result={"checksum": "stale"})
+
+    assert (
+        subjob_run(subjob_id=subjob.pk, worker="old@h:1", task_id="1", work=taken_over_then_record)
+        is None
+    )
+    assert job.items.get().result == {}
