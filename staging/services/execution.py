@@ -278,10 +278,10 @@ def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWo
     last attempt's) fail the item with a message."""
     max_attempts = settings.STAGING["MAX_ATTEMPTS"]
     for attempt in range(1, max_attempts + 1):
-        with transaction.atomic():
-            transitions.subjob_hold(subjob_id=reporter.subjob.pk, worker=reporter.worker)
-            if not transitions.item_begin_attempt(item_id=item.pk):
-                return  # cancelled on its own (WLCG tape cancel) since the sub-job read it
+        if not transitions.item_begin_attempt(
+            item_id=item.pk, subjob_id=reporter.subjob.pk, worker=reporter.worker
+        ):
+            return  # cancelled on its own (WLCG tape cancel) since the sub-job read it
         reporter.item_started(item)
         try:
             work(item, store, reporter)

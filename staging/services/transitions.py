@@ -416,12 +416,21 @@ def subjob_finish(*, subjob_id: int, job_id: int, worker: str, cancelled: bool) 
 # --- Items ------------------------------------------------------------------------------------
 
 
-def item_begin_attempt(*, item_id: int) -> bool:
-    """Count one more attempt at an item that has not ended (a file cancelled on its own since
-    the sub-job read its items is skipped)."""
-    return bool(
-        Item.objects.filter(pk=item_id, status__in=ACTIVE_ITEM).update(attempts=F("attempts") + 1)
-    )
+def item_begin_attempt(*, item_id: int, subjob_id: int, worker: str) -> bool:
+    """Count one more attempt at an item that has not ended, by the holder of its sub-job's
+    lease. False when the file was cancelled on its own since the sub-job read its items;
+    LeaseLost when ``worker`` no longer holds the lease."""
+    counted = Item.objects.filter(
+        pk=item_id,
+        status__in=ACTIVE_ITEM,
+        subjob_id__in=SubJob.objects.filter(
+            pk=subjob_id, status=JobStatus.RUNNING, worker=worker
+        ).values("pk"),
+    ).update(attempts=F("attempts") + 1)
+    if not counted:
+        with transaction.atomic():
+            subjob_hold(subjob_id=subjob_id, worker=worker)
+    return bool(counted)
 
 
 def items_finish(item_ids: Iterable[int]) -> int:
