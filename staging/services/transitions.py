@@ -253,13 +253,13 @@ def subjob_hold(*, subjob_id: int, worker: str) -> None:
         raise LeaseLost(f"sub-job {subjob_id} is no longer leased to {worker}")
 
 
-def _release(running, *, failure: str) -> int | None:
-    """RUNNING → NOT_STARTED for the one sub-job ``running`` selects; the bytes its running
-    items had copied are taken back from the counters (they will be copied again). Returns the
-    sub-job's failure count afterwards, or None when it was not RUNNING as expected."""
+def _release(running, *, failure: str) -> bool:
+    """RUNNING → NOT_STARTED for the one sub-job ``running`` selects (False when it was not
+    RUNNING as expected); the bytes its running items had copied are taken back from the
+    counters (they will be copied again), and its queued fate decided (subjob_requeued)."""
     row = running.select_for_update().values_list("pk", "job_id").first()
     if row is None:
-        return None
+        return False
     subjob_id, job_id = row
     partial = Item.objects.filter(subjob_id=subjob_id, status=JobStatus.RUNNING)
     taken_back = partial.aggregate(n=Sum("bytes_done", default=0))["n"]
@@ -275,7 +275,8 @@ def _release(running, *, failure: str) -> int | None:
     partial.update(status=JobStatus.NOT_STARTED, bytes_done=0)
     if taken_back:
         Job.objects.filter(pk=job_id).update(bytes_done=F("bytes_done") - taken_back)
-    return SubJob.objects.values_list("failures", flat=True).get(pk=subjob_id)
+    subjob_requeued(subjob_id)
+    return True
 
 
 def subjob_hand_back(*, subjob_id: int, worker: str, failure: str = "") -> bool:
@@ -283,29 +284,21 @@ def subjob_hand_back(*, subjob_id: int, worker: str, failure: str = "") -> bool:
     unexpected error is (``failure`` says what), and the MAX_ATTEMPTS-th fails the sub-job.
     A sub-job handed back while its job is being cancelled is cancelled at once."""
     with transaction.atomic():
-        failures = _release(
+        return _release(
             SubJob.objects.filter(pk=subjob_id, status=JobStatus.RUNNING, worker=worker),
             failure=failure,
         )
-        if failures is None:
-            return False
-        subjob_requeued(subjob_id)
-    return True
 
 
 def subjob_release_expired(*, subjob_id: int, failure: str) -> bool:
     """The reaper takes back a sub-job whose lease expired (its worker is lost): one failure."""
     with transaction.atomic():
-        failures = _release(
+        return _release(
             SubJob.objects.filter(
                 pk=subjob_id, status=JobStatus.RUNNING, lease_expires_at__lt=Now()
             ),
             failure=failure,
         )
-        if failures is None:
-            return False
-        subjob_requeued(subjob_id)
-    return True
 
 
 def subjob_requeued(subjob_id: int) -> str:
