@@ -11,7 +11,8 @@ from celery import current_app
 from django.conf import settings
 
 from staging.models import Item, Job, JobStatus, SubJob
-from staging.services.jobs import job_cancel
+from staging.services.jobs import job_cancel, job_create
+from tests.factories import UserFactory
 from tests.integration.test_engine_recovery import (
     assert_staged_intact,
     create_job,
@@ -200,3 +201,29 @@ def test_the_janitors_repairs_are_counted_in_the_workers_metrics(
     wait_until(lambda: repaired in scrape(url), timeout=30, what="the janitor's count")
     assert scrape(url)[repaired] == 1
     assert wait_for_job(job, timeout=10).status == JobStatus.CANCELLED
+
+
+def test_a_subjob_whose_work_keeps_raising_fails_with_its_error_instead_of_looping(
+    store, archive_files, start_worker, start_beat
+):
+    (file,) = archive_files({"loop.txt": b"l"})
+    # A checksum job whose parameters lack the algorithm (written by another release): its
+    # work raises KeyError on every attempt, an error no retry can mend.
+    job = job_create(
+        owner=UserFactory(),
+        store=store,
+        task="checksum",
+        source="api",
+        items=[Item(file=file, path=file.path, size=file.size)],
+        parameters={},
+    )
+    knobs = {**SHORT_LEASE, "STAGING_REDISPATCH_AFTER_SECONDS": "1"}
+    start_worker(concurrency=1, **knobs)
+    start_beat(**knobs)
+
+    job = wait_for_job(job, timeout=90)
+    assert job.status == JobStatus.FAILED
+    subjob = SubJob.objects.get(job=job)
+    assert (subjob.status, subjob.failures) == (JobStatus.FAILED, settings.STAGING["MAX_ATTEMPTS"])
+    assert "KeyError" in subjob.error and "algorithm" in subjob.error
+    assert "KeyError" in job.items.get().error
