@@ -47,13 +47,10 @@ def subjobs_reap_expired() -> ReapSummary:
     lost" at MAX_ATTEMPTS failures; one of a job being cancelled is cancelled."""
     summary = ReapSummary()
     expired = SubJob.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=Now())
-    for subjob_id, job_id, failures, job_status in expired.values_list(
-        "pk", "job_id", "failures", "job__status"
-    ):
+    for subjob_id, failures, job_status in expired.values_list("pk", "failures", "job__status"):
         if job_status in transitions.CANCELLED_JOB:
             if transitions.subjob_cancel_expired(subjob_id):
                 summary.cancelled += 1
-                transitions.job_settle(job_id)
             continue
         if not transitions.subjob_release_expired(
             subjob_id=subjob_id, failure=WORKER_LOST.format(attempts=failures + 1)

@@ -338,17 +338,26 @@ def subjob_cancel_queued(subjob_id: int) -> bool:
 
 
 def subjob_cancel_expired(subjob_id: int) -> bool:
-    """A sub-job of a cancelled job whose worker was lost: RUNNING (lease expired) → CANCELLED."""
+    """A sub-job of a cancelled job whose worker was lost: RUNNING (lease expired) → CANCELLED,
+    and its job rolled up in the same transaction."""
     moment = timezone.now()
     with transaction.atomic():
-        moved = SubJob.objects.filter(
-            pk=subjob_id, status=JobStatus.RUNNING, lease_expires_at__lt=Now()
-        ).update(status=JobStatus.CANCELLED, finished_at=moment, lease_expires_at=None)
-        if moved:
-            Item.objects.filter(subjob_id=subjob_id, status__in=ACTIVE_ITEM).update(
-                status=JobStatus.CANCELLED, finished_at=moment
-            )
-    return bool(moved)
+        row = (
+            SubJob.objects.select_for_update()
+            .filter(pk=subjob_id, status=JobStatus.RUNNING, lease_expires_at__lt=Now())
+            .values_list("job_id", flat=True)
+            .first()
+        )
+        if row is None:
+            return False
+        SubJob.objects.filter(pk=subjob_id).update(
+            status=JobStatus.CANCELLED, finished_at=moment, lease_expires_at=None
+        )
+        Item.objects.filter(subjob_id=subjob_id, status__in=ACTIVE_ITEM).update(
+            status=JobStatus.CANCELLED, finished_at=moment
+        )
+        job_settle(row)
+    return True
 
 
 def subjob_fail(*, subjob_id: int, error: str) -> bool:

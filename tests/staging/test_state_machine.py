@@ -90,6 +90,17 @@ def test_the_janitor_cancels_a_cancelling_job_with_nothing_running(staged_job):
     assert recovery.jobs_janitor().cancelled == 0  # repaired once
 
 
+def test_a_cancelled_jobs_subjob_whose_worker_was_lost_is_cancelled_by_the_reaper(staged_job):
+    job = staged_job()
+    subjob = job.subjobs.get()
+    subjob_claim(subjob_id=subjob.pk, worker="gone@h:1", task_id="1")
+    job_cancel(job=job)
+    expire_lease(subjob)
+
+    assert subjobs_reap_expired().cancelled == 1
+    assert (status_of(subjob), status_of(job)) == (JobStatus.CANCELLED, JobStatus.CANCELLED)
+
+
 def test_the_reconciler_does_not_republish_subjobs_of_a_cancelling_job(staged_job, broker):
     job = staged_job()
     subjob = job.subjobs.get()
