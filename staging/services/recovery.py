@@ -222,32 +222,39 @@ def staged_copies_sweep(*, batch: int = 500) -> int:
 def _sweep_page(dead, *, store_id: int, after: str, batch: int) -> tuple[list[Path], str | None]:
     """One page of the sweep under the store lock: the copies renamed aside (to unlink), and
     the path to continue after (None: the store is done)."""
-    with transaction.atomic():
-        store = Store.objects.select_for_update().get(pk=store_id)
-        page = list(
-            dead.filter(store=store, path__gt=after)
-            .order_by("path")
-            .values_list("path", flat=True)
-            .distinct()[:batch]
-        )
-        if not page:
-            return [], None
-        live = set(
-            Pin.objects.filter(_live_pins(), store=store, path__in=page).values_list(
-                "path", flat=True
+    doomed: list[Path] = []
+    try:
+        with transaction.atomic():
+            store = Store.objects.select_for_update().get(pk=store_id)
+            page = list(
+                dead.filter(store=store, path__gt=after)
+                .order_by("path")
+                .values_list("path", flat=True)
+                .distinct()[:batch]
             )
-        )
-        unpinned = [path for path in page if path not in live]
-        doomed = []
-        for path in unpinned:
-            try:
-                staged = resolve_under(store.staging_root, path)
-                aside = staged.with_name(f"{SWEPT_PREFIX}{staged.name}.{uuid.uuid4().hex}")
-                staged.rename(aside)
-                doomed.append(aside)
-            except FileNotFoundError:
-                pass
-            except (OSError, UnsafePathError) as exc:
-                logger.warning("sweeper: cannot remove %s: %s", path, exc)
-        dead.filter(store=store, path__in=unpinned).delete()
+            if not page:
+                return [], None
+            live = set(
+                Pin.objects.filter(_live_pins(), store=store, path__in=page).values_list(
+                    "path", flat=True
+                )
+            )
+            unpinned = [path for path in page if path not in live]
+            for path in unpinned:
+                try:
+                    staged = resolve_under(store.staging_root, path)
+                    aside = staged.with_name(f"{SWEPT_PREFIX}{staged.name}.{uuid.uuid4().hex}")
+                    staged.rename(aside)
+                    doomed.append(aside)
+                except FileNotFoundError:
+                    pass
+                except (OSError, UnsafePathError) as exc:
+                    logger.warning("sweeper: cannot remove %s: %s", path, exc)
+            dead.filter(store=store, path__in=unpinned).delete()
+    except Exception:
+        # The pins stay (rolled back), but nothing pinned these copies any more: remove what was
+        # renamed aside, and a later sweep deletes the pins of the files now gone.
+        for aside in doomed:
+            aside.unlink(missing_ok=True)
+        raise
     return doomed, (page[-1] if len(page) == batch else None)

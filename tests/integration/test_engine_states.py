@@ -70,7 +70,8 @@ def test_a_killed_workers_subjob_is_resumed_by_another_within_the_lease(
     store, archive_files, start_worker, start_beat, settings
 ):
     settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 100}
-    files = archive_files({f"k{n}.bin": os.urandom(50_000) for n in range(10)})
+    # Long enough (40 files, 0.5 s each) that a second worker and beat start before it ends.
+    files = archive_files({f"k{n}.bin": os.urandom(50_000) for n in range(40)})
     slow_store(store, 500)
     knobs = {**SHORT_LEASE, "STAGING_LEASE_SECONDS": "6", "STAGING_HEARTBEAT_SECONDS": "2"}
     doomed = start_worker(concurrency=1, **knobs)
