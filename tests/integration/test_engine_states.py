@@ -52,11 +52,12 @@ def test_a_lease_renewed_by_its_heartbeat_survives_a_long_silent_step(
     store, archive_files, start_worker, start_beat
 ):
     (file,) = archive_files({"silent.bin": os.urandom(10_000)})
-    # Four lease periods without a byte of progress (a slow recall, a long fsync).
-    slow_store(store, 12_000)
-    start_worker(concurrency=1, **SHORT_LEASE)
-    start_worker(concurrency=1, **SHORT_LEASE)
-    start_beat(**SHORT_LEASE)
+    # Three lease periods without a byte of progress (a slow recall, a long fsync).
+    slow_store(store, 15_000)
+    knobs = {**SHORT_LEASE, "STAGING_LEASE_SECONDS": "5", "STAGING_HEARTBEAT_SECONDS": "1"}
+    start_worker(concurrency=1, **knobs)
+    start_worker(concurrency=1, **knobs)
+    start_beat(**knobs)
 
     job = wait_for_job(create_job(store, [file]), timeout=120)
 

@@ -365,13 +365,13 @@ def test_a_worker_that_lost_its_lease_puts_no_file_in_place_and_changes_no_row(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_lease_is_kept_through_a_silent_step_longer_than_the_lease(staged_job, settings):
-    settings.STAGING = {**settings.STAGING, "LEASE_SECONDS": 1, "HEARTBEAT_SECONDS": 0.2}
+    settings.STAGING = {**settings.STAGING, "LEASE_SECONDS": 2, "HEARTBEAT_SECONDS": 0.2}
     job = staged_job({"quiet.bin": b"q"})
     subjob = job.subjobs.get()
     rivals = []
 
     def silent(item, store, reporter):
-        time.sleep(2.5)  # no progress reported
+        time.sleep(4.5)  # no progress reported for over two lease periods
         rivals.append(subjob_claim(subjob_id=subjob.pk, worker="rival@h:2", task_id="2"))
 
     assert subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1", work=silent)
