@@ -61,7 +61,8 @@ BYTES_STAGED = Counter(
 RECOVERY_ACTIONS = Counter(
     "stagingsvc_recovery_actions",
     "Repairs made by the periodic tasks: reaper (requeued, failed, cancelled), reconciler "
-    "(republished), sweeper (copies_removed), retention (jobs_purged).",
+    "(republished), janitor (cancelled, rolled_up, failed), sweeper (copies_removed), "
+    "retention (jobs_purged).",
     ["task", "action"],
 )
 

@@ -6,20 +6,10 @@ State machine (jobs, sub-jobs and items share the canonical vocabulary of API.md
          │             │
          └─────────────┴──► CANCELLING ──► CANCELLED                   (terminal)
 
-- Job: NOT_STARTED → RUNNING when its first sub-job starts; → CANCELLING on a cancel request
-  while anything may still run; when every sub-job is terminal the job rolls up from its items:
-  all finished → FINISHED; some finished and some failed → PARTIALLY_FAILED; none finished and
-  any failed → FAILED; a cancel that was asked for → CANCELLED. A retry moves a terminal job with
-  failed items back to NOT_STARTED.
-- Sub-job: NOT_STARTED → RUNNING when a worker takes its lease; RUNNING → NOT_STARTED when a
-  lease expires and the reaper hands it out again; → a terminal state when its items are done
-  (FINISHED, PARTIALLY_FAILED, FAILED, CANCELLED; sub-jobs never sit in CANCELLING).
-- Item: NOT_STARTED → RUNNING → FINISHED | FAILED | CANCELLED; a retry moves FAILED back to
-  NOT_STARTED. Items never take PARTIALLY_FAILED or CANCELLING.
-
-Every transition is a compare-and-set in ``staging.services`` (an UPDATE filtered on the
-expected current state, with its row count checked), so duplicate deliveries, late workers and
-concurrent cancels cannot move a row backwards.
+Every transition, with its full diagram per row kind (hand-backs, the reaper, retries, the
+roll-up's rules), is one compare-and-set in ``staging.services.transitions``, and nothing else
+writes ``status``: duplicate deliveries, late workers and concurrent cancels cannot move a row
+backwards. A sub-job's ``failures`` (not its ``attempts``) count towards MAX_ATTEMPTS.
 """
 
 import uuid
@@ -306,6 +296,11 @@ class SubJob(models.Model):
     )
     dispatched_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker took it.")
+    failures = models.PositiveIntegerField(
+        default=0,
+        help_text="Times a run ended in a real failure (its worker lost, an unexpected error); "
+        "hand-backs at a warm shutdown do not count. MAX_ATTEMPTS of them fail the sub-job.",
+    )
     worker = models.CharField(max_length=255, blank=True, help_text="Worker holding the lease.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     files_total = models.PositiveIntegerField(default=0)

@@ -255,6 +255,26 @@ def unlink_beneath(root: str | os.PathLike, relative: str) -> bool:
     return True
 
 
+def rename_aside_beneath(root: str | os.PathLike, relative: str, prefix: str) -> str | None:
+    """Rename the file at ``relative`` under ``root`` to a new name of ``prefix`` and a random
+    part in the same directory, through directory descriptors (no symlink followed on the way):
+    a reader no longer finds it under its name, and ``unlink_beneath`` removes it later. The
+    new relative path, or None when nothing is there."""
+    parts = PurePosixPath(clean_relative_path(relative)).parts
+    try:
+        directory_fd = _open_directories(Path(root), parts[:-1], create=False)
+    except FileNotFoundError:
+        return None
+    aside = f"{prefix}{secrets.token_hex(16)}"
+    try:
+        os.rename(parts[-1], aside, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(directory_fd)
+    return str(PurePosixPath(*parts[:-1], aside))
+
+
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 

@@ -142,9 +142,7 @@ def _reason(code: int) -> str:
         return "Error"
 
 
-def _page_problem(
-    request, status_code: int, detail: str, field: str | None = None
-) -> JsonResponse:
+def _page_problem(request, status_code: int, detail: str, field: str | None = None) -> JsonResponse:
     body = {
         "type": "about:blank",
         "title": _reason(status_code),

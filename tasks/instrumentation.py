@@ -23,6 +23,11 @@ RECOVERY_RESULTS = {
         ("cancelled", "cancelled"),
     ),
     "tasks.maintenance.reconcile_lost_subjobs": (("republished", "republished"),),
+    "tasks.maintenance.janitor": (
+        ("cancelled", "cancelled"),
+        ("rolled_up", "rolled_up"),
+        ("failed", "failed"),
+    ),
     "tasks.maintenance.sweep_unpinned_copies": (("removed", "copies_removed"),),
     "tasks.maintenance.purge_old_jobs": (("jobs", "jobs_purged"),),
 }

@@ -5,6 +5,7 @@ from dataclasses import asdict
 from celery import shared_task
 
 from staging.services.recovery import (
+    jobs_janitor,
     staged_copies_sweep,
     subjobs_reap_expired,
     subjobs_reconcile,
@@ -20,6 +21,12 @@ def reap_expired_leases() -> dict:
 @shared_task
 def reconcile_lost_subjobs() -> dict:
     return {"republished": subjobs_reconcile()}
+
+
+@shared_task
+def janitor() -> dict:
+    """Settle every job or sub-job a crash or a race left in a state nothing else would move."""
+    return asdict(jobs_janitor())
 
 
 @shared_task

@@ -1,5 +1,5 @@
-"""Job lifecycle writes: create, dispatch, cancel, roll up. Every status change is a
-compare-and-set (see the state machine in staging.models)."""
+"""Job lifecycle writes: create, dispatch, cancel, retry, roll up. Every status change is a
+transition of staging.services.transitions."""
 
 import logging
 import uuid
@@ -9,13 +9,12 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Count, Q, Sum, Value, When
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from staging.errors import ConflictError, ServiceError
 from staging.models import (
     ACTIVE_STATUSES,
-    TERMINAL_STATUSES,
     File,
     Item,
     Job,
@@ -24,6 +23,7 @@ from staging.models import (
     Store,
     SubJob,
 )
+from staging.services import transitions
 from staging.services.accounts import account_work_admit
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def job_create_staging(
         raise ServiceError("all files of one request must belong to the same store", field="ids")
     account_work_admit(owner=owner, files=len(files), size=sum(f.size for f in files), task=task)
     lifetime = lifetime or settings.STAGING["DEFAULT_LIFETIME"]
-    # The sweeper holds this lock while it deletes unpinned copies (see staged_copies_sweep).
+    # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
+    # staged_copies_sweep), so it never takes a copy this job's new pins hold.
     Store.objects.select_for_update().filter(pk=store.pk).exists()
     now = timezone.now()
     job = Job.objects.create(
@@ -198,110 +199,78 @@ def subjobs_publish(*, subjob_ids: Iterable[int]) -> int:
 
 def job_cancel(*, job: Job) -> Job:
     """Ask a job to stop: CANCELLING at once, queued sub-jobs cancelled and revoked, running ones
-    stop at their next chunk boundary; CANCELLED once nothing runs. Cancelling a cancelled or
-    cancelling job is harmless; cancelling a finished or failed one is a conflict."""
-    moved = Job.objects.filter(
-        pk=job.pk, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
-    ).update(status=JobStatus.CANCELLING, updated_at=timezone.now())
-    if not moved:
+    stop at their next chunk boundary; CANCELLED once nothing runs. Cancelling a cancelling job
+    again cancels whatever was handed back to the queue since; cancelling a cancelled one is
+    harmless; cancelling a finished or failed one is a conflict."""
+    if not transitions.job_request_cancel(job.pk):
         job.refresh_from_db(fields=["status"])
-        if job.status in (JobStatus.CANCELLING, JobStatus.CANCELLED):
+        if job.status == JobStatus.CANCELLED:
             return job
-        raise ConflictError(f"job {job.uuid} is already {job.status} and cannot be cancelled")
+        if job.status != JobStatus.CANCELLING:
+            raise ConflictError(f"job {job.uuid} is already {job.status} and cannot be cancelled")
+    jobs_cancel_queued_subjobs(job_id=job.pk)
+    transitions.job_settle(job.pk)
+    job.refresh_from_db()
+    return job
 
-    queued = list(
-        SubJob.objects.filter(job=job, status=JobStatus.NOT_STARTED).values_list(
-            "pk", "celery_task_id"
-        )
+
+def jobs_cancel_queued_subjobs(*, job_id: int) -> int:
+    """Cancel (and revoke) the queued sub-jobs of a job being cancelled; returns how many."""
+    queued = SubJob.objects.filter(job_id=job_id, status=JobStatus.NOT_STARTED).values_list(
+        "pk", "celery_task_id"
     )
-    now = timezone.now()
-    for subjob_id, task_id in queued:
-        with transaction.atomic():
-            if SubJob.objects.filter(pk=subjob_id, status=JobStatus.NOT_STARTED).update(
-                status=JobStatus.CANCELLED, finished_at=now
-            ):
-                Item.objects.filter(
-                    subjob_id=subjob_id, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
-                ).update(status=JobStatus.CANCELLED, finished_at=now)
+    cancelled = 0
+    for subjob_id, task_id in list(queued):
+        if not transitions.subjob_cancel_queued(subjob_id):
+            continue
+        cancelled += 1
         if task_id:
             try:
                 current_app.control.revoke(task_id)
             except Exception:
                 logger.warning("could not revoke task %s; its worker will skip it", task_id)
-    job_rollup(job_id=job.pk)
-    job.refresh_from_db()
-    return job
+    return cancelled
 
 
 @transaction.atomic
 def job_retry(*, job: Job) -> Job:
     """Run a terminal job's failed items again, as new sub-jobs; finished items stay as they
-    are. Retrying a job that is still active, or that has no failed item, is a conflict."""
+    are. Retrying a job that is still active, or that has no failed item, is a conflict. The
+    retried files are pinned again (pins the sweeper already deleted are created anew)."""
     failed = list(Item.objects.filter(job=job, status=JobStatus.FAILED).order_by("pk"))
     if not failed:
         job.refresh_from_db(fields=["status"])
         reason = "is still active" if job.status in ACTIVE_STATUSES else "has no failed item"
         raise ConflictError(f"job {job.uuid} {reason}; there is nothing to retry")
-    now = timezone.now()
-    moved = Job.objects.filter(
-        pk=job.pk, status__in=[JobStatus.FAILED, JobStatus.PARTIALLY_FAILED]
-    ).update(status=JobStatus.NOT_STARTED, finished_at=None, files_failed=0, updated_at=now)
-    if not moved:
+    if not transitions.job_reopen(job.pk):
+        job.refresh_from_db(fields=["status"])
         raise ConflictError(f"job {job.uuid} is {job.status}; only failed jobs can be retried")
     last_sequence = job.subjobs.order_by("-sequence").values_list("sequence", flat=True).first()
     subjobs = _attach_subjobs(job, failed, first_sequence=(last_sequence or 0) + 1)
     for subjob in subjobs:
-        Item.objects.filter(pk__in=[i.pk for i in failed if i.subjob_id == subjob.pk]).update(
-            subjob=subjob, status=JobStatus.NOT_STARTED, error="", bytes_done=0, finished_at=None
+        transitions.items_reopen(
+            item_ids=[i.pk for i in failed if i.subjob_id == subjob.pk], subjob_id=subjob.pk
         )
-    Pin.objects.filter(job=job, path__in=[i.path for i in failed]).update(
-        released_at=None, expires_at=now + job.lifetime
-    )
+    if job.lifetime > timedelta(0):  # a job that pins its copies (job_create_staging)
+        _pins_renew(job, [i.path for i in failed])
     job.refresh_from_db()
     return job
 
 
+def _pins_renew(job: Job, paths: list[str]) -> None:
+    """Pin ``paths`` for the job again, under the store lock the sweeper takes, so a copy the
+    retry is about to find "already staged" cannot be swept meanwhile."""
+    Store.objects.select_for_update().filter(pk=job.store_id).exists()
+    expires_at = timezone.now() + job.lifetime
+    Pin.objects.filter(job=job, path__in=paths).update(released_at=None, expires_at=expires_at)
+    Pin.objects.bulk_create(
+        (Pin(job=job, store_id=job.store_id, path=p, expires_at=expires_at) for p in paths),
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+
+
 def job_rollup(*, job_id: int) -> str | None:
     """Give a job its final status once every sub-job is terminal; returns it, or None while
-    work remains. Safe to call from several workers at once: the last CAS wins nothing twice."""
-    if SubJob.objects.filter(job_id=job_id).exclude(status__in=TERMINAL_STATUSES).exists():
-        return None
-    counts = Item.objects.filter(job_id=job_id).aggregate(
-        total=Count("pk"),
-        finished=Count("pk", filter=Q(status=JobStatus.FINISHED)),
-        failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
-        bytes_done=Sum("size", filter=Q(status=JobStatus.FINISHED), default=0),
-    )
-    current = Job.objects.filter(pk=job_id).values_list("status", "lifetime").first()
-    if current is None or current[0] in TERMINAL_STATUSES:
-        return None
-    status, lifetime = current
-    if status == JobStatus.CANCELLING:
-        final = JobStatus.CANCELLED
-    elif counts["finished"] == counts["total"]:
-        final = JobStatus.FINISHED
-    elif counts["finished"]:
-        final = JobStatus.PARTIALLY_FAILED
-    else:
-        final = JobStatus.FAILED
-    now = timezone.now()
-    with transaction.atomic():
-        moved = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(
-            status=final,
-            finished_at=now,
-            files_done=counts["finished"],
-            files_failed=counts["failed"],
-            bytes_done=counts["bytes_done"],
-            result={
-                "files_finished": counts["finished"],
-                "files_failed": counts["failed"],
-                "files_cancelled": counts["total"] - counts["finished"] - counts["failed"],
-            },
-            updated_at=now,
-        )
-        if moved and final in (JobStatus.FINISHED, JobStatus.PARTIALLY_FAILED):
-            # Lifetime counts from the moment the files are ready, as Glacier restores do.
-            Pin.objects.filter(job_id=job_id, released_at__isnull=True).update(
-                expires_at=now + lifetime
-            )
-    return final if moved else None
+    work remains (see staging.services.transitions.job_settle)."""
+    return transitions.job_settle(job_id)

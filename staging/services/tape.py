@@ -27,8 +27,9 @@ from django.utils import timezone
 from staging.errors import ConflictError, ServiceError
 from staging.models import Item, Job, JobStatus, Store, SubJob
 from staging.selectors import TAPE_SOURCE, TapePath, tape_paths_map
+from staging.services import transitions
 from staging.services.catalogue import catalogue_files_register
-from staging.services.jobs import job_cancel, job_create_staging, job_rollup
+from staging.services.jobs import job_cancel, job_create_staging
 from staging.services.recovery import job_release
 from staging.storage import UnsafePathError, resolve_under
 
@@ -173,10 +174,7 @@ def stage_request_cancel(*, job: Job, paths: Sequence[str]) -> int:
     to do is cancelled with them; a worker skips cancelled files of a sub-job it is running. When
     no file of the request is left uncancelled, the request itself is cancelled."""
     relatives = _request_paths(job, paths)
-    now = timezone.now()
-    cancelled = Item.objects.filter(
-        job=job, path__in=relatives, status__in=ACTIVE_ITEM_STATUSES
-    ).update(status=JobStatus.CANCELLED, finished_at=now)
+    cancelled = transitions.items_cancel(job_id=job.pk, paths=relatives)
     if not cancelled:
         return 0
     if not Item.objects.filter(job=job).exclude(status=JobStatus.CANCELLED).exists():
@@ -188,10 +186,8 @@ def stage_request_cancel(*, job: Job, paths: Sequence[str]) -> int:
     )
     for subjob_id in emptied.values_list("pk", flat=True):
         # A delivery of a cancelled sub-job does nothing: its claim fails.
-        SubJob.objects.filter(pk=subjob_id, status=JobStatus.NOT_STARTED).update(
-            status=JobStatus.CANCELLED, finished_at=now
-        )
-    job_rollup(job_id=job.pk)
+        transitions.subjob_cancel_queued(subjob_id)
+    transitions.job_settle(job.pk)
     return cancelled
 
 

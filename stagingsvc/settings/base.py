@@ -320,13 +320,19 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_RESULT_EXPIRES = None
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
+    # Lease (30 s) + reaper period (10 s) + a publish: a lost worker's sub-job runs again
+    # within a minute; a broker that lost its data is noticed within a reconciler period.
     "reap-expired-leases": {
         "task": "tasks.maintenance.reap_expired_leases",
-        "schedule": env.int("REAPER_INTERVAL_SECONDS", default=30),
+        "schedule": env.int("REAPER_INTERVAL_SECONDS", default=10),
     },
     "reconcile-lost-subjobs": {
         "task": "tasks.maintenance.reconcile_lost_subjobs",
-        "schedule": env.int("RECONCILER_INTERVAL_SECONDS", default=60),
+        "schedule": env.int("RECONCILER_INTERVAL_SECONDS", default=10),
+    },
+    "janitor": {
+        "task": "tasks.maintenance.janitor",
+        "schedule": env.int("JANITOR_INTERVAL_SECONDS", default=30),
     },
     "sweep-unpinned-copies": {
         "task": "tasks.maintenance.sweep_unpinned_copies",
@@ -357,11 +363,20 @@ STAGING = {
     # A sub-job (one Celery task) takes at most this many files or bytes.
     "SUBJOB_MAX_FILES": env.int("STAGING_SUBJOB_MAX_FILES", default=50),
     "SUBJOB_MAX_BYTES": env.int("STAGING_SUBJOB_MAX_BYTES", default=2 * 1024**3),
-    # A running sub-job's lease; its heartbeat renews it, the reaper takes back expired ones.
-    "LEASE_SECONDS": env.int("STAGING_LEASE_SECONDS", default=120),
+    # A running sub-job's lease, judged by the database's clock; a heartbeat thread of its
+    # worker renews it every HEARTBEAT_SECONDS whatever the work is doing, and the reaper takes
+    # back expired ones. A worker that could not renew for LEASE_SECONDS writes nothing more.
+    "LEASE_SECONDS": env.int("STAGING_LEASE_SECONDS", default=30),
+    "HEARTBEAT_SECONDS": env.float("STAGING_HEARTBEAT_SECONDS", default=10.0),
+    # Real failures (worker lost, unexpected error) before a sub-job fails for good; hand-backs
+    # at a warm shutdown do not count.
     "MAX_ATTEMPTS": env.int("STAGING_MAX_ATTEMPTS", default=3),
-    # A sub-job queued this long without a worker taking it is published again.
-    "REDISPATCH_AFTER_SECONDS": env.int("STAGING_REDISPATCH_AFTER_SECONDS", default=300),
+    # A sub-job queued this long is published again when the database has more queued
+    # sub-jobs than the staging queue has messages.
+    "REDISPATCH_AFTER_SECONDS": env.int("STAGING_REDISPATCH_AFTER_SECONDS", default=60),
+    # Kept in the broker by the reconciler; when it is gone the broker lost its data (restarted
+    # without persistence, flushed) and every queued sub-job is published again at once.
+    "BROKER_MARKER_KEY": env("STAGING_BROKER_MARKER_KEY", default="stagingsvc.broker-marker"),
     # Progress is written at most this often per sub-job.
     "PROGRESS_INTERVAL_SECONDS": env.float("STAGING_PROGRESS_INTERVAL_SECONDS", default=1.0),
     "COPY_CHUNK_BYTES": env.int("STAGING_COPY_CHUNK_BYTES", default=8 * 1024**2),
