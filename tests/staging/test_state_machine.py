@@ -386,7 +386,7 @@ def test_the_sweeper_unlinks_without_holding_the_store_lock(staged_job, store, m
         subjob_run(subjob_id=subjob.pk, worker="a@h:1", task_id="1")
     job_release(job=job)
     lock_free_while_unlinking = []
-    unlink = Path.unlink
+    unlink = recovery.unlink_beneath
 
     def store_lock_free() -> bool:
         # From another connection, as a request creating a job would ask for the lock.
@@ -404,11 +404,11 @@ def test_the_sweeper_unlinks_without_holding_the_store_lock(staged_job, store, m
         thread.start()
         thread.join(timeout=30)
 
-    def watched_unlink(self, missing_ok=False):
+    def watched_unlink(root, relative):
         store_lock_free()
-        return unlink(self, missing_ok=missing_ok)
+        return unlink(root, relative)
 
-    monkeypatch.setattr(Path, "unlink", watched_unlink)
+    monkeypatch.setattr(recovery, "unlink_beneath", watched_unlink)
     assert staged_copies_sweep() == 1
     assert lock_free_while_unlinking == [True]
     assert list(Path(store.staging_root).iterdir()) == []
