@@ -3,6 +3,7 @@ including the 404 and 500 pages Django itself answers outside the API views."""
 
 import logging
 import math
+import sys
 from http import HTTPStatus
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from staging.errors import ServiceError
+from stagingsvc.dependencies import unreachable_dependency
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,10 @@ def problem_exception_handler(exc, context):
             detail=str(exc.detail),
             headers=headers,
         )
+    dependency = unreachable_dependency(exc)
+    if dependency is not None:
+        logger.warning("%s unreachable: %s", dependency, exc)
+        return problem_response(request, **_unavailable(dependency))
     logger.exception("unhandled error", exc_info=exc)
     return problem_response(
         request,
@@ -114,6 +120,20 @@ def problem_exception_handler(exc, context):
     )
 
 
+def _unavailable(dependency: str) -> dict:
+    """What a client is told while the database or the broker cannot be reached: 503 (the
+    request was fine, try again) with Retry-After, never a 500 that reads as a bug."""
+    retry_after = settings.UNAVAILABLE_RETRY_AFTER_SECONDS
+    return {
+        "status_code": 503,
+        "title": _reason(503),
+        "detail": f"The {dependency} cannot be reached just now; the request was not carried "
+        f"out. Send it again in {retry_after} seconds.",
+        "headers": {"Retry-After": str(retry_after)},
+        "unavailable": dependency,
+    }
+
+
 def _reason(code: int) -> str:
     try:
         return HTTPStatus(code).phrase
@@ -121,15 +141,25 @@ def _reason(code: int) -> str:
         return "Error"
 
 
-def _page_problem(request, status_code: int, detail: str) -> JsonResponse:
+def _page_problem(
+    request, status_code: int, detail: str, *, title: str = "", headers=None, **extra
+) -> JsonResponse:
     body = {
         "type": "about:blank",
-        "title": _reason(status_code),
+        "title": title or _reason(status_code),
         "status": status_code,
         "detail": detail,
         "instance": request.path,
+        **extra,
     }
-    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+    return JsonResponse(
+        body, status=status_code, content_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
+
+
+def unavailable_response(request, dependency: str) -> JsonResponse:
+    """The 503 of ``_unavailable`` outside DRF views (middleware, the admin, plain views)."""
+    return _page_problem(request, **_unavailable(dependency))
 
 
 def page_not_found(request, exception=None) -> JsonResponse:
@@ -138,7 +168,12 @@ def page_not_found(request, exception=None) -> JsonResponse:
 
 
 def server_error(request) -> JsonResponse:
-    """handler500: an error outside the API views; says nothing about internals."""
+    """handler500: an error outside the API views (a middleware, the admin, a plain view); says
+    nothing about internals. Django calls it while handling the exception, so sys.exc_info()
+    tells an unreachable database or broker (503) from a bug (500)."""
+    dependency = unreachable_dependency(sys.exc_info()[1])
+    if dependency is not None:
+        return unavailable_response(request, dependency)
     return _page_problem(
         request, 500, "The server could not complete the request; the error has been logged."
     )

@@ -76,6 +76,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "stagingsvc.middleware.BrokerRequiredMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -244,6 +245,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
 }
+# A request that would create work first pings the broker for this long (see
+# stagingsvc.middleware); while it does not answer, or the database does not, every request
+# that needs it answers 503 with this Retry-After.
+BROKER_PING_TIMEOUT_SECONDS = env.float("BROKER_PING_TIMEOUT_SECONDS", default=1.0)
+UNAVAILABLE_RETRY_AFTER_SECONDS = env.int("UNAVAILABLE_RETRY_AFTER_SECONDS", default=10)
 # Publishing happens inside HTTP requests: give up quickly and let the reconciler re-dispatch.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 CELERY_TASK_DEFAULT_QUEUE = "control"

@@ -1,0 +1,55 @@
+"""503 + Retry-After while the broker does not answer (here: a port nobody listens on). The
+database outage itself, with a real PostgreSQL stopped under gunicorn, is in tests/faults."""
+
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+
+from staging.models import Job
+from staging.roles import Role
+from stagingsvc.dependencies import broker_ensure_reachable
+from stagingsvc.middleware import PUBLISHING_ROUTES
+from tests.api.helpers import assert_problem
+
+pytestmark = pytest.mark.django_db
+
+NO_BROKER = override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+
+
+def test_every_publishing_route_names_a_real_route():
+    for name in PUBLISHING_ROUTES:
+        kwargs = {"job_id": "x"} if name == "job-retry" else {}
+        kwargs |= {"task_name": "noop"} if name in {"durastore-task", "task-perform"} else {}
+        assert reverse(name, kwargs=kwargs)
+
+
+@NO_BROKER
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/dts/staging", {"ids": ["x"]}), ("/api/v1/jobs/", {"task": "stage", "ids": ["x"]})],
+)
+def test_a_submission_without_a_broker_is_503_with_retry_after_and_creates_no_job(
+    api_as, archive_files, path, body
+):
+    (file,) = archive_files({"a.txt": b"alpha"})
+    body["ids"] = [file.id]
+
+    response = api_as(Role.SERVICE_USER).post(path, body, format="json")
+
+    assert_problem(response, 503)
+    assert int(response["Retry-After"]) > 0
+    assert response.json()["unavailable"] == "broker"
+    assert "broker" in response.json()["detail"]
+    assert not Job.objects.exists()
+
+
+@NO_BROKER
+def test_reads_go_on_without_a_broker(api_as):
+    response = api_as(Role.DATA_USER).get("/api/v1/jobs/")
+    assert response.status_code == 200
+
+
+@NO_BROKER
+def test_the_broker_ping_raises_when_nothing_answers():
+    with pytest.raises(Exception, match="the broker does not answer"):
+        broker_ensure_reachable()
