@@ -13,8 +13,8 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from staging.dependencies import unreachable_dependency
 from staging.errors import ServiceError
-from stagingsvc.dependencies import unreachable_dependency
 
 logger = logging.getLogger(__name__)
 

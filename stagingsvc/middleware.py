@@ -2,7 +2,7 @@
 
 from django.urls import Resolver404, resolve
 
-from stagingsvc.dependencies import BROKER, BrokerUnavailable, broker_ensure_reachable
+from staging.dependencies import BROKER, BrokerUnavailable, broker_ensure_reachable
 from stagingsvc.exceptions import unavailable_response
 
 # The routes whose POST creates sub-jobs for the broker to hand out: new jobs in every dialect,

@@ -7,7 +7,7 @@ from health_check.contrib.redis import Redis
 from health_check.views import HealthCheckView
 from redis.asyncio import Redis as AsyncRedis
 
-from stagingsvc.dependencies import broker_redis_url
+from staging.dependencies import broker_redis_url
 
 
 def healthz(request):

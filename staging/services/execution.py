@@ -16,6 +16,11 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from staging.dependencies import (
+    DATABASE,
+    database_wait_until_reachable,
+    unreachable_dependency,
+)
 from staging.models import Item, Job, JobStatus, Store, SubJob
 from staging.services.jobs import job_rollup, subjobs_publish
 from staging.storage import (
@@ -296,13 +301,22 @@ def subjob_run(
         return None
     except BaseException as exc:
         logger.warning("sub-job %s interrupted by %r; handing it back", subjob_id, exc)
+        # A database outage is no fault of the work: wait for the database, so the progress and
+        # the hand-back below can be written, and put the sub-job straight back on the queue.
+        database_lost = unreachable_dependency(exc) == DATABASE
+        if database_lost:
+            database_wait_until_reachable()
         # Keep what is already done: the next attempt starts after the last finished file.
         with contextlib.suppress(Exception):
             reporter.flush()
         # A pool process told to stop (warm shutdown: the pool's SIGTERM handler raises
         # SystemExit) puts the sub-job straight back on the queue for another worker; other
         # errors come back through Celery's retry, or the reconciler.
-        subjob_hand_back(subjob_id=subjob_id, worker=worker, publish=isinstance(exc, SystemExit))
+        subjob_hand_back(
+            subjob_id=subjob_id,
+            worker=worker,
+            publish=isinstance(exc, SystemExit) or database_lost,
+        )
         raise
     return subjob_finish(subjob=subjob, worker=worker, cancelled=reporter.cancelled)
 

@@ -250,17 +250,22 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # that needs it answers 503 with this Retry-After.
 BROKER_PING_TIMEOUT_SECONDS = env.float("BROKER_PING_TIMEOUT_SECONDS", default=1.0)
 UNAVAILABLE_RETRY_AFTER_SECONDS = env.int("UNAVAILABLE_RETRY_AFTER_SECONDS", default=10)
+# A worker that loses the database waits this long for it to come back before its task fails
+# (tasks.database, staging.services.execution); nothing fails for a shorter outage.
+DATABASE_OUTAGE_WAIT_SECONDS = env.int("DATABASE_OUTAGE_WAIT_SECONDS", default=300)
 # Publishing happens inside HTTP requests: give up quickly and let the reconciler re-dispatch.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_TASK_ROUTES = {"tasks.staging.*": {"queue": "staging"}}
 # tasks/ is a plain package, not an installed app, so autodiscovery would not find it.
 # tasks.instrumentation holds no task: it connects the log context and metrics signals.
+# tasks.database comes first: its task_prerun handler waits out a database outage before the
+# other handlers (and the task) query the database.
 CELERY_IMPORTS = [
+    "tasks.database",
     "tasks.staging",
     "tasks.maintenance",
     "tasks.instrumentation",
-    "tasks.database",
 ]
 # Keep worker connections between tasks; tasks.database recycles them as Django does per request.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)

@@ -5,9 +5,9 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
+from staging.dependencies import broker_ensure_reachable
 from staging.models import Job
 from staging.roles import Role
-from stagingsvc.dependencies import broker_ensure_reachable
 from stagingsvc.middleware import PUBLISHING_ROUTES
 from tests.api.helpers import assert_problem
 

@@ -2,13 +2,18 @@
 of them is unreachable (so the client should come back later, not report a bug), and a quick
 question to the broker before work is created that it would have to carry."""
 
+import contextlib
 import functools
+import logging
+import time
 
 import redis
 from django.conf import settings
-from django.db import InterfaceError
+from django.db import InterfaceError, connection
 from django.db import OperationalError as DatabaseOperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
+
+logger = logging.getLogger(__name__)
 
 DATABASE = "database"
 BROKER = "broker"
@@ -29,6 +34,37 @@ def unreachable_dependency(exc: BaseException) -> str | None:
     ):
         return BROKER
     return None
+
+
+def database_wait_until_reachable(*, timeout: float | None = None) -> bool:
+    """Block until the database takes a connection again, for at most ``timeout`` seconds
+    (DATABASE_OUTAGE_WAIT_SECONDS); True once it does. A worker that meets an outage waits
+    here instead of failing its work, then carries on as if the database had never gone.
+
+    A kept connection that broke is closed first, and one due a health check (CONN_HEALTH_CHECKS)
+    gets it now rather than on its first query: a healthy connection costs no extra query."""
+    if timeout is None:
+        timeout = settings.DATABASE_OUTAGE_WAIT_SECONDS
+    deadline = time.monotonic() + timeout
+    waited = False
+    while True:
+        try:
+            connection.close_if_unusable_or_obsolete()
+            connection.close_if_health_check_failed()
+            connection.ensure_connection()
+        except (DatabaseOperationalError, InterfaceError) as exc:
+            with contextlib.suppress(DatabaseOperationalError, InterfaceError):
+                connection.close()
+            if not waited:
+                logger.warning("database unreachable (%s); waiting up to %ss", exc, timeout)
+                waited = True
+        else:
+            if waited:
+                logger.warning("database reachable again")
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1)
 
 
 def broker_redis_url() -> str | None:
