@@ -49,6 +49,7 @@ class StagingService:
     host_address: str = "127.0.0.1"
     processes: list = field(default_factory=list)
     webs: list = field(default_factory=list)
+    tokens: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.archive = self.root / "archive"
@@ -72,7 +73,10 @@ class StagingService:
         return self.manage("createtoken", username or f"{role}-user", "--role", role)
 
     def headers(self, role: str = Role.DATA_USER) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(role)}"}
+        """One token per role, made on first use (each is a management command)."""
+        if role not in self.tokens:
+            self.tokens[role] = self.token(role)
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
 
     def add_files(self, contents: dict[str, bytes]) -> list[str]:
         """Write files into the archive and catalogue them; returns their DTS ids in order."""
@@ -119,6 +123,23 @@ class StagingService:
     def execute(self, sql: str, *params) -> None:
         with psycopg.connect(self.postgres.url(), connect_timeout=5) as connection:
             connection.execute(sql, params)
+
+    def submit(self, web: Gunicorn, ids: list[str]) -> str:
+        """A DTS staging request for ``ids``; returns its request id."""
+        response = requests.post(
+            f"{web.url}/dts/staging",
+            json={"ids": ids},
+            headers=self.headers(Role.SERVICE_USER),
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["request_id"]
+
+    def items_finished(self, request_id: str | None = None) -> int:
+        """Files staged so far, of one request or of all."""
+        sql = "SELECT count(*) FROM staging_item i JOIN staging_job j ON j.id = i.job_id "
+        sql += "WHERE i.status = 'FINISHED' AND (%s::uuid IS NULL OR j.uuid = %s::uuid)"
+        return self.query(sql, request_id, request_id)[0][0]
 
     def job_statuses(self) -> dict[str, str]:
         return {

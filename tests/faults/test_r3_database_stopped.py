@@ -78,19 +78,8 @@ def test_pollers_see_only_200_and_503_while_postgresql_is_stopped_and_every_job_
     service.start_worker(concurrency=2)
     service.start_beat()
     dts = service.headers(Role.SERVICE_USER)
-    request_ids = [
-        requests.post(
-            f"{web.url}/dts/staging", json={"ids": ids[j * 6 : j * 6 + 6]}, headers=dts, timeout=30
-        ).json()["request_id"]
-        for j in range(JOBS)
-    ]
-    wait_until(
-        lambda: (
-            service.query("SELECT count(*) FROM staging_item WHERE status = 'FINISHED'")[0][0] >= 4
-        ),
-        timeout=60,
-        what="progress",
-    )
+    request_ids = [service.submit(web, ids[j * 6 : j * 6 + 6]) for j in range(JOBS)]
+    wait_until(lambda: service.items_finished() >= 4, timeout=60, what="progress")
 
     with Pollers(web.url, dts, request_ids) as pollers:
         time.sleep(1)

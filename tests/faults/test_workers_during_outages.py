@@ -12,15 +12,6 @@ from tests.workers import wait_until
 pytestmark = pytest.mark.integration
 
 
-def files_done(service, request_id: str) -> int:
-    rows = service.query(
-        "SELECT count(*) FROM staging_item i JOIN staging_job j ON j.id = i.job_id "
-        "WHERE j.uuid = %s AND i.status = 'FINISHED'",
-        request_id,
-    )
-    return rows[0][0]
-
-
 def test_a_job_finishes_intact_when_the_database_stops_for_10_seconds_mid_job(service):
     contents = {f"run/f{n:02}.bin": os.urandom(128 * 1024 + n) for n in range(24)}
     ids = service.add_files(contents)
@@ -28,11 +19,8 @@ def test_a_job_finishes_intact_when_the_database_stops_for_10_seconds_mid_job(se
     web = service.start_web()
     service.start_worker(concurrency=2)
     service.start_beat()
-    dts = service.headers(Role.SERVICE_USER)
-    request_id = requests.post(
-        f"{web.url}/dts/staging", json={"ids": ids}, headers=dts, timeout=30
-    ).json()["request_id"]
-    wait_until(lambda: files_done(service, request_id) >= 3, timeout=60, what="progress")
+    request_id = service.submit(web, ids)
+    wait_until(lambda: service.items_finished(request_id) >= 3, timeout=60, what="progress")
 
     service.postgres.stop()
     time.sleep(10)
@@ -47,4 +35,5 @@ def test_a_job_finishes_intact_when_the_database_stops_for_10_seconds_mid_job(se
     ) == [(0,)]
     service.assert_staged_intact(contents)
     status_url = f"{web.url}/dts/staging?id={request_id}"
+    dts = service.headers(Role.SERVICE_USER)
     assert requests.get(status_url, headers=dts, timeout=30).json() == {"status": "ready"}
