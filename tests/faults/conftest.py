@@ -4,6 +4,7 @@ PostgreSQL that the suite starts itself and may kill, stop and restart at will.
 Outside CI a machine without the binaries skips the suite; under CI=true it fails instead."""
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from staging.models import File
 from staging.roles import Role
 from tests.faults.servers import (
     Gunicorn,
+    IsolatedHost,
     OwnPostgres,
     OwnRedis,
     manage,
@@ -27,15 +29,28 @@ from tests.workers import BeatProcess, CeleryProcess, WorkerProcess
 STORE = "primary"
 
 
-@pytest.fixture(scope="session")
-def fault_tools() -> None:
-    missing = missing_tools()
-    if not missing:
-        return
-    message = f"the fault suite needs {', '.join(missing)}"
+def cannot_run(message: str) -> None:
+    """Skip on a developer's machine that lacks what a fault test needs; fail under CI."""
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(f"{message}; CI never skips it", pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def fault_tools() -> None:
+    missing = missing_tools()
+    if missing:
+        cannot_run(f"the fault suite needs {', '.join(missing)}")
+
+
+@pytest.fixture
+def isolated_host(fault_tools):
+    """A worker host in its own network namespace (needs root and iproute2's ``ip``)."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        cannot_run("an isolated worker host needs root and the ip command (iproute2)")
+    host = IsolatedHost()
+    yield host
+    host.close()
 
 
 @dataclass
@@ -46,7 +61,6 @@ class StagingService:
     root: Path
     postgres: OwnPostgres
     redis: OwnRedis
-    host_address: str = "127.0.0.1"
     processes: list = field(default_factory=list)
     webs: list = field(default_factory=list)
     tokens: dict = field(default_factory=dict)
@@ -92,13 +106,21 @@ class StagingService:
         self.execute("UPDATE staging_store SET simulated_latency_ms = %s", latency_ms)
 
     def start_worker(
-        self, *, concurrency: int = 2, queues: str = "staging,control", **env: str
+        self,
+        *,
+        concurrency: int = 2,
+        queues: str = "staging,control",
+        on: IsolatedHost | None = None,
+        **env: str,
     ) -> WorkerProcess:
+        """A worker on this machine, or ``on`` an isolated host (reaching the servers over its
+        link)."""
         worker = WorkerProcess(
             concurrency=concurrency,
             queues=queues,
             log_path=self.root / f"worker-{len(self.processes)}.log",
-            env=self.env(**env),
+            env=self.env(host=on.host_address, **env) if on else self.env(**env),
+            command_prefix=on.command_prefix if on else (),
         )
         self.processes.append(worker)
         worker.wait_ready()

