@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 POLLERS = 8
 JOBS = 6
 OUTAGE_SECONDS = 15
+MAX_POLLING_SECONDS = 240
 
 
 class Pollers:
@@ -36,8 +37,9 @@ class Pollers:
 
     def _poll(self, offset: int) -> None:
         session = requests.Session()
+        deadline = time.monotonic() + MAX_POLLING_SECONDS
         for url in itertools.islice(itertools.cycle(self.urls), offset, None):
-            if self._stop.is_set():
+            if self._stop.is_set() or time.monotonic() > deadline:
                 return
             try:
                 response = session.get(url, headers=self.headers, timeout=30)
