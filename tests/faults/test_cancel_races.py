@@ -46,7 +46,9 @@ def crash_pool_process(worker) -> None:
     reason="needs the janitor (CANCELLING with nothing running → CANCELLED) and short leases "
     "from the engine-states work",
 )
-@pytest.mark.parametrize("fault", [hand_back, requeue_by_reaper, crash_pool_process])
+@pytest.mark.parametrize(
+    "fault", [hand_back, requeue_by_reaper, crash_pool_process], ids=lambda fault: fault.__name__
+)
 def test_a_cancel_racing_a_fault_ends_cancelled_within_60_s(service, fault):
     ids = service.add_files(CONTENTS)
     service.slow_down(300)
