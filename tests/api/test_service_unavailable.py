@@ -5,7 +5,7 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
-from staging.dependencies import broker_ensure_reachable
+from staging.dependencies import broker_ensure_reachable, broker_redis_url
 from staging.models import Job
 from staging.roles import Role
 from stagingsvc.middleware import PUBLISHING_ROUTES
@@ -53,3 +53,16 @@ def test_reads_go_on_without_a_broker(api_as):
 def test_the_broker_ping_raises_when_nothing_answers():
     with pytest.raises(Exception, match="the broker does not answer"):
         broker_ensure_reachable()
+
+
+@pytest.mark.parametrize(
+    ("broker_url", "pinged"),
+    [
+        ("redis+socket:///srv/var/redis.sock", "unix:///srv/var/redis.sock"),
+        ("redis://broker:6379/0", "redis://broker:6379/0"),
+        ("memory://", None),
+    ],
+)
+def test_the_broker_is_pinged_where_celery_reaches_it(settings, broker_url, pinged):
+    settings.CELERY_BROKER_URL = broker_url
+    assert broker_redis_url() == pinged
