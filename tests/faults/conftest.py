@@ -23,6 +23,7 @@ from tests.faults.servers import (
     manage,
     missing_tools,
     service_environment,
+    started,
 )
 from tests.workers import BeatProcess, CeleryProcess, WorkerProcess
 
@@ -219,16 +220,14 @@ def prepare(service: StagingService) -> StagingService:
 
 @pytest.fixture
 def own_redis(fault_tools, tmp_path: Path):
-    redis = OwnRedis(tmp_path)
-    redis.start()
+    redis = started(OwnRedis(tmp_path))
     yield redis
     redis.close()
 
 
 @pytest.fixture
 def own_postgres(fault_tools):
-    postgres = OwnPostgres()
-    postgres.start()
+    postgres = started(OwnPostgres())
     yield postgres
     postgres.close()
 

