@@ -123,6 +123,15 @@ def tune_database(config: dict) -> dict:
     else:
         config.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         config.setdefault("CONN_HEALTH_CHECKS", True)
+        # A server cut off by the network (no refusal, no answer) fails a new connection after
+        # DATABASE_CONNECT_TIMEOUT seconds and breaks a kept one whose writes go unacknowledged
+        # for DATABASE_TCP_USER_TIMEOUT_MS, so a request answers 503 and a worker starts
+        # waiting for the database, instead of either hanging for minutes on TCP's own timers.
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+        options.setdefault(
+            "tcp_user_timeout", env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=15_000)
+        )
     # The same engines, wrapped by django-prometheus to count queries and errors (django_db_*).
     engine = config["ENGINE"].rsplit(".", 1)[-1]
     if engine in PROMETHEUS_DB_ENGINES and config["ENGINE"].startswith("django.db.backends."):
