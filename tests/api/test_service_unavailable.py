@@ -2,6 +2,7 @@
 database outage itself, with a real PostgreSQL stopped under gunicorn, is in tests/faults."""
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 from django.urls import reverse
 
@@ -13,7 +14,12 @@ from tests.api.helpers import assert_problem
 
 pytestmark = pytest.mark.django_db
 
-NO_BROKER = override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+BROKER_CHECK = "stagingsvc.middleware.BrokerRequiredMiddleware"
+NO_BROKER = override_settings(
+    CELERY_BROKER_URL="redis://127.0.0.1:1/0",
+    # Test settings drop the check when no Redis answers at all; here it is what is tested.
+    MIDDLEWARE=[m for m in settings.MIDDLEWARE if m != BROKER_CHECK] + [BROKER_CHECK],
+)
 
 
 def test_every_publishing_route_names_a_real_route():
