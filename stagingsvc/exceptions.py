@@ -3,6 +3,7 @@ including the 404 and 500 pages Django itself answers outside the API views."""
 
 import logging
 import math
+import sys
 from http import HTTPStatus
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from staging.api.authentication import CREATETOKEN
+from staging.dependencies import unreachable_dependency
 from staging.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,10 @@ def problem_exception_handler(exc, context):
             detail=str(exc.detail),
             headers=headers,
         )
+    dependency = unreachable_dependency(exc)
+    if dependency is not None:
+        logger.warning("%s unreachable: %s", dependency, exc)
+        return problem_response(request, **_unavailable(dependency))
     logger.exception("unhandled error", exc_info=exc)
     return problem_response(
         request,
@@ -135,6 +141,20 @@ def _with_how_to_fix(exc, request):
     return exc
 
 
+def _unavailable(dependency: str) -> dict:
+    """What a client is told while the database or the broker cannot be reached: 503 (the
+    request was fine, try again) with Retry-After, never a 500 that reads as a bug."""
+    retry_after = settings.UNAVAILABLE_RETRY_AFTER_SECONDS
+    return {
+        "status_code": 503,
+        "title": _reason(503),
+        "detail": f"The {dependency} cannot be reached just now; the request was not carried "
+        f"out. Send it again in {retry_after} seconds.",
+        "headers": {"Retry-After": str(retry_after)},
+        "unavailable": dependency,
+    }
+
+
 def _reason(code: int) -> str:
     try:
         return HTTPStatus(code).phrase
@@ -142,17 +162,25 @@ def _reason(code: int) -> str:
         return "Error"
 
 
-def _page_problem(request, status_code: int, detail: str, field: str | None = None) -> JsonResponse:
+def _page_problem(
+    request, status_code: int, detail: str, *, title: str = "", headers=None, **extra
+) -> JsonResponse:
     body = {
         "type": "about:blank",
-        "title": _reason(status_code),
+        "title": title or _reason(status_code),
         "status": status_code,
         "detail": detail,
         "instance": request.path,
+        **extra,
     }
-    if field is not None:
-        body["field"] = field  # as the API's own problem bodies name the input at fault
-    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+    return JsonResponse(
+        body, status=status_code, content_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
+
+
+def unavailable_response(request, dependency: str) -> JsonResponse:
+    """The 503 of ``_unavailable`` outside DRF views (middleware, the admin, plain views)."""
+    return _page_problem(request, **_unavailable(dependency))
 
 
 def nul_byte_problem(request, where: str, field: str | None = None) -> JsonResponse:
@@ -161,7 +189,7 @@ def nul_byte_problem(request, where: str, field: str | None = None) -> JsonRespo
     detail = f"{where} contains a NUL byte (%00); no id, path or name holds one."
     if request.path.startswith("/durastore/"):
         return HttpResponse(detail, status=400, content_type="text/plain; charset=utf-8")
-    return _page_problem(request, 400, detail, field=field)
+    return _page_problem(request, 400, detail, **({"field": field} if field else {}))
 
 
 def page_not_found(request, exception=None) -> JsonResponse:
@@ -170,7 +198,12 @@ def page_not_found(request, exception=None) -> JsonResponse:
 
 
 def server_error(request) -> JsonResponse:
-    """handler500: an error outside the API views; says nothing about internals."""
+    """handler500: an error outside the API views (a middleware, the admin, a plain view); says
+    nothing about internals. Django calls it while handling the exception, so sys.exc_info()
+    tells an unreachable database or broker (503) from a bug (500)."""
+    dependency = unreachable_dependency(sys.exc_info()[1])
+    if dependency is not None:
+        return unavailable_response(request, dependency)
     return _page_problem(
         request, 500, "The server could not complete the request; the error has been logged."
     )

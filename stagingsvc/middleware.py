@@ -1,6 +1,23 @@
-"""Requests refused before any view sees them."""
+"""Requests refused before any view sees them: a NUL byte in the URL, and work the broker could
+not carry before any of it is written."""
 
-from stagingsvc.exceptions import nul_byte_problem
+from django.urls import Resolver404, resolve
+
+from staging.dependencies import BROKER, BrokerUnavailable, broker_ensure_reachable
+from stagingsvc.exceptions import nul_byte_problem, unavailable_response
+
+# The routes whose POST creates sub-jobs for the broker to hand out: new jobs in every dialect,
+# and retries. Cancel, release and delete change only rows, so they go on working.
+PUBLISHING_ROUTES = frozenset(
+    {
+        "dts-staging",
+        "job-list",
+        "job-retry",
+        "tape-stage",
+        "durastore-task",
+        "task-perform",
+    }
+)
 
 
 class RejectNulBytesMiddleware:
@@ -18,3 +35,28 @@ class RejectNulBytesMiddleware:
             if "\x00" in name or any("\x00" in value for value in values):
                 return nul_byte_problem(request, f"the query parameter {name!r}", field=name)
         return self.get_response(request)
+
+
+class BrokerRequiredMiddleware:
+    """A submission while the broker is away answers 503 and creates no job, so a client that
+    tries again later does not leave a twin behind. (Should the broker go away after this check
+    and before the publish, the job is kept and the reconciler publishes it once the broker is
+    back: the database, not the broker, is the record of what must run.)"""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method == "POST" and _route(request.path_info) in PUBLISHING_ROUTES:
+            try:
+                broker_ensure_reachable()
+            except BrokerUnavailable:
+                return unavailable_response(request, BROKER)
+        return self.get_response(request)
+
+
+def _route(path: str) -> str | None:
+    try:
+        return resolve(path).url_name
+    except Resolver404:
+        return None

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from django.conf import settings
@@ -39,11 +39,18 @@ class CeleryProcess:
 
     ready_marker = ""
 
-    def __init__(self, *, arguments: list[str], log_path: Path, env: dict[str, str]):
+    def __init__(
+        self,
+        *,
+        arguments: list[str],
+        log_path: Path,
+        env: dict[str, str],
+        command_prefix: Sequence[str] = (),
+    ):
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "stagingsvc", *arguments],
+            [*command_prefix, sys.executable, "-m", "celery", "-A", "stagingsvc", *arguments],
             cwd=REPO_ROOT,
             env=env,
             stdout=self._log,
@@ -86,7 +93,15 @@ class CeleryProcess:
 class WorkerProcess(CeleryProcess):
     ready_marker = "ready."
 
-    def __init__(self, *, concurrency: int, queues: str, log_path: Path, env: dict[str, str]):
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        queues: str,
+        log_path: Path,
+        env: dict[str, str],
+        command_prefix: Sequence[str] = (),
+    ):
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         super().__init__(
             arguments=[
@@ -104,6 +119,7 @@ class WorkerProcess(CeleryProcess):
             ],
             log_path=log_path,
             env=env,
+            command_prefix=command_prefix,
         )
 
 

@@ -16,6 +16,11 @@ from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from staging.dependencies import (
+    DATABASE,
+    database_wait_until_reachable,
+    unreachable_dependency,
+)
 from staging.models import Item, Job, JobStatus, Store, SubJob
 from staging.services import transitions
 from staging.services.jobs import subjobs_publish
@@ -391,15 +396,22 @@ def _interrupted(subjob_id: int, worker: str, reporter: ProgressReporter, exc: B
     and is no failure either; anything else is one (the MAX_ATTEMPTS-th fails the sub-job with
     that error), and the reconciler republishes it."""
     logger.warning("sub-job %s interrupted by %r; handing it back", subjob_id, exc)
+    # A database outage is no fault of the work: wait for the database, so the progress and
+    # the hand-back below can be written, and put the sub-job straight back on the queue.
+    database_lost = unreachable_dependency(exc) == DATABASE
+    if database_lost:
+        database_wait_until_reachable()
     # Keep what is already done: the next attempt starts after the last finished file.
     with contextlib.suppress(Exception):
         reporter.flush()
-    transient = isinstance(exc, (SystemExit, KeyboardInterrupt, OperationalError, InterfaceError))
+    transient = database_lost or isinstance(
+        exc, (SystemExit, KeyboardInterrupt, OperationalError, InterfaceError)
+    )
     with contextlib.suppress(OperationalError, InterfaceError):
         subjob_hand_back(
             subjob_id=subjob_id,
             worker=worker,
-            publish=isinstance(exc, SystemExit),
+            publish=isinstance(exc, SystemExit) or database_lost,
             failure="" if transient else f"{type(exc).__name__}: {exc}",
         )
 

@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "stagingsvc.middleware.BrokerRequiredMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -140,6 +141,15 @@ def tune_database(config: dict) -> dict:
     else:
         config.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
         config.setdefault("CONN_HEALTH_CHECKS", True)
+        # A server cut off by the network (no refusal, no answer) fails a new connection after
+        # DATABASE_CONNECT_TIMEOUT seconds and breaks a kept one whose writes go unacknowledged
+        # for DATABASE_TCP_USER_TIMEOUT_MS, so a request answers 503 and a worker starts
+        # waiting for the database, instead of either hanging for minutes on TCP's own timers.
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+        options.setdefault(
+            "tcp_user_timeout", env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=15_000)
+        )
     # The same engines, wrapped by django-prometheus to count queries and errors (django_db_*).
     engine = config["ENGINE"].rsplit(".", 1)[-1]
     if engine in PROMETHEUS_DB_ENGINES and config["ENGINE"].startswith("django.db.backends."):
@@ -301,17 +311,27 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
 }
+# A request that would create work first pings the broker for this long (see
+# stagingsvc.middleware); while it does not answer, or the database does not, every request
+# that needs it answers 503 with this Retry-After.
+BROKER_PING_TIMEOUT_SECONDS = env.float("BROKER_PING_TIMEOUT_SECONDS", default=1.0)
+UNAVAILABLE_RETRY_AFTER_SECONDS = env.int("UNAVAILABLE_RETRY_AFTER_SECONDS", default=10)
+# A worker that loses the database waits this long for it to come back before its task fails
+# (tasks.database, staging.services.execution); nothing fails for a shorter outage.
+DATABASE_OUTAGE_WAIT_SECONDS = env.int("DATABASE_OUTAGE_WAIT_SECONDS", default=300)
 # Publishing happens inside HTTP requests: give up quickly and let the reconciler re-dispatch.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_TASK_ROUTES = {"tasks.staging.*": {"queue": "staging"}}
 # tasks/ is a plain package, not an installed app, so autodiscovery would not find it.
 # tasks.instrumentation holds no task: it connects the log context and metrics signals.
+# tasks.database comes first: its task_prerun handler waits out a database outage before the
+# other handlers (and the task) query the database.
 CELERY_IMPORTS = [
+    "tasks.database",
     "tasks.staging",
     "tasks.maintenance",
     "tasks.instrumentation",
-    "tasks.database",
 ]
 # Keep worker connections between tasks; tasks.database recycles them as Django does per request.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
