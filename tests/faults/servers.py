@@ -245,6 +245,8 @@ def service_environment(
         DATABASE_URL=database_url,
         CELERY_BROKER_URL=broker_url,
         STAGINGSVC_VAR_DIR=str(var_dir),
+        # The stores' roots sit beside the var directory, in the test's own folder.
+        STORE_ROOTS_ALLOWED=str(var_dir.parent),
         RESULTS_ROOT=str(var_dir / "results"),
         SECRET_KEY="fault-suite-secret-key-not-for-production-0123456789abcdef",
         PYTHONUNBUFFERED="1",

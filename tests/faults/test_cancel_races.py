@@ -41,11 +41,6 @@ def crash_pool_process(worker) -> None:
     os.kill(worker.child_pids()[0], signal.SIGKILL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the janitor (CANCELLING with nothing running → CANCELLED) and short leases "
-    "from the engine-states work",
-)
 @pytest.mark.parametrize(
     "fault", [hand_back, requeue_by_reaper, crash_pool_process], ids=lambda fault: fault.__name__
 )

@@ -48,11 +48,6 @@ def test_a_large_job_survives_its_pool_processes_killed_three_times(service):
     service.assert_staged_intact(CONTENTS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs short heartbeat-renewed leases (a lost worker's sub-jobs resumed within 60 s) "
-    "from the engine-states work",
-)
 def test_a_large_job_survives_whole_workers_killed_twice_and_ends_within_60_s(service):
     ids = service.add_files(CONTENTS)
     service.slow_down(300)

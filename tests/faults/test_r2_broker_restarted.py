@@ -14,11 +14,6 @@ pytestmark = pytest.mark.integration
 JOBS = 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs broker-data-loss detection with immediate republish, and republish by age, "
-    "from the engine-states work",
-)
 def test_every_job_ends_within_60_s_of_an_emptied_broker_coming_back(service):
     contents = {f"job{j:02}/f{n}.bin": os.urandom(32768 + n) for j in range(JOBS) for n in range(3)}
     ids = service.add_files(contents)

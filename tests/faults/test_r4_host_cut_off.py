@@ -52,11 +52,6 @@ def holder_node(service) -> str:
     return rows[0][0].rpartition(":")[0] if rows else ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs short heartbeat-renewed leases judged by the database clock (takeover within "
-    "60 s) from the engine-states work",
-)
 def test_a_cut_off_host_loses_its_subjob_to_another_and_writes_nothing_once_back(
     service, isolated_host
 ):
