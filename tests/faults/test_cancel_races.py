@@ -66,6 +66,9 @@ def test_a_cancel_racing_a_fault_ends_cancelled_within_60_s(service, fault):
     finished = {
         path for (path,) in service.query("SELECT path FROM staging_item WHERE status = 'FINISHED'")
     }
-    service.assert_staged_intact(finished)
     on_disk = {p.relative_to(service.staging).as_posix() for p in service.staging.rglob("*.bin")}
-    assert on_disk == finished
+    assert finished <= on_disk
+    # A copy renamed into place just before its worker died (or saw the cancel) may be there
+    # without its item having been recorded FINISHED: it is never reported ready, but it must be
+    # whole, like every other file under its final name; nothing half-written is left.
+    service.assert_staged_intact(on_disk)
