@@ -106,8 +106,8 @@ class ScanSummary:
         # What the scan command prints and the worker logs: a sentence, not the dataclass.
         return (
             f"{self.seen} file{pluralize(self.seen)} seen ({self.added} new, {self.updated} "
-            f"changed, {self.unchanged} unchanged), {self.vanished} vanished; {self.hashed} read "
-            "for their MD5"
+            f"changed, {self.unchanged} unchanged), {self.vanished} vanished, {self.hashed} "
+            f"MD5{pluralize(self.hashed)} computed"
         )
 
 

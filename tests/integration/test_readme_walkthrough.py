@@ -107,7 +107,8 @@ def test_the_readme_walkthrough_runs_as_written_and_ctrl_c_stops_cleanly(clone, 
         )
         assert ran.returncode == 0, f"{ran.stdout}\n{ran.stderr}\n{log_path.read_text()}"
         assert (
-            "store primary: 1 file seen (1 new, 0 changed, 0 unchanged), 0 vanished" in ran.stdout
+            "store primary: 1 file seen (1 new, 0 changed, 0 unchanged), 0 vanished, 1 MD5 computed"
+            in ran.stdout
         )
         assert "reads.fastq" in ran.stdout  # ls -l var/staging/run1/
         assert (clone / "var" / "staging" / "run1" / "reads.fastq").read_bytes() == b"ACGT\n"

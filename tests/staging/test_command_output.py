@@ -26,8 +26,7 @@ def test_scan_prints_a_sentence_with_one_file_in_the_singular(store):
     out = StringIO()
     call_command("scan", stdout=out)
     assert out.getvalue().strip() == (
-        "store primary: 1 file seen (1 new, 0 changed, 0 unchanged), 0 vanished; 1 read for "
-        "their MD5"
+        "store primary: 1 file seen (1 new, 0 changed, 0 unchanged), 0 vanished, 1 MD5 computed"
     )
 
 
