@@ -435,7 +435,8 @@ def catalogue_file_md5_record(*, file_id: str, md5: str, copied: os.stat_result)
     """Record the MD5 a staging copy computed of the archive file it read (``copied`` is that
     file's stat, unchanged from the start to the end of the copy). A compare-and-set: only on a
     row that still has no MD5 and still describes that content (same size and mtime), so
-    neither a checksum learned meanwhile nor a row a scan has since moved on is overwritten."""
+    neither a checksum learned meanwhile nor a row a scan has since moved on is overwritten.
+    Not fenced by a sub-job's lease: the MD5 describes the archive file, not the job's work."""
     return bool(
         File.objects.filter(
             pk=file_id, md5="", size=copied.st_size, mtime=catalogue_mtime(copied)
