@@ -17,6 +17,7 @@ staged" means the same size and the same mtime as the archive file has now.
 import contextlib
 import errno
 import functools
+import hashlib
 import os
 import re
 import secrets
@@ -312,13 +313,21 @@ def _copy_data(
     size: int,
     chunk_bytes: int,
     on_progress: Callable[[int], None],
+    on_bytes: Callable[[memoryview], None] | None = None,
 ) -> int:
     """Copy with copy_file_range (in-kernel, reflink on filesystems that support it), falling
     back to sendfile and then to pread/pwrite where the kernel refuses. Every method writes at
     the offset it read from: copy_file_range with explicit offsets never moves the target's
-    file position, which sendfile writes at."""
+    file position, which sendfile writes at.
+
+    With ``on_bytes`` the data goes through this process from the first byte (pread/pwrite),
+    and ``on_bytes`` is given every byte written, once and in file order: the kernel's paths
+    never show the data to the process, so a hash fed by them would miss part of the file."""
     copied = 0
-    method = "copy_file_range" if hasattr(os, "copy_file_range") else "sendfile"
+    if on_bytes is not None:
+        method = "readwrite"
+    else:
+        method = "copy_file_range" if hasattr(os, "copy_file_range") else "sendfile"
     while copied < size:
         want = min(chunk_bytes, size - copied)
         try:
@@ -328,7 +337,7 @@ def _copy_data(
                 os.lseek(target_fd, copied, os.SEEK_SET)
                 done = os.sendfile(target_fd, source_fd, copied, want)
             else:
-                done = os.pwrite(target_fd, os.pread(source_fd, want, copied), copied)
+                done = _read_write(source_fd, target_fd, want, copied, on_bytes)
         except OSError as exc:
             if method != "readwrite" and exc.errno in _FALLBACK_ERRNOS:
                 method = "sendfile" if method == "copy_file_range" else "readwrite"
@@ -339,6 +348,21 @@ def _copy_data(
         copied += done
         on_progress(done)
     return copied
+
+
+def _read_write(
+    source_fd: int,
+    target_fd: int,
+    count: int,
+    offset: int,
+    on_bytes: Callable[[memoryview], None] | None,
+) -> int:
+    data = os.pread(source_fd, count, offset)
+    done = os.pwrite(target_fd, data, offset)
+    if on_bytes is not None:
+        # A short write is resumed from where it stopped: only what was written counts now.
+        on_bytes(memoryview(data)[:done])
+    return done
 
 
 def _give_mode_of(target_fd: int, source: os.stat_result) -> None:
@@ -360,11 +384,12 @@ def _copy_to_temporary(
     temp: str,
     chunk_bytes: int,
     on_chunk: Callable[[int], None],
+    on_bytes: Callable[[memoryview], None] | None = None,
 ) -> None:
     # 0600 while it is written: a half copy is readable by no one else.
     fd = os.open(temp, _TEMPORARY_FLAGS, 0o600, dir_fd=directory_fd)
     try:
-        _copy_data(source_fd, fd, source.st_size, chunk_bytes, on_chunk)
+        _copy_data(source_fd, fd, source.st_size, chunk_bytes, on_chunk, on_bytes)
         _give_mode_of(fd, source)
         os.utime(fd, ns=(source.st_atime_ns, source.st_mtime_ns))
         os.fsync(fd)
@@ -424,11 +449,18 @@ def stage_file(
     chunk_bytes: int = 8 * 1024**2,
     on_progress: Callable[[int], None] = lambda n: None,
     should_stop: Callable[[], bool] = lambda: False,
+    on_md5: Callable[..., None] | None = None,
 ) -> str:
     """Put a complete copy of ``source`` at ``destination``; returns how ("skipped", "linked",
     "copied"). Paths from ``resolve_under`` are reached beneath their roots. With ``hard_link``
     the copy is a hard link where the filesystem allows it and the archive file is not
     writable by the service.
+
+    With ``on_md5`` a copy reads the archive file through this process (pread/pwrite instead
+    of the kernel's copy paths), hashes it on the way, and once the copy has its final name
+    calls ``on_md5(md5=<hex>, copied=<stat>)`` with the archive file's stat, which held from
+    the start of the copy to its end (a file that changed meanwhile raises SourceChangedError
+    instead). A file already staged or hard-linked is not read, and ``on_md5`` is not called.
 
     ``should_stop`` is polled at chunk boundaries, and once more when the data is written and
     fsynced, right before it takes the final name; when it answers True the temporary file is
@@ -455,6 +487,7 @@ def stage_file(
                 chunk_bytes=chunk_bytes,
                 on_progress=on_progress,
                 should_stop=should_stop,
+                on_md5=on_md5,
             )
         finally:
             os.close(directory_fd)
@@ -473,8 +506,10 @@ def _stage_into(
     chunk_bytes: int,
     on_progress: Callable[[int], None],
     should_stop: Callable[[], bool],
+    on_md5: Callable[..., None] | None,
 ) -> str:
     temp = _temp_name(name)
+    md5 = None
     try:
         linkable = hard_link and not _writable_by_service(opened)
         if linkable and _link_temporary(source, opened, directory_fd, temp):
@@ -483,7 +518,17 @@ def _stage_into(
             on_chunk = functools.partial(
                 _progress_or_stop, on_progress=on_progress, should_stop=should_stop
             )
-            _copy_to_temporary(source_fd, opened, directory_fd, temp, chunk_bytes, on_chunk)
+            # A new hash per copy: one fed by an earlier, failed attempt would be wrong.
+            md5 = hashlib.md5(usedforsecurity=False) if on_md5 is not None else None
+            _copy_to_temporary(
+                source_fd,
+                opened,
+                directory_fd,
+                temp,
+                chunk_bytes,
+                on_chunk,
+                on_bytes=md5.update if md5 is not None else None,
+            )
             how = "copied"
         # Asked last, with the data durable: a worker that must stop (a cancel, or its lease
         # lost to another worker) publishes nothing under the final name.
@@ -496,6 +541,8 @@ def _stage_into(
             os.unlink(temp, dir_fd=directory_fd)
     if how == "linked":
         on_progress(opened.st_size)
+    elif md5 is not None:
+        on_md5(md5=md5.hexdigest(), copied=opened)
     return how
 
 

@@ -33,6 +33,12 @@ CHECKSUM_FIELDS = ("md5", "sha256", "adler32")
 NO_CHECKSUMS = dict.fromkeys(CHECKSUM_FIELDS, "")
 
 
+def catalogue_mtime(found: os.stat_result) -> datetime:
+    """A file's mtime as the catalogue records it: one conversion everywhere, so that a row can
+    be compared with a later ``stat`` of its file."""
+    return datetime.fromtimestamp(found.st_mtime, tz=UTC)
+
+
 @dataclass(frozen=True)
 class PrimaryStore:
     """The primary store after a start, and the roots it had before if this start moved them
@@ -230,7 +236,7 @@ def _catalogue_scan_from(
 
     for found in walk_regular_files(root, start_fd, prefix):
         relative, stat = found.relative, found.stat
-        mtime = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        mtime = catalogue_mtime(stat)
         known = existing.pop(relative, None)
         if known is None:
             kept = {**NO_CHECKSUMS, "md5": md5_of(found)}
@@ -326,7 +332,7 @@ def catalogue_files_register(*, store: Store, paths: Sequence[str]) -> dict[str,
                 store=store,
                 path=relative,
                 size=info.st_size,
-                mtime=datetime.fromtimestamp(info.st_mtime, tz=UTC),
+                mtime=catalogue_mtime(info),
                 media_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
                 last_seen_at=now,
             )
@@ -405,7 +411,7 @@ def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
     changed: list[File] = []
     for relative, info in found.items():
         entry = entries[relative]
-        mtime = datetime.fromtimestamp(info.st_mtime, tz=UTC)
+        mtime = catalogue_mtime(info)
         if entry.size != info.st_size or entry.mtime != mtime:
             # Changed content: the old checksums describe something else.
             entry.size, entry.mtime, entry.last_seen_at = info.st_size, mtime, now
@@ -417,6 +423,25 @@ def catalogue_upsert_paths(*, store: Store, paths: Sequence[str]) -> list[File]:
         batch_size=SCAN_BATCH,
     )
     return [entries[relative] for relative in found]
+
+
+def catalogue_file_lacks_md5(*, file_id: str | None) -> bool:
+    """Whether the catalogue entry exists and has no MD5 yet: staging then takes the MD5 of
+    what it copies (see ``catalogue_file_md5_record``)."""
+    return file_id is not None and File.objects.filter(pk=file_id, md5="").exists()
+
+
+def catalogue_file_md5_record(*, file_id: str, md5: str, copied: os.stat_result) -> bool:
+    """Record the MD5 a staging copy computed of the archive file it read (``copied`` is that
+    file's stat, unchanged from the start to the end of the copy). A compare-and-set: only on a
+    row that still has no MD5 and still describes that content (same size and mtime), so
+    neither a checksum learned meanwhile nor a row a scan has since moved on is overwritten.
+    Not fenced by a sub-job's lease: the MD5 describes the archive file, not the job's work."""
+    return bool(
+        File.objects.filter(
+            pk=file_id, md5="", size=copied.st_size, mtime=catalogue_mtime(copied)
+        ).update(md5=md5)
+    )
 
 
 @dataclass

@@ -3,6 +3,7 @@ batches, and hand the result to the job roll-up."""
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from staging.dependencies import (
 )
 from staging.models import Item, Job, JobStatus, Store, SubJob
 from staging.services import transitions
+from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_md5_record
 from staging.services.jobs import subjobs_publish
 from staging.services.transitions import LeaseLost
 from staging.storage import (
@@ -264,9 +266,16 @@ ItemWork = Callable[[Item, Store, "ProgressReporter"], None]
 
 
 def stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
-    """The work of a staging task: a complete, verified copy of the item in the staging area."""
+    """The work of a staging task: a complete, verified copy of the item in the staging area.
+    Where the catalogue has no MD5 for the file, the copy records the MD5 of what it read."""
     if store.simulated_latency_ms:
         time.sleep(store.simulated_latency_ms / 1000)
+    record_md5 = None
+    if catalogue_file_lacks_md5(file_id=item.file_id):
+        # The copy then reads the file through this process and hashes it on the way: no
+        # extra read of the archive (a tape recall on a posix-tape store), at the cost of the
+        # kernel's faster copy, which files with a known MD5 keep.
+        record_md5 = functools.partial(catalogue_file_md5_record, file_id=item.file_id)
     stage_file(
         resolve_under(store.archive_root, item.path),
         resolve_under(store.staging_root, item.path),
@@ -275,6 +284,7 @@ def stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
         chunk_bytes=settings.STAGING["COPY_CHUNK_BYTES"],
         on_progress=reporter.add_bytes,
         should_stop=reporter.should_stop,
+        on_md5=record_md5,
     )
 
 

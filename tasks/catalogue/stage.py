@@ -22,8 +22,9 @@ class StageParameters(FilesParameters):
     )
     verify = serializers.BooleanField(
         default=False,
-        help_text="Compare each staged copy's checksum with the catalogue's (computed from the "
-        "archive when the catalogue has none); a mismatch fails the file and removes the copy "
+        help_text="Compare each staged copy's checksum with the catalogue's (where the catalogue "
+        "had none: the MD5 the copy took of the bytes it read, or, for a copy already in place, "
+        "one computed from the archive); a mismatch fails the file and removes the copy "
         "(or, when other requests pin it, keeps it and flags it to be copied again).",
     )
 

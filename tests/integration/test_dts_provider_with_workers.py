@@ -11,12 +11,26 @@ from pathlib import Path
 import pytest
 import requests
 
-from staging.models import Job, JobStatus
+from staging.models import File, Job, JobStatus
 from staging.roles import Role
 from staging.services.accounts import token_create, user_orcid_set
+from staging.services.catalogue import catalogue_scan
 from tests.workers import wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _staged_as_the_dts_polls(base: str, ids: list[str], headers: dict) -> str:
+    """Ask to stage ``ids`` and poll the request until it is no longer "staging" (at most 90 s);
+    its last status."""
+    created = requests.post(f"{base}/dts/staging", json={"ids": ids}, headers=headers, timeout=10)
+    assert created.status_code == 201, created.text
+    status_url = f"{base}/dts/staging?id={created.json()['request_id']}"
+    status, deadline = "staging", time.monotonic() + 90
+    while status == "staging" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = requests.get(status_url, headers=headers, timeout=10).json()["status"]
+    return status
 
 
 def test_the_dts_finds_describes_stages_and_gets_every_file_with_its_md5(
@@ -70,16 +84,32 @@ def test_the_dts_finds_describes_stages_and_gets_every_file_with_its_md5(
         assert resource["bytes"] == len(contents[resource["path"]])
         assert resource["credit"]["license"] == "CC-BY-4.0"
 
-    created = requests.post(f"{base}/dts/staging", json={"ids": ids}, headers=dts, timeout=10)
-    assert created.status_code == 201, created.text
-    status_url = f"{base}/dts/staging?id={created.json()['request_id']}"
-    status, deadline = "staging", time.monotonic() + 90
-    while status == "staging" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        status = requests.get(status_url, headers=dts, timeout=10).json()["status"]
-    assert status == "ready"
+    assert _staged_as_the_dts_polls(base, ids, dts) == "ready"
 
     # Globus starts at once and checks every file against the announced MD5.
     for resource in resources:
         staged = Path(store.staging_root) / resource["path"]
         assert hashlib.md5(staged.read_bytes()).hexdigest() == resource["hash"]
+
+
+def test_a_tape_file_without_a_sidecar_is_announced_with_the_md5_its_staging_took(
+    live_server, tape_store, start_worker, broker
+):
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    archived = Path(tape_store.archive_root) / "run9" / "reads.tar"
+    archived.parent.mkdir()
+    archived.write_bytes(data)
+    catalogue_scan(store=tape_store)  # a tape store's scan reads no file: no MD5 yet
+    file = File.objects.get(store=tape_store, path="run9/reads.tar")
+    start_worker(concurrency=1)
+    base = live_server.url
+    dts = {"Authorization": f"Bearer {token_create(username='dts', role=Role.SERVICE_USER)}"}
+    resources_url = f"{base}/dts/resources?ids={file.id}"
+    assert requests.get(resources_url, headers=dts, timeout=10).json()[0]["hash"] == ""
+
+    assert _staged_as_the_dts_polls(base, [file.id], dts) == "ready"
+
+    (resource,) = requests.get(resources_url, headers=dts, timeout=10).json()
+    assert resource["hash"] == hashlib.md5(data).hexdigest()
+    staged = Path(tape_store.staging_root) / resource["path"]
+    assert hashlib.md5(staged.read_bytes()).hexdigest() == resource["hash"]

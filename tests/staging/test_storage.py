@@ -343,8 +343,12 @@ def test_dead_temporaries_are_removed_from_every_directory_listed(tmp_path: Path
     assert len(list((tmp_path / "c").iterdir())) == 1
 
 
-def test_an_archive_file_edited_during_its_copy_is_not_staged(tmp_path: Path):
+@pytest.mark.parametrize("asks_md5", [False, True], ids=["kernel-copy", "hashing-copy"])
+def test_an_archive_file_edited_during_its_copy_is_not_staged_and_tells_no_md5(
+    tmp_path: Path, asks_md5
+):
     source, destination = tmp_path / "src", tmp_path / "out" / "dst"
+    told: list[str] = []
     source.write_bytes(os.urandom(50_000))
 
     def edit_once(count: int) -> None:
@@ -358,9 +362,15 @@ def test_an_archive_file_edited_during_its_copy_is_not_staged(tmp_path: Path):
     edits: list[int] = []
     with pytest.raises(SourceChangedError):
         stage_file(
-            source, destination, expected_size=50_000, chunk_bytes=10_000, on_progress=edit_once
+            source,
+            destination,
+            expected_size=50_000,
+            chunk_bytes=10_000,
+            on_progress=edit_once,
+            on_md5=(lambda md5, copied: told.append(md5)) if asks_md5 else None,
         )
     assert list((tmp_path / "out").iterdir()) == []
+    assert told == []
 
 
 @pytest.mark.parametrize("hard_link", [False, True], ids=["copy", "link"])

@@ -92,9 +92,24 @@ def test_a_file_changed_since_the_scan_gets_no_checksum_and_fails(store, archive
     assert File.objects.get(pk=file.pk).sha256 == ""
 
 
-def test_stage_with_verify_records_the_checksum_of_a_good_copy(store, archive_files):
+def test_stage_with_verify_checks_a_new_copy_against_the_md5_taken_while_copying(
+    store, archive_files
+):
     (file,) = archive_files({"a.txt": b"alpha"})
     File.objects.filter(pk=file.pk).update(md5="")  # a catalogue entry with no checksum yet
+    job = run_all(perform(store, "stage", {"paths": ["a.txt"], "verify": True}))
+    assert job.status == JobStatus.FINISHED
+    md5 = hashlib.md5(b"alpha").hexdigest()
+    assert File.objects.get(pk=file.pk).md5 == md5  # taken from the bytes the copy read
+    (row,) = csv_rows(job)
+    assert (row["status"], row["algorithm"], row["checksum"]) == ("FINISHED", "md5", md5)
+
+
+def test_stage_with_verify_records_the_checksum_of_a_copy_staged_before(store, archive_files):
+    (file,) = archive_files({"a.txt": b"alpha"})
+    run_all(perform(store, "stage", {"paths": ["a.txt"]}))
+    File.objects.filter(pk=file.pk).update(md5="")  # a catalogue entry with no checksum yet
+    # The copy in place is not read again by the copy step: the archive file is, to verify it.
     job = run_all(perform(store, "stage", {"paths": ["a.txt"], "verify": True}))
     assert job.status == JobStatus.FINISHED
     sha = hashlib.sha256(b"alpha").hexdigest()
