@@ -464,7 +464,7 @@ def job_result_table(*, job: Job) -> ResultTable:
     return ResultTable(tuple(columns), job_item_rows(job=job, columns=columns), summary)
 
 
-def _failure_reason():
+def item_failure_reason():
     """An item's error without its path, so that failures group by reason: the error ends
     ``: <the item's path>`` or starts ``<the item's path> `` (staging.client_errors)."""
     ends_with_path = Q(error__endswith=Concat(Value(": "), F("path"), output_field=TextField()))
@@ -478,6 +478,30 @@ def _failure_reason():
     )
 
 
+def failed_items_by_reason(*, job_ids: Sequence[int], paths: int) -> QuerySet[Item]:
+    """The failed items of the jobs, the first ``paths`` (by path) of each reason of each job,
+    with their ``reason``, how many ``items`` of their job failed for it and how many ``failed``
+    in their job at all; commonest reasons first."""
+    reason_in_job = [F("job_id"), F("reason")]
+    return (
+        Item.objects.filter(job_id__in=job_ids, status=JobStatus.FAILED)
+        .annotate(reason=item_failure_reason())
+        .annotate(
+            failed=Window(Count("pk"), partition_by=[F("job_id")]),
+            items=Window(Count("pk"), partition_by=reason_in_job),
+            place=Window(RowNumber(), partition_by=reason_in_job, order_by=[F("path").asc()]),
+        )
+        .filter(place__lte=paths)
+        .order_by("job_id", "-items", "reason", "place")
+    )
+
+
+def paths_listed(paths: Sequence[str], count: int) -> str:
+    """``a, b and 7 more``: the first few of ``count`` paths."""
+    more = count - len(paths)
+    return ", ".join(paths) + (f" and {more} more" if more > 0 else "")
+
+
 def job_failure_text(
     *, job_id: int, own_error: str | None = None, reasons: int = 3, paths: int = 3
 ) -> str:
@@ -488,16 +512,8 @@ def job_failure_text(
     if own_error:
         return own_error
     rows = list(
-        Item.objects.filter(job_id=job_id, status=JobStatus.FAILED)
-        .annotate(reason=_failure_reason())
-        .annotate(
-            failed=Window(Count("pk")),
-            items=Window(Count("pk"), partition_by=[F("reason")]),
-            place=Window(RowNumber(), partition_by=[F("reason")], order_by=[F("path").asc()]),
-            own_error=Subquery(Job.objects.filter(pk=job_id).values("error")[:1]),
-        )
-        .filter(place__lte=paths)
-        .order_by("-items", "reason", "place")
+        failed_items_by_reason(job_ids=[job_id], paths=paths)
+        .annotate(own_error=Subquery(Job.objects.filter(pk=job_id).values("error")[:1]))
         .values_list("reason", "path", "items", "failed", "own_error")[: reasons * paths]
     )
     if own_error is None:
@@ -515,8 +531,7 @@ def job_failure_text(
             grouped.setdefault(reason, (items, []))[1].append(path)
     failed = rows[0][3]
     shown = "; ".join(
-        f"{reason} ({items}: {', '.join(listed)}"
-        + (f" and {items - len(listed)} more)" if items > len(listed) else ")")
+        f"{reason} ({items}: {paths_listed(listed, items)})"
         for reason, (items, listed) in grouped.items()
     )
     others = failed - sum(items for items, _ in grouped.values())
