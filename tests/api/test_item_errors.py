@@ -16,8 +16,10 @@ from django.test import Client
 from staging.models import Job, JobStatus, Store
 from staging.roles import Role
 from staging.services.execution import stage_item, subjob_run
+from staging.services.tasks import task_perform
 from tests.admin.conftest import staff
 from tests.api.tape_helpers import API, staged_job
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -153,3 +155,24 @@ def test_the_status_of_a_job_that_did_not_fail_has_no_error(api_as, store, archi
     assert job.status == JobStatus.FINISHED
     assert "error" not in client.get(f"/api/v1/task_status/{job.uuid}/peek").json()
     assert client.get(f"/dts/staging?id={job.uuid}").json() == {"status": "ready"}
+
+
+def test_a_subjob_interrupted_by_an_unexpected_error_records_it_without_server_paths(store, files):
+    job = task_perform(
+        owner=UserFactory(),
+        store=store,
+        task_name="stage",
+        source="api",
+        parameters={"paths": [f.path for f in files]},
+    )
+    archive = Path(store.archive_root).resolve()
+
+    def work_that_breaks(item, store, reporter):
+        raise RuntimeError(f"index corrupt near {archive}/run2/index.db")
+
+    subjob = job.subjobs.get()
+    with pytest.raises(RuntimeError):
+        subjob_run(subjob_id=subjob.pk, worker="node@host:1", task_id="t", work=work_that_breaks)
+
+    subjob.refresh_from_db()
+    assert subjob.error == "RuntimeError: index corrupt near run2/index.db"
