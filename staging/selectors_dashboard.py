@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from staging.broker import broker_queue_lengths
 from staging.models import Job, JobStatus, SubJob
-from staging.selectors import failed_items_by_reason, paths_listed
+from staging.selectors import FAILED_STATUSES, failed_items_by_reason, paths_listed
 from staging.selectors_admin import rows_count
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,6 @@ OUTCOME_STATUSES = (
     JobStatus.FAILED,
     JobStatus.CANCELLED,
 )
-FAILED_STATUSES = (JobStatus.FAILED, JobStatus.PARTIALLY_FAILED)
 
 
 def jobs_count_by_status() -> dict[str, tuple[int, bool]]:
