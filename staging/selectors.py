@@ -9,7 +9,20 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    TextField,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Concat, Left, Length, RowNumber, Substr
 from django.template.defaultfilters import pluralize
 
 from staging.errors import NotFoundError, ServiceError
@@ -84,15 +97,26 @@ def visible_jobs(*, user) -> QuerySet[Job]:
     return jobs.filter(owner=user)
 
 
-def job_status_get(*, job_uuid: uuid.UUID, user) -> str:
-    """The job's status in one indexed lookup of one column; unknown and not-yours are alike."""
-    found = (
-        visible_jobs(user=user).filter(uuid=job_uuid).order_by().values_list("status", flat=True)
-    )
-    status = next(iter(found[:1]), None)
-    if status is None:
+def job_status_get(*, job_uuid: uuid.UUID, user) -> dict:
+    """The job's ``status`` (with its ``id``, for job_status_error) in one indexed lookup;
+    unknown and not-yours are alike."""
+    found = visible_jobs(user=user).filter(uuid=job_uuid).order_by().values("id", "status")
+    row = next(iter(found[:1]), None)
+    if row is None:
         raise NotFoundError(f"no staging request with id {job_uuid}")
-    return status
+    return row
+
+
+# The statuses in which a job tells why: it ended, and files (or the job itself) failed.
+FAILED_STATUSES = (JobStatus.FAILED, JobStatus.PARTIALLY_FAILED)
+
+
+def job_status_error(row: dict) -> str:
+    """Why the job of a status row (``id``, ``status``) failed; "" unless it did. Costs one
+    query for a failed job (two when none of its items failed), none for any other."""
+    if row["status"] not in FAILED_STATUSES:
+        return ""
+    return job_failure_text(job_id=row["id"])
 
 
 # --- API v1 -------------------------------------------------------------------------------------
@@ -118,9 +142,12 @@ def _job_uuid_in_path(raw: str) -> uuid.UUID:
 
 
 def job_status_row(*, job_id: str, user) -> dict:
-    """The status columns of a visible job, in one indexed lookup (the cheap poll)."""
+    """The status columns of a visible job, with its ``id`` (for job_status_error), in one
+    indexed lookup (the cheap poll)."""
     job_uuid = _job_uuid_in_path(job_id)
-    found = visible_jobs(user=user).filter(uuid=job_uuid).order_by().values(*JOB_STATUS_FIELDS)
+    found = (
+        visible_jobs(user=user).filter(uuid=job_uuid).order_by().values("id", *JOB_STATUS_FIELDS)
+    )
     row = next(iter(found[:1]), None)
     if row is None:
         raise NotFoundError(f"no job with id {job_uuid}")
@@ -437,23 +464,81 @@ def job_result_table(*, job: Job) -> ResultTable:
     return ResultTable(tuple(columns), job_item_rows(job=job, columns=columns), summary)
 
 
-def job_error_text(*, job: Job, reasons: int = 3) -> str:
-    """Why the job failed, for a client: its own error when it recorded one, else how many of
-    its files failed and the commonest reasons with their counts ("" when none failed)."""
-    if job.error:
-        return job.error
-    counted = list(
-        Item.objects.filter(job=job, status=JobStatus.FAILED)
-        .order_by()
-        .values("error")
-        .annotate(items=Count("pk"))
-        .order_by("-items", "error")
+def item_failure_reason():
+    """An item's error without its path, so that failures group by reason: the error ends
+    ``: <the item's path>`` or starts ``<the item's path> `` (staging.client_errors)."""
+    ends_with_path = Q(error__endswith=Concat(Value(": "), F("path"), output_field=TextField()))
+    starts_with_path = Q(error__startswith=Concat(F("path"), Value(" "), output_field=TextField()))
+    return Case(
+        When(ends_with_path, then=Left("error", Length("error") - Length("path") - 2)),
+        When(starts_with_path, then=Substr("error", Length("path") + 2)),
+        When(error="", then=Value("no message")),
+        default=F("error"),
+        output_field=TextField(),
     )
-    if not counted:
+
+
+def failed_items_by_reason(*, job_ids: Sequence[int], paths: int) -> QuerySet[Item]:
+    """The failed items of the jobs, the first ``paths`` (by path) of each reason of each job,
+    with their ``reason``, how many ``items`` of their job failed for it and how many ``failed``
+    in their job at all; commonest reasons first."""
+    reason_in_job = [F("job_id"), F("reason")]
+    return (
+        Item.objects.filter(job_id__in=job_ids, status=JobStatus.FAILED)
+        .annotate(reason=item_failure_reason())
+        .annotate(
+            failed=Window(Count("pk"), partition_by=[F("job_id")]),
+            items=Window(Count("pk"), partition_by=reason_in_job),
+            place=Window(RowNumber(), partition_by=reason_in_job, order_by=[F("path").asc()]),
+        )
+        .filter(place__lte=paths)
+        .order_by("job_id", "-items", "reason", "place")
+    )
+
+
+def paths_listed(paths: Sequence[str], count: int) -> str:
+    """``a, b and 7 more``: the first few of ``count`` paths."""
+    more = count - len(paths)
+    return ", ".join(paths) + (f" and {more} more" if more > 0 else "")
+
+
+def job_failure_text(
+    *, job_id: int, own_error: str | None = None, reasons: int = 3, paths: int = 3
+) -> str:
+    """Why a job failed, for a client: its own error when it recorded one, else how many of
+    its files failed, and for the commonest reasons how many and the first few store paths
+    ("" when nothing failed). ``own_error`` None: the job's error is read in the same query as
+    its items (a second one only when no item failed)."""
+    if own_error:
+        return own_error
+    rows = list(
+        failed_items_by_reason(job_ids=[job_id], paths=paths)
+        .annotate(own_error=Subquery(Job.objects.filter(pk=job_id).values("error")[:1]))
+        .values_list("reason", "path", "items", "failed", "own_error")[: reasons * paths]
+    )
+    if own_error is None:
+        if rows:
+            own_error = rows[0][4]
+        else:
+            own_error = Job.objects.filter(pk=job_id).values_list("error", flat=True).first()
+        if own_error:
+            return own_error
+    if not rows:
         return ""
-    failed = sum(row["items"] for row in counted)
+    grouped: dict[str, tuple[int, list[str]]] = {}
+    for reason, path, items, _, _ in rows:
+        if reason in grouped or len(grouped) < reasons:
+            grouped.setdefault(reason, (items, []))[1].append(path)
+    failed = rows[0][3]
     shown = "; ".join(
-        f"{row['items']}: {row['error'] or 'no message'}" for row in counted[:reasons]
+        f"{reason} ({items}: {paths_listed(listed, items)})"
+        for reason, (items, listed) in grouped.items()
     )
-    more = f"; {len(counted) - reasons} more reasons" if len(counted) > reasons else ""
-    return f"{failed} file{pluralize(failed)} failed ({shown}{more})"
+    others = failed - sum(items for items, _ in grouped.values())
+    more = f"; {others} more for other reasons" if others else ""
+    return f"{failed} file{pluralize(failed)} failed: {shown}{more}"
+
+
+def job_error_text(*, job: Job, reasons: int = 3) -> str:
+    """Why the job failed, for a client: see job_failure_text."""
+    return job_failure_text(job_id=job.pk, own_error=job.error, reasons=reasons)

@@ -12,7 +12,8 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from staging.broker import broker_queue_lengths
-from staging.models import Item, Job, JobStatus, SubJob
+from staging.models import Job, JobStatus, SubJob
+from staging.selectors import FAILED_STATUSES, failed_items_by_reason, paths_listed
 from staging.selectors_admin import rows_count
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,6 @@ OUTCOME_STATUSES = (
     JobStatus.FAILED,
     JobStatus.CANCELLED,
 )
-FAILED_STATUSES = (JobStatus.FAILED, JobStatus.PARTIALLY_FAILED)
 
 
 def jobs_count_by_status() -> dict[str, tuple[int, bool]]:
@@ -107,22 +107,30 @@ def jobs_failed_recently(*, hours: int = 1, limit: int = 20) -> tuple[int, list[
     return failed.count(), list(newest)
 
 
-def failure_reasons_by_job(*, job_ids: list[int], per_job: int = 2) -> dict[int, list[dict]]:
-    """For each job, its commonest failed-item errors (``error``, ``items``), most first: one
-    grouped query for all the jobs of the dashboard's failures table."""
-    reasons: dict[int, list[dict]] = {}
-    rows = (
-        Item.objects.filter(job_id__in=job_ids, status=JobStatus.FAILED)
-        .order_by()
-        .values("job_id", "error")
-        .annotate(items=Count("pk"))
-        .order_by("job_id", "-items", "error")
+def failure_reasons_by_job(
+    *, job_ids: list[int], per_job: int = 2, paths: int = 2
+) -> dict[int, list[dict]]:
+    """For each job, its commonest reasons of failed items (``error``: the reason with its
+    first few store paths, ``items``), most first: one query for all the jobs of the
+    dashboard's failures table."""
+    grouped: dict[int, dict[str, dict]] = {}
+    rows = failed_items_by_reason(job_ids=job_ids, paths=paths).values_list(
+        "job_id", "reason", "path", "items"
     )
-    for row in rows:
-        listed = reasons.setdefault(row["job_id"], [])
-        if len(listed) < per_job:
-            listed.append({"error": row["error"], "items": row["items"]})
-    return reasons
+    for job_id, reason, path, items in rows:
+        reasons = grouped.setdefault(job_id, {})
+        if reason in reasons or len(reasons) < per_job:
+            reasons.setdefault(reason, {"items": items, "paths": []})["paths"].append(path)
+    return {
+        job_id: [
+            {
+                "error": f"{reason} ({paths_listed(row['paths'], row['items'])})",
+                "items": row["items"],
+            }
+            for reason, row in reasons.items()
+        ]
+        for job_id, reasons in grouped.items()
+    }
 
 
 def subjobs_running_by_node() -> dict[str, int]:

@@ -12,10 +12,10 @@ from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, not_modified
 from staging.api.fields import StrictStringField, validated
 from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
-from staging.errors import NotFoundError, ServiceError
+from staging.errors import NotFoundError, ServiceError, listed_names, unknown_names
 from staging.models import JobStatus
 from staging.orcid import ORCID_EXAMPLE
-from staging.selectors import files_by_ids, job_status_get, parse_job_id
+from staging.selectors import files_by_ids, job_status_error, job_status_get, parse_job_id
 from staging.selectors_dts import (
     SEARCH_DEFAULT_LIMIT,
     SEARCH_MAX_LIMIT,
@@ -57,6 +57,11 @@ class DtsStatusSerializer(serializers.Serializer):
         choices=sorted(set(DTS_STATUS.values())),
         help_text="staging (not all files are in place yet), ready (every file is at its path "
         "in the staging area), failed, or cancelled.",
+    )
+    error = serializers.CharField(
+        required=False,
+        help_text="Only when failed, beside the contract (the DTS ignores it): why, as how many "
+        "files failed by reason with the first few store paths.",
     )
 
 
@@ -174,7 +179,10 @@ class DtsStagingView(APIView):
         request=InputSerializer,
         responses={
             201: DtsRequestCreatedSerializer,
-            404: OpenApiResponse(description="Unknown ids, all listed in unknown_ids."),
+            404: OpenApiResponse(
+                description="Unknown ids: the first few in unknown_ids, how many in "
+                "unknown_ids_count."
+            ),
         },
     )
     def post(self, request):
@@ -183,9 +191,9 @@ class DtsStagingView(APIView):
         unknown = [file_id for file_id in ids if file_id not in found]
         if unknown:
             raise NotFoundError(
-                f"{len(unknown)} of {len(ids)} ids are unknown: {', '.join(unknown[:20])}",
+                f"{len(unknown)} of {len(ids)} ids are unknown: {listed_names(unknown)}",
                 field="ids",
-                extra={"unknown_ids": unknown},
+                extra=unknown_names("ids", unknown),
             )
         files = [found[file_id] for file_id in ids]
         job = job_create_staging(
@@ -219,9 +227,19 @@ class DtsStagingView(APIView):
     )
     def get(self, request):
         job_uuid = parse_job_id(request.query_params.get("id"))
-        word = DTS_STATUS[job_status_get(job_uuid=job_uuid, user=request.user)]
+        row = job_status_get(job_uuid=job_uuid, user=request.user)
+        word = DTS_STATUS[row["status"]]
         headers = {"ETag": etag_for("dts", job_uuid, word), "Cache-Control": STATUS_CACHE_CONTROL}
-        return not_modified(request, headers["ETag"]) or Response({"status": word}, headers=headers)
+        unchanged = not_modified(request, headers["ETag"])
+        if unchanged is not None:
+            return unchanged
+        body = {"status": word}
+        # Beside the contract's one field, for a failed request only: the DTS ignores it, a
+        # person reading the answer learns why.
+        error = job_status_error(row)
+        if error:
+            body["error"] = error
+        return Response(body, headers=headers)
 
 
 class DtsResourcesView(APIView):

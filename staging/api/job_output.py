@@ -102,6 +102,11 @@ class StatusSerializer(serializers.Serializer):
 
     status = StatusField()
     progress = ProgressSerializer(source="*", help_text="How far the job got.")
+    error = serializers.CharField(
+        required=False,
+        help_text="Only when the job is FAILED or PARTIALLY_FAILED: why, its own error, else "
+        "how many files failed by reason with the first few store paths.",
+    )
 
 
 class SubmittedJobSerializer(serializers.Serializer):

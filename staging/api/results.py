@@ -8,7 +8,7 @@ from django.http import StreamingHttpResponse
 
 from staging.models import Job
 from staging.results import encode_csv, encode_json, encode_json_lines
-from staging.selectors import job_result_table
+from staging.selectors import FAILED_STATUSES, job_error_text, job_result_table
 
 RESULT_MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -35,6 +35,8 @@ def results_stream(*, job: Job, fmt: str = "json") -> Iterator[str]:
         "status": job.status,
         "summary": table.summary,
     }
+    if job.status in FAILED_STATUSES:
+        head["error"] = job_error_text(job=job)
     return encode_json(head, table.columns, table.rows)
 
 

@@ -34,7 +34,13 @@ from staging.api.job_output import (
 from staging.api.permissions import RolePolicy
 from staging.api.renderers import CSVRenderer
 from staging.models import TERMINAL_STATUSES
-from staging.selectors import JOB_STATUS_FIELDS, RESULT_COLUMNS, job_get, job_status_row
+from staging.selectors import (
+    JOB_STATUS_FIELDS,
+    RESULT_COLUMNS,
+    job_get,
+    job_status_error,
+    job_status_row,
+)
 
 IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match",
@@ -73,6 +79,9 @@ class TaskStatusPeekView(APIView):
         unchanged = not_modified(request, headers["ETag"])
         if unchanged is not None:
             return unchanged
+        error = job_status_error(row)
+        if error:  # only a failed job says why
+            row["error"] = error
         return Response(StatusSerializer(row).data, headers=headers)
 
 

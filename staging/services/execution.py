@@ -17,6 +17,7 @@ from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from staging.client_errors import error_for_client, item_error_text
 from staging.dependencies import (
     DATABASE,
     database_wait_until_reachable,
@@ -306,7 +307,10 @@ def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWo
             reporter.attempt_abandoned()
             if _is_permanent(exc) or attempt == max_attempts:
                 reporter.current_item = None
-                _item_failed(item, _describe(exc), reporter)
+                message = item_error_text(
+                    exc, path=item.path, roots=(store.archive_root, store.staging_root)
+                )
+                _item_failed(item, message, reporter)
                 return
             backoff = min(0.5 * 2 ** (attempt - 1), 10)
             logger.info("item %s: transient error %s; retrying in %.1fs", item.pk, exc, backoff)
@@ -314,16 +318,6 @@ def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWo
             continue
         reporter.item_finished(item)
         return
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return f"source file not found: {exc.filename}"
-    if isinstance(exc, PermissionError):
-        return f"permission denied: {exc.filename}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return str(exc)
 
 
 def subjob_run(
@@ -417,12 +411,15 @@ def _interrupted(subjob_id: int, worker: str, reporter: ProgressReporter, exc: B
     transient = database_lost or isinstance(
         exc, (SystemExit, KeyboardInterrupt, OperationalError, InterfaceError)
     )
+    store = reporter.subjob.job.store
+    # The sub-job's error becomes the job's when it fails for good: no server path in it.
+    failure = error_for_client(exc, roots=(store.archive_root, store.staging_root))
     with contextlib.suppress(OperationalError, InterfaceError):
         subjob_hand_back(
             subjob_id=subjob_id,
             worker=worker,
             publish=isinstance(exc, SystemExit) or database_lost,
-            failure="" if transient else f"{type(exc).__name__}: {exc}",
+            failure="" if transient else f"{type(exc).__name__}: {failure}",
         )
 
 

@@ -89,6 +89,20 @@ def test_the_dashboards_failures_show_the_items_errors(operator_client):
     assert "2 files: source file missing" in page
 
 
+def test_the_dashboards_failures_count_errors_by_reason_with_their_first_paths(operator_client):
+    job = JobFactory(
+        status=JobStatus.FAILED, files_total=3, files_failed=3, finished_at=timezone.now()
+    )
+    for path in ("run2/b.txt", "run2/c.txt", "run2/d.txt"):
+        ItemFactory(
+            job=job, path=path, status=JobStatus.FAILED, error=f"source file not found: {path}"
+        )
+
+    page = operator_client.get("/admin/dashboard/").content.decode()
+
+    assert "3 files: source file not found (run2/b.txt, run2/c.txt and 1 more)" in page
+
+
 def test_every_tick_label_of_the_bytes_chart_fits_in_the_drawing():
     for peak in (900, 999_000, 990_000_000, 7e10, 999e9):
         chart = stacked_bar_chart(

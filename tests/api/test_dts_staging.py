@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+from staging.errors import LISTED_AT_MOST
 from staging.models import Item, Job, JobStatus, SubJob
 from staging.roles import Role
 from tests.factories import FileFactory, JobFactory, UserFactory
@@ -97,7 +98,19 @@ def test_unknown_ids_answer_404_naming_each_of_them(client_for, archive_files):
     response = post_ids(client_for(), {"ids": [known.id, "nope-1", "nope-2"]})
     assert_problem(response, 404, "nope-1", "nope-2")
     assert response.json()["unknown_ids"] == ["nope-1", "nope-2"]
+    assert response.json()["unknown_ids_count"] == 2
     assert not Job.objects.exists()
+
+
+def test_ten_thousand_unknown_ids_are_listed_only_in_part_with_their_count(client_for, store):
+    ids = [f"nope-{n:05d}" for n in range(10_000)]
+
+    response = post_ids(client_for(), {"ids": ids})
+
+    assert_problem(response, 404, "10000 of 10000 ids are unknown", "nope-00000", "9980 more")
+    body = response.json()
+    assert (body["unknown_ids"], body["unknown_ids_count"]) == (ids[:LISTED_AT_MOST], 10_000)
+    assert len(response.content) < 4_000
 
 
 def test_files_gone_from_the_archive_count_as_unknown(client_for):

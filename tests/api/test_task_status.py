@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 from django.db import connection
+from django.db.models import Value
+from django.db.models.functions import Concat
 from django.test.utils import CaptureQueriesContext
 
 from staging.models import Job, JobStatus
@@ -236,6 +238,25 @@ def test_a_status_poll_is_one_narrow_indexed_lookup_of_the_job(
     assert response.status_code == 200
     (lookup,) = job_queries(captured.captured_queries)
     assert_single_narrow_lookup(lookup, "status")
+
+
+@pytest.mark.parametrize("url", ["/api/v1/task_status/{id}/peek", "/dts/staging?id={id}"])
+def test_a_failed_jobs_poll_says_why_for_one_more_query(api_as, django_assert_max_num_queries, url):
+    client = api_as(Role.DATA_USER)
+    job = make_job(
+        owner=client.user,
+        status=JobStatus.FAILED,
+        items={"run2/a.txt": JobStatus.FAILED, "run2/b.txt": JobStatus.FAILED},
+    )
+    job.items.update(error=Concat(Value("source file not found: "), "path"))
+    client.get(url.format(id=job.uuid))  # warm up: nothing cached beyond the request
+
+    with django_assert_max_num_queries(STATUS_CALL_QUERIES + 1):
+        response = client.get(url.format(id=job.uuid))
+
+    assert response.json()["error"] == (
+        "2 files failed: source file not found (2: run2/a.txt, run2/b.txt)"
+    )
 
 
 def test_a_304_costs_no_more_than_a_200(api_as, django_assert_max_num_queries):

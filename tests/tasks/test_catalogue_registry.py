@@ -134,7 +134,8 @@ def test_a_job_of_a_task_this_worker_does_not_know_fails_its_items_at_once(store
     job = run_all(job)
     item = job.items.get()
     assert (job.status, item.status, item.attempts) == (JobStatus.FAILED, JobStatus.FAILED, 1)
-    assert item.error == "task 'from-a-newer-release' is not in this worker's catalogue"
+    # Named by its store path, as every failed item is, so the job's error counts it by reason.
+    assert item.error == "task 'from-a-newer-release' is not in this worker's catalogue: a.txt"
 
 
 def test_a_noop_job_has_one_empty_subjob_and_finishes_when_it_runs(store):
