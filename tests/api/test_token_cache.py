@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.utils import timezone
 from knox.models import AuthToken
 
@@ -30,6 +31,12 @@ def clock(monkeypatch):
     fake = FakeClock()
     monkeypatch.setattr(token_cache, "_clock", fake)
     return fake
+
+
+def in_another_process(sql: str, *params) -> None:
+    """A change made by another process (raw SQL: no signal reaches this one)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def poll(client, job, url=POLLS[0]):
@@ -74,7 +81,7 @@ def test_a_revoked_token_is_refused_within_the_bound(api_as, settings, clock):
     client = api_as(Role.DATA_USER)
     job = make_job(owner=client.user, status=JobStatus.RUNNING)
     assert poll(client, job).status_code == 200
-    AuthToken.objects.filter(user=client.user).delete()
+    in_another_process("DELETE FROM knox_authtoken WHERE user_id = %s", client.user.pk)
 
     clock.now += 1.9
     assert poll(client, job).status_code == 200  # still honoured, within the bound
@@ -109,7 +116,7 @@ def test_a_removed_role_takes_effect_within_the_bound(api_as, settings, clock):
     client = api_as(Role.DATA_USER)
     job = make_job(owner=client.user, status=JobStatus.RUNNING)
     assert poll(client, job).status_code == 200
-    client.user.groups.remove(Group.objects.get(name=Role.DATA_USER))
+    in_another_process("DELETE FROM auth_user_groups WHERE user_id = %s", client.user.pk)
 
     clock.now += 1.9
     assert poll(client, job).status_code == 200
@@ -117,6 +124,39 @@ def test_a_removed_role_takes_effect_within_the_bound(api_as, settings, clock):
     refused = poll(client, job)
     assert refused.status_code == 403
     assert "Your role (no role) does not allow this call" in refused.json()["detail"]
+
+
+def test_a_revocation_or_role_change_made_by_this_process_takes_effect_at_once(
+    api_as, settings, clock
+):
+    settings.AUTH_CACHE_SECONDS = 60
+    revoked, demoted = api_as(Role.DATA_USER), api_as(Role.DATA_USER, username="other")
+    jobs = [make_job(owner=c.user, status=JobStatus.RUNNING) for c in (revoked, demoted)]
+    assert [poll(c, j).status_code for c, j in zip((revoked, demoted), jobs, strict=True)] == [
+        200,
+        200,
+    ]
+
+    AuthToken.objects.filter(user=revoked.user).delete()
+    demoted.user.groups.remove(Group.objects.get(name=Role.DATA_USER))
+
+    assert [poll(c, j).status_code for c, j in zip((revoked, demoted), jobs, strict=True)] == [
+        401,
+        403,
+    ]
+
+
+def test_a_deactivated_user_is_refused_at_once_by_this_process(api_as, settings, clock):
+    settings.AUTH_CACHE_SECONDS = 60
+    client = api_as(Role.DATA_USER)
+    job = make_job(owner=client.user, status=JobStatus.RUNNING)
+    assert poll(client, job).status_code == 200
+
+    client.user.is_active = False
+    client.user.save()
+
+    refused = poll(client, job)
+    assert (refused.status_code, refused.json()["detail"]) == (401, "User inactive or deleted.")
 
 
 def test_zero_seconds_reads_the_database_on_every_request(
