@@ -18,6 +18,7 @@ from rest_framework.authentication import get_authorization_header
 
 from staging.api.token_cache import token_cache
 from staging.roles import remember_roles
+from staging.selectors_accounts import limit_rows_as_json, remember_limit_rows
 
 CREATETOKEN = ".venv/bin/python manage.py createtoken NAME --role data-user"
 SEND_BEARER = "send the header as 'Authorization: Bearer <token>'"
@@ -41,9 +42,9 @@ class BearerTokenAuthentication(TokenAuthentication):
     other authentication here reads the Authorization header, so any header that is not a
     well-formed bearer token is refused with what to send instead.
 
-    The token, its user and the user's roles are read in one query, and remembered by the
-    process for ``AUTH_CACHE_SECONDS`` (``staging.api.token_cache``), so a warm status poll
-    spends its one query on the job."""
+    The token, its user, the user's roles and account limits are read in one query, and
+    remembered by the process for ``AUTH_CACHE_SECONDS`` (``staging.api.token_cache``), so a
+    warm status poll spends its one query on the job."""
 
     def authenticate(self, request):
         parts = get_authorization_header(request).split()
@@ -92,7 +93,8 @@ class BearerTokenAuthentication(TokenAuthentication):
             .annotate(
                 group_names=ArraySubquery(
                     Group.objects.filter(user=OuterRef("user_id")).values("name")
-                )
+                ),
+                limit_rows=limit_rows_as_json(OuterRef("user_id")),
             )
         )
         for auth_token in candidates:
@@ -100,6 +102,7 @@ class BearerTokenAuthentication(TokenAuthentication):
             if compare_digest(digest, auth_token.digest):
                 user, auth_token = self.validate_user(auth_token)
                 remember_roles(user, auth_token.group_names)
+                remember_limit_rows(user, auth_token.limit_rows)
                 token_cache.put(digest, user, auth_token)
                 return user, auth_token
         raise exceptions.AuthenticationFailed("Invalid token.")
