@@ -13,7 +13,9 @@ class StagingConfig(AppConfig):
     verbose_name = "Staging"
 
     def ready(self) -> None:
-        # Connects the receiver that removes a deleted job's results file.
+        # Connect receivers: the token memory forgets a token revoked or a role changed through
+        # this process; a deleted job's results file is removed.
+        from staging.api import token_cache  # noqa: F401
         from staging.services import results  # noqa: F401
 
         # After every migrate (and test database flush), once the permissions exist: the role

@@ -76,14 +76,21 @@ class JobScope(StrEnum):
     OWN = "own"
 
 
+def remember_roles(user, group_names) -> frozenset[str]:
+    """Sets the user's roles from their group names (read by whoever loaded the user, e.g. in
+    the same query as the token) and returns them."""
+    roles = frozenset(group_names)
+    if user.is_superuser:
+        roles |= {Role.DATA_ADMIN}
+    user._staging_roles = roles
+    return roles
+
+
 def roles_of(user) -> frozenset[str]:
     """The user's roles, cached on the user object for the rest of the request."""
     cached = getattr(user, "_staging_roles", None)
     if cached is None:
-        cached = frozenset(user.groups.values_list("name", flat=True))
-        if user.is_superuser:
-            cached |= {Role.DATA_ADMIN}
-        user._staging_roles = cached
+        cached = remember_roles(user, user.groups.values_list("name", flat=True))
     return cached
 
 

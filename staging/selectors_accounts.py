@@ -6,15 +6,19 @@ from dataclasses import dataclass, fields
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.cache import cache
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import JSONObject
 from rest_framework.settings import api_settings
 
+from staging.api.token_cache import token_cache
 from staging.models import ACTIVE_STATUSES, AccountLimits, Job
 from staging.roles import roles_of
 
-# A user's rows are read from the database at most this often; an admin change bumps the
-# version, so it applies at the next request of every process that shares the cache.
+# Outside an API request (whose authentication reads the rows with the token), a user's rows
+# are read from the database at most this often; an admin change bumps the version, so it
+# applies at the next call of every process that shares the cache.
 ROWS_CACHE_SECONDS = 30
 _VERSION_KEY = "account-limits:version"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -57,30 +61,55 @@ def _most_generous(name: str, values: list):
     return max(values, key=lambda v: _generosity(name, v))
 
 
+def limit_rows_of(user) -> QuerySet:
+    """The AccountLimits rows that bear on a user (``user``: a user or an ``OuterRef`` to one):
+    its own and its roles'."""
+    return AccountLimits.objects.filter(Q(user=user) | Q(role__user=user))
+
+
+def limit_rows_as_json(user) -> ArraySubquery:
+    """``limit_rows_of`` as an array of JSON objects, for reading with the user in one query
+    (``remember_limit_rows``)."""
+    fields = {"user_id": "user_id", **{name: name for name in LIMIT_NAMES}}
+    return ArraySubquery(limit_rows_of(user).order_by().values(row=JSONObject(**fields)))
+
+
+def _split(rows) -> tuple[dict | None, list[dict]]:
+    own, roles = None, []
+    for row in rows:
+        set_fields = {n: row[n] for n in LIMIT_NAMES if row[n] not in (None, "")}
+        if row["user_id"] is not None:
+            own = set_fields
+        else:
+            roles.append(set_fields)
+    return own, roles
+
+
+def remember_limit_rows(user, rows: list[dict]) -> None:
+    """Keeps on the user object the rows read with it (``limit_rows_as_json``), so ``limits_of``
+    asks neither the database nor the cache for them."""
+    user._staging_limit_rows = _split(rows)
+
+
 def _rows(user) -> tuple[dict | None, list[dict]]:
     """The user's own row and its roles' rows, as dicts of the fields that are set."""
+    remembered = getattr(user, "_staging_limit_rows", None)
+    if remembered is not None:
+        return remembered
     version = cache.get(_VERSION_KEY, 0)
     key = f"account-limits:{version}:{user.pk}"
     cached = cache.get(key)
     if cached is None:
-        own, roles = None, []
-        rows = AccountLimits.objects.filter(Q(user=user) | Q(role__user=user)).values(
-            "user_id", *LIMIT_NAMES
-        )
-        for row in rows:
-            set_fields = {n: row[n] for n in LIMIT_NAMES if row[n] not in (None, "")}
-            if row["user_id"] is not None:
-                own = set_fields
-            else:
-                roles.append(set_fields)
-        cached = (own, roles)
+        cached = _split(limit_rows_of(user).values("user_id", *LIMIT_NAMES))
         cache.set(key, cached, ROWS_CACHE_SECONDS)
     return cached
 
 
 def account_limits_changed() -> None:
-    """Forget every cached row (call after any AccountLimits row is saved or deleted)."""
+    """Forget every cached row (call after any AccountLimits row is saved or deleted): in the
+    shared cache at once, in other processes' token memory within AUTH_CACHE_SECONDS."""
     cache.set(_VERSION_KEY, cache.get(_VERSION_KEY, 0) + 1, None)
+    token_cache.clear()
 
 
 def limits_of(user) -> Limits:

@@ -7,6 +7,7 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from staging.api.token_cache import token_cache
 from staging.models import File, Store, StoreKind
 from staging.roles import Role
 from staging.services.accounts import token_create
@@ -62,6 +63,14 @@ def archive_files(store: Store):
         return [by_path[relative] for relative in contents]
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def forget_checked_tokens():
+    """Each test starts as a freshly started web process: no token remembered."""
+    token_cache.clear()
+    yield
+    token_cache.clear()
 
 
 @pytest.fixture

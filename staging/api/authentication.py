@@ -1,11 +1,24 @@
 """Bearer-token authentication. Tokens are stored hashed (django-rest-knox); clients send
 ``Authorization: Bearer <token>``. Every refusal says what to send instead."""
 
+import binascii
+from hmac import compare_digest
+
+from django.contrib.auth.models import Group
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import OuterRef
 from django.utils import timezone
 from knox.auth import TokenAuthentication
+from knox.crypto import hash_token
+from knox.models import get_token_model
+from knox.settings import CONSTANTS
 from knox.signals import token_expired
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
+
+from staging.api.token_cache import token_cache
+from staging.roles import remember_roles
+from staging.selectors_accounts import limit_rows_as_json, remember_limit_rows
 
 CREATETOKEN = ".venv/bin/python manage.py createtoken NAME --role data-user"
 SEND_BEARER = "send the header as 'Authorization: Bearer <token>'"
@@ -27,7 +40,11 @@ class BearerTokenAuthentication(TokenAuthentication):
     Knox passes over a header of another scheme (so the client hears "credentials were not
     provided", although it sent some) and fails with a 500 on a token that is not UTF-8. No
     other authentication here reads the Authorization header, so any header that is not a
-    well-formed bearer token is refused with what to send instead."""
+    well-formed bearer token is refused with what to send instead.
+
+    The token, its user, the user's roles and account limits are read in one query, and
+    remembered by the process for ``AUTH_CACHE_SECONDS`` (``staging.api.token_cache``), so a
+    warm status poll spends its one query on the job."""
 
     def authenticate(self, request):
         parts = get_authorization_header(request).split()
@@ -59,6 +76,36 @@ class BearerTokenAuthentication(TokenAuthentication):
             if exc.detail == "User inactive or deleted.":
                 raise
             raise self._unknown() from exc
+
+    def authenticate_credentials(self, token: bytes):
+        token = token.decode("ascii")
+        try:
+            digest = hash_token(token)
+        except (TypeError, binascii.Error) as exc:
+            raise exceptions.AuthenticationFailed("Invalid token.") from exc
+        remembered = token_cache.get(digest)
+        if remembered is not None:
+            return remembered
+        candidates = (
+            get_token_model()
+            .objects.filter(token_key=token[: CONSTANTS.TOKEN_KEY_LENGTH])
+            .select_related("user")
+            .annotate(
+                group_names=ArraySubquery(
+                    Group.objects.filter(user=OuterRef("user_id")).values("name")
+                ),
+                limit_rows=limit_rows_as_json(OuterRef("user_id")),
+            )
+        )
+        for auth_token in candidates:
+            self._cleanup_token(auth_token)
+            if compare_digest(digest, auth_token.digest):
+                user, auth_token = self.validate_user(auth_token)
+                remember_roles(user, auth_token.group_names)
+                remember_limit_rows(user, auth_token.limit_rows)
+                token_cache.put(digest, user, auth_token)
+                return user, auth_token
+        raise exceptions.AuthenticationFailed("Invalid token.")
 
     @staticmethod
     def _unknown() -> exceptions.AuthenticationFailed:

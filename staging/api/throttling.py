@@ -3,10 +3,10 @@ window in the cache, so a throttled poll costs one cache increment rather than a
 recent request.
 
 An account's rates are its limits (``staging.selectors_accounts.limits_of``: per user and per
-role in the admin, then per role and site-wide in the settings), read on every request, so a
-changed limit applies at once. Anonymous requests (the public schema, docs and tape discovery)
-count per client address at REST_FRAMEWORK's ``anon`` rate. A 429 always says when to come
-back (``Retry-After``, at least one second)."""
+role in the admin, then per role and site-wide in the settings), read with the token, so a
+changed limit applies within AUTH_CACHE_SECONDS. Anonymous requests (the public schema, docs
+and tape discovery) count per client address at REST_FRAMEWORK's ``anon`` rate. A 429 always
+says when to come back (``Retry-After``, at least one second)."""
 
 import math
 import time

@@ -286,6 +286,10 @@ REST_KNOX = {
     "TOKEN_TTL": timedelta(hours=_token_ttl_hours) if _token_ttl_hours else None,
     "AUTO_REFRESH": False,
 }
+# How long one web process may honour a token it has checked (with its user's roles) without
+# asking the database again: the bound on how late a revocation, a deactivated user or a role
+# change takes effect. A token's expiry is always exact. 0: every request reads the database.
+AUTH_CACHE_SECONDS = env.float("AUTH_CACHE_SECONDS", default=5)
 
 # --- Celery ---------------------------------------------------------------------------------
 

@@ -196,9 +196,9 @@ def test_without_a_token_it_is_401_with_a_bearer_challenge(client):
 
 
 # --- cost of a poll -------------------------------------------------------------------------
-# Per call: the token (with its user), the caller's roles, and one lookup of the job by its
-# unique id reading only the status columns.
-STATUS_CALL_QUERIES = 3
+# Per warm call (the token, its user and roles remembered by the process): one lookup of the
+# job by its unique id reading only the status columns.
+STATUS_CALL_QUERIES = 1
 
 
 def job_queries(captured) -> list[str]:
