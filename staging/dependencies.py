@@ -5,6 +5,7 @@ question to the broker before work is created that it would have to carry."""
 import contextlib
 import functools
 import logging
+import sqlite3
 import time
 
 import redis
@@ -27,7 +28,14 @@ def unreachable_dependency(exc: BaseException) -> str | None:
     """``"database"`` or ``"broker"`` when ``exc`` says that server cannot be reached (refused,
     cut, shutting down, restarting), else None. Django raises OperationalError for a connection
     that failed or broke and InterfaceError for one already closed under it."""
-    if isinstance(exc, (DatabaseOperationalError, InterfaceError)):
+    if isinstance(exc, InterfaceError):
+        return DATABASE
+    if isinstance(exc, DatabaseOperationalError):
+        # SQLite raises OperationalError for its own bugs' symptoms too (a syntax error, a
+        # missing table): only a busy or unopenable file is an outage; the rest is a 500.
+        if isinstance(exc.__cause__, sqlite3.OperationalError):
+            message = str(exc).lower()
+            return DATABASE if ("locked" in message or "unable to open" in message) else None
         return DATABASE
     if isinstance(
         exc, (BrokerUnavailable, BrokerOperationalError, redis.ConnectionError, redis.TimeoutError)

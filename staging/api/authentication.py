@@ -6,6 +6,7 @@ from hmac import compare_digest
 
 from django.contrib.auth.models import Group
 from django.contrib.postgres.expressions import ArraySubquery
+from django.db import connection
 from django.db.models import OuterRef
 from django.utils import timezone
 from knox.auth import TokenAuthentication
@@ -18,7 +19,12 @@ from rest_framework.authentication import get_authorization_header
 
 from staging.api.token_cache import token_cache
 from staging.roles import remember_roles
-from staging.selectors_accounts import limit_rows_as_json, remember_limit_rows
+from staging.selectors_accounts import (
+    LIMIT_NAMES,
+    limit_rows_as_json,
+    limit_rows_of,
+    remember_limit_rows,
+)
 
 CREATETOKEN = ".venv/bin/python manage.py createtoken NAME --role data-user"
 SEND_BEARER = "send the header as 'Authorization: Bearer <token>'"
@@ -86,23 +92,34 @@ class BearerTokenAuthentication(TokenAuthentication):
         remembered = token_cache.get(digest)
         if remembered is not None:
             return remembered
+        # PostgreSQL reads the roles and limit rows with the token as arrays; other databases
+        # (SQLite, the embedded default) have no array subqueries and read them just after.
+        in_one_query = connection.vendor == "postgresql"
         candidates = (
             get_token_model()
             .objects.filter(token_key=token[: CONSTANTS.TOKEN_KEY_LENGTH])
             .select_related("user")
-            .annotate(
+        )
+        if in_one_query:
+            candidates = candidates.annotate(
                 group_names=ArraySubquery(
                     Group.objects.filter(user=OuterRef("user_id")).values("name")
                 ),
                 limit_rows=limit_rows_as_json(OuterRef("user_id")),
             )
-        )
         for auth_token in candidates:
             self._cleanup_token(auth_token)
             if compare_digest(digest, auth_token.digest):
                 user, auth_token = self.validate_user(auth_token)
-                remember_roles(user, auth_token.group_names)
-                remember_limit_rows(user, auth_token.limit_rows)
+                if in_one_query:
+                    group_names, limit_rows = auth_token.group_names, auth_token.limit_rows
+                else:
+                    group_names = list(user.groups.values_list("name", flat=True))
+                    limit_rows = list(
+                        limit_rows_of(user).order_by().values("user_id", *LIMIT_NAMES)
+                    )
+                remember_roles(user, group_names)
+                remember_limit_rows(user, limit_rows)
                 token_cache.put(digest, user, auth_token)
                 return user, auth_token
         raise exceptions.AuthenticationFailed("Invalid token.")

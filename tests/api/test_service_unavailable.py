@@ -1,6 +1,8 @@
 """503 + Retry-After while the broker does not answer (here: a port nobody listens on). The
 database outage itself, with a real PostgreSQL stopped under gunicorn, is in tests/faults."""
 
+import sqlite3
+
 import pytest
 from django.conf import settings
 from django.test import override_settings
@@ -72,3 +74,20 @@ def test_the_broker_ping_raises_when_nothing_answers():
 def test_the_broker_is_pinged_where_celery_reaches_it(settings, broker_url, pinged):
     settings.CELERY_BROKER_URL = broker_url
     assert broker_redis_url() == pinged
+
+
+def test_an_sqlite_syntax_error_is_a_bug_not_an_outage():
+    # SQLite reports its own query errors as OperationalError; only a busy or unopenable file
+    # means the database is away (503). A query it cannot parse must surface as a 500.
+    from django.db import OperationalError
+
+    from staging.dependencies import DATABASE, unreachable_dependency
+
+    def wrapped(message: str) -> OperationalError:
+        error = OperationalError(message)
+        error.__cause__ = sqlite3.OperationalError(message)
+        return error
+
+    assert unreachable_dependency(wrapped('near "SELECT": syntax error')) is None
+    assert unreachable_dependency(wrapped("database is locked")) == DATABASE
+    assert unreachable_dependency(OperationalError("connection refused")) == DATABASE
