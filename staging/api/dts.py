@@ -270,8 +270,6 @@ class DtsResourcesView(APIView):
         ids = [part.strip() for part in raw.split(",")]
         if not raw.strip() or not all(ids):
             raise ServiceError("ids must be a comma-separated list of file ids", field="ids")
-        if "\x00" in raw:  # PostgreSQL text cannot hold NUL; no id has one
-            raise ServiceError("ids may not contain NUL characters (%00)", field="ids")
         if len(ids) > _max_ids():
             raise ServiceError(f"At most {_max_ids()} ids per request", field="ids")
         found = files_by_ids(ids=ids)

@@ -5,7 +5,6 @@ from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
 
 from staging.api.permissions import RolePolicy
-from staging.errors import ServiceError
 from staging.models import File
 from staging.selectors import files_list, store_get
 
@@ -52,7 +51,5 @@ class FileListView(ListAPIView):
     def get_queryset(self):
         params = self.request.query_params
         path, prefix = params.get("path", ""), params.get("prefix", "")
-        if "\x00" in path + prefix:
-            raise ServiceError("path and prefix may not contain NUL bytes")
         store = store_get(slug=params["store"]) if params.get("store") else None
         return files_list(store=store, path=path, prefix=prefix)
