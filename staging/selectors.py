@@ -98,9 +98,14 @@ def visible_jobs(*, user) -> QuerySet[Job]:
 
 
 def job_status_get(*, job_uuid: uuid.UUID, user) -> dict:
-    """The job's ``status`` (with its ``id``, for job_status_error) in one indexed lookup;
-    unknown and not-yours are alike."""
-    found = visible_jobs(user=user).filter(uuid=job_uuid).order_by().values("id", "status")
+    """The job's ``status`` (with what job_status_error needs) in one indexed lookup; unknown
+    and not-yours are alike."""
+    found = (
+        visible_jobs(user=user)
+        .filter(uuid=job_uuid)
+        .order_by()
+        .values("id", "status", **_ERROR_LOOKUP)
+    )
     row = next(iter(found[:1]), None)
     if row is None:
         raise NotFoundError(f"no staging request with id {job_uuid}")
@@ -111,12 +116,23 @@ def job_status_get(*, job_uuid: uuid.UUID, user) -> dict:
 FAILED_STATUSES = (JobStatus.FAILED, JobStatus.PARTIALLY_FAILED)
 
 
+# Read with a status row for job_status_error: a failed job's own error (a failed job that
+# recorded one then costs no further query), NULL for any other, so a poll of a running job
+# still reads no error text. Not an answer field: serializers skip it.
+_ERROR_LOOKUP = {
+    "own_error": Case(
+        When(status__in=FAILED_STATUSES, then=F("error")), default=None, output_field=TextField()
+    )
+}
+
+
 def job_status_error(row: dict) -> str:
-    """Why the job of a status row (``id``, ``status``) failed; "" unless it did. Costs one
-    query for a failed job (two when none of its items failed), none for any other."""
+    """Why the job of a status row (job_status_get, job_status_row) failed; "" unless it did.
+    Costs no query for a job that recorded its own error, one for any other failed job (its
+    failed items by reason), none for a job that did not fail."""
     if row["status"] not in FAILED_STATUSES:
         return ""
-    return job_failure_text(job_id=row["id"])
+    return job_failure_text(job_id=row["id"], own_error=row["own_error"])
 
 
 # --- API v1 -------------------------------------------------------------------------------------
@@ -142,11 +158,14 @@ def _job_uuid_in_path(raw: str) -> uuid.UUID:
 
 
 def job_status_row(*, job_id: str, user) -> dict:
-    """The status columns of a visible job, with its ``id`` (for job_status_error), in one
-    indexed lookup (the cheap poll)."""
+    """The status columns of a visible job, with what job_status_error needs, in one indexed
+    lookup (the cheap poll)."""
     job_uuid = _job_uuid_in_path(job_id)
     found = (
-        visible_jobs(user=user).filter(uuid=job_uuid).order_by().values("id", *JOB_STATUS_FIELDS)
+        visible_jobs(user=user)
+        .filter(uuid=job_uuid)
+        .order_by()
+        .values("id", *JOB_STATUS_FIELDS, **_ERROR_LOOKUP)
     )
     row = next(iter(found[:1]), None)
     if row is None:
