@@ -8,13 +8,15 @@ Keep-alive HTTP/1.1 connections are reused while idle; when every one is busy a 
 (up to ``max_connections``), so a slow answer never delays the next send. The lag of each send
 behind its schedule is reported too: if the generator itself falls behind, it shows there.
 
-Run as ``python -m bench.openloop --url … --path-template … --ids-file … --rate 200 --seconds
-10 [--token …]``; it prints one ``BENCH-RESULT {json}`` line, like poll.lua does for wrk."""
+Run as ``python -m bench.openloop --url … --path-template … --ids-file … --rate 200 [--seconds
+10] [--token …]`` (without --seconds: until SIGTERM); it prints one ``BENCH-RESULT {json}`` line,
+like poll.lua does for wrk."""
 
 import argparse
 import asyncio
 import json
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +25,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.loadgen import RESULT_PREFIX
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 CONNECT_TIMEOUT = 5.0
 ANSWER_TIMEOUT = 10.0
@@ -102,7 +106,7 @@ class OpenLoop:
         paths: list[str],
         token: str = "",
         rate: float,
-        seconds: float,
+        seconds: float | None,
         max_connections: int = 512,
         seed: int = 7919,
     ):
@@ -164,17 +168,28 @@ class OpenLoop:
                 connection.close()
 
     async def run(self) -> OpenLoopReport:
-        total = int(self.rate * self.seconds)
+        """Send until ``seconds`` have been scheduled, or (``seconds`` None) until SIGTERM; the
+        requests in flight then finish and count."""
+        stop = asyncio.Event()
+        if self.seconds is None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        total = None if self.seconds is None else int(self.rate * self.seconds)
         started = time.perf_counter()
         pending = set()
-        for index in range(total):
-            scheduled = started + index / self.rate
+        sent = 0
+        while not stop.is_set() and (total is None or sent < total):
+            scheduled = started + sent / self.rate
             delay = scheduled - time.perf_counter()
             if delay > 0:
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    break
+                except TimeoutError:
+                    pass
             task = asyncio.create_task(self._one(scheduled, self._request()))
             pending.add(task)
             task.add_done_callback(pending.discard)
+            sent += 1
         if pending:
             await asyncio.wait(pending)
         elapsed = time.perf_counter() - started
@@ -184,7 +199,7 @@ class OpenLoop:
         return OpenLoopReport(
             rate=self.rate,
             seconds=elapsed,
-            requests=total,
+            requests=sent,
             errors=self.errors,
             p50_ms=percentile(ms, 0.50),
             p99_ms=percentile(ms, 0.99),
@@ -213,6 +228,24 @@ def parse_output(output: str) -> OpenLoopReport:
     raise ValueError(f"no {RESULT_PREFIX.strip()} line in the generator's output:\n{output}")
 
 
+def _command(base_url: str, path_template: str, ids_file: Path, rate: float, token: str):
+    return [
+        sys.executable,
+        "-m",
+        "bench.openloop",
+        "--url",
+        base_url,
+        "--path-template",
+        path_template,
+        "--ids-file",
+        str(ids_file),
+        "--rate",
+        str(rate),
+        "--token",
+        token,
+    ]
+
+
 def run_open_loop(
     *,
     base_url: str,
@@ -222,27 +255,11 @@ def run_open_loop(
     seconds: float,
     token: str = "",
 ) -> OpenLoopReport:
-    """The generator in a process of its own (its pacing must not share a GIL with the
-    caller's work); returns its report."""
+    """The generator for ``seconds`` in a process of its own (its pacing must not share a GIL
+    with the caller's work); returns its report."""
     completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.openloop",
-            "--url",
-            base_url,
-            "--path-template",
-            path_template,
-            "--ids-file",
-            str(ids_file),
-            "--rate",
-            str(rate),
-            "--seconds",
-            str(seconds),
-            "--token",
-            token,
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
+        [*_command(base_url, path_template, ids_file, rate, token), "--seconds", str(seconds)],
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -253,13 +270,42 @@ def run_open_loop(
     return parse_output(completed.stdout)
 
 
+class OpenLoopProcess:
+    """``with OpenLoopProcess(...) as poll: <work>`` polls while the work runs; ``poll.report``
+    is the generator's report once the block has ended (SIGTERM, then its in-flight requests
+    finish)."""
+
+    def __init__(
+        self, *, base_url: str, path_template: str, ids_file: Path, rate: float, token: str = ""
+    ):
+        self.argv = _command(base_url, path_template, ids_file, rate, token)
+        self.process: subprocess.Popen | None = None
+        self.report: OpenLoopReport | None = None
+
+    def __enter__(self) -> "OpenLoopProcess":
+        self.process = subprocess.Popen(
+            self.argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        stdout, stderr = self.process.communicate(timeout=60)
+        if exc_type is None:
+            if self.process.returncode != 0:
+                raise RuntimeError(f"the open-loop generator failed: {stderr[-2000:]}")
+            self.report = parse_output(stdout)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--path-template", required=True)
     parser.add_argument("--ids-file", type=Path, required=True)
     parser.add_argument("--rate", type=float, required=True, help="requests per second")
-    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="how long; without it, until SIGTERM"
+    )
     parser.add_argument("--token", default="")
     args = parser.parse_args(argv)
     generator = OpenLoop(

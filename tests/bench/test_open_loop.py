@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.openloop import paths_from, percentile, run_open_loop
+from bench.openloop import OpenLoopProcess, paths_from, percentile, run_open_loop
 from staging.models import JobStatus
 from staging.roles import Role
 from staging.services.accounts import token_create
@@ -97,6 +97,19 @@ def test_a_slow_server_does_not_slow_the_sends_and_its_delay_is_in_every_latency
     # no answer before going, so several connections were open at once.
     assert report.connections > 1
     assert report.p50_ms >= SLOW_ANSWER_SECONDS * 1000
+
+
+def test_without_a_duration_it_polls_until_stopped_and_reports_then(slow_server, tmp_path):
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("1 a\n")
+
+    with OpenLoopProcess(
+        base_url=slow_server, path_template="/{uuid}", ids_file=ids_file, rate=20
+    ) as poll:
+        threading.Event().wait(1.5)
+
+    assert poll.report.requests > 0
+    assert poll.report.errors == 0  # the requests in flight at the stop were answered too
 
 
 def test_paths_fill_the_template_from_each_line(tmp_path):
