@@ -29,6 +29,7 @@ from staging.errors import NotFoundError, ServiceError
 from staging.models import File, Item, Job, JobStatus, Store, SubJob
 from staging.results import results_file_read
 from staging.roles import JobScope, job_scope
+from staging.statements import statements
 from staging.storage import UnsafePathError, clean_relative_path, resolve_under
 
 
@@ -85,28 +86,46 @@ def visible_jobs(*, user) -> QuerySet[Job]:
 
     The administered stores are a subquery, so a lookup by id stays one statement and a job is
     never repeated when its store has several administrators."""
+    return _jobs_in_scope(job_scope(user), user.pk)
+
+
+def _jobs_in_scope(scope: JobScope, user_id: int | None) -> QuerySet[Job]:
     jobs = Job.objects.all()
-    scope = job_scope(user)
     if scope == JobScope.ALL:
         return jobs
     if scope == JobScope.ADMINISTERED_STORES:
-        administered = Store.administrators.through.objects.filter(user_id=user.pk).values(
+        administered = Store.administrators.through.objects.filter(user_id=user_id).values(
             "store_id"
         )
-        return jobs.filter(Q(owner=user) | Q(store_id__in=administered))
-    return jobs.filter(owner=user)
+        return jobs.filter(Q(owner_id=user_id) | Q(store_id__in=administered))
+    return jobs.filter(owner_id=user_id)
+
+
+def _job_status_lookup(*, job_uuid: uuid.UUID, user, fields: tuple[str, ...]) -> dict | None:
+    """One visible job's ``fields`` (with what job_status_error needs) by its indexed UUID, or
+    None. The statement is compiled once per process and job scope (staging.statements): on a
+    status poll, building the query cost more than running it."""
+    scope = job_scope(user)
+    args = {"job_uuid": job_uuid}
+    if scope != JobScope.ALL:
+        args["user_id"] = user.pk
+
+    def build(job_uuid, user_id=None):
+        return (
+            _jobs_in_scope(scope, user_id)
+            .filter(uuid=job_uuid)
+            .order_by()
+            .values("id", *fields, **_ERROR_LOOKUP)[:1]
+        )
+
+    rows = statements.rows(("job-status", scope, fields), build, **args)
+    return rows[0] if rows else None
 
 
 def job_status_get(*, job_uuid: uuid.UUID, user) -> dict:
     """The job's ``status`` (with what job_status_error needs) in one indexed lookup; unknown
     and not-yours are alike."""
-    found = (
-        visible_jobs(user=user)
-        .filter(uuid=job_uuid)
-        .order_by()
-        .values("id", "status", **_ERROR_LOOKUP)
-    )
-    row = next(iter(found[:1]), None)
+    row = _job_status_lookup(job_uuid=job_uuid, user=user, fields=("status",))
     if row is None:
         raise NotFoundError(f"no staging request with id {job_uuid}")
     return row
@@ -161,13 +180,7 @@ def job_status_row(*, job_id: str, user) -> dict:
     """The status columns of a visible job, with what job_status_error needs, in one indexed
     lookup (the cheap poll)."""
     job_uuid = _job_uuid_in_path(job_id)
-    found = (
-        visible_jobs(user=user)
-        .filter(uuid=job_uuid)
-        .order_by()
-        .values("id", *JOB_STATUS_FIELDS, **_ERROR_LOOKUP)
-    )
-    row = next(iter(found[:1]), None)
+    row = _job_status_lookup(job_uuid=job_uuid, user=user, fields=JOB_STATUS_FIELDS)
     if row is None:
         raise NotFoundError(f"no job with id {job_uuid}")
     return row
