@@ -543,11 +543,20 @@ def job_failure_text(
     its items (a second one only when no item failed)."""
     if own_error:
         return own_error
-    rows = list(
-        failed_items_by_reason(job_ids=[job_id], paths=paths)
-        .annotate(own_error=Subquery(Job.objects.filter(pk=job_id).values("error")[:1]))
-        .values_list("reason", "path", "items", "failed", "own_error")[: reasons * paths]
-    )
+
+    def build(job_id):
+        return (
+            failed_items_by_reason(job_ids=[job_id], paths=paths)
+            .annotate(own_error=Subquery(Job.objects.filter(pk=job_id).values("error")[:1]))
+            .values("reason", "path", "items", "failed", "own_error")[: reasons * paths]
+        )
+
+    # Compiled once per process (staging.statements): its window functions cost the ORM far
+    # more to build than PostgreSQL to run, on every poll of a failed job.
+    rows = [
+        (row["reason"], row["path"], row["items"], row["failed"], row["own_error"])
+        for row in statements.rows(("job-failure", reasons, paths), build, job_id=job_id)
+    ]
     if own_error is None:
         if rows:
             own_error = rows[0][4]
