@@ -13,6 +13,8 @@ from django.db.models import Value
 from django.db.models.functions import Concat
 from django.test.utils import CaptureQueriesContext
 
+from staging.api.job_output import StatusSerializer
+from staging.api.task_status import status_body
 from staging.models import Job, JobStatus
 from staging.roles import Role
 from tests.api.helpers import assert_problem, content_of, make_job
@@ -305,3 +307,21 @@ def test_a_304_costs_no_more_than_a_200(api_as, django_assert_max_num_queries):
     etag = peek(client, job)["ETag"]
     with django_assert_max_num_queries(STATUS_CALL_QUERIES):
         assert peek(client, job, HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+
+@pytest.mark.parametrize("status", JobStatus.values)
+@pytest.mark.parametrize("error", ["", "2 files failed: source file not found (2: a, b)"])
+def test_the_status_body_is_what_the_status_serializer_makes(status, error):
+    row = {
+        "id": 7,
+        "status": status,
+        "files_total": 3,
+        "files_done": 2,
+        "files_failed": 1,
+        "bytes_total": 300,
+        "bytes_done": 200,
+        "updated_at": None,
+        "own_error": None,
+    }
+    expected = StatusSerializer({**row, "error": error} if error else row).data
+    assert json.dumps(status_body(row, error)) == json.dumps(expected)
