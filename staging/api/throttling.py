@@ -11,11 +11,31 @@ says when to come back (``Retry-After``, at least one second)."""
 import math
 import time
 
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from staging.selectors_accounts import limits_of, parse_rate
+
+
+def _increment(key: str, *, timeout: int) -> int:
+    """The window's counter after counting this request. On Redis (the shared cache production
+    requires) one round trip: INCR and EXPIRE in one pipeline, where the cache's add + incr
+    take three (SET NX, then EXISTS and INCRBY). EXPIRE on every count only pushes the key's
+    end later; its name carries its window, so a late expiry never counts into another."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        full_key = backend.make_and_validate_key(key)
+        pipeline = backend._cache.get_client(full_key, write=True).pipeline(transaction=False)
+        count, _ = pipeline.incr(full_key).expire(full_key, timeout).execute()
+        return count
+    backend.add(key, 0, timeout=timeout)
+    try:
+        return backend.incr(key)
+    except ValueError:  # expired between add and incr
+        backend.add(key, 1, timeout=timeout)
+        return 1
 
 
 class _WindowThrottle(BaseThrottle):
@@ -31,13 +51,7 @@ class _WindowThrottle(BaseThrottle):
         limit, window = parsed
         now = time.time()
         window_start = int(now // window) * window
-        key = f"throttle:{self.scope}:{ident}:{window_start}"
-        cache.add(key, 0, timeout=window + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=window + 1)
-            count = 1
+        count = _increment(f"throttle:{self.scope}:{ident}:{window_start}", timeout=window + 1)
         if count <= limit:
             return True
         self.retry_after = window_start + window - now
