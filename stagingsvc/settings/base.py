@@ -150,14 +150,19 @@ def tune_database(config: dict) -> dict:
         options.setdefault(
             "tcp_user_timeout", env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=15_000)
         )
-    # The same engines, wrapped by django-prometheus to count queries and errors (django_db_*).
+    # The same engines, wrapped by django-prometheus to count queries and errors (django_db_*);
+    # PostgreSQL's also skips the health check's SELECT 1 on a quiet socket
+    # (stagingsvc.db.postgresql).
     engine = config["ENGINE"].rsplit(".", 1)[-1]
     if engine in PROMETHEUS_DB_ENGINES and config["ENGINE"].startswith("django.db.backends."):
-        config["ENGINE"] = f"django_prometheus.db.backends.{engine}"
+        config["ENGINE"] = PROMETHEUS_DB_ENGINES[engine]
     return config
 
 
-PROMETHEUS_DB_ENGINES = {"postgresql", "sqlite3"}
+PROMETHEUS_DB_ENGINES = {
+    "postgresql": "stagingsvc.db.postgresql",
+    "sqlite3": "django_prometheus.db.backends.sqlite3",
+}
 
 
 tune_database(DATABASES["default"])
