@@ -7,9 +7,10 @@ call's arguments put where the placeholders were, converting the rows as the ORM
 (``.values()`` dictionaries, each column through the backend's converters).
 
 The key must name everything besides the arguments that shapes the SQL (e.g. the caller's job
-scope); an argument must reach the SQL only as a parameter. A placeholder that does not turn
-up in the parameters, or turns up where another value was expected, is refused (ValueError)
-rather than guessed, so a queryset that inlines an argument fails loudly in tests."""
+scope); an argument must reach the SQL only as a parameter, and must not change the SQL's shape
+by its value. A placeholder that does not turn up in the parameters is refused (ValueError)
+rather than guessed, so a queryset that writes an argument into the SQL fails loudly in tests.
+Arguments are UUIDs or integers (placeholders no caller passes: a fresh UUID, a negative id)."""
 
 import threading
 import uuid
