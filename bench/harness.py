@@ -49,6 +49,8 @@ class Sizes:
     scaling_latency_ms: int
     search_files: int
     search_repeats: int
+    latency_rate: int
+    latency_jobs: int
 
 
 FULL = Sizes(
@@ -73,6 +75,8 @@ FULL = Sizes(
     scaling_latency_ms=25,
     search_files=1_000_000,
     search_repeats=20,
+    latency_rate=200,
+    latency_jobs=2,
 )
 
 QUICK = Sizes(
@@ -97,6 +101,8 @@ QUICK = Sizes(
     scaling_latency_ms=20,
     search_files=10_000,
     search_repeats=5,
+    latency_rate=200,
+    latency_jobs=1,
 )
 
 

@@ -7,6 +7,7 @@ reported as n/a; adding an endpoint is one line in ``ENDPOINTS``."""
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 from django.urls import Resolver404, resolve
@@ -84,14 +85,21 @@ def pooled_report(reports: list[LoadReport]) -> LoadReport:
     )
 
 
-def run(ctx: BenchContext) -> list[Result]:
-    sizes = ctx.sizes
+def poll_target(ctx: BenchContext) -> tuple[dict, str, Path]:
+    """The large database (what bench.prepare reported), its gunicorn's URL, and the file of
+    sampled job ids the load generators pick from."""
     info = ctx.database("large")
     base_url = ctx.web("large")
-    token = info["token"]
-    pk, job_uuid = info["sample"][0]
     ids_file = ctx.temp_dir / "poll-ids.txt"
     ids_file.write_text("".join(f"{p} {u}\n" for p, u in info["sample"]))
+    return info, base_url, ids_file
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    sizes = ctx.sizes
+    info, base_url, ids_file = poll_target(ctx)
+    token = info["token"]
+    pk, job_uuid = info["sample"][0]
 
     present = [e for e in ENDPOINTS if route_exists(e, pk, job_uuid)]
     measured = [BASELINE, *present]

@@ -29,6 +29,7 @@ from staging.errors import NotFoundError, ServiceError
 from staging.models import File, Item, Job, JobStatus, Store, SubJob
 from staging.results import results_file_read
 from staging.roles import JobScope, job_scope
+from staging.statements import statements
 from staging.storage import UnsafePathError, clean_relative_path, resolve_under
 
 
@@ -85,23 +86,46 @@ def visible_jobs(*, user) -> QuerySet[Job]:
 
     The administered stores are a subquery, so a lookup by id stays one statement and a job is
     never repeated when its store has several administrators."""
+    return _jobs_in_scope(job_scope(user), user.pk)
+
+
+def _jobs_in_scope(scope: JobScope, user_id: int | None) -> QuerySet[Job]:
     jobs = Job.objects.all()
-    scope = job_scope(user)
     if scope == JobScope.ALL:
         return jobs
     if scope == JobScope.ADMINISTERED_STORES:
-        administered = Store.administrators.through.objects.filter(user_id=user.pk).values(
+        administered = Store.administrators.through.objects.filter(user_id=user_id).values(
             "store_id"
         )
-        return jobs.filter(Q(owner=user) | Q(store_id__in=administered))
-    return jobs.filter(owner=user)
+        return jobs.filter(Q(owner_id=user_id) | Q(store_id__in=administered))
+    return jobs.filter(owner_id=user_id)
+
+
+def _job_status_lookup(*, job_uuid: uuid.UUID, user, fields: tuple[str, ...]) -> dict | None:
+    """One visible job's ``fields`` (with what job_status_error needs) by its indexed UUID, or
+    None. The statement is compiled once per process and job scope (staging.statements): on a
+    status poll, building the query cost more than running it."""
+    scope = job_scope(user)
+    args = {"job_uuid": job_uuid}
+    if scope != JobScope.ALL:
+        args["user_id"] = user.pk
+
+    def build(job_uuid, user_id=None):
+        return (
+            _jobs_in_scope(scope, user_id)
+            .filter(uuid=job_uuid)
+            .order_by()
+            .values("id", *fields, **_ERROR_LOOKUP)[:1]
+        )
+
+    rows = statements.rows(("job-status", scope, fields), build, **args)
+    return rows[0] if rows else None
 
 
 def job_status_get(*, job_uuid: uuid.UUID, user) -> dict:
-    """The job's ``status`` (with its ``id``, for job_status_error) in one indexed lookup;
-    unknown and not-yours are alike."""
-    found = visible_jobs(user=user).filter(uuid=job_uuid).order_by().values("id", "status")
-    row = next(iter(found[:1]), None)
+    """The job's ``status`` (with what job_status_error needs) in one indexed lookup; unknown
+    and not-yours are alike."""
+    row = _job_status_lookup(job_uuid=job_uuid, user=user, fields=("status",))
     if row is None:
         raise NotFoundError(f"no staging request with id {job_uuid}")
     return row
@@ -111,12 +135,23 @@ def job_status_get(*, job_uuid: uuid.UUID, user) -> dict:
 FAILED_STATUSES = (JobStatus.FAILED, JobStatus.PARTIALLY_FAILED)
 
 
+# Read with a status row for job_status_error: a failed job's own error (a failed job that
+# recorded one then costs no further query), NULL for any other, so a poll of a running job
+# still reads no error text. Not an answer field: serializers skip it.
+_ERROR_LOOKUP = {
+    "own_error": Case(
+        When(status__in=FAILED_STATUSES, then=F("error")), default=None, output_field=TextField()
+    )
+}
+
+
 def job_status_error(row: dict) -> str:
-    """Why the job of a status row (``id``, ``status``) failed; "" unless it did. Costs one
-    query for a failed job (two when none of its items failed), none for any other."""
+    """Why the job of a status row (job_status_get, job_status_row) failed; "" unless it did.
+    Costs no query for a job that recorded its own error, one for any other failed job (its
+    failed items by reason), none for a job that did not fail."""
     if row["status"] not in FAILED_STATUSES:
         return ""
-    return job_failure_text(job_id=row["id"])
+    return job_failure_text(job_id=row["id"], own_error=row["own_error"])
 
 
 # --- API v1 -------------------------------------------------------------------------------------
@@ -142,13 +177,10 @@ def _job_uuid_in_path(raw: str) -> uuid.UUID:
 
 
 def job_status_row(*, job_id: str, user) -> dict:
-    """The status columns of a visible job, with its ``id`` (for job_status_error), in one
-    indexed lookup (the cheap poll)."""
+    """The status columns of a visible job, with what job_status_error needs, in one indexed
+    lookup (the cheap poll)."""
     job_uuid = _job_uuid_in_path(job_id)
-    found = (
-        visible_jobs(user=user).filter(uuid=job_uuid).order_by().values("id", *JOB_STATUS_FIELDS)
-    )
-    row = next(iter(found[:1]), None)
+    row = _job_status_lookup(job_uuid=job_uuid, user=user, fields=JOB_STATUS_FIELDS)
     if row is None:
         raise NotFoundError(f"no job with id {job_uuid}")
     return row
@@ -511,11 +543,20 @@ def job_failure_text(
     its items (a second one only when no item failed)."""
     if own_error:
         return own_error
-    rows = list(
-        failed_items_by_reason(job_ids=[job_id], paths=paths)
-        .annotate(own_error=Subquery(Job.objects.filter(pk=job_id).values("error")[:1]))
-        .values_list("reason", "path", "items", "failed", "own_error")[: reasons * paths]
-    )
+
+    def build(job_id):
+        return (
+            failed_items_by_reason(job_ids=[job_id], paths=paths)
+            .annotate(own_error=Subquery(Job.objects.filter(pk=job_id).values("error")[:1]))
+            .values("reason", "path", "items", "failed", "own_error")[: reasons * paths]
+        )
+
+    # Compiled once per process (staging.statements): its window functions cost the ORM far
+    # more to build than PostgreSQL to run, on every poll of a failed job.
+    rows = [
+        (row["reason"], row["path"], row["items"], row["failed"], row["own_error"])
+        for row in statements.rows(("job-failure", reasons, paths), build, job_id=job_id)
+    ]
     if own_error is None:
         if rows:
             own_error = rows[0][4]

@@ -59,6 +59,19 @@ NOT_FOUND = OpenApiResponse(description="No such job visible to the caller.")
 NOT_MODIFIED = OpenApiResponse(description="Nothing changed since the ETag sent in If-None-Match.")
 
 
+PROGRESS_FIELDS = ("files_total", "files_done", "files_failed", "bytes_total", "bytes_done")
+
+
+def status_body(row: dict, error: str = "") -> dict:
+    """``StatusSerializer`` of a status row, built directly: a serializer deep-copies its fields
+    for every instance, which cost a tenth of a poll's CPU (the serializer stays the schema;
+    tests hold the two equal)."""
+    body = {"status": row["status"], "progress": {name: row[name] for name in PROGRESS_FIELDS}}
+    if error:  # only a failed job says why
+        body["error"] = error
+    return body
+
+
 def _etag(call: str, job_id: str, row: dict, media_type: str = "") -> str:
     return etag_for(call, job_id, media_type, *(row[name] for name in JOB_STATUS_FIELDS))
 
@@ -79,10 +92,7 @@ class TaskStatusPeekView(APIView):
         unchanged = not_modified(request, headers["ETag"])
         if unchanged is not None:
             return unchanged
-        error = job_status_error(row)
-        if error:  # only a failed job says why
-            row["error"] = error
-        return Response(StatusSerializer(row).data, headers=headers)
+        return Response(status_body(row, job_status_error(row)), headers=headers)
 
 
 class TaskStatusView(APIView):
@@ -143,7 +153,7 @@ class TaskStatusView(APIView):
             headers["Location"] = status_uri(request, job_uuid)
             headers["Retry-After"] = str(poll_interval())
             unchanged = not_modified(request, headers["ETag"], headers)
-            return unchanged or Response(StatusSerializer(row).data, headers=headers)
+            return unchanged or Response(status_body(row), headers=headers)
         headers["Location"] = headers["Content-Location"] = results_uri(request, job_uuid)
         unchanged = not_modified(request, headers["ETag"], headers)
         if unchanged is not None:

@@ -4,12 +4,16 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
+from staging.api.throttling import window_counter
+
 
 @pytest.fixture(autouse=True)
 def fresh_throttle_counters():
     cache.clear()
+    window_counter.clear()
     yield
     cache.clear()
+    window_counter.clear()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import redis.connection
+from django.test import override_settings
 from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
@@ -123,3 +125,39 @@ def test_a_valid_token_works_beside_an_expired_one_of_the_same_user(store):
     assert client.get("/api/v1/jobs/").status_code == 200
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {old}")
     assert client.get("/api/v1/jobs/").status_code == 401
+
+
+def test_on_a_redis_cache_a_request_is_counted_in_one_round_trip_and_the_limit_holds(
+    api_as, settings, broker, monkeypatch
+):
+    sends = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(connection, *args, **kwargs):
+        sends.append(args)
+        return send(connection, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"user": "3/minute", "submit": "3/minute"},
+    }
+    shared = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": settings.TEST_REDIS_URL,
+        # Under the test run's broker prefix: the broker fixture deletes these keys after.
+        "KEY_PREFIX": f"{settings.BROKER_KEY_PREFIX}cache",
+    }
+    busy = api_as(Role.DATA_USER, "busy")
+    url = f"/api/v1/task_status/{make_job(owner=busy.user, status=JobStatus.RUNNING).uuid}/peek"
+    with override_settings(CACHES={"default": shared}):
+        codes = [busy.get(url).status_code]  # opens the connection to Redis
+        for _ in range(3):
+            sends.clear()
+            codes.append(busy.get(url).status_code)
+            assert len(sends) == 1  # INCR and EXPIRE in one pipeline
+        (key,) = broker.scan_iter(match=f"{settings.BROKER_KEY_PREFIX}cache:*throttle:user:*")
+        ttl = broker.ttl(key)
+
+    assert codes == [200, 200, 200, 429]
+    assert 0 < ttl <= 61  # the window's counter goes with the window

@@ -4,6 +4,7 @@ role matrix, and how little each poll costs."""
 import csv
 import io
 import json
+import re
 import uuid
 
 import pytest
@@ -12,6 +13,8 @@ from django.db.models import Value
 from django.db.models.functions import Concat
 from django.test.utils import CaptureQueriesContext
 
+from staging.api.job_output import StatusSerializer
+from staging.api.task_status import status_body
 from staging.models import Job, JobStatus
 from staging.roles import Role
 from tests.api.helpers import assert_problem, content_of, make_job
@@ -208,6 +211,11 @@ def job_queries(captured) -> list[str]:
 def assert_single_narrow_lookup(sql: str, *columns: str) -> None:
     assert '"staging_job"."uuid" =' in sql
     selected = sql.split(" FROM ")[0]
+    # The error column only as a failed job's own error (CASE WHEN status IN (failed…)).
+    guarded_error = re.search(r"CASE WHEN \(?\"staging_job\"\.\"status\" IN .*? END", selected)
+    if guarded_error:
+        assert "'FAILED'" in guarded_error[0]
+        selected = selected.replace(guarded_error[0], "")
     for column in columns:
         assert f'"staging_job"."{column}"' in selected
     for unneeded in ("parameters", "result", "error", "owner_id"):
@@ -259,9 +267,61 @@ def test_a_failed_jobs_poll_says_why_for_one_more_query(api_as, django_assert_ma
     )
 
 
+@pytest.mark.parametrize("url", ["/api/v1/task_status/{id}/peek", "/dts/staging?id={id}"])
+def test_a_failed_jobs_own_error_comes_with_the_status_lookup(
+    api_as, django_assert_max_num_queries, url
+):
+    client = api_as(Role.DATA_USER)
+    job = make_job(
+        owner=client.user,
+        status=JobStatus.FAILED,
+        items={"a.txt": JobStatus.CANCELLED},
+        error="the store's archive is not mounted",
+    )
+    client.get(url.format(id=job.uuid))  # warm up: nothing cached beyond the request
+
+    with django_assert_max_num_queries(STATUS_CALL_QUERIES):
+        response = client.get(url.format(id=job.uuid))
+
+    assert response.json()["error"] == "the store's archive is not mounted"
+
+
+@pytest.mark.parametrize("url", ["/api/v1/task_status/{id}/peek", "/dts/staging?id={id}"])
+def test_a_failed_job_without_failed_items_or_error_costs_one_more_query(
+    api_as, django_assert_max_num_queries, url
+):
+    client = api_as(Role.DATA_USER)
+    job = make_job(owner=client.user, status=JobStatus.FAILED, items={"a.txt": R})
+    client.get(url.format(id=job.uuid))  # warm up: nothing cached beyond the request
+
+    with django_assert_max_num_queries(STATUS_CALL_QUERIES + 1):
+        response = client.get(url.format(id=job.uuid))
+
+    assert response.status_code == 200
+    assert "error" not in response.json()
+
+
 def test_a_304_costs_no_more_than_a_200(api_as, django_assert_max_num_queries):
     client = api_as(Role.DATA_USER)
     job = make_job(owner=client.user, status=R)
     etag = peek(client, job)["ETag"]
     with django_assert_max_num_queries(STATUS_CALL_QUERIES):
         assert peek(client, job, HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+
+@pytest.mark.parametrize("status", JobStatus.values)
+@pytest.mark.parametrize("error", ["", "2 files failed: source file not found (2: a, b)"])
+def test_the_status_body_is_what_the_status_serializer_makes(status, error):
+    row = {
+        "id": 7,
+        "status": status,
+        "files_total": 3,
+        "files_done": 2,
+        "files_failed": 1,
+        "bytes_total": 300,
+        "bytes_done": 200,
+        "updated_at": None,
+        "own_error": None,
+    }
+    expected = StatusSerializer({**row, "error": error} if error else row).data
+    assert json.dumps(status_body(row, error)) == json.dumps(expected)
