@@ -10,7 +10,9 @@ is refused without being opened for reading, so it cannot block a worker.
 A staged file appears under its final name only once it is complete: it is written to a
 temporary created exclusively in the destination directory, fsynced, its size checked with
 ``fstat``, renamed, and the directory fsynced; a reader never sees half a file and a worker killed
-mid-copy leaves nothing that looks staged. A copy carries its archive file's mtime, so "already
+mid-copy leaves nothing that looks staged. A worker staging many files defers the directory
+fsyncs to a ``DirectorySync``, which fsyncs each directory once per batch before the batch is
+recorded as done. A copy carries its archive file's mtime, so "already
 staged" means the same size and the same mtime as the archive file has now.
 """
 
@@ -132,7 +134,55 @@ def _symlink_refusal(directory_fd: int, name: str, where: str) -> UnsafePathErro
     return None
 
 
-def _open_child_directory(directory_fd: int, name: str, where: str, *, create: bool) -> int:
+class DirectorySync:
+    """Directories whose entries changed (a copy renamed in, a directory made) and must be
+    fsynced before anyone is told the files are there: each once, however many files of a batch
+    went into it. Holds a duplicate descriptor of each until ``flush``."""
+
+    def __init__(self):
+        self._pending: dict[tuple[int, int], int] = {}
+
+    def add(self, directory_fd: int) -> None:
+        found = os.fstat(directory_fd)
+        key = (found.st_dev, found.st_ino)
+        if key not in self._pending:
+            self._pending[key] = os.dup(directory_fd)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> None:
+        """fsync every pending directory; the first error is raised once all were tried, and
+        a directory that failed stays pending."""
+        failed: OSError | None = None
+        for key, fd in list(self._pending.items()):
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                failed = failed or exc
+                continue
+            os.close(fd)
+            del self._pending[key]
+        if failed is not None:
+            raise failed
+
+    def close(self) -> None:
+        """Forget what is pending without syncing it (the batch it belonged to was abandoned)."""
+        for fd in self._pending.values():
+            os.close(fd)
+        self._pending.clear()
+
+
+def _sync_directory(directory_fd: int, sync: DirectorySync | None) -> None:
+    if sync is None:
+        os.fsync(directory_fd)
+    else:
+        sync.add(directory_fd)
+
+
+def _open_child_directory(
+    directory_fd: int, name: str, where: str, *, create: bool, sync: DirectorySync | None = None
+) -> int:
     try:
         return os.open(name, _DIRECTORY_FLAGS, dir_fd=directory_fd)
     except FileNotFoundError:
@@ -143,18 +193,20 @@ def _open_child_directory(directory_fd: int, name: str, where: str, *, create: b
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, dir_fd=directory_fd)
         # The new entry must survive a crash as long as the file renamed into it will.
-        os.fsync(directory_fd)
+        _sync_directory(directory_fd, sync)
     return _open_child_directory(directory_fd, name, where, create=False)
 
 
-def _open_directories(root: Path, directories: tuple[str, ...], *, create: bool) -> int:
+def _open_directories(
+    root: Path, directories: tuple[str, ...], *, create: bool, sync: DirectorySync | None = None
+) -> int:
     """A descriptor of ``root/directories``, reached one component at a time without following
     a symlink; with ``create``, missing directories are made."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for depth, name in enumerate(directories):
             where = "/".join(directories[: depth + 1])
-            child = _open_child_directory(fd, name, where, create=create)
+            child = _open_child_directory(fd, name, where, create=create, sync=sync)
             os.close(fd)
             fd = child
     except BaseException:
@@ -163,12 +215,14 @@ def _open_directories(root: Path, directories: tuple[str, ...], *, create: bool)
     return fd
 
 
-def _open_parent(path: Path, *, create: bool = False) -> tuple[int, str]:
+def _open_parent(
+    path: Path, *, create: bool = False, sync: DirectorySync | None = None
+) -> tuple[int, str]:
     """A descriptor of the directory holding ``path``, and the name of ``path`` in it."""
     root, directories, name = _located(path)
     if create:
         root.mkdir(parents=True, exist_ok=True)  # the configured root, trusted as it is
-    return _open_directories(root, directories, create=create), name
+    return _open_directories(root, directories, create=create, sync=sync), name
 
 
 def _kind(mode: int) -> str:
@@ -450,6 +504,8 @@ def stage_file(
     on_progress: Callable[[int], None] = lambda n: None,
     should_stop: Callable[[], bool] = lambda: False,
     on_md5: Callable[..., None] | None = None,
+    on_staged: Callable[[os.stat_result], None] | None = None,
+    sync: DirectorySync | None = None,
 ) -> str:
     """Put a complete copy of ``source`` at ``destination``; returns how ("skipped", "linked",
     "copied"). Paths from ``resolve_under`` are reached beneath their roots. With ``hard_link``
@@ -465,34 +521,47 @@ def stage_file(
     ``should_stop`` is polled at chunk boundaries, and once more when the data is written and
     fsynced, right before it takes the final name; when it answers True the temporary file is
     removed, nothing is renamed, and StagingCancelled raised. A size mismatch raises OSError
-    and leaves nothing."""
+    and leaves nothing.
+
+    ``on_staged`` is given the archive file's stat once the copy is in place (or was found
+    intact): the copy has its size and mtime. With ``sync`` the directories whose entries
+    changed are added to it instead of being fsynced here; the caller fsyncs them (``flush``)
+    before it tells anyone the file is staged."""
     source_fd, opened = _open_regular(source)
     try:
         if opened.st_size != expected_size:
             raise SizeMismatchError(
                 f"source is {opened.st_size} bytes, the catalogue says {expected_size}"
             )
-        directory_fd, name = _open_parent(destination, create=True)
+        directory_fd, name = _open_parent(destination, create=True, sync=sync)
         try:
             if _is_intact(directory_fd, name, opened):
                 on_progress(expected_size)
-                return "skipped"
-            return _stage_into(
-                source,
-                source_fd,
-                opened,
-                directory_fd,
-                name,
-                hard_link=hard_link,
-                chunk_bytes=chunk_bytes,
-                on_progress=on_progress,
-                should_stop=should_stop,
-                on_md5=on_md5,
-            )
+                how = "skipped"
+                if sync is not None:
+                    # Renamed in by a worker that may have died before its directory fsync.
+                    sync.add(directory_fd)
+            else:
+                how = _stage_into(
+                    source,
+                    source_fd,
+                    opened,
+                    directory_fd,
+                    name,
+                    hard_link=hard_link,
+                    chunk_bytes=chunk_bytes,
+                    on_progress=on_progress,
+                    should_stop=should_stop,
+                    on_md5=on_md5,
+                    sync=sync,
+                )
         finally:
             os.close(directory_fd)
     finally:
         os.close(source_fd)
+    if on_staged is not None:
+        on_staged(opened)
+    return how
 
 
 def _stage_into(
@@ -507,6 +576,7 @@ def _stage_into(
     on_progress: Callable[[int], None],
     should_stop: Callable[[], bool],
     on_md5: Callable[..., None] | None,
+    sync: DirectorySync | None,
 ) -> str:
     temp = _temp_name(name)
     md5 = None
@@ -535,7 +605,7 @@ def _stage_into(
         if should_stop():
             raise StagingCancelled()
         os.replace(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
-        os.fsync(directory_fd)
+        _sync_directory(directory_fd, sync)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=directory_fd)
