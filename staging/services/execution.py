@@ -30,12 +30,12 @@ from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_
 from staging.services.jobs import subjobs_publish
 from staging.services.transitions import LeaseLost
 from staging.storage import (
+    DirectoryCache,
     DirectorySync,
     SizeMismatchError,
     StagingCancelled,
     UnsafePathError,
     pid_alive,
-    resolve_under,
     stage_file,
 )
 
@@ -198,6 +198,10 @@ class ProgressReporter:
     interval: float = field(default_factory=lambda: settings.STAGING["PROGRESS_INTERVAL_SECONDS"])
     outcomes: transitions.ItemOutcomes = field(default_factory=transitions.ItemOutcomes)
     sync: DirectorySync = field(default_factory=DirectorySync)
+    # The batch's directories, resolved and opened once each; closed at the first item
+    # boundary after the batch was written.
+    directories: DirectoryCache = field(default_factory=DirectoryCache)
+    batches_since_open: int = 0
     pending_bytes: int = 0
     current_item: Item | None = None
     current_bytes: int = 0
@@ -259,6 +263,10 @@ class ProgressReporter:
         self.current_item, self.current_started = None, None
         if self._due():
             self.flush()
+        if self.batches_since_open:
+            # Between two items, never during one: a copy in hand uses the descriptors.
+            self.directories.close()
+            self.batches_since_open = 0
 
     def _rate(self) -> float:
         return max(self.pending_bytes, 0) / max(time.monotonic() - self.last_flush, 1e-3)
@@ -266,6 +274,7 @@ class ProgressReporter:
     def _batch_done(self, started: float) -> None:
         if self.heartbeat is not None:
             self.heartbeat.renewed(started)
+        self.batches_since_open += 1
         self.ran.update(dict.fromkeys(self.outcomes.finished, JobStatus.FINISHED))
         self.ran.update(dict.fromkeys(self.outcomes.failed, JobStatus.FAILED))
         self.outcomes = transitions.ItemOutcomes()
@@ -385,8 +394,8 @@ def stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
         # kernel's faster copy, which files with a known MD5 keep.
         record_md5 = functools.partial(catalogue_file_md5_record, file_id=item.file_id)
     stage_file(
-        resolve_under(store.archive_root, item.path),
-        resolve_under(store.staging_root, item.path),
+        reporter.directories.resolve(store.archive_root, item.path),
+        reporter.directories.resolve(store.staging_root, item.path),
         expected_size=item.size,
         hard_link=store.hard_link,
         chunk_bytes=settings.STAGING["COPY_CHUNK_BYTES"],
@@ -395,6 +404,7 @@ def stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
         on_md5=record_md5,
         on_staged=functools.partial(reporter.copy_staged, item),
         sync=reporter.sync,
+        cache=reporter.directories,
     )
 
 
@@ -459,6 +469,7 @@ def subjob_run(
             raise
         finally:
             reporter.sync.close()
+            reporter.directories.close()
 
 
 @contextlib.contextmanager

@@ -77,18 +77,21 @@ def directory_fsyncs(monkeypatch, on_fsync=lambda fd: None):
 def test_each_directory_is_fsynced_once_per_batch_and_outcomes_written_in_one_update(
     store, archive_files, monkeypatch
 ):
-    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, 6)})
+    # More files than go into the pins' lifetime UPDATE: their stamps are joined from VALUES.
+    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, 11)})
     job = create_job(store, entries)
     fsynced = directory_fsyncs(monkeypatch)
     with CaptureQueriesContext(connection) as ran:
         assert run(job) == JobStatus.FINISHED
     run1 = os.stat(os.path.join(store.staging_root, "run1")).st_ino
     root = os.stat(store.staging_root).st_ino
-    # run1 made (its parent fsynced once), five copies renamed into it (fsynced once).
+    # run1 made (its parent fsynced once), ten copies renamed into it (fsynced once).
     assert sorted(fsynced) == sorted([root, run1])
     item_updates = [q for q in ran.captured_queries if q["sql"].startswith('UPDATE "staging_item"')]
     assert len(item_updates) == 1
     assert set(job.items.values_list("status", "attempts")) == {(JobStatus.FINISHED, 1)}
+    stamped = {pin.path: pin.source_size for pin in Pin.objects.filter(job=job)}
+    assert stamped == {entry.path: entry.size for entry in entries}
 
 
 def test_items_are_finished_in_the_database_only_after_their_directory_was_fsynced(
@@ -149,3 +152,23 @@ def test_an_item_cancelled_on_its_own_during_the_batch_stays_cancelled(store, ar
     }
     job.refresh_from_db()
     assert (job.status, job.files_done) == (JobStatus.FINISHED, 1)
+
+
+def test_a_batch_written_in_the_middle_of_a_copy_leaves_the_copy_whole(
+    store, archive_files, settings
+):
+    # A write at every chunk: each copy spans several batches of the directory cache.
+    settings.STAGING = {
+        **settings.STAGING,
+        "PROGRESS_INTERVAL_SECONDS": 0,
+        "COPY_CHUNK_BYTES": 4096,
+    }
+    contents = {f"run1/f{n}.bin": os.urandom(4096 * 3 + n) for n in range(3)}
+    job = create_job(store, archive_files(contents))
+    assert run(job) == JobStatus.FINISHED
+    assert set(job.items.values_list("status", "attempts")) == {(JobStatus.FINISHED, 1)}
+    staged = os.path.join(store.staging_root, "run1")
+    assert sorted(os.listdir(staged)) == sorted(os.path.basename(p) for p in contents)
+    for path, data in contents.items():
+        with open(os.path.join(store.staging_root, path), "rb") as copy:
+            assert copy.read() == data
