@@ -28,6 +28,7 @@ from staging.models import File, Item, Job, JobStatus, Store, SubJob
 from staging.services import transitions
 from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_md5_record
 from staging.services.jobs import subjobs_publish
+from staging.services.staged_copies import subjob_temporaries_remove
 from staging.services.transitions import LeaseLost
 from staging.storage import (
     DirectoryCache,
@@ -85,6 +86,10 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
             claimed = transitions.subjob_take(
                 subjob_id=subjob_id, worker=worker, task_id=task_id, dead_holder=holder
             )
+            if not claimed:
+                # Its job is being cancelled: no run follows that would clear the temporary
+                # the dead process left mid-copy.
+                _dead_temporaries_remove(subjob_id)
     if not claimed:
         with transaction.atomic():
             transitions.subjob_requeued(subjob_id)
@@ -98,6 +103,11 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
         return None
     transitions.job_mark_running(subjob.job_id)
     return subjob
+
+
+def _dead_temporaries_remove(subjob_id: int) -> None:
+    subjob = SubJob.objects.select_related("job__store").get(pk=subjob_id)
+    subjob_temporaries_remove(subjob=subjob, store=subjob.job.store)
 
 
 def _claimed_subjob(subjob_id: int) -> SubJob:

@@ -5,6 +5,7 @@ runs real workers); real transactions, so every statement is counted."""
 
 import errno
 import os
+import socket
 import stat
 
 import pytest
@@ -13,8 +14,9 @@ from django.test.utils import CaptureQueriesContext
 
 from staging import storage
 from staging.models import Item, JobStatus, Pin, SubJob
-from staging.services.execution import subjob_run
+from staging.services.execution import subjob_claim, subjob_run
 from staging.services.jobs import job_create_staging
+from staging.services.transitions import job_request_cancel
 from tasks.catalogue import item_work_for
 from tests.factories import UserFactory
 
@@ -172,3 +174,22 @@ def test_a_batch_written_in_the_middle_of_a_copy_leaves_the_copy_whole(
     for path, data in contents.items():
         with open(os.path.join(store.staging_root, path), "rb") as copy:
             assert copy.read() == data
+
+
+def test_a_delivery_that_finds_its_dead_siblings_job_cancelled_clears_its_temporary(
+    store, archive_files
+):
+    entries = archive_files({"run1/a.txt": b"a"})
+    job = create_job(store, entries)
+    subjob_id = job.subjobs.get().pk
+    dead_pid = 2**22 + 17  # above the kernel's PID_MAX_LIMIT: never a live process
+    assert subjob_claim(subjob_id=subjob_id, worker=f"node@h:{dead_pid}", task_id="1")
+    # What the dead process left mid-copy, then a cancel, then the task's redelivery.
+    leftover = os.path.join(
+        store.staging_root, "run1", f".stagingsvc-a.txt.{socket.gethostname()}.{dead_pid}.0f.part"
+    )
+    os.makedirs(os.path.dirname(leftover))
+    open(leftover, "wb").close()
+    job_request_cancel(job.pk)
+    assert subjob_claim(subjob_id=subjob_id, worker=f"node@h:{os.getpid()}", task_id="2") is None
+    assert not os.path.exists(leftover)
