@@ -10,7 +10,9 @@ is refused without being opened for reading, so it cannot block a worker.
 A staged file appears under its final name only once it is complete: it is written to a
 temporary created exclusively in the destination directory, fsynced, its size checked with
 ``fstat``, renamed, and the directory fsynced; a reader never sees half a file and a worker killed
-mid-copy leaves nothing that looks staged. A copy carries its archive file's mtime, so "already
+mid-copy leaves nothing that looks staged. A worker staging many files defers the directory
+fsyncs to a ``DirectorySync``, which fsyncs each directory once per batch before the batch is
+recorded as done. A copy carries its archive file's mtime, so "already
 staged" means the same size and the same mtime as the archive file has now.
 """
 
@@ -105,6 +107,10 @@ def resolve_under(root: str | os.PathLike, relative: str) -> PathUnderRoot:
     resolved = (real_root / cleaned).resolve()
     if resolved != real_root and not resolved.is_relative_to(real_root):
         raise UnsafePathError(f"path leaves its root: {relative!r}")
+    return _under(real_root, resolved)
+
+
+def _under(real_root: Path, resolved: Path) -> PathUnderRoot:
     path = PathUnderRoot(resolved)
     path.root_dir = real_root
     path.relative_parts = resolved.relative_to(real_root).parts
@@ -132,7 +138,125 @@ def _symlink_refusal(directory_fd: int, name: str, where: str) -> UnsafePathErro
     return None
 
 
-def _open_child_directory(directory_fd: int, name: str, where: str, *, create: bool) -> int:
+class DirectorySync:
+    """Directories whose entries changed (a copy renamed in, a directory made) and must be
+    fsynced before anyone is told the files are there: each once, however many files of a batch
+    went into it. Holds a duplicate descriptor of each until ``flush``."""
+
+    def __init__(self):
+        self._pending: dict[tuple[int, int], int] = {}
+
+    def add(self, directory_fd: int) -> None:
+        found = os.fstat(directory_fd)
+        key = (found.st_dev, found.st_ino)
+        if key not in self._pending:
+            self._pending[key] = os.dup(directory_fd)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> None:
+        """fsync every pending directory; the first error is raised once all were tried, and
+        a directory that failed stays pending."""
+        failed: OSError | None = None
+        for key, fd in list(self._pending.items()):
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                failed = failed or exc
+                continue
+            os.close(fd)
+            del self._pending[key]
+        if failed is not None:
+            raise failed
+
+    def close(self) -> None:
+        """Forget what is pending without syncing it (the batch it belonged to was abandoned)."""
+        for fd in self._pending.values():
+            os.close(fd)
+        self._pending.clear()
+
+
+def _sync_directory(directory_fd: int, sync: DirectorySync | None) -> None:
+    if sync is None:
+        os.fsync(directory_fd)
+    else:
+        sync.add(directory_fd)
+
+
+class DirectoryCache:
+    """A batch's view of its roots: each path's directory resolved once (``resolve``) and each
+    directory opened once, walked from its root as ``_open_directories`` walks it, its
+    descriptor lent to every file of the batch that lives there (``parent``). Closed at the
+    end of the batch, so a directory swapped for a symlink meanwhile is walked again (and
+    refused) by the next one."""
+
+    def __init__(self):
+        self._resolved: dict[tuple[str, str], tuple[Path, str, tuple[str, ...], bool]] = {}
+        self._fds: dict[tuple[Path, tuple[str, ...]], int] = {}
+
+    def resolve(self, root: str | os.PathLike, relative: str) -> "PathUnderRoot":
+        """``resolve_under`` with the directory part of ``relative`` resolved once per batch;
+        a final component that is a symlink is resolved in full, as ``resolve_under`` does."""
+        cleaned = clean_relative_path(relative)
+        head, _, name = cleaned.rpartition("/")
+        key = (os.fspath(root), head)
+        known = self._resolved.get(key)
+        if known is None:
+            real_root = Path(root).resolve()
+            directory = (real_root / head).resolve() if head else real_root
+            inside = directory == real_root or directory.is_relative_to(real_root)
+            parts = directory.relative_to(real_root).parts if inside else ()
+            known = self._resolved[key] = (real_root, os.fspath(directory), parts, inside)
+        real_root, directory, parts, inside = known
+        candidate = os.path.join(directory, name)
+        if not inside or os.path.islink(candidate):
+            return resolve_under(root, relative)
+        path = PathUnderRoot(candidate)
+        path.root_dir = real_root
+        path.relative_parts = (*parts, name)
+        return path
+
+    def parent(self, path: Path, *, create: bool, sync: "DirectorySync | None") -> tuple[int, str]:
+        """A lent descriptor of the directory holding ``path`` (not to be closed), and the
+        name of ``path`` in it."""
+        root, directories, name = _located(path)
+        key = (root, directories)
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = self._fds[key] = _open_parent(path, create=create, sync=sync)[0]
+        return fd, name
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._resolved.clear()
+
+
+@contextlib.contextmanager
+def _parent_of(
+    path: Path,
+    *,
+    create: bool = False,
+    sync: DirectorySync | None = None,
+    cache: DirectoryCache | None = None,
+):
+    """(descriptor, name) of the directory holding ``path``: lent by ``cache``, or opened here
+    and closed on exit."""
+    if cache is not None:
+        yield cache.parent(path, create=create, sync=sync)
+        return
+    fd, name = _open_parent(path, create=create, sync=sync)
+    try:
+        yield fd, name
+    finally:
+        os.close(fd)
+
+
+def _open_child_directory(
+    directory_fd: int, name: str, where: str, *, create: bool, sync: DirectorySync | None = None
+) -> int:
     try:
         return os.open(name, _DIRECTORY_FLAGS, dir_fd=directory_fd)
     except FileNotFoundError:
@@ -143,18 +267,20 @@ def _open_child_directory(directory_fd: int, name: str, where: str, *, create: b
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, dir_fd=directory_fd)
         # The new entry must survive a crash as long as the file renamed into it will.
-        os.fsync(directory_fd)
+        _sync_directory(directory_fd, sync)
     return _open_child_directory(directory_fd, name, where, create=False)
 
 
-def _open_directories(root: Path, directories: tuple[str, ...], *, create: bool) -> int:
+def _open_directories(
+    root: Path, directories: tuple[str, ...], *, create: bool, sync: DirectorySync | None = None
+) -> int:
     """A descriptor of ``root/directories``, reached one component at a time without following
     a symlink; with ``create``, missing directories are made."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for depth, name in enumerate(directories):
             where = "/".join(directories[: depth + 1])
-            child = _open_child_directory(fd, name, where, create=create)
+            child = _open_child_directory(fd, name, where, create=create, sync=sync)
             os.close(fd)
             fd = child
     except BaseException:
@@ -163,12 +289,14 @@ def _open_directories(root: Path, directories: tuple[str, ...], *, create: bool)
     return fd
 
 
-def _open_parent(path: Path, *, create: bool = False) -> tuple[int, str]:
+def _open_parent(
+    path: Path, *, create: bool = False, sync: DirectorySync | None = None
+) -> tuple[int, str]:
     """A descriptor of the directory holding ``path``, and the name of ``path`` in it."""
     root, directories, name = _located(path)
     if create:
         root.mkdir(parents=True, exist_ok=True)  # the configured root, trusted as it is
-    return _open_directories(root, directories, create=create), name
+    return _open_directories(root, directories, create=create, sync=sync), name
 
 
 def _kind(mode: int) -> str:
@@ -183,17 +311,14 @@ def _kind(mode: int) -> str:
     return next((kind for test, kind in kinds.items() if test(mode)), "special file")
 
 
-def _open_regular(path: Path) -> tuple[int, os.stat_result]:
+def _open_regular(path: Path, cache: DirectoryCache | None = None) -> tuple[int, os.stat_result]:
     """A read descriptor of the regular file at ``path`` and its ``fstat``. Anything else is
     refused before it is opened for reading (opening a device can have effects of its own)."""
     try:
-        directory_fd, name = _open_parent(path)
-        try:
+        with _parent_of(path, cache=cache) as (directory_fd, name):
             seen = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
             if stat.S_ISREG(seen.st_mode):
                 fd = os.open(name, _READ_FLAGS, dir_fd=directory_fd)
-        finally:
-            os.close(directory_fd)
     except OSError as exc:
         # Named by the whole path, not the component the walk stopped at.
         raise OSError(exc.errno, exc.strerror, str(path)) from None
@@ -416,24 +541,28 @@ def _writable_by_service(found: os.stat_result) -> bool:
     return False
 
 
-def _link_temporary(source: Path, opened: os.stat_result, directory_fd: int, temp: str) -> bool:
+def _link_temporary(
+    source: Path,
+    opened: os.stat_result,
+    directory_fd: int,
+    temp: str,
+    cache: DirectoryCache | None = None,
+) -> bool:
     """Hard-link the archive file as ``temp``; False where the filesystem refuses, or when the
     name no longer leads to the file that was opened (then a copy of what was opened is made)."""
-    source_directory_fd, name = _open_parent(source)
-    try:
-        os.link(
-            name,
-            temp,
-            src_dir_fd=source_directory_fd,
-            dst_dir_fd=directory_fd,
-            follow_symlinks=False,
-        )
-    except OSError as exc:
-        if exc.errno in _LINK_REFUSED_ERRNOS:
-            return False
-        raise
-    finally:
-        os.close(source_directory_fd)
+    with _parent_of(source, cache=cache) as (source_directory_fd, name):
+        try:
+            os.link(
+                name,
+                temp,
+                src_dir_fd=source_directory_fd,
+                dst_dir_fd=directory_fd,
+                follow_symlinks=False,
+            )
+        except OSError as exc:
+            if exc.errno in _LINK_REFUSED_ERRNOS:
+                return False
+            raise
     if not _same_file(os.stat(temp, dir_fd=directory_fd, follow_symlinks=False), opened):
         os.unlink(temp, dir_fd=directory_fd)
         return False
@@ -450,6 +579,9 @@ def stage_file(
     on_progress: Callable[[int], None] = lambda n: None,
     should_stop: Callable[[], bool] = lambda: False,
     on_md5: Callable[..., None] | None = None,
+    on_staged: Callable[[os.stat_result], None] | None = None,
+    sync: DirectorySync | None = None,
+    cache: DirectoryCache | None = None,
 ) -> str:
     """Put a complete copy of ``source`` at ``destination``; returns how ("skipped", "linked",
     "copied"). Paths from ``resolve_under`` are reached beneath their roots. With ``hard_link``
@@ -465,34 +597,46 @@ def stage_file(
     ``should_stop`` is polled at chunk boundaries, and once more when the data is written and
     fsynced, right before it takes the final name; when it answers True the temporary file is
     removed, nothing is renamed, and StagingCancelled raised. A size mismatch raises OSError
-    and leaves nothing."""
-    source_fd, opened = _open_regular(source)
+    and leaves nothing.
+
+    ``on_staged`` is given the archive file's stat once the copy is in place (or was found
+    intact): the copy has its size and mtime. With ``sync`` the directories whose entries
+    changed are added to it instead of being fsynced here; the caller fsyncs them (``flush``)
+    before it tells anyone the file is staged. With ``cache`` the directories of both paths
+    are reached through the descriptors it lends (opened once per batch)."""
+    source_fd, opened = _open_regular(source, cache)
     try:
         if opened.st_size != expected_size:
             raise SizeMismatchError(
                 f"source is {opened.st_size} bytes, the catalogue says {expected_size}"
             )
-        directory_fd, name = _open_parent(destination, create=True)
-        try:
+        with _parent_of(destination, create=True, sync=sync, cache=cache) as (directory_fd, name):
             if _is_intact(directory_fd, name, opened):
                 on_progress(expected_size)
-                return "skipped"
-            return _stage_into(
-                source,
-                source_fd,
-                opened,
-                directory_fd,
-                name,
-                hard_link=hard_link,
-                chunk_bytes=chunk_bytes,
-                on_progress=on_progress,
-                should_stop=should_stop,
-                on_md5=on_md5,
-            )
-        finally:
-            os.close(directory_fd)
+                how = "skipped"
+                if sync is not None:
+                    # Renamed in by a worker that may have died before its directory fsync.
+                    sync.add(directory_fd)
+            else:
+                how = _stage_into(
+                    source,
+                    source_fd,
+                    opened,
+                    directory_fd,
+                    name,
+                    hard_link=hard_link,
+                    chunk_bytes=chunk_bytes,
+                    on_progress=on_progress,
+                    should_stop=should_stop,
+                    on_md5=on_md5,
+                    sync=sync,
+                    cache=cache,
+                )
     finally:
         os.close(source_fd)
+    if on_staged is not None:
+        on_staged(opened)
+    return how
 
 
 def _stage_into(
@@ -507,12 +651,14 @@ def _stage_into(
     on_progress: Callable[[int], None],
     should_stop: Callable[[], bool],
     on_md5: Callable[..., None] | None,
+    sync: DirectorySync | None,
+    cache: DirectoryCache | None,
 ) -> str:
     temp = _temp_name(name)
     md5 = None
     try:
         linkable = hard_link and not _writable_by_service(opened)
-        if linkable and _link_temporary(source, opened, directory_fd, temp):
+        if linkable and _link_temporary(source, opened, directory_fd, temp, cache):
             how = "linked"
         else:
             on_chunk = functools.partial(
@@ -535,7 +681,7 @@ def _stage_into(
         if should_stop():
             raise StagingCancelled()
         os.replace(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
-        os.fsync(directory_fd)
+        _sync_directory(directory_fd, sync)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=directory_fd)

@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections, transaction
-from django.db.models import F
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from staging.client_errors import error_for_client, item_error_text
@@ -23,17 +24,19 @@ from staging.dependencies import (
     database_wait_until_reachable,
     unreachable_dependency,
 )
-from staging.models import Item, Job, JobStatus, Store, SubJob
+from staging.models import File, Item, Job, JobStatus, Store, SubJob
 from staging.services import transitions
 from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_md5_record
 from staging.services.jobs import subjobs_publish
+from staging.services.staged_copies import subjob_temporaries_remove
 from staging.services.transitions import LeaseLost
 from staging.storage import (
+    DirectoryCache,
+    DirectorySync,
     SizeMismatchError,
     StagingCancelled,
     UnsafePathError,
     pid_alive,
-    resolve_under,
     stage_file,
 )
 
@@ -83,11 +86,15 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
             claimed = transitions.subjob_take(
                 subjob_id=subjob_id, worker=worker, task_id=task_id, dead_holder=holder
             )
+            if not claimed:
+                # Its job is being cancelled: no run follows that would clear the temporary
+                # the dead process left mid-copy.
+                _dead_temporaries_remove(subjob_id)
     if not claimed:
         with transaction.atomic():
             transitions.subjob_requeued(subjob_id)
         return None
-    subjob = SubJob.objects.select_related("job", "job__store").get(pk=subjob_id)
+    subjob = _claimed_subjob(subjob_id)
     if subjob.failures >= settings.STAGING["MAX_ATTEMPTS"]:
         # Taken over from a worker lost for the last allowed time: this run would be one more.
         transitions.subjob_hand_back(
@@ -95,6 +102,31 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
         )
         return None
     transitions.job_mark_running(subjob.job_id)
+    return subjob
+
+
+def _dead_temporaries_remove(subjob_id: int) -> None:
+    subjob = SubJob.objects.select_related("job__store").get(pk=subjob_id)
+    subjob_temporaries_remove(subjob=subjob, store=subjob.job.store)
+
+
+def _claimed_subjob(subjob_id: int) -> SubJob:
+    """The claimed sub-job with its job, store and every item (their statuses too, so the
+    worker knows at the end how all of them ended), in one query; ``claimed_items`` holds the
+    items in order. Whether the catalogue has an MD5 of each item's file is read with them."""
+    items = list(
+        Item.objects.filter(subjob_id=subjob_id)
+        .select_related("subjob__job__store")
+        .annotate(catalogue_lacks_md5=Exists(File.objects.filter(pk=OuterRef("file_id"), md5="")))
+        .order_by("pk")
+    )
+    if items:
+        subjob = items[0].subjob
+        for item in items:
+            item.subjob = subjob
+    else:  # a task without items (noop)
+        subjob = SubJob.objects.select_related("job__store").get(pk=subjob_id)
+    subjob.claimed_items = items
     return subjob
 
 
@@ -157,22 +189,40 @@ class LeaseHeartbeat:
             connections.close_all()  # this thread's own connections
 
 
+# A batch is written once it holds this many outcomes, however short the interval.
+BATCH_ITEMS = 1000
+
+
 @dataclass
 class ProgressReporter:
-    """Collects per-item outcomes and bytes, and writes them at most once per interval: item
-    statuses in bulk, counters as increments, the lease renewed, the cancel flag re-read. Every
-    write is fenced by the lease: once another worker holds the sub-job, LeaseLost."""
+    """Collects per-item outcomes, attempts, bytes and pin stamps, and writes them at most once
+    per interval (or BATCH_ITEMS outcomes) in one transaction: item outcomes in one statement,
+    counters as increments, the lease renewed, the cancel flag re-read. Directories that copies
+    were renamed into are fsynced once each per batch, before the batch is written: an item is
+    FINISHED in the database only once its copy is durable under its name. Every write is
+    fenced by the lease: once another worker holds the sub-job, LeaseLost."""
 
     subjob: SubJob
     worker: str
     heartbeat: LeaseHeartbeat | None = None
     interval: float = field(default_factory=lambda: settings.STAGING["PROGRESS_INTERVAL_SECONDS"])
-    finished: list[int] = field(default_factory=list)
+    outcomes: transitions.ItemOutcomes = field(default_factory=transitions.ItemOutcomes)
+    sync: DirectorySync = field(default_factory=DirectorySync)
+    # The batch's directories, resolved and opened once each; closed at the first item
+    # boundary after the batch was written.
+    directories: DirectoryCache = field(default_factory=DirectoryCache)
+    batches_since_open: int = 0
     pending_bytes: int = 0
     current_item: Item | None = None
     current_bytes: int = 0
+    current_started: datetime | None = None
     cancelled: bool = False
+    # Some item did not move as the worker believed (cancelled on its own): the end counts
+    # the items in the database instead of trusting what the worker knows.
+    diverged: bool = False
     last_flush: float = field(default_factory=time.monotonic)
+    # How the items of earlier batches of this run ended (those writes are committed).
+    ran: dict[int, str] = field(default_factory=dict)
 
     def lease_lost(self) -> bool:
         return self.heartbeat is not None and self.heartbeat.lost()
@@ -182,14 +232,21 @@ class ProgressReporter:
         lost its lease must put no file into place."""
         return self.cancelled or self.lease_lost()
 
+    def _due(self) -> bool:
+        return (
+            time.monotonic() - self.last_flush >= self.interval or len(self.outcomes) >= BATCH_ITEMS
+        )
+
     def add_bytes(self, count: int) -> None:
         self.pending_bytes += count
         self.current_bytes += count
-        if time.monotonic() - self.last_flush >= self.interval:
+        if self._due():
             self.flush()
 
     def item_started(self, item: Item) -> None:
         self.current_item, self.current_bytes = item, 0
+        if self.current_started is None:
+            self.current_started = timezone.now()
 
     def attempt_abandoned(self) -> None:
         """The bytes of an attempt that failed are not progress: the next attempt copies them
@@ -197,46 +254,119 @@ class ProgressReporter:
         self.pending_bytes -= self.current_bytes
         self.current_bytes = 0
 
-    def item_finished(self, item: Item) -> None:
-        self.finished.append(item.pk)
-        self.current_item = None
-        if time.monotonic() - self.last_flush >= self.interval:
+    def copy_staged(self, item: Item, copied: os.stat_result) -> None:
+        """The staged copy of ``item`` holds the archive version ``copied`` describes: the pins
+        on its path are stamped with it in the batch's write."""
+        mtime = datetime.fromtimestamp(copied.st_mtime_ns / 1e9, tz=UTC)
+        self.outcomes.stamps[item.path] = (mtime, copied.st_size)
+
+    def item_finished(self, item: Item, attempts: int) -> None:
+        self.outcomes.finished[item.pk] = attempts
+        self._item_over()
+
+    def item_failed(self, item: Item, attempts: int, message: str) -> None:
+        self.outcomes.failed[item.pk] = (attempts, message)
+        logger.warning("item %s (%s) failed: %s", item.pk, item.path, message)
+        self._item_over()
+
+    def _item_over(self) -> None:
+        self.current_item, self.current_started = None, None
+        if self._due():
             self.flush()
+        if self.batches_since_open:
+            # Between two items, never during one: a copy in hand uses the descriptors.
+            self.directories.close()
+            self.batches_since_open = 0
+
+    def _rate(self) -> float:
+        return max(self.pending_bytes, 0) / max(time.monotonic() - self.last_flush, 1e-3)
+
+    def _batch_done(self, started: float) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.renewed(started)
+        self.batches_since_open += 1
+        self.ran.update(dict.fromkeys(self.outcomes.finished, JobStatus.FINISHED))
+        self.ran.update(dict.fromkeys(self.outcomes.failed, JobStatus.FAILED))
+        self.outcomes = transitions.ItemOutcomes()
+        self.pending_bytes = 0
+        self.last_flush = time.monotonic()
 
     def flush(self) -> None:
         if self.lease_lost():
             raise LeaseLost(f"sub-job {self.subjob.pk}: lease lost by {self.worker}")
         started = time.monotonic()
-        elapsed = max(started - self.last_flush, 1e-3)
-        with transaction.atomic():
-            renewed = SubJob.objects.filter(
-                pk=self.subjob.pk, status=JobStatus.RUNNING, worker=self.worker
-            ).update(
-                lease_expires_at=transitions.lease_deadline(),
-                files_done=F("files_done") + len(self.finished),
-                bytes_done=F("bytes_done") + self.pending_bytes,
-                bytes_per_second=max(self.pending_bytes, 0) / elapsed,
-            )
-            if not renewed:
-                raise LeaseLost(f"sub-job {self.subjob.pk} is no longer leased to {self.worker}")
-            # The row lock the UPDATE above took fences the writes below.
-            done = transitions.items_finish(self.finished) if self.finished else 0
-            if self.current_item is not None:
-                transitions.item_mark_running(
-                    item_id=self.current_item.pk, bytes_done=self.current_bytes
+        # Durable first, recorded second: "ready" promises the bytes are in place.
+        self.sync.flush()
+        running = None
+        if self.current_item is not None:
+            running = (self.current_item.pk, self.current_bytes, self.current_started)
+        moved, status = transitions.subjob_progress(
+            subjob_id=self.subjob.pk,
+            job_id=self.subjob.job_id,
+            worker=self.worker,
+            outcomes=self.outcomes,
+            bytes_done=self.pending_bytes,
+            bytes_per_second=self._rate(),
+            running=running,
+        )
+        self.diverged = self.diverged or moved != len(self.outcomes)
+        self.cancelled = status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+        self._batch_done(started)
+
+    def finish(self) -> str | None:
+        """Write the last batch with the sub-job's end and the job's roll-up in one
+        transaction (its directories fsynced first); the sub-job's final status, or None when
+        the lease was lost meanwhile."""
+        if self.lease_lost():
+            raise LeaseLost(f"sub-job {self.subjob.pk}: lease lost by {self.worker}")
+        known = None if self.cancelled or self.diverged else self._counts()
+        if known is not None:
+            self.sync.flush()
+            counts, job_counts = known
+            try:
+                return transitions.subjob_finish_known(
+                    subjob_id=self.subjob.pk,
+                    job_id=self.subjob.job_id,
+                    worker=self.worker,
+                    outcomes=self.outcomes,
+                    counts=counts,
+                    bytes_done=self.pending_bytes,
+                    job_counts=job_counts,
+                    lifetime=self.subjob.job.lifetime,
                 )
-            Job.objects.filter(pk=self.subjob.job_id).update(
-                files_done=F("files_done") + done,
-                bytes_done=F("bytes_done") + self.pending_bytes,
-                updated_at=timezone.now(),
-            )
-            status = Job.objects.filter(pk=self.subjob.job_id).values_list("status", flat=True)
-            self.cancelled = status.first() in (JobStatus.CANCELLING, JobStatus.CANCELLED)
-        if self.heartbeat is not None:
-            self.heartbeat.renewed(started)
-        self.finished.clear()
-        self.pending_bytes = 0
-        self.last_flush = time.monotonic()
+            except transitions.OutcomesDisagree:
+                pass  # nothing was written: the general way below
+        self.flush()
+        return transitions.subjob_finish(
+            subjob_id=self.subjob.pk,
+            job_id=self.subjob.job_id,
+            worker=self.worker,
+            cancelled=self.cancelled,
+        )
+
+    def _counts(self) -> tuple[dict, dict | None] | None:
+        """How every item of the sub-job ended, from their statuses at the claim and the
+        outcomes of this run; with the job's counts too when the sub-job holds all of the
+        job's items. None when an item is neither (the run stopped early)."""
+        items = getattr(self.subjob, "claimed_items", None)
+        if items is None:
+            return None
+        statuses = {item.pk: item.status for item in items}
+        statuses.update(self.ran)
+        statuses.update(dict.fromkeys(self.outcomes.finished, JobStatus.FINISHED))
+        statuses.update(dict.fromkeys(self.outcomes.failed, JobStatus.FAILED))
+        if any(status in transitions.ACTIVE_ITEM for status in statuses.values()):
+            return None
+        counts = {
+            "total": len(statuses),
+            "finished": sum(s == JobStatus.FINISHED for s in statuses.values()),
+            "failed": sum(s == JobStatus.FAILED for s in statuses.values()),
+            "cancelled": sum(s == JobStatus.CANCELLED for s in statuses.values()),
+        }
+        if not items or len(items) != self.subjob.job.files_total:
+            return counts, None
+        finished_bytes = sum(i.size for i in items if statuses[i.pk] == JobStatus.FINISHED)
+        return counts, {**counts, "bytes_done": finished_bytes}
 
 
 def item_result_record(*, item_id: int, result: dict) -> None:
@@ -248,13 +378,6 @@ def item_result_record(*, item_id: int, result: dict) -> None:
         if held is not None:
             transitions.subjob_hold(subjob_id=held[0], worker=held[1])
         Item.objects.filter(pk=item_id).update(result=result)
-
-
-def _item_failed(item: Item, message: str, reporter: ProgressReporter) -> None:
-    with transaction.atomic():
-        transitions.subjob_hold(subjob_id=reporter.subjob.pk, worker=reporter.worker)
-        transitions.item_fail(item_id=item.pk, error=message)
-    logger.warning("item %s (%s) failed: %s", item.pk, item.path, message)
 
 
 def _is_permanent(exc: Exception) -> bool:
@@ -272,20 +395,26 @@ def stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
     if store.simulated_latency_ms:
         time.sleep(store.simulated_latency_ms / 1000)
     record_md5 = None
-    if catalogue_file_lacks_md5(file_id=item.file_id):
+    lacks_md5 = getattr(item, "catalogue_lacks_md5", None)  # read with the claimed items
+    if lacks_md5 is None:
+        lacks_md5 = catalogue_file_lacks_md5(file_id=item.file_id)
+    if lacks_md5:
         # The copy then reads the file through this process and hashes it on the way: no
         # extra read of the archive (a tape recall on a posix-tape store), at the cost of the
         # kernel's faster copy, which files with a known MD5 keep.
         record_md5 = functools.partial(catalogue_file_md5_record, file_id=item.file_id)
     stage_file(
-        resolve_under(store.archive_root, item.path),
-        resolve_under(store.staging_root, item.path),
+        reporter.directories.resolve(store.archive_root, item.path),
+        reporter.directories.resolve(store.staging_root, item.path),
         expected_size=item.size,
         hard_link=store.hard_link,
         chunk_bytes=settings.STAGING["COPY_CHUNK_BYTES"],
         on_progress=reporter.add_bytes,
         should_stop=reporter.should_stop,
         on_md5=record_md5,
+        on_staged=functools.partial(reporter.copy_staged, item),
+        sync=reporter.sync,
+        cache=reporter.directories,
     )
 
 
@@ -294,10 +423,6 @@ def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWo
     last attempt's) fail the item with a message."""
     max_attempts = settings.STAGING["MAX_ATTEMPTS"]
     for attempt in range(1, max_attempts + 1):
-        if not transitions.item_begin_attempt(
-            item_id=item.pk, subjob_id=reporter.subjob.pk, worker=reporter.worker
-        ):
-            return  # cancelled on its own (WLCG tape cancel) since the sub-job read it
         reporter.item_started(item)
         try:
             work(item, store, reporter)
@@ -306,17 +431,16 @@ def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWo
         except (OSError, ValueError) as exc:
             reporter.attempt_abandoned()
             if _is_permanent(exc) or attempt == max_attempts:
-                reporter.current_item = None
                 message = item_error_text(
                     exc, path=item.path, roots=(store.archive_root, store.staging_root)
                 )
-                _item_failed(item, message, reporter)
+                reporter.item_failed(item, attempt, message)
                 return
             backoff = min(0.5 * 2 ** (attempt - 1), 10)
             logger.info("item %s: transient error %s; retrying in %.1fs", item.pk, exc, backoff)
             time.sleep(backoff)
             continue
-        reporter.item_finished(item)
+        reporter.item_finished(item, attempt)
         return
 
 
@@ -346,16 +470,16 @@ def subjob_run(
                 work = work_for(subjob.job)
             _run_items(subjob, reporter, work)
             # Raises LeaseLost when the work stopped because the lease was lost (should_stop).
-            reporter.flush()
+            return reporter.finish()
         except LeaseLost:
             _lease_given_up(subjob_id, worker)
             return None
         except BaseException as exc:
             _interrupted(subjob_id, worker, reporter, exc)
             raise
-        return transitions.subjob_finish(
-            subjob_id=subjob_id, job_id=subjob.job_id, worker=worker, cancelled=reporter.cancelled
-        )
+        finally:
+            reporter.sync.close()
+            reporter.directories.close()
 
 
 @contextlib.contextmanager
@@ -370,9 +494,7 @@ def _lease_context(subjob_id: int, worker: str):
 
 
 def _run_items(subjob: SubJob, reporter: ProgressReporter, work: ItemWork) -> None:
-    pending = Item.objects.filter(
-        subjob=subjob, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
-    ).order_by("pk")
+    pending = [item for item in subjob.claimed_items if item.status in transitions.ACTIVE_ITEM]
     # No progress write before the first item: the claim already refused cancelled jobs.
     for item in pending:
         if reporter.should_stop():
@@ -402,15 +524,14 @@ def _interrupted(subjob_id: int, worker: str, reporter: ProgressReporter, exc: B
     logger.warning("sub-job %s interrupted by %r; handing it back", subjob_id, exc)
     # A database outage is no fault of the work: wait for the database, so the progress and
     # the hand-back below can be written, and put the sub-job straight back on the queue.
+    # (unreachable_dependency already judges OperationalError and InterfaceError.)
     database_lost = unreachable_dependency(exc) == DATABASE
     if database_lost:
         database_wait_until_reachable()
     # Keep what is already done: the next attempt starts after the last finished file.
     with contextlib.suppress(Exception):
         reporter.flush()
-    transient = database_lost or isinstance(
-        exc, (SystemExit, KeyboardInterrupt, OperationalError, InterfaceError)
-    )
+    transient = database_lost or isinstance(exc, (SystemExit, KeyboardInterrupt))
     store = reporter.subjob.job.store
     # The sub-job's error becomes the job's when it fails for good: no server path in it.
     failure = error_for_client(exc, roots=(store.archive_root, store.staging_root))

@@ -1,10 +1,9 @@
-"""Staged copies as the jobs that pin them see them: which archive version a copy was made
-from, the dead temporaries of a sub-job's directories, and what a verify that finds a copy
-wrong may do to it while other jobs rely on it."""
+"""Staged copies as the jobs that pin them see them: the dead temporaries of a sub-job's
+directories, and what a verify that finds a copy wrong may do to it while other jobs rely on
+it. (Which archive version a copy holds is stamped on its pins by the worker's batch writes.)"""
 
 import logging
 import posixpath
-from datetime import UTC, datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -14,7 +13,6 @@ from staging.storage import (
     mark_copy_stale,
     remove_dead_temporaries_beneath,
     resolve_under,
-    stat_beneath,
     unlink_beneath,
 )
 
@@ -33,29 +31,16 @@ def subjob_temporaries_remove(*, subjob: SubJob, store: Store) -> int:
     if claim == _cleaned_for:
         return 0
     _cleaned_for = claim
-    paths = Item.objects.filter(subjob_id=subjob.pk).values_list("path", flat=True)
+    claimed = getattr(subjob, "claimed_items", None)  # read with the claim (execution)
+    if claimed is not None:
+        paths = [item.path for item in claimed]
+    else:
+        paths = Item.objects.filter(subjob_id=subjob.pk).values_list("path", flat=True)
     directories = {posixpath.dirname(path) for path in paths}
     removed = remove_dead_temporaries_beneath(store.staging_root, directories)
     if removed:
         logger.info("sub-job %s: removed %s dead temporary files", subjob.pk, removed)
     return removed
-
-
-def staged_copy_record(*, item: Item, store: Store) -> None:
-    """Record on the job's pin which archive version its staged copy holds: the copy carries
-    the archive file's mtime and size (or is its hard link). The record informs whoever reads
-    the pin; a copy that vanished meanwhile fails nothing."""
-    try:
-        staged = stat_beneath(resolve_under(store.staging_root, item.path))
-    except FileNotFoundError:
-        logger.warning(
-            "staged copy %s:%s vanished before its pin was stamped", store.slug, item.path
-        )
-        return
-    Pin.objects.filter(job_id=item.job_id, path=item.path).update(
-        source_mtime=datetime.fromtimestamp(staged.st_mtime_ns / 1e9, tz=UTC),
-        source_size=staged.st_size,
-    )
 
 
 def _live_pins_of_others(item: Item, store: Store):

@@ -54,20 +54,26 @@ transaction ends, and a writer that lost it gets LeaseLost and writes nothing.
 """
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import (
+    BigIntegerField,
     Case,
     Count,
     DateTimeField,
+    Exists,
     ExpressionWrapper,
     F,
+    OuterRef,
     PositiveIntegerField,
     Q,
     Sum,
+    Value,
     When,
 )
 from django.db.models.functions import Coalesce, Now
@@ -150,6 +156,23 @@ def _job_final(status: str, counts: dict, subjob_statuses: set[str]) -> str:
     return _outcome_of_items(counts)
 
 
+def _settled(final: str, counts: dict, moment) -> dict:
+    """The columns of a job that ends in ``final`` with these item counts."""
+    return {
+        "status": final,
+        "finished_at": moment,
+        "files_done": counts["finished"],
+        "files_failed": counts["failed"],
+        "bytes_done": counts["bytes_done"],
+        "result": {
+            "files_finished": counts["finished"],
+            "files_failed": counts["failed"],
+            "files_cancelled": counts["cancelled"],
+        },
+        "updated_at": moment,
+    }
+
+
 def job_settle(job_id: int) -> str | None:
     """Roll the job up once every sub-job is terminal: returns its final status, or None while
     work remains (or when it was already over). Safe from any number of callers at once."""
@@ -173,17 +196,7 @@ def job_settle(job_id: int) -> str | None:
         final = _job_final(status, counts, subjob_statuses)
         moment = timezone.now()
         moved = Job.objects.filter(pk=job_id, status=status).update(
-            status=final,
-            finished_at=moment,
-            files_done=counts["finished"],
-            files_failed=counts["failed"],
-            bytes_done=counts["bytes_done"],
-            result={
-                "files_finished": counts["finished"],
-                "files_failed": counts["failed"],
-                "files_cancelled": counts["cancelled"],
-            },
-            updated_at=moment,
+            **_settled(final, counts, moment)
         )
         if not moved:
             # Moved under us inside this transaction (it is locked against anyone else): decide
@@ -418,50 +431,6 @@ def subjob_finish(*, subjob_id: int, job_id: int, worker: str, cancelled: bool) 
 # --- Items ------------------------------------------------------------------------------------
 
 
-def item_begin_attempt(*, item_id: int, subjob_id: int, worker: str) -> bool:
-    """Count one more attempt at an item that has not ended, by the holder of its sub-job's
-    lease. False when the file was cancelled on its own since the sub-job read its items;
-    LeaseLost when ``worker`` no longer holds the lease.
-
-    The start is written with the attempt count, the one write every item gets when it begins:
-    a progress report only sees the item in hand, so items that end between two reports would
-    otherwise never record one."""
-    counted = Item.objects.filter(
-        pk=item_id,
-        status__in=ACTIVE_ITEM,
-        subjob_id__in=SubJob.objects.filter(
-            pk=subjob_id, status=JobStatus.RUNNING, worker=worker
-        ).values("pk"),
-    ).update(attempts=F("attempts") + 1, started_at=Coalesce(F("started_at"), timezone.now()))
-    if not counted:
-        with transaction.atomic():
-            subjob_hold(subjob_id=subjob_id, worker=worker)
-    return bool(counted)
-
-
-def items_finish(item_ids: Iterable[int]) -> int:
-    return Item.objects.filter(pk__in=list(item_ids), status__in=ACTIVE_ITEM).update(
-        status=JobStatus.FINISHED, bytes_done=F("size"), finished_at=timezone.now()
-    )
-
-
-def item_mark_running(*, item_id: int, bytes_done: int) -> int:
-    """Filtered on status, so a file cancelled meanwhile stays cancelled."""
-    return Item.objects.filter(pk=item_id, status__in=ACTIVE_ITEM).update(
-        status=JobStatus.RUNNING,
-        bytes_done=bytes_done,
-        started_at=Coalesce(F("started_at"), timezone.now()),
-    )
-
-
-def item_fail(*, item_id: int, error: str) -> bool:
-    return bool(
-        Item.objects.filter(pk=item_id, status__in=ACTIVE_ITEM).update(
-            status=JobStatus.FAILED, error=error[:2000], bytes_done=0, finished_at=timezone.now()
-        )
-    )
-
-
 def items_cancel(*, job_id: int, paths: Iterable[str]) -> int:
     """Cancel files of a job on their own (WLCG tape cancel); ended files stay as they are."""
     return Item.objects.filter(job_id=job_id, path__in=list(paths), status__in=ACTIVE_ITEM).update(
@@ -474,3 +443,257 @@ def items_reopen(*, item_ids: Iterable[int], subjob_id: int) -> int:
     return Item.objects.filter(pk__in=list(item_ids), status=JobStatus.FAILED).update(
         subjob_id=subjob_id, status=JobStatus.NOT_STARTED, error="", bytes_done=0, finished_at=None
     )
+
+
+# --- A worker's batches -----------------------------------------------------------------------
+
+
+@dataclass
+class ItemOutcomes:
+    """How the items a worker ran since its last write ended, written in one statement:
+    finished and failed items with the attempts each took (an attempt is counted when its item
+    ends, so a worker lost mid-item counts none for it), when the batch began (the start of its
+    items that have none yet), and the pins to stamp with the archive version (mtime, size) the
+    staged copy of a path holds."""
+
+    started_at: datetime = field(default_factory=timezone.now)
+    finished: dict[int, int] = field(default_factory=dict)
+    failed: dict[int, tuple[int, str]] = field(default_factory=dict)
+    stamps: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.finished) + len(self.failed)
+
+
+def items_record(*, subjob_id: int, outcomes: ItemOutcomes, moment: datetime) -> int:
+    """RUNNING/NOT_STARTED → FINISHED | FAILED for a batch of a sub-job's items, in one UPDATE;
+    an item cancelled on its own meanwhile stays cancelled. Returns how many moved. Callers
+    fence it by the lease: the sub-job row is locked by its holder in the same transaction
+    (``subjob_progress``), or the transaction is undone unless the holder's final write of the
+    sub-job succeeds (``subjob_finish_known``)."""
+    if not outcomes:
+        return 0
+    by_attempts: dict[int, list[int]] = defaultdict(list)
+    for item_id, attempts in outcomes.finished.items():
+        by_attempts[attempts].append(item_id)
+    for item_id, (attempts, _) in outcomes.failed.items():
+        by_attempts[attempts].append(item_id)
+    values = {
+        "attempts": Case(
+            *(When(pk__in=ids, then=F("attempts") + n) for n, ids in by_attempts.items()),
+            default=F("attempts"),
+            output_field=PositiveIntegerField(),
+        ),
+        "started_at": Coalesce(F("started_at"), Value(outcomes.started_at)),
+        "finished_at": moment,
+        "status": JobStatus.FINISHED,
+        "bytes_done": F("size"),
+    }
+    if outcomes.failed:
+        failed = list(outcomes.failed)
+        values["status"] = Case(
+            When(pk__in=failed, then=Value(JobStatus.FAILED)), default=Value(JobStatus.FINISHED)
+        )
+        values["bytes_done"] = Case(
+            When(pk__in=failed, then=Value(0)), default=F("size"), output_field=BigIntegerField()
+        )
+        values["error"] = Case(
+            *(When(pk=i, then=Value(error[:2000])) for i, (_, error) in outcomes.failed.items()),
+            default=Value(""),
+        )
+    return Item.objects.filter(
+        pk__in=[*outcomes.finished, *outcomes.failed], subjob_id=subjob_id, status__in=ACTIVE_ITEM
+    ).update(**values)
+
+
+# Up to this many stamps go into the same UPDATE as the pins' lifetimes (a CASE per path);
+# more are joined from a VALUES list in an UPDATE of their own (CASEs cost Django time per path).
+PIN_STAMPS_INLINE = 8
+
+
+def pins_record(
+    *, job_id: int, stamps: dict[str, tuple[datetime, int]], ready_until: datetime | None = None
+) -> int:
+    """The archive version (mtime, size) each staged copy in ``stamps`` holds, on the job's
+    pins of those paths; with ``ready_until`` also the end of the lifetime of every pin not
+    released (the job just became ready). One UPDATE, or two for a large batch of stamps."""
+    if ready_until is None or len(stamps) > PIN_STAMPS_INLINE:
+        _pins_stamp_joined(job_id, stamps)
+        stamps = {}
+    if ready_until is None:
+        return 0
+    values = {
+        "expires_at": Case(
+            When(released_at__isnull=True, then=Value(ready_until)), default=F("expires_at")
+        )
+    }
+    if stamps:
+        values["source_mtime"] = Case(
+            *(When(path=path, then=Value(mtime)) for path, (mtime, _) in stamps.items()),
+            default=F("source_mtime"),
+            output_field=DateTimeField(),
+        )
+        values["source_size"] = Case(
+            *(When(path=path, then=Value(size)) for path, (_, size) in stamps.items()),
+            default=F("source_size"),
+            output_field=BigIntegerField(),
+        )
+    return Pin.objects.filter(job_id=job_id).update(**values)
+
+
+def _pins_stamp_joined(job_id: int, stamps: dict[str, tuple[datetime, int]]) -> None:
+    """Stamps joined from a VALUES list (PostgreSQL and SQLite both name its columns
+    column1..3 and take UPDATE ... FROM)."""
+    if not stamps:
+        return
+    connection = connections[Pin.objects.db]
+    adapt = connection.ops.adapt_datetimefield_value
+    table = connection.ops.quote_name(Pin._meta.db_table)
+    rows = ", ".join(["(%s, %s, CAST(%s AS bigint))"] * len(stamps))
+    params = [
+        value for path, (mtime, size) in stamps.items() for value in (path, adapt(mtime), size)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET source_mtime = v.column2, source_size = v.column3 "
+            f"FROM (VALUES {rows}) AS v WHERE {table}.job_id = %s AND {table}.path = v.column1",
+            [*params, job_id],
+        )
+
+
+def subjob_progress(
+    *,
+    subjob_id: int,
+    job_id: int,
+    worker: str,
+    outcomes: ItemOutcomes,
+    bytes_done: int,
+    bytes_per_second: float,
+    running: tuple[int, int, datetime] | None = None,
+) -> tuple[int, str | None]:
+    """A holder's progress report, in one transaction: the lease renewed, the batch's item
+    outcomes and pin stamps, the item in hand (id, bytes so far, start) marked RUNNING, the
+    counters of sub-job and job. Returns (items that moved, the job's status now); LeaseLost
+    (nothing written) once ``worker`` no longer holds the sub-job."""
+    moment = timezone.now()
+    with transaction.atomic():
+        renewed = SubJob.objects.filter(
+            pk=subjob_id, status=JobStatus.RUNNING, worker=worker
+        ).update(
+            lease_expires_at=lease_deadline(),
+            files_done=F("files_done") + len(outcomes.finished),
+            bytes_done=F("bytes_done") + bytes_done,
+            bytes_per_second=bytes_per_second,
+        )
+        if not renewed:
+            raise LeaseLost(f"sub-job {subjob_id} is no longer leased to {worker}")
+        # The row lock the UPDATE above took fences the writes below.
+        moved = items_record(subjob_id=subjob_id, outcomes=outcomes, moment=moment)
+        if running is not None:
+            item_id, item_bytes, started_at = running
+            Item.objects.filter(pk=item_id, status__in=ACTIVE_ITEM).update(
+                status=JobStatus.RUNNING,
+                bytes_done=item_bytes,
+                started_at=Coalesce(F("started_at"), Value(started_at)),
+            )
+        if outcomes.stamps:
+            pins_record(job_id=job_id, stamps=outcomes.stamps)
+        done = moved - len(outcomes.failed) if moved == len(outcomes) else None
+        if done is None:  # some item was cancelled on its own meanwhile: count what moved
+            done = Item.objects.filter(
+                pk__in=list(outcomes.finished), status=JobStatus.FINISHED, finished_at=moment
+            ).count()
+        Job.objects.filter(pk=job_id).update(
+            files_done=F("files_done") + done,
+            bytes_done=F("bytes_done") + bytes_done,
+            updated_at=moment,
+        )
+        status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    return moved, status
+
+
+class OutcomesDisagree(Exception):
+    """The database does not hold the items as the worker believed (one was cancelled on its
+    own meanwhile): nothing was written; the worker finishes the general way."""
+
+
+def _job_settle_known(job_id: int, counts: dict, moment: datetime) -> str | None:
+    """job_settle for a job whose item counts the caller knows (its one sub-job was just
+    finished in this transaction): one compare-and-set UPDATE, taken only when no other
+    sub-job of the job is active and the job is not being cancelled. None when it did not
+    apply (then job_settle decides, with the job row locked)."""
+    # Not being cancelled (the UPDATE below checks), with items: decided like job_settle.
+    final = _job_final(JobStatus.RUNNING, counts, set())
+    active_sibling = SubJob.objects.filter(job_id=OuterRef("pk")).exclude(
+        status__in=TERMINAL_STATUSES
+    )
+    moved = (
+        Job.objects.filter(pk=job_id, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING])
+        .filter(~Exists(active_sibling))
+        .update(
+            **_settled(final, counts, moment),
+            started_at=Coalesce(F("started_at"), Value(moment)),
+        )
+    )
+    return final if moved else None
+
+
+def subjob_finish_known(
+    *,
+    subjob_id: int,
+    job_id: int,
+    worker: str,
+    outcomes: ItemOutcomes,
+    counts: dict,
+    bytes_done: int,
+    job_counts: dict | None,
+    lifetime: timedelta,
+) -> str | None:
+    """subjob_finish for a holder that knows how every item of its sub-job ended (it read
+    their statuses when it claimed the sub-job and ran the rest), writing its last batch in
+    the same transaction: the items, the sub-job, the job roll-up and the pins. With
+    ``job_counts`` (the sub-job holds all of the job's items) the roll-up is one UPDATE; it
+    falls back to job_settle when another sub-job or a cancel is in the way. Fenced by the
+    sub-job's final UPDATE: when ``worker`` no longer holds the lease the whole transaction is
+    undone and None returned. OutcomesDisagree (nothing written) when an item moved meanwhile."""
+    moment = timezone.now()
+    try:
+        with transaction.atomic():
+            if items_record(subjob_id=subjob_id, outcomes=outcomes, moment=moment) != len(outcomes):
+                raise OutcomesDisagree()
+            final = _subjob_final(counts, cancelled=False)
+            held = SubJob.objects.filter(
+                pk=subjob_id, status=JobStatus.RUNNING, worker=worker
+            ).update(
+                status=final,
+                finished_at=moment,
+                lease_expires_at=None,
+                bytes_per_second=0,
+                files_done=counts["finished"],
+                bytes_done=(
+                    F("bytes_total")
+                    if final == JobStatus.FINISHED
+                    else F("bytes_done") + bytes_done
+                ),
+            )
+            if not held:
+                raise LeaseLost(f"sub-job {subjob_id} is no longer leased to {worker}")
+            settled = None
+            if job_counts is not None:
+                settled = _job_settle_known(job_id, job_counts, moment)
+            if settled is None:
+                Job.objects.filter(pk=job_id).update(
+                    files_done=F("files_done") + len(outcomes.finished),
+                    bytes_done=F("bytes_done") + bytes_done,
+                    updated_at=moment,
+                )
+                job_settle(job_id)  # its own pin update when the job became ready
+                ready_until = None
+            else:
+                ready = settled in (JobStatus.FINISHED, JobStatus.PARTIALLY_FAILED)
+                ready_until = moment + lifetime if ready else None
+            if outcomes.stamps or ready_until is not None:
+                pins_record(job_id=job_id, stamps=outcomes.stamps, ready_until=ready_until)
+    except LeaseLost:
+        return None
+    return final

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from staging.services.checksums import staged_copy_verify
 from staging.services.execution import stage_item
 from staging.services.jobs import job_create_staging
-from staging.services.staged_copies import staged_copy_record, subjob_temporaries_remove
+from staging.services.staged_copies import subjob_temporaries_remove
 from tasks.catalogue._base import TaskRequest, TaskType, register
 from tasks.catalogue._params import FilesParameters, LifetimeField, lifetime_text
 
@@ -48,8 +48,9 @@ def create(request: TaskRequest):
 def stage_and_verify(item, store, reporter) -> None:
     # The first item of each claim of a sub-job clears its directories of dead temporaries.
     subjob_temporaries_remove(subjob=reporter.subjob, store=store)
+    # The pins on the path are stamped with the archive version the copy holds in the batch's
+    # write (the reporter collects it).
     stage_item(item, store, reporter)
-    staged_copy_record(item=item, store=store)
     if reporter.subjob.job.parameters.get("verify"):
         staged_copy_verify(
             item=item,

@@ -15,6 +15,9 @@ pytestmark = pytest.mark.integration
 
 CONTENTS = {f"race/{n:02}.bin": os.urandom(64 * 1024 + n) for n in range(30)}
 SUBJOBS_OF_5 = {"STAGING_SUBJOB_MAX_FILES": "5"}
+# Workers record finished files in batches, once per progress interval: a short one shows the
+# progress the test waits for while most of the job is still to run, as a per-file write did.
+PROGRESS_OFTEN = {"STAGING_PROGRESS_INTERVAL_SECONDS": "0.2"}
 
 
 def cancel(service, web, request_id: str) -> None:
@@ -49,7 +52,7 @@ def test_a_cancel_racing_a_fault_ends_cancelled_within_60_s(service, fault):
     service.slow_down(300)
     web = service.start_web(**SUBJOBS_OF_5)
     service.start_beat()
-    worker = service.start_worker(concurrency=2)
+    worker = service.start_worker(concurrency=2, **PROGRESS_OFTEN)
     request_id = service.submit(web, ids)
     wait_until(lambda: service.items_finished() >= 2, timeout=60, what="progress")
 
@@ -57,7 +60,7 @@ def test_a_cancel_racing_a_fault_ends_cancelled_within_60_s(service, fault):
     # fault then puts back on the queue belongs to a job that is being cancelled.
     cancel(service, web, request_id)
     fault(worker)
-    service.start_worker(concurrency=2)
+    service.start_worker(concurrency=2, **PROGRESS_OFTEN)
     cancelled_at = time.monotonic()
 
     statuses = service.wait_for_jobs([request_id], timeout=60)

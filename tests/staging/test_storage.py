@@ -13,6 +13,8 @@ import pytest
 from staging.storage import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
+    DirectoryCache,
+    DirectorySync,
     NotRegularFileError,
     SizeMismatchError,
     SourceChangedError,
@@ -419,3 +421,82 @@ def test_a_file_whose_name_takes_the_longest_a_filesystem_allows_is_staged(tmp_p
     )
 
     assert (tmp_path / "staging" / name).read_bytes() == b"abc"
+
+
+def test_a_batch_cache_resolves_like_resolve_under_and_reuses_each_directory(tmp_path: Path):
+    (tmp_path / "real").mkdir()
+    for name in ("f", "g"):
+        (tmp_path / "real" / name).write_text(name)
+    (tmp_path / "real" / "alias-of-g").symlink_to(tmp_path / "real" / "g")
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    cache = DirectoryCache()
+    try:
+        for relative in ("alias/f", "real/f", "alias/alias-of-g", "real/g"):
+            found = cache.resolve(tmp_path, relative)
+            expected = resolve_under(tmp_path, relative)
+            assert (found, found.root_dir, found.relative_parts) == (
+                expected,
+                expected.root_dir,
+                expected.relative_parts,
+            )
+        first = cache.parent(cache.resolve(tmp_path, "real/f"), create=False, sync=None)
+        second = cache.parent(cache.resolve(tmp_path, "alias/g"), create=False, sync=None)
+        assert first[0] == second[0] and (first[1], second[1]) == ("f", "g")
+        with pytest.raises(UnsafePathError):
+            cache.resolve(tmp_path / "real", "../f")
+    finally:
+        cache.close()
+
+
+def test_a_directory_swapped_for_a_symlink_between_two_batches_is_refused(tmp_path: Path):
+    archive, staging, outside = tmp_path / "archive", tmp_path / "staging", tmp_path / "outside"
+    for directory in (archive / "d", staging, outside):
+        directory.mkdir(parents=True)
+    for name in ("f", "g"):
+        (archive / "d" / name).write_bytes(b"public")
+        (outside / name).write_bytes(b"secret")
+    cache, sync = DirectoryCache(), DirectorySync()
+    stage_file(
+        cache.resolve(archive, "d/f"),
+        cache.resolve(staging, "d/f"),
+        expected_size=6,
+        cache=cache,
+        sync=sync,
+    )
+    sync.flush()
+    cache.close()  # the batch ends
+    source = cache.resolve(archive, "d/g")  # checked before the swap
+    (archive / "d").rename(archive / "d.before")
+    (archive / "d").symlink_to(outside)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        stage_file(source, cache.resolve(staging, "d/g"), expected_size=6, cache=cache)
+    cache.close()
+    assert (staging / "d" / "f").read_bytes() == b"public"
+    assert not (staging / "d" / "g").exists()
+
+
+def test_deferred_directory_fsyncs_happen_once_per_directory_at_flush(tmp_path, monkeypatch):
+    archive, staging = tmp_path / "archive", tmp_path / "staging"
+    (archive / "d").mkdir(parents=True)
+    staging.mkdir()
+    for name in ("f", "g", "h"):
+        (archive / "d" / name).write_bytes(b"x")
+    synced, real_fsync = [], os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr("staging.storage.os.fsync", fsync)
+    sync = DirectorySync()
+    for name in ("f", "g", "h"):
+        stage_file(
+            resolve_under(archive, f"d/{name}"),
+            resolve_under(staging, f"d/{name}"),
+            expected_size=1,
+            sync=sync,
+        )
+    assert synced == [] and len(sync) == 2  # staging (d made in it) and staging/d
+    sync.flush()
+    assert sorted(synced) == sorted([staging.stat().st_ino, (staging / "d").stat().st_ino])

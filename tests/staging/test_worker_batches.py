@@ -1,0 +1,195 @@
+"""A worker's bookkeeping comes in batches: one write of a batch's outcomes, each directory
+fsynced once per batch and before its items are recorded as done, and a 1-file job run in a
+handful of queries. Run in this process with the calls a worker makes (the integration tier
+runs real workers); real transactions, so every statement is counted."""
+
+import errno
+import os
+import socket
+import stat
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from staging import storage
+from staging.models import Item, JobStatus, Pin, SubJob
+from staging.services.execution import subjob_claim, subjob_run
+from staging.services.jobs import job_create_staging
+from staging.services.transitions import job_request_cancel
+from tasks.catalogue import item_work_for
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def create_job(store, files):
+    return job_create_staging(owner=UserFactory(), store=store, files=files, source="api")
+
+
+def run(job, subjob_id=None):
+    subjob_id = subjob_id or job.subjobs.get().pk
+    return subjob_run(
+        subjob_id=subjob_id, worker="node@host:1", task_id="t", work_for=item_work_for
+    )
+
+
+def test_a_one_file_job_runs_in_fewer_than_8_queries(store, archive_files):
+    (entry,) = archive_files({"run1/a.txt": b"hello"})
+    job = create_job(store, [entry])
+    subjob_id = job.subjobs.get().pk
+    with CaptureQueriesContext(connection) as ran:
+        assert run(job, subjob_id) == JobStatus.FINISHED
+    statements = [query["sql"] for query in ran.captured_queries]
+    control = [sql for sql in statements if sql in ("BEGIN", "COMMIT", "ROLLBACK")]
+    queries = [sql for sql in statements if sql not in control]
+    # Claim, items (with sub-job, job and store), job running; then one transaction: the
+    # items' outcomes, the sub-job's end, the job's roll-up, the pins.
+    assert len(queries) < 8, "\n".join(statements)
+    assert control == ["BEGIN", "COMMIT"], "\n".join(statements)
+    job.refresh_from_db()
+    item = job.items.get()
+    pin = Pin.objects.get(job=job)
+    copied = os.stat(os.path.join(store.staging_root, "run1/a.txt"))
+    assert (job.status, job.files_done, job.bytes_done) == (JobStatus.FINISHED, 1, 5)
+    assert (item.status, item.attempts, item.bytes_done) == (JobStatus.FINISHED, 1, 5)
+    assert item.started_at is not None and item.started_at <= item.finished_at
+    assert job.started_at is not None
+    assert pin.source_size == 5
+    assert pin.source_mtime.timestamp() == pytest.approx(copied.st_mtime_ns / 1e9, abs=1e-5)
+    assert pin.expires_at == job.finished_at + job.lifetime
+
+
+def directory_fsyncs(monkeypatch, on_fsync=lambda fd: None):
+    """Record the directories fsynced (by inode) and call ``on_fsync`` before each."""
+    seen = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        found = os.fstat(fd)
+        if stat.S_ISDIR(found.st_mode):
+            seen.append(found.st_ino)
+            on_fsync(fd)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    return seen
+
+
+def test_each_directory_is_fsynced_once_per_batch_and_outcomes_written_in_one_update(
+    store, archive_files, monkeypatch
+):
+    # More files than go into the pins' lifetime UPDATE: their stamps are joined from VALUES.
+    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, 11)})
+    job = create_job(store, entries)
+    fsynced = directory_fsyncs(monkeypatch)
+    with CaptureQueriesContext(connection) as ran:
+        assert run(job) == JobStatus.FINISHED
+    run1 = os.stat(os.path.join(store.staging_root, "run1")).st_ino
+    root = os.stat(store.staging_root).st_ino
+    # run1 made (its parent fsynced once), ten copies renamed into it (fsynced once).
+    assert sorted(fsynced) == sorted([root, run1])
+    item_updates = [q for q in ran.captured_queries if q["sql"].startswith('UPDATE "staging_item"')]
+    assert len(item_updates) == 1
+    assert set(job.items.values_list("status", "attempts")) == {(JobStatus.FINISHED, 1)}
+    stamped = {pin.path: pin.source_size for pin in Pin.objects.filter(job=job)}
+    assert stamped == {entry.path: entry.size for entry in entries}
+
+
+def test_items_are_finished_in_the_database_only_after_their_directory_was_fsynced(
+    store, archive_files, monkeypatch
+):
+    entries = archive_files({"run1/a.txt": b"a", "run1/b.txt": b"b"})
+    job = create_job(store, entries)
+    statuses_at_fsync = []
+    directory_fsyncs(
+        monkeypatch,
+        lambda fd: statuses_at_fsync.append(set(job.items.values_list("status", flat=True))),
+    )
+    assert run(job) == JobStatus.FINISHED
+    assert statuses_at_fsync and JobStatus.FINISHED not in set().union(*statuses_at_fsync)
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.FINISHED}
+
+
+def test_a_directory_fsync_that_fails_leaves_its_items_unfinished(
+    store, archive_files, monkeypatch
+):
+    entries = archive_files({"run1/a.txt": b"a", "run1/b.txt": b"b"})
+    job = create_job(store, entries)
+    target = os.path.join(store.staging_root, "run1")
+
+    def fail_for_run1(fd):
+        if os.path.exists(target) and os.fstat(fd).st_ino == os.stat(target).st_ino:
+            raise OSError(errno.EIO, "injected")
+
+    directory_fsyncs(monkeypatch, fail_for_run1)
+    with pytest.raises(OSError, match="injected"):
+        run(job)
+    # Both copies were renamed into run1, but it never reached the disk: nothing is ready.
+    assert os.path.exists(os.path.join(target, "a.txt"))
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.NOT_STARTED}
+    subjob = SubJob.objects.get(job=job)
+    assert (subjob.status, subjob.failures) == (JobStatus.NOT_STARTED, 1)
+    job.refresh_from_db()
+    assert job.status != JobStatus.FINISHED
+
+
+def test_an_item_cancelled_on_its_own_during_the_batch_stays_cancelled(store, archive_files):
+    entries = archive_files({"a.txt": b"a", "b.txt": b"b"})
+    job = create_job(store, entries)
+    (subjob,) = job.subjobs.all()
+    calls = []
+
+    def work(item, store_, reporter):
+        calls.append(item.path)
+        if item.path == "a.txt":  # b is cancelled while the batch is in hand
+            Item.objects.filter(job=job, path="b.txt").update(status=JobStatus.CANCELLED)
+
+    assert subjob_run(subjob_id=subjob.pk, worker="n@h:1", task_id="t", work=work) == (
+        JobStatus.FINISHED
+    )
+    assert dict(job.items.values_list("path", "status")) == {
+        "a.txt": JobStatus.FINISHED,
+        "b.txt": JobStatus.CANCELLED,
+    }
+    job.refresh_from_db()
+    assert (job.status, job.files_done) == (JobStatus.FINISHED, 1)
+
+
+def test_a_batch_written_in_the_middle_of_a_copy_leaves_the_copy_whole(
+    store, archive_files, settings
+):
+    # A write at every chunk: each copy spans several batches of the directory cache.
+    settings.STAGING = {
+        **settings.STAGING,
+        "PROGRESS_INTERVAL_SECONDS": 0,
+        "COPY_CHUNK_BYTES": 4096,
+    }
+    contents = {f"run1/f{n}.bin": os.urandom(4096 * 3 + n) for n in range(3)}
+    job = create_job(store, archive_files(contents))
+    assert run(job) == JobStatus.FINISHED
+    assert set(job.items.values_list("status", "attempts")) == {(JobStatus.FINISHED, 1)}
+    staged = os.path.join(store.staging_root, "run1")
+    assert sorted(os.listdir(staged)) == sorted(os.path.basename(p) for p in contents)
+    for path, data in contents.items():
+        with open(os.path.join(store.staging_root, path), "rb") as copy:
+            assert copy.read() == data
+
+
+def test_a_delivery_that_finds_its_dead_siblings_job_cancelled_clears_its_temporary(
+    store, archive_files
+):
+    entries = archive_files({"run1/a.txt": b"a"})
+    job = create_job(store, entries)
+    subjob_id = job.subjobs.get().pk
+    dead_pid = 2**22 + 17  # above the kernel's PID_MAX_LIMIT: never a live process
+    assert subjob_claim(subjob_id=subjob_id, worker=f"node@h:{dead_pid}", task_id="1")
+    # What the dead process left mid-copy, then a cancel, then the task's redelivery.
+    leftover = os.path.join(
+        store.staging_root, "run1", f".stagingsvc-a.txt.{socket.gethostname()}.{dead_pid}.0f.part"
+    )
+    os.makedirs(os.path.dirname(leftover))
+    open(leftover, "wb").close()
+    job_request_cancel(job.pk)
+    assert subjob_claim(subjob_id=subjob_id, worker=f"node@h:{os.getpid()}", task_id="2") is None
+    assert not os.path.exists(leftover)
