@@ -15,6 +15,7 @@ backwards. A sub-job's ``failures`` (not its ``attempts``) count towards MAX_ATT
 import uuid
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -79,6 +80,15 @@ class Store(models.Model):
     simulated_latency_ms = models.PositiveIntegerField(
         default=0,
         help_text="Extra delay per item, to imitate a tape library (benchmarks, demos); 0: none.",
+    )
+    max_active = models.PositiveIntegerField(
+        "max active sub-jobs",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Sub-jobs of this store handed to workers at once (e.g. the tape library's "
+        "drive count); the rest wait in the database. Blank: no limit. Applies at the next "
+        "dispatch, without a restart.",
     )
     credit = models.JSONField(
         "credit metadata",
@@ -322,6 +332,9 @@ class SubJob(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "lease_expires_at"], name="subjob_lease"),
+            # The dispatcher counts dispatched sub-jobs and walks the undispatched ones in age
+            # order (staging.services.dispatch).
+            models.Index(fields=["status", "dispatched_at", "id"], name="subjob_dispatch"),
             # Bytes staged per hour (admin dashboard).
             models.Index(fields=["finished_at"], name="subjob_finished"),
         ]

@@ -57,6 +57,12 @@ class AccountLimits(models.Model):
     max_concurrent_scans = models.PositiveIntegerField(
         null=True, blank=True, help_text="Scan jobs not yet ended at once. Blank: inherit."
     )
+    max_active_subjobs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Sub-jobs of this account's jobs handed to workers at once; the rest wait in "
+        "the database (staging.services.dispatch). Blank: inherit.",
+    )
 
     class Meta:
         verbose_name = "account limits"

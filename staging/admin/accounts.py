@@ -184,6 +184,7 @@ class AccountLimitsAdmin(admin.ModelAdmin):
         "max_active_files",
         "max_active_bytes",
         "max_concurrent_scans",
+        "max_active_subjobs",
     ]
     list_select_related = ["user", "role"]
     autocomplete_fields = ["user"]
@@ -199,6 +200,7 @@ class AccountLimitsAdmin(admin.ModelAdmin):
                     "max_active_files",
                     "max_active_bytes",
                     "max_concurrent_scans",
+                    "max_active_subjobs",
                 ]
             },
         ),

@@ -30,6 +30,7 @@ class StoreForm(forms.ModelForm):
             "hard_link",
             "administrators",
             "simulated_latency_ms",
+            "max_active",
         ]
 
     def clean(self):
@@ -63,6 +64,7 @@ class StoreAdmin(admin.ModelAdmin):
         "archive_root",
         "staging_root",
         "hard_link",
+        "max_active",
         "jobs_link",
     ]
     search_fields = ["slug", "description"]
@@ -71,6 +73,14 @@ class StoreAdmin(admin.ModelAdmin):
         (None, {"fields": ["slug", "description", "kind", "is_primary"]}),
         ("Roots", {"fields": ["archive_root", "staging_root", "hard_link"]}),
         ("Access", {"fields": ["administrators"]}),
+        (
+            "Dispatch",
+            {
+                "fields": ["max_active"],
+                "description": "How many of the store's sub-jobs workers may run at once; "
+                "the rest wait in the database (see docs/dispatch.md).",
+            },
+        ),
         (
             "DTS metadata",
             {

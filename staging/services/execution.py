@@ -26,6 +26,7 @@ from staging.dependencies import (
 from staging.models import Item, Job, JobStatus, Store, SubJob
 from staging.services import transitions
 from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_md5_record
+from staging.services.dispatch import dispatch_wake
 from staging.services.jobs import subjobs_publish
 from staging.services.transitions import LeaseLost
 from staging.storage import (
@@ -353,9 +354,11 @@ def subjob_run(
         except BaseException as exc:
             _interrupted(subjob_id, worker, reporter, exc)
             raise
-        return transitions.subjob_finish(
+        final = transitions.subjob_finish(
             subjob_id=subjob_id, job_id=subjob.job_id, worker=worker, cancelled=reporter.cancelled
         )
+    dispatch_wake()  # its slot is free: the next waiting sub-job may go
+    return final
 
 
 @contextlib.contextmanager

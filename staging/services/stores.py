@@ -61,6 +61,7 @@ def store_create(
     simulated_latency_ms: int = 0,
     credit: dict | None = None,
     sources: list | None = None,
+    max_active: int | None = None,
 ) -> Store:
     """Add a store with both roots on disk (created if missing), checked by
     ``store_roots_validate``. With ``primary``, it becomes the primary store in place of the
@@ -76,6 +77,7 @@ def store_create(
         )
     if simulated_latency_ms < 0:
         raise ServiceError("the simulated latency cannot be negative", field="latency")
+    _check_max_active(max_active)
     credit, sources = credit or {}, sources or []
     for field, problems in (
         ("credit", credit_problems(credit)),
@@ -101,4 +103,21 @@ def store_create(
         simulated_latency_ms=simulated_latency_ms,
         credit=credit,
         sources=sources,
+        max_active=max_active,
     )
+
+
+def _check_max_active(max_active: int | None) -> None:
+    if max_active is not None and max_active < 1:
+        raise ServiceError(
+            "max_active must be at least 1 (leave it out for no limit)", field="max_active"
+        )
+
+
+def store_limit_set(*, slug: str, max_active: int | None) -> Store:
+    """Set how many sub-jobs of a store workers may run at once (None: no limit). The
+    dispatcher reads it at its next pass: no restart."""
+    _check_max_active(max_active)
+    if not Store.objects.filter(slug=slug).update(max_active=max_active):
+        raise ServiceError(f"no store {slug}", field="slug")
+    return Store.objects.get(slug=slug)

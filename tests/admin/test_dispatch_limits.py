@@ -1,0 +1,49 @@
+"""Dispatch limits set in the admin: a store's max_active and an account's max_active_subjobs,
+both read by the dispatcher's next pass."""
+
+import pytest
+
+from staging.models import AccountLimits, Store
+from staging.selectors_accounts import limits_of
+from tests.admin.test_dts_metadata import store_form
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_admin_role_caps_a_store_at_n_subjobs(admin_role_client, tmp_path):
+    response = admin_role_client.post(
+        "/admin/staging/store/add/", store_form(tmp_path, max_active=2)
+    )
+
+    assert response.status_code == 302
+    store = Store.objects.get(slug="archive")
+    assert store.max_active == 2
+    page = admin_role_client.get(f"/admin/staging/store/{store.pk}/change/").content.decode()
+    assert 'name="max_active"' in page
+    response = admin_role_client.post(
+        f"/admin/staging/store/{store.pk}/change/",
+        store_form(tmp_path, max_active=""),
+    )
+    assert response.status_code == 302
+    assert Store.objects.get(pk=store.pk).max_active is None  # blank: no limit
+
+
+def test_a_store_limit_of_zero_is_refused(admin_role_client, tmp_path):
+    response = admin_role_client.post(
+        "/admin/staging/store/add/", store_form(tmp_path, max_active=0)
+    )
+
+    assert response.status_code == 200
+    assert not Store.objects.filter(slug="archive").exists()
+
+
+def test_an_account_limit_of_subjobs_at_once_is_set_per_user(admin_role_client):
+    user = UserFactory(username="bulk")
+    response = admin_role_client.post(
+        "/admin/staging/accountlimits/add/", {"user": user.pk, "max_active_subjobs": 4}
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert AccountLimits.objects.get(user=user).max_active_subjobs == 4
+    assert limits_of(user).max_active_subjobs == 4
