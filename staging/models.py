@@ -15,7 +15,7 @@ backwards. A sub-job's ``failures`` (not its ``attempts``) count towards MAX_ATT
 import uuid
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -37,6 +37,7 @@ TERMINAL_STATUSES = frozenset(
     {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.PARTIALLY_FAILED, JobStatus.CANCELLED}
 )
 ACTIVE_STATUSES = frozenset({JobStatus.NOT_STARTED, JobStatus.RUNNING, JobStatus.CANCELLING})
+DEFAULT_PRIORITY = 3
 
 
 class StoreKind(models.TextChoices):
@@ -233,6 +234,12 @@ class Job(models.Model):
     )
     error = models.TextField(blank=True)
     lifetime = models.DurationField(help_text="How long staged copies stay pinned.")
+    priority = models.PositiveSmallIntegerField(
+        default=DEFAULT_PRIORITY,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="1 (lowest) to 5 (highest): the dispatcher hands out the sub-jobs of higher "
+        "priorities first, and shares each priority fairly between owners.",
+    )
     idempotency_key = models.CharField(max_length=128, blank=True)
     request_hash = models.CharField(
         max_length=64,

@@ -185,6 +185,7 @@ class AccountLimitsAdmin(admin.ModelAdmin):
         "max_active_bytes",
         "max_concurrent_scans",
         "max_active_subjobs",
+        "dispatch_weight",
     ]
     list_select_related = ["user", "role"]
     autocomplete_fields = ["user"]
@@ -201,6 +202,7 @@ class AccountLimitsAdmin(admin.ModelAdmin):
                     "max_active_bytes",
                     "max_concurrent_scans",
                     "max_active_subjobs",
+                    "dispatch_weight",
                 ]
             },
         ),

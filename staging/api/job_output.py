@@ -143,6 +143,7 @@ class SubJobCountsSerializer(serializers.Serializer):
 class JobDetailSerializer(JobSummarySerializer):
     parameters = serializers.DictField(help_text="The task's parameters as submitted.")
     lifetime = IsoDurationField(help_text="How long staged copies stay pinned (ISO 8601).")
+    priority = serializers.IntegerField(help_text="1 (lowest) to 5 (highest).")
     result = serializers.DictField(help_text="Summary of the outcome once the job has ended.")
     error = serializers.CharField(
         source="error_text",

@@ -1,9 +1,11 @@
 """The dispatcher: the database is the queue, and the broker carries only what may run now.
 
 A job's sub-jobs are created NOT_STARTED and undispatched (``dispatched_at`` empty). Each pass
-of ``subjobs_dispatch`` hands the next ones to the broker, oldest first, as long as capacity
-allows; a sub-job counts against capacity from its dispatch until it ends (queued in the
-broker, running, or handed back and waiting to be published again). Capacity is three bounds
+of ``subjobs_dispatch`` hands the next ones to the broker as long as capacity allows: higher
+``Job.priority`` first; within a priority, each slot to the owner with the fewest sub-jobs in
+flight per unit of weight (``dispatch_weight``, default 1: owners served in turn); within an
+owner, oldest first. A sub-job counts against capacity from its dispatch until it ends (queued
+in the broker, running, or handed back and waiting to be published again). Capacity is three bounds
 at once:
 
 - per store, ``Store.max_active`` (e.g. a tape library's drive count; blank: no limit);
@@ -20,21 +22,21 @@ transaction takes at BEGIN does the same), so two dispatchers cannot both fill t
 slot. Limits are read at every pass: a change applies without a restart.
 """
 
+import heapq
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.utils import timezone
 
-from staging.models import JobStatus, Store, SubJob
+from staging.errors import ServiceError
+from staging.models import Job, JobStatus, Store, SubJob
 from staging.selectors_accounts import limits_of
-
-# A module reference: staging.services.jobs imports this module to wake it.
-from staging.services import jobs
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +49,8 @@ WAKE_KEY = "stagingsvc.dispatch-wake"
 WAKE_KEY_SECONDS = 30
 # Any number that no other advisory lock of the database uses.
 ADVISORY_LOCK_ID = 0x57A6_D15C
-# Rows read per step of a pass: a step that finds an owner or a store full moves on to
-# sub-jobs of others in the next step, without reading the rest of the full one's.
+# Waiting sub-jobs of one owner read at a time (a store found full is left out of the next read).
 SCAN_STEP = 200
-MAX_STEPS = 50
 UNCAPPED_TASKS = ("release",)
 
 DISPATCHED = Q(status=JobStatus.RUNNING) | Q(
@@ -84,11 +84,15 @@ class _Capacity:
         self.owner_used = Counter(_count_by(in_flight, "job__owner_id"))
         self.store_limit = dict(Store.objects.values_list("pk", "max_active"))
         self.owner_limit: dict[int | None, int | None] = {None: None}
+        self.owner_weight: dict[int | None, int | None] = {None: None}
+        self.chosen: list[int] = []
 
     def learn_owners(self, owner_ids: Iterable[int | None]) -> None:
         unknown = {pk for pk in owner_ids if pk not in self.owner_limit}
         for user in get_user_model().objects.filter(pk__in=unknown):
-            self.owner_limit[user.pk] = limits_of(user).max_active_subjobs
+            limits = limits_of(user)
+            self.owner_limit[user.pk] = limits.max_active_subjobs
+            self.owner_weight[user.pk] = limits.dispatch_weight
 
     def store_full(self, store_id: int) -> bool:
         limit = self.store_limit.get(store_id)
@@ -98,10 +102,15 @@ class _Capacity:
         limit = self.owner_limit.get(owner_id)
         return limit is not None and self.owner_used[owner_id] >= limit
 
-    def take(self, store_id: int, owner_id: int | None) -> None:
+    def share(self, owner_id: int | None) -> float:
+        """Sub-jobs in flight per unit of the owner's weight (``dispatch_weight``)."""
+        return self.owner_used[owner_id] / (self.owner_weight.get(owner_id) or 1)
+
+    def take(self, pk: int, store_id: int, owner_id: int | None) -> None:
         self.room -= 1
         self.store_used[store_id] += 1
         self.owner_used[owner_id] += 1
+        self.chosen.append(pk)
 
 
 def _count_by(queryset, field: str) -> dict:
@@ -115,54 +124,117 @@ def _lock_dispatch() -> None:
 
 
 def subjobs_dispatch() -> int:
-    """One pass: publish the waiting sub-jobs that capacity allows, oldest first; returns how
-    many were handed to the broker."""
+    """One pass: publish the waiting sub-jobs that capacity allows, by priority, fair share
+    and age; returns how many were handed to the broker."""
+    # Imported here: staging.services.jobs imports this module to wake the dispatcher.
+    from staging.services.jobs import subjobs_publish
+
     with transaction.atomic():
         _lock_dispatch()
         chosen = _choose()
-        return jobs.subjobs_publish(subjob_ids=chosen) if chosen else 0
+        return subjobs_publish(subjob_ids=chosen) if chosen else 0
 
 
 def _choose() -> list[int]:
     capacity = _Capacity()
-    chosen = [
-        pk
-        for pk in subjobs_waiting()
-        .filter(job__task__in=UNCAPPED_TASKS)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    ]
+    waiting = subjobs_waiting()
+    chosen = list(
+        waiting.filter(job__task__in=UNCAPPED_TASKS).order_by("pk").values_list("pk", flat=True)
+    )
+    if capacity.room <= 0:
+        return chosen
+    capped = waiting.exclude(job__task__in=UNCAPPED_TASKS)
     full_stores = {pk for pk in capacity.store_limit if capacity.store_full(pk)}
-    full_owners: set[int] = set()
-    after = 0
-    for _ in range(MAX_STEPS):
+    # Who has work waiting, by priority: one row per (priority, owner), with the oldest job.
+    levels: dict[int, dict[int | None, int]] = defaultdict(dict)
+    queues = (
+        Job.objects.filter(Exists(capped.filter(job=OuterRef("pk"))))
+        .exclude(store_id__in=full_stores)
+        .values_list("priority", "owner_id")
+        .annotate(oldest=Min("pk"))
+    )
+    for priority, owner_id, oldest in queues:
+        levels[priority][owner_id] = oldest
+    capacity.learn_owners(owner for owners in levels.values() for owner in owners)
+    for priority in sorted(levels, reverse=True):
         if capacity.room <= 0:
             break
-        step = list(
-            subjobs_waiting()
-            .exclude(job__task__in=UNCAPPED_TASKS)
-            .exclude(job__store_id__in=full_stores)
-            .exclude(job__owner_id__in=full_owners)
-            .filter(pk__gt=after)
-            .order_by("pk")
-            .values_list("pk", "job__store_id", "job__owner_id")[:SCAN_STEP]
-        )
-        if not step:
-            break
-        capacity.learn_owners(owner for _, _, owner in step)
-        for pk, store_id, owner_id in step:
-            after = pk
-            if capacity.room <= 0:
-                break
+        _share_out(capacity, capped.filter(job__priority=priority), levels[priority], full_stores)
+    return chosen + capacity.chosen
+
+
+def _share_out(capacity, waiting, owners: dict, full_stores: set[int]) -> None:
+    """Weighted fair share within one priority: each free slot goes to the owner with the
+    fewest sub-jobs in flight per unit of weight (ties: the owner with the oldest job), and
+    to that owner's oldest waiting sub-job on a store with room. So an owner who just
+    submitted ten files is served at the next slot, whatever another owner has queued."""
+    turns = []
+    for owner_id, oldest in owners.items():
+        if not capacity.owner_full(owner_id):
+            heapq.heappush(turns, (capacity.share(owner_id), oldest, owner_id))
+    queues = {owner_id: _OwnerQueue(waiting.filter(job__owner_id=owner_id)) for owner_id in owners}
+    while capacity.room > 0 and turns:
+        _, oldest, owner_id = heapq.heappop(turns)
+        picked = queues[owner_id].next_with_room(capacity, full_stores)
+        if picked is None:
+            continue  # nothing more of this owner's can go now
+        capacity.take(*picked, owner_id)
+        if not capacity.owner_full(owner_id):
+            heapq.heappush(turns, (capacity.share(owner_id), oldest, owner_id))
+
+
+class _OwnerQueue:
+    """One owner's waiting sub-jobs at one priority, oldest first, read a step at a time."""
+
+    def __init__(self, waiting):
+        self.waiting = waiting
+        self.buffer: list[tuple[int, int]] = []
+        self.after = 0
+        self.exhausted = False
+
+    def next_with_room(self, capacity, full_stores: set[int]) -> tuple[int, int] | None:
+        """The oldest sub-job whose store has room: (pk, store id), or None."""
+        while True:
+            if not self.buffer:
+                if self.exhausted:
+                    return None
+                self._read(full_stores)
+                continue
+            pk, store_id = self.buffer.pop(0)
+            if store_id in full_stores:
+                continue
             if capacity.store_full(store_id):
                 full_stores.add(store_id)
                 continue
-            if capacity.owner_full(owner_id):
-                full_owners.add(owner_id)
-                continue
-            capacity.take(store_id, owner_id)
-            chosen.append(pk)
-    return chosen
+            return pk, store_id
+
+    def _read(self, full_stores: set[int]) -> None:
+        step = list(
+            self.waiting.exclude(job__store_id__in=full_stores)
+            .filter(pk__gt=self.after)
+            .order_by("pk")
+            .values_list("pk", "job__store_id")[:SCAN_STEP]
+        )
+        self.exhausted = len(step) < SCAN_STEP
+        if step:
+            self.after = step[-1][0]
+        self.buffer = step
+
+
+def jobs_prioritize(*, job_ids: Iterable[int], priority: int) -> int:
+    """Give jobs a new priority (1 to 5); their sub-jobs still waiting are handed out by it
+    from the next pass on (those already dispatched keep their place). Returns how many jobs
+    changed."""
+    if not 1 <= priority <= 5:
+        raise ServiceError("a priority is 1 (lowest) to 5 (highest)", field="priority")
+    changed = (
+        Job.objects.filter(pk__in=list(job_ids))
+        .exclude(priority=priority)
+        .update(priority=priority, updated_at=timezone.now())
+    )
+    if changed:
+        transaction.on_commit(dispatch_wake)
+    return changed
 
 
 def dispatch_wake() -> None:

@@ -47,3 +47,26 @@ def test_an_account_limit_of_subjobs_at_once_is_set_per_user(admin_role_client):
     assert response.status_code == 302, response.content.decode()[:2000]
     assert AccountLimits.objects.get(user=user).max_active_subjobs == 4
     assert limits_of(user).max_active_subjobs == 4
+
+
+def test_an_operator_raises_waiting_jobs_to_the_highest_priority(operator_client):
+    from staging.models import Job, JobStatus
+    from tests.factories import JobFactory
+
+    waiting, ended = JobFactory(), JobFactory(status=JobStatus.FINISHED)
+
+    response = operator_client.post(
+        "/admin/staging/job/",
+        {"action": "raise_priority", "_selected_action": [waiting.pk, ended.pk]},
+        follow=True,
+    )
+
+    said = [str(m) for m in response.context["messages"]]
+    assert said == [
+        "1 job raised to priority 5; their waiting sub-jobs go first from the next dispatch on. "
+        "1 job already ended: left as is."
+    ]
+    assert Job.objects.get(pk=waiting.pk).priority == 5
+    assert Job.objects.get(pk=ended.pk).priority == 3
+    page = operator_client.get(f"/admin/staging/job/{waiting.pk}/change/").content.decode()
+    assert "Priority" in page

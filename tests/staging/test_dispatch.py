@@ -222,3 +222,83 @@ def test_concurrent_passes_never_fill_one_slot_twice(queued):
     assert sorted(results) == [0, 0, 0, 3]
     assert dispatched(job) == 3
     assert queued() == 3
+
+
+# --- Priority and fair share ----------------------------------------------------------------
+
+
+def bound(settings, n: int) -> None:
+    settings.STAGING = {**settings.STAGING, "DISPATCH_MAX_IN_FLIGHT": n}
+
+
+def test_higher_priorities_go_first_whatever_their_age(queued, settings):
+    bound(settings, 3)
+    low = job_with(3)
+    high = job_with(2)
+    Job.objects.filter(pk=high.pk).update(priority=5)
+    Job.objects.filter(pk=low.pk).update(priority=1)
+    middle = job_with(2)  # the default, 3
+
+    assert subjobs_dispatch() == 3
+    assert (dispatched(high), dispatched(middle), dispatched(low)) == (2, 1, 0)
+
+
+def test_two_owners_share_the_slots_in_turn(queued, settings):
+    bound(settings, 4)
+    big = job_with(50)
+    small = job_with(5)  # submitted after the big one, by someone else
+
+    assert subjobs_dispatch() == 4
+    assert (dispatched(big), dispatched(small)) == (2, 2)
+
+
+def test_three_owners_share_the_slots_in_turn(queued, settings):
+    bound(settings, 6)
+    jobs = [job_with(20) for _ in range(3)]
+
+    subjobs_dispatch()
+
+    assert [dispatched(job) for job in jobs] == [2, 2, 2]
+
+
+def test_the_slot_freed_by_a_big_job_goes_to_a_newcomer_at_once(queued, worker_takes, settings):
+    bound(settings, 4)
+    job_with(100)
+    assert subjobs_dispatch() == 4  # every slot is the big job's
+    small = job_with(10)
+
+    worker_takes()
+    assert subjobs_dispatch() == 1
+    assert dispatched(small) == 1  # not behind the other 96
+
+
+def test_a_weight_of_two_gets_twice_the_slots(queued, settings):
+    bound(settings, 6)
+    heavy, light = UserFactory(), UserFactory()
+    AccountLimits.objects.create(user=heavy, dispatch_weight=2)
+    account_limits_changed()
+    light_job, heavy_job = job_with(20, owner=light), job_with(20, owner=heavy)
+
+    subjobs_dispatch()
+
+    assert (dispatched(light_job), dispatched(heavy_job)) == (2, 4)
+
+
+def test_within_one_owner_the_oldest_job_goes_first(queued, settings):
+    bound(settings, 3)
+    owner = UserFactory()
+    first, second = job_with(2, owner=owner), job_with(2, owner=owner)
+
+    subjobs_dispatch()
+
+    assert (dispatched(first), dispatched(second)) == (2, 1)
+
+
+def test_a_full_store_does_not_keep_an_owner_from_its_other_stores(queued, settings):
+    bound(settings, 10)
+    owner = UserFactory()
+    tape = job_with(5, store=StoreFactory(max_active=1), owner=owner)
+    disk = job_with(3, store=StoreFactory(), owner=owner)
+
+    assert subjobs_dispatch() == 4
+    assert (dispatched(tape), dispatched(disk)) == (1, 3)
