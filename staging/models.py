@@ -21,6 +21,7 @@ from django.db.models import Q
 
 from staging.credit import validate_credit, validate_file_metadata, validate_sources
 from staging.orcid import validate_orcid
+from staging.space import validate_space
 
 
 class JobStatus(models.TextChoices):
@@ -90,6 +91,26 @@ class Store(models.Model):
         help_text="Sub-jobs of this store handed to workers at once (e.g. the tape library's "
         "drive count); the rest wait in the database. Blank: no limit. Applies at the next "
         "dispatch, without a restart.",
+    )
+    free_space_low = models.CharField(
+        "free space low watermark",
+        max_length=32,
+        blank=True,
+        validators=[validate_space],
+        help_text="Below this much free space in the staging area (bytes such as 50GB, or a "
+        "share such as 5%), the store's waiting sub-jobs are not dispatched. Blank: never.",
+    )
+    free_space_high = models.CharField(
+        "free space high watermark",
+        max_length=32,
+        blank=True,
+        validators=[validate_space],
+        help_text="Dispatch resumes once this much is free again (blank: the low watermark).",
+    )
+    staging_full_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set by the dispatcher while the staging area is below its low watermark.",
     )
     credit = models.JSONField(
         "credit metadata",
@@ -234,6 +255,12 @@ class Job(models.Model):
     )
     error = models.TextField(blank=True)
     lifetime = models.DurationField(help_text="How long staged copies stay pinned.")
+    waiting = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Why the job's sub-jobs wait, when something other than their turn holds them "
+        "(staging area full).",
+    )
     priority = models.PositiveSmallIntegerField(
         default=DEFAULT_PRIORITY,
         validators=[MinValueValidator(1), MaxValueValidator(5)],

@@ -31,6 +31,8 @@ class StoreForm(forms.ModelForm):
             "administrators",
             "simulated_latency_ms",
             "max_active",
+            "free_space_low",
+            "free_space_high",
         ]
 
     def clean(self):
@@ -65,6 +67,7 @@ class StoreAdmin(admin.ModelAdmin):
         "staging_root",
         "hard_link",
         "max_active",
+        "staging_full_since",
         "jobs_link",
     ]
     search_fields = ["slug", "description"]
@@ -76,9 +79,15 @@ class StoreAdmin(admin.ModelAdmin):
         (
             "Dispatch",
             {
-                "fields": ["max_active"],
-                "description": "How many of the store's sub-jobs workers may run at once; "
-                "the rest wait in the database (see docs/dispatch.md).",
+                "fields": [
+                    "max_active",
+                    "free_space_low",
+                    "free_space_high",
+                    "staging_full_since",
+                ],
+                "description": "How many of the store's sub-jobs workers may run at once, and "
+                "how much free space the staging area keeps; the rest wait in the database "
+                "(see docs/dispatch.md).",
             },
         ),
         (
@@ -91,6 +100,8 @@ class StoreAdmin(admin.ModelAdmin):
         ),
         ("Testing", {"fields": ["simulated_latency_ms"], "classes": ["collapse"]}),
     ]
+
+    readonly_fields = ["staging_full_since"]
 
     @admin.display(description="jobs")
     def jobs_link(self, store):

@@ -107,6 +107,17 @@ class StatusSerializer(serializers.Serializer):
         help_text="Only when the job is FAILED or PARTIALLY_FAILED: why, its own error, else "
         "how many files failed by reason with the first few store paths.",
     )
+    waiting = serializers.CharField(
+        required=False,
+        help_text="Only while something other than its turn holds the job's work back: why "
+        "(staging area full).",
+    )
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not data.get("waiting"):  # only a job held back says why
+            data.pop("waiting", None)
+        return data
 
 
 class SubmittedJobSerializer(serializers.Serializer):

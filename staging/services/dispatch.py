@@ -11,7 +11,9 @@ at once:
 - per store, ``Store.max_active`` (e.g. a tape library's drive count; blank: no limit);
 - per owner, ``max_active_subjobs`` of the owner's account limits (blank: no limit);
 - over everything, ``STAGING["DISPATCH_MAX_IN_FLIGHT"]`` (worker processes + a small prefetch),
-  so the broker never holds more than that whatever waits in the database.
+  so the broker never holds more than that whatever waits in the database;
+- and a store whose staging area is below its free-space watermark gets nothing
+  (staging.services.staging_space).
 
 Release jobs free space and take no drive: they never wait for capacity.
 
@@ -37,6 +39,7 @@ from django.utils import timezone
 from staging.errors import ServiceError
 from staging.models import Job, JobStatus, Store, SubJob
 from staging.selectors_accounts import limits_of
+from staging.services.staging_space import stores_full
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +148,7 @@ def _choose() -> list[int]:
         return chosen
     capped = waiting.exclude(job__task__in=UNCAPPED_TASKS)
     full_stores = {pk for pk in capacity.store_limit if capacity.store_full(pk)}
+    full_stores |= stores_full()  # no room in the staging area
     # Who has work waiting, by priority: one row per (priority, owner), with the oldest job.
     levels: dict[int, dict[int | None, int]] = defaultdict(dict)
     queues = (

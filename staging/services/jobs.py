@@ -26,6 +26,7 @@ from staging.models import (
 from staging.services import transitions
 from staging.services.accounts import account_work_admit
 from staging.services.dispatch import dispatch_wake
+from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def job_create_staging(
     if any(f.store_id != store.pk for f in files):
         raise ServiceError("all files of one request must belong to the same store", field="ids")
     account_work_admit(owner=owner, files=len(files), size=sum(f.size for f in files), task=task)
+    staging_space_admit(store=store, size=sum(f.size for f in files))
     lifetime = lifetime or settings.STAGING["DEFAULT_LIFETIME"]
     # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
     # staged_copies_sweep), so it never takes a copy this job's new pins hold.

@@ -3,12 +3,14 @@
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
 from staging.credit import credit_problems, sources_problems
 from staging.errors import ConflictError, ServiceError
 from staging.models import Store, StoreKind
+from staging.space import validate_space
 
 
 def _root(raw: str, name: str) -> Path:
@@ -114,10 +116,24 @@ def _check_max_active(max_active: int | None) -> None:
         )
 
 
-def store_limit_set(*, slug: str, max_active: int | None) -> Store:
-    """Set how many sub-jobs of a store workers may run at once (None: no limit). The
-    dispatcher reads it at its next pass: no restart."""
-    _check_max_active(max_active)
-    if not Store.objects.filter(slug=slug).update(max_active=max_active):
+def store_limit_set(
+    *, slug: str, max_active: int | object | None = ..., free_space: tuple[str, str] | None = None
+) -> Store:
+    """Set how many sub-jobs of a store workers may run at once (None: no limit) and/or its
+    staging area's free-space watermarks (low, high; blank: none). The dispatcher reads them at
+    its next pass: no restart. What is not given stays as it is."""
+    changes: dict = {}
+    if max_active is not ...:
+        _check_max_active(max_active)
+        changes["max_active"] = max_active
+    if free_space is not None:
+        for name, text in zip(("free_space_low", "free_space_high"), free_space, strict=True):
+            if text:
+                try:
+                    validate_space(text)
+                except ValidationError as exc:
+                    raise ServiceError(exc.messages[0], field=name) from exc
+            changes[name] = text
+    if not Store.objects.filter(slug=slug).update(**changes):
         raise ServiceError(f"no store {slug}", field="slug")
     return Store.objects.get(slug=slug)

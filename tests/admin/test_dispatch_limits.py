@@ -70,3 +70,24 @@ def test_an_operator_raises_waiting_jobs_to_the_highest_priority(operator_client
     assert Job.objects.get(pk=ended.pk).priority == 3
     page = operator_client.get(f"/admin/staging/job/{waiting.pk}/change/").content.decode()
     assert "Priority" in page
+
+
+def test_the_admin_refuses_a_watermark_that_is_no_amount_of_space(admin_role_client, tmp_path):
+    response = admin_role_client.post(
+        "/admin/staging/store/add/", store_form(tmp_path, free_space_low="plenty")
+    )
+
+    assert response.status_code == 200
+    assert "is not an amount of space" in response.content.decode()
+    assert not Store.objects.filter(slug="archive").exists()
+
+
+def test_the_admin_keeps_a_stores_watermarks(admin_role_client, tmp_path):
+    response = admin_role_client.post(
+        "/admin/staging/store/add/",
+        store_form(tmp_path, free_space_low="5%", free_space_high="200GB"),
+    )
+
+    assert response.status_code == 302
+    store = Store.objects.get(slug="archive")
+    assert (store.free_space_low, store.free_space_high) == ("5%", "200GB")

@@ -113,3 +113,28 @@ def test_the_broker_holds_no_more_than_the_in_flight_bound_with_many_waiting(
     assert {j.status for j in Job.objects.filter(pk__in=[j.pk for j in jobs])} == {
         JobStatus.FINISHED
     }
+
+
+def test_a_small_job_behind_a_big_one_of_another_owner_finishes_first(
+    store, archive_files, start_worker, start_beat, one_file_subjobs
+):
+    files = archive_files({f"f/{n}.bin": b"f" * (100 + n) for n in range(64)})
+    slow(store, 150)
+    bound = {"STAGING_DISPATCH_MAX_IN_FLIGHT": "3", **FAST_DISPATCH}
+    start_worker(concurrency=2, **bound)
+    start_beat(**bound)
+
+    big = job_create_staging(owner=UserFactory(), store=store, files=files[:60], source="api")
+    wait_until(lambda: running(job=big) > 0, what="the big job to start")
+    small = job_create_staging(owner=UserFactory(), store=store, files=files[60:], source="api")
+    wait_until(
+        lambda: Job.objects.filter(pk=small.pk, status=JobStatus.FINISHED).exists(),
+        timeout=60,
+        what="the small job",
+    )
+
+    big.refresh_from_db()
+    assert big.files_done < 30, big.files_done  # FIFO would have finished the big job first
+    assert sample_until_done([big], lambda: None) is not None
+    big.refresh_from_db()
+    assert big.status == JobStatus.FINISHED
