@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from staging.api.fields import IsoDurationField
 from staging.api.results import results_response
-from staging.models import Job, JobStatus, SubJob
+from staging.models import TERMINAL_STATUSES, Job, JobStatus, SubJob
 
 # Parameters and headers the OpenAPI description shares between the job views.
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Job id.")
@@ -115,7 +115,8 @@ class StatusSerializer(serializers.Serializer):
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
-        if not data.get("waiting"):  # only a job held back says why
+        # Only a job held back says why, and only while it waits.
+        if not data.get("waiting") or data["status"] in TERMINAL_STATUSES:
             data.pop("waiting", None)
         return data
 

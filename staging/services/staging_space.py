@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from staging.errors import ServiceError
-from staging.models import ACTIVE_STATUSES, Job, Store, SubJob
+from staging.models import Job, JobStatus, Store, SubJob
 from staging.space import space_bytes
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ def stores_full(*, now: datetime | None = None) -> set[int]:
     ``staging_full_since`` (with hysteresis) and its waiting jobs' ``waiting`` reason."""
     now = now or timezone.now()
     full: set[int] = set()
-    for store in Store.objects.exclude(free_space_low=""):
+    watched = list(Store.objects.exclude(free_space_low=""))
+    for store in watched:
         try:
             free, total = staging_area_space(store.staging_root)
         except OSError as exc:
@@ -74,25 +75,26 @@ def stores_full(*, now: datetime | None = None) -> set[int]:
         if not was_full and free < low:
             Store.objects.filter(pk=store.pk).update(staging_full_since=now)
             logger.warning(
-                "store %s: staging area full (%s bytes free); dispatch paused", store, free
+                "store %s: staging area full, %s bytes free: dispatch paused", store, free
             )
             was_full = True
         elif was_full and free >= high:
             Store.objects.filter(pk=store.pk).update(staging_full_since=None)
-            logger.info("store %s: %s bytes free again; dispatch resumed", store, free)
+            logger.info("store %s: %s bytes free again: dispatch resumed", store, free)
             was_full = False
         if was_full:
             full.add(store.pk)
-    _jobs_waiting_mark(full)
+    if watched:
+        _jobs_waiting_mark(full=full, others={s.pk for s in watched} - full)
     return full
 
 
-def _jobs_waiting_mark(full: set[int]) -> None:
-    """Jobs with sub-jobs waiting on a full store say so; the others no longer do."""
+def _jobs_waiting_mark(*, full: set[int], others: set[int]) -> None:
+    """Active jobs with sub-jobs waiting on a full store say so; those on the other watched
+    stores no longer do (an ended job's reason is never shown)."""
+    active = Job.objects.filter(status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING])
     waiting = SubJob.objects.filter(job=OuterRef("pk"), dispatched_at__isnull=True)
-    Job.objects.filter(store_id__in=full, status__in=ACTIVE_STATUSES).filter(
-        Exists(waiting)
-    ).exclude(waiting=STAGING_AREA_FULL).update(waiting=STAGING_AREA_FULL)
-    Job.objects.filter(waiting=STAGING_AREA_FULL).exclude(
-        store_id__in=full, status__in=ACTIVE_STATUSES
-    ).update(waiting="")
+    active.filter(store_id__in=full).filter(Exists(waiting)).exclude(
+        waiting=STAGING_AREA_FULL
+    ).update(waiting=STAGING_AREA_FULL)
+    active.filter(store_id__in=others, waiting=STAGING_AREA_FULL).update(waiting="")

@@ -115,6 +115,22 @@ def test_a_waiting_job_says_why_in_peek_and_the_dts_still_says_staging(
     assert "waiting" not in user.get(f"/api/v1/task_status/{job_id}/peek").json()
 
 
+def test_a_job_that_ended_never_says_it_waits(free_space, store, archive_files, client_for):
+    Store.objects.filter(pk=store.pk).update(free_space_low="50%")
+    (f,) = archive_files({"a.txt": b"a"})
+    user = client_for(Role.DATA_USER)
+    job_id = user.post("/api/v1/jobs/", {"ids": [f.id]}, format="json").json()["jobId"]
+    free_space(1 * GiB)
+    subjobs_dispatch()
+    assert Job.objects.get(uuid=job_id).waiting == STAGING_AREA_FULL
+
+    user.post(f"/api/v1/jobs/{job_id}/cancel", format="json")
+
+    peek = user.get(f"/api/v1/task_status/{job_id}/peek").json()
+    assert peek["status"] == "CANCELLED"
+    assert "waiting" not in peek
+
+
 def test_a_request_larger_than_the_whole_staging_area_is_refused(free_space, store, archive_files):
     files = archive_files({"a.txt": b"a"})
     with (
