@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from tests.faults.conftest import STORE
-from tests.workers import wait_until
+from tests.workers import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -65,13 +65,29 @@ def start_capped(service):
     service.slow_down(400)
     service.manage("storelimit", STORE, "--max-active", "2")
     web = service.start_web(STAGING_SUBJOB_MAX_FILES="1")
-    service.start_worker(concurrency=2, **FAST)
-    service.start_worker(concurrency=2, **FAST)
+    for _ in range(2):
+        service.start_worker(concurrency=2, **FAST)
     service.start_beat(**FAST)
     request_ids = [
         service.submit(web, ids[j * FILES_PER_JOB : (j + 1) * FILES_PER_JOB]) for j in range(JOBS)
     ]
     return request_ids, contents
+
+
+def restart_exited_workers(service) -> int:
+    """What the supervisor does (systemd's Restart=on-failure, Kubernetes): a worker whose
+    main process exited is started again. Celery's consumer can die with "Unrecoverable
+    error" when a task's acknowledgement meets the lost broker connection (kombu), whatever
+    the task did; returns how many were restarted."""
+    exited = [
+        p
+        for p in service.processes
+        if isinstance(p, WorkerProcess) and p.process.poll() is not None
+    ]
+    for worker in exited:
+        service.processes.remove(worker)
+        service.start_worker(concurrency=2, **FAST)
+    return len(exited)
 
 
 def test_a_store_cap_holds_and_every_job_ends_across_an_emptied_broker(service):
@@ -82,6 +98,8 @@ def test_a_store_cap_holds_and_every_job_ends_across_an_emptied_broker(service):
         service.redis.kill()
         time.sleep(3)
         service.redis.start()
+        time.sleep(2)
+        print(f"\nworkers restarted by the supervisor: {restart_exited_workers(service)}")
 
         statuses = service.wait_for_jobs(request_ids, timeout=120)
     assert set(statuses.values()) == {"FINISHED"}, statuses
