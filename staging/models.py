@@ -15,11 +15,13 @@ backwards. A sub-job's ``failures`` (not its ``attempts``) count towards MAX_ATT
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from staging.credit import validate_credit, validate_file_metadata, validate_sources
 from staging.orcid import validate_orcid
+from staging.space import validate_space
 
 
 class JobStatus(models.TextChoices):
@@ -36,6 +38,7 @@ TERMINAL_STATUSES = frozenset(
     {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.PARTIALLY_FAILED, JobStatus.CANCELLED}
 )
 ACTIVE_STATUSES = frozenset({JobStatus.NOT_STARTED, JobStatus.RUNNING, JobStatus.CANCELLING})
+DEFAULT_PRIORITY = 3
 
 
 class StoreKind(models.TextChoices):
@@ -79,6 +82,35 @@ class Store(models.Model):
     simulated_latency_ms = models.PositiveIntegerField(
         default=0,
         help_text="Extra delay per item, to imitate a tape library (benchmarks, demos); 0: none.",
+    )
+    max_active = models.PositiveIntegerField(
+        "max active sub-jobs",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Sub-jobs of this store handed to workers at once (e.g. the tape library's "
+        "drive count); the rest wait in the database. Blank: no limit. Applies at the next "
+        "dispatch, without a restart.",
+    )
+    free_space_low = models.CharField(
+        "free space low watermark",
+        max_length=32,
+        blank=True,
+        validators=[validate_space],
+        help_text="Below this much free space in the staging area (bytes such as 50GB, or a "
+        "share such as 5%), the store's waiting sub-jobs are not dispatched. Blank: never.",
+    )
+    free_space_high = models.CharField(
+        "free space high watermark",
+        max_length=32,
+        blank=True,
+        validators=[validate_space],
+        help_text="Dispatch resumes once this much is free again (blank: the low watermark).",
+    )
+    staging_full_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set by the dispatcher while the staging area is below its low watermark.",
     )
     credit = models.JSONField(
         "credit metadata",
@@ -223,6 +255,18 @@ class Job(models.Model):
     )
     error = models.TextField(blank=True)
     lifetime = models.DurationField(help_text="How long staged copies stay pinned.")
+    waiting = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Why the job's sub-jobs wait, when something other than their turn holds them "
+        "(staging area full).",
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=DEFAULT_PRIORITY,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="1 (lowest) to 5 (highest): the dispatcher hands out the sub-jobs of higher "
+        "priorities first, and shares each priority fairly between owners.",
+    )
     idempotency_key = models.CharField(max_length=128, blank=True)
     request_hash = models.CharField(
         max_length=64,
@@ -322,6 +366,9 @@ class SubJob(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "lease_expires_at"], name="subjob_lease"),
+            # The dispatcher counts dispatched sub-jobs and walks the undispatched ones in age
+            # order (staging.services.dispatch).
+            models.Index(fields=["status", "dispatched_at", "id"], name="subjob_dispatch"),
             # Bytes staged per hour (admin dashboard).
             models.Index(fields=["finished_at"], name="subjob_finished"),
         ]

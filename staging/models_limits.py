@@ -6,7 +6,7 @@ field takes the most generous of its roles' rows, then of the role defaults in t
 
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -56,6 +56,20 @@ class AccountLimits(models.Model):
     )
     max_concurrent_scans = models.PositiveIntegerField(
         null=True, blank=True, help_text="Scan jobs not yet ended at once. Blank: inherit."
+    )
+    max_active_subjobs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Sub-jobs of this account's jobs handed to workers at once; the rest wait in "
+        "the database (staging.services.dispatch). Blank: inherit.",
+    )
+    dispatch_weight = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Share of the workers against other accounts with work of the same priority: "
+        "an account of weight 2 gets twice the sub-jobs of one of weight 1. Blank: inherit "
+        "(1 when nothing sets it).",
     )
 
     class Meta:

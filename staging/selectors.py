@@ -159,6 +159,7 @@ def job_status_error(row: dict) -> str:
 # What the status calls read: one row of the job, these columns only.
 JOB_STATUS_FIELDS = (
     "status",
+    "waiting",
     "files_total",
     "files_done",
     "files_failed",

@@ -34,6 +34,8 @@ class Limits:
     max_active_files: int | None
     max_active_bytes: int | None
     max_concurrent_scans: int | None
+    max_active_subjobs: int | None
+    dispatch_weight: int | None
 
 
 LIMIT_NAMES = tuple(f.name for f in fields(Limits))

@@ -4,6 +4,7 @@ from dataclasses import asdict
 
 from celery import shared_task
 
+from staging.services.dispatch import dispatch_woken
 from staging.services.recovery import (
     jobs_janitor,
     staged_copies_sweep,
@@ -11,6 +12,12 @@ from staging.services.recovery import (
     subjobs_reconcile,
 )
 from staging.services.retention import jobs_purge
+
+
+@shared_task
+def dispatch_waiting_subjobs() -> dict:
+    """Hand the broker the waiting sub-jobs that capacity allows (woken, and on beat)."""
+    return {"dispatched": dispatch_woken()}
 
 
 @shared_task

@@ -184,6 +184,8 @@ class AccountLimitsAdmin(admin.ModelAdmin):
         "max_active_files",
         "max_active_bytes",
         "max_concurrent_scans",
+        "max_active_subjobs",
+        "dispatch_weight",
     ]
     list_select_related = ["user", "role"]
     autocomplete_fields = ["user"]
@@ -199,6 +201,8 @@ class AccountLimitsAdmin(admin.ModelAdmin):
                     "max_active_files",
                     "max_active_bytes",
                     "max_concurrent_scans",
+                    "max_active_subjobs",
+                    "dispatch_weight",
                 ]
             },
         ),

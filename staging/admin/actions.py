@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 
 from staging.errors import ConflictError
 from staging.models import JobStatus
+from staging.services.dispatch import jobs_prioritize
 from staging.services.job_requests import job_cancel_requested
 from staging.services.jobs import job_retry
 from staging.services.recovery import job_release
@@ -132,6 +133,28 @@ def release_pins(modeladmin, request, queryset):
             messages.SUCCESS,
         )
     _report_refusals(modeladmin, request, "release the pins of", refusals)
+
+
+@admin.action(description="Raise selected jobs to the highest priority (5)", permissions=["change"])
+def raise_priority(modeladmin, request, queryset):
+    jobs = _selected(modeladmin, request, queryset)
+    if jobs is None:
+        return
+    waiting = [job for job in jobs if job.status in (JobStatus.NOT_STARTED, JobStatus.RUNNING)]
+    changed = jobs_prioritize(job_ids=[job.pk for job in waiting], priority=5)
+    for job in waiting:
+        modeladmin.log_change(request, job, "Priority raised to 5 from the admin.")
+    modeladmin.message_user(
+        request,
+        f"{_plural(changed, 'job')} raised to priority 5; their waiting sub-jobs go first "
+        "from the next dispatch on."
+        + (
+            f" {_plural(len(jobs) - len(waiting), 'job')} already ended: left as is."
+            if len(jobs) > len(waiting)
+            else ""
+        ),
+        messages.SUCCESS,
+    )
 
 
 JOB_ACTIONS = {

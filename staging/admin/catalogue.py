@@ -30,6 +30,9 @@ class StoreForm(forms.ModelForm):
             "hard_link",
             "administrators",
             "simulated_latency_ms",
+            "max_active",
+            "free_space_low",
+            "free_space_high",
         ]
 
     def clean(self):
@@ -63,6 +66,8 @@ class StoreAdmin(admin.ModelAdmin):
         "archive_root",
         "staging_root",
         "hard_link",
+        "max_active",
+        "staging_full_since",
         "jobs_link",
     ]
     search_fields = ["slug", "description"]
@@ -71,6 +76,20 @@ class StoreAdmin(admin.ModelAdmin):
         (None, {"fields": ["slug", "description", "kind", "is_primary"]}),
         ("Roots", {"fields": ["archive_root", "staging_root", "hard_link"]}),
         ("Access", {"fields": ["administrators"]}),
+        (
+            "Dispatch",
+            {
+                "fields": [
+                    "max_active",
+                    "free_space_low",
+                    "free_space_high",
+                    "staging_full_since",
+                ],
+                "description": "How many of the store's sub-jobs workers may run at once, and "
+                "how much free space the staging area keeps; the rest wait in the database "
+                "(see docs/dispatch.md).",
+            },
+        ),
         (
             "DTS metadata",
             {
@@ -81,6 +100,8 @@ class StoreAdmin(admin.ModelAdmin):
         ),
         ("Testing", {"fields": ["simulated_latency_ms"], "classes": ["collapse"]}),
     ]
+
+    readonly_fields = ["staging_full_since"]
 
     @admin.display(description="jobs")
     def jobs_link(self, store):

@@ -11,7 +11,13 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 
-from staging.admin.actions import JOB_ACTIONS, cancel_jobs, release_pins, retry_failed_items
+from staging.admin.actions import (
+    JOB_ACTIONS,
+    cancel_jobs,
+    raise_priority,
+    release_pins,
+    retry_failed_items,
+)
 from staging.admin.display import (
     FAILED_STATUSES,
     duration_text,
@@ -67,10 +73,10 @@ class JobAdmin(admin.ModelAdmin):
     ordering = ["-created_at"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    actions = [cancel_jobs, retry_failed_items, release_pins]
+    actions = [cancel_jobs, retry_failed_items, release_pins, raise_priority]
     fieldsets = [
         ("Request", {"fields": ["uuid", "task", "store", "owner", "source", "idempotency_key"]}),
-        ("Parameters", {"fields": ["parameters_json", "lifetime"]}),
+        ("Parameters", {"fields": ["parameters_json", "lifetime", "priority", "waiting"]}),
         # The error is shown at the top of the page, with the failed items' reasons.
         ("Outcome", {"fields": ["result_json"]}),
     ]

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from staging.api.fields import IsoDurationField
 from staging.api.results import results_response
-from staging.models import Job, JobStatus, SubJob
+from staging.models import TERMINAL_STATUSES, Job, JobStatus, SubJob
 
 # Parameters and headers the OpenAPI description shares between the job views.
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Job id.")
@@ -107,6 +107,18 @@ class StatusSerializer(serializers.Serializer):
         help_text="Only when the job is FAILED or PARTIALLY_FAILED: why, its own error, else "
         "how many files failed by reason with the first few store paths.",
     )
+    waiting = serializers.CharField(
+        required=False,
+        help_text="Only while something other than its turn holds the job's work back: why "
+        "(staging area full).",
+    )
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        # Only a job held back says why, and only while it waits.
+        if not data.get("waiting") or data["status"] in TERMINAL_STATUSES:
+            data.pop("waiting", None)
+        return data
 
 
 class SubmittedJobSerializer(serializers.Serializer):
@@ -143,6 +155,7 @@ class SubJobCountsSerializer(serializers.Serializer):
 class JobDetailSerializer(JobSummarySerializer):
     parameters = serializers.DictField(help_text="The task's parameters as submitted.")
     lifetime = IsoDurationField(help_text="How long staged copies stay pinned (ISO 8601).")
+    priority = serializers.IntegerField(help_text="1 (lowest) to 5 (highest).")
     result = serializers.DictField(help_text="Summary of the outcome once the job has ended.")
     error = serializers.CharField(
         source="error_text",

@@ -34,7 +34,7 @@ from staging.api.permissions import RolePolicy
 from staging.api.renderers import CSVRenderer
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import ConflictError, NotFoundError, ServiceError
-from staging.models import TERMINAL_STATUSES, File, Job
+from staging.models import DEFAULT_PRIORITY, TERMINAL_STATUSES, File, Job
 from staging.selectors import (
     RESULT_COLUMNS,
     job_error_text,
@@ -129,6 +129,13 @@ class JobListView(PaginatedView):
             help_text="How long the staged copies stay (an ISO 8601 duration such as P7D or "
             "PT12H); default from the settings.",
         )
+        priority = serializers.IntegerField(
+            min_value=1,
+            max_value=5,
+            default=DEFAULT_PRIORITY,
+            help_text="1 (lowest) to 5 (highest), default 3: higher priorities are handed to "
+            "workers first; within one, owners are served in turn.",
+        )
 
         def validate_lifetime(self, lifetime):
             longest = settings.STAGING["MAX_LIFETIME"]
@@ -212,6 +219,7 @@ class JobListView(PaginatedView):
                 ids=data.get("ids"),
                 paths=data.get("paths"),
                 lifetime=iso_duration_text(data["lifetime"]) if "lifetime" in data else None,
+                priority=data["priority"],
             ),
             idempotency_key=key,
             fingerprint=request_fingerprint(request.data),

@@ -156,10 +156,18 @@ class StageView(APIView):
             )
 
             def validate_targetedMetadata(self, metadata):
-                ours = metadata.get(settings.TAPE["SITENAME"])
+                sitename = settings.TAPE["SITENAME"]
+                ours = metadata.get(sitename)
                 if ours is not None and not isinstance(ours, dict):
                     raise serializers.ValidationError(
-                        f"The metadata for {settings.TAPE['SITENAME']} must be an object."
+                        f"The metadata for {sitename} must be an object."
+                    )
+                priority = (ours or {}).get("priority")
+                if priority is not None and (
+                    type(priority) is not int or not 1 <= priority <= 5  # a bool is no priority
+                ):
+                    raise serializers.ValidationError(
+                        f"{sitename}.priority must be an integer from 1 to 5, not {priority!r}."
                     )
                 return metadata
 

@@ -27,6 +27,7 @@ from staging.dependencies import (
 from staging.models import File, Item, Job, JobStatus, Store, SubJob
 from staging.services import transitions
 from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_md5_record
+from staging.services.dispatch import dispatch_wake
 from staging.services.jobs import subjobs_publish
 from staging.services.staged_copies import subjob_temporaries_remove
 from staging.services.transitions import LeaseLost
@@ -470,7 +471,7 @@ def subjob_run(
                 work = work_for(subjob.job)
             _run_items(subjob, reporter, work)
             # Raises LeaseLost when the work stopped because the lease was lost (should_stop).
-            return reporter.finish()
+            final = reporter.finish()
         except LeaseLost:
             _lease_given_up(subjob_id, worker)
             return None
@@ -480,6 +481,8 @@ def subjob_run(
         finally:
             reporter.sync.close()
             reporter.directories.close()
+    dispatch_wake()  # its slot is free: the next waiting sub-job may go
+    return final
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from staging.errors import IdempotencyKeyReusedError, ServiceError
-from staging.models import Job, JobStatus, Store
+from staging.models import DEFAULT_PRIORITY, Job, JobStatus, Store
 from staging.selectors import job_by_idempotency_key, job_paths_not_in
 from staging.services.jobs import job_cancel
 from staging.services.recovery import job_release
@@ -33,6 +33,7 @@ class JobRequest:
     ids: Sequence[str] | None = None
     paths: Sequence[str] | None = None
     lifetime: str | None = None
+    priority: int = DEFAULT_PRIORITY
 
     def task_parameters(self) -> dict:
         beside = {
@@ -85,8 +86,9 @@ def job_submit(
                 )
             except UnsupportedTaskError as exc:
                 raise ServiceError(exc.detail, field="task") from exc
+            # Before the commit that wakes the dispatcher: its first pass sees the priority.
             Job.objects.filter(pk=job.pk).update(
-                request_hash=fingerprint, idempotency_key=idempotency_key
+                request_hash=fingerprint, idempotency_key=idempotency_key, priority=request.priority
             )
     except IntegrityError:
         # The same key won a race in a concurrent request: answer with its job.
@@ -95,6 +97,7 @@ def job_submit(
             raise
         return _replayed(earlier, idempotency_key, fingerprint), False
     job.request_hash, job.idempotency_key = fingerprint, idempotency_key
+    job.priority = request.priority
     return job, True
 
 

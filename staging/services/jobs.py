@@ -25,6 +25,8 @@ from staging.models import (
 )
 from staging.services import transitions
 from staging.services.accounts import account_work_admit
+from staging.services.dispatch import dispatch_wake
+from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +67,13 @@ def job_create_staging(
     task: str = "stage",
 ) -> Job:
     """Create a staging job for ``files`` of ``store`` with its sub-jobs, items and pins, and
-    publish its sub-jobs once the transaction commits."""
+    wake the dispatcher once the transaction commits."""
     if not files:
         raise ServiceError("a staging request needs at least one file", field="ids")
     if any(f.store_id != store.pk for f in files):
         raise ServiceError("all files of one request must belong to the same store", field="ids")
     account_work_admit(owner=owner, files=len(files), size=sum(f.size for f in files), task=task)
+    staging_space_admit(store=store, size=sum(f.size for f in files))
     lifetime = lifetime or settings.STAGING["DEFAULT_LIFETIME"]
     # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
     # staged_copies_sweep), so it never takes a copy this job's new pins hold.
@@ -110,10 +113,10 @@ def job_create(
     lifetime: timedelta | None = None,
 ) -> Job:
     """Create a job of a catalogue task that pins nothing (scan, checksum, release, noop): its
-    items (unsaved ``Item``s with path, size and file) sliced into sub-jobs, published once the
-    transaction commits. A job without items gets one empty sub-job, so a worker still runs it
-    and the roll-up still ends it. Staging jobs, which pin their copies, use
-    ``job_create_staging``."""
+    items (unsaved ``Item``s with path, size and file) sliced into sub-jobs, which the
+    dispatcher publishes once the transaction commits. A job without items gets one empty
+    sub-job, so a worker still runs it and the roll-up still ends it. Staging jobs, which pin
+    their copies, use ``job_create_staging``."""
     if task != "release":  # releasing frees space: never refused for being busy
         account_work_admit(
             owner=owner, files=len(items), size=sum(i.size for i in items), task=task
@@ -134,14 +137,14 @@ def job_create(
         _attach_subjobs(job, items, first_sequence=1)
         Item.objects.bulk_create(items, batch_size=1000)
     else:
-        subjob = SubJob.objects.create(job=job, sequence=1)
-        transaction.on_commit(lambda: subjobs_publish(subjob_ids=[subjob.pk]))
+        SubJob.objects.create(job=job, sequence=1)
+        transaction.on_commit(dispatch_wake)
     return job
 
 
 def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[SubJob]:
-    """Create the sub-jobs that slice ``items``, point each item at its sub-job, and publish
-    the sub-jobs once the surrounding transaction commits."""
+    """Create the sub-jobs that slice ``items``, point each item at its sub-job, and wake the
+    dispatcher (staging.services.dispatch) once the surrounding transaction commits."""
     slices = _split_into_subjobs([item.size for item in items])
     subjobs = SubJob.objects.bulk_create(
         SubJob(
@@ -155,8 +158,7 @@ def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> 
     for subjob, positions in zip(subjobs, slices, strict=True):
         for p in positions:
             items[p].subjob = subjob
-    subjob_ids = [s.pk for s in subjobs]
-    transaction.on_commit(lambda: subjobs_publish(subjob_ids=subjob_ids))
+    transaction.on_commit(dispatch_wake)
     return subjobs
 
 

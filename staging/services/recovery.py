@@ -12,7 +12,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
-from django.db.models.functions import Coalesce, Now
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from staging.broker import broker_queue_lengths
@@ -85,18 +85,20 @@ def broker_lost_its_data() -> bool:
 
 
 def subjobs_reconcile() -> int:
-    """Republish queued sub-jobs whose messages the broker lost. At once, all of them, when the
-    broker lost its data (the marker key is gone); otherwise the oldest of those queued for
-    REDISPATCH_AFTER_SECONDS, as many as the database has queued sub-jobs beyond what the
-    staging queue holds, whatever the queue's length (this also finds messages lost by a broker
-    restored from an older snapshot, which kept the marker). A duplicate delivery is harmless
-    (the lease). Sub-jobs of jobs being cancelled are never republished: the janitor settles
-    them."""
+    """Republish dispatched sub-jobs whose messages the broker lost. At once, all of them, when
+    the broker lost its data (the marker key is gone); otherwise the oldest of those dispatched
+    REDISPATCH_AFTER_SECONDS ago, as many as the database has queued dispatched sub-jobs beyond
+    what the staging queue holds, whatever the queue's length (this also finds messages lost by
+    a broker restored from an older snapshot, which kept the marker). A duplicate delivery is
+    harmless (the lease). Only what the dispatcher already handed out is republished, so the
+    dispatcher's limits hold (sub-jobs never dispatched wait for it). Sub-jobs of jobs being
+    cancelled are never republished: the janitor settles them."""
     waiting = SubJob.objects.filter(
         status=JobStatus.NOT_STARTED,
+        dispatched_at__isnull=False,
         failures__lt=settings.STAGING["MAX_ATTEMPTS"],
         job__status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
-    ).order_by(Coalesce("dispatched_at", "created_at"), "pk")
+    ).order_by("dispatched_at", "pk")
     if broker_lost_its_data():
         lost = list(waiting.values_list("pk", flat=True))  # published in batches
         reason = "the broker lost its data"
@@ -105,9 +107,7 @@ def subjobs_reconcile() -> int:
         if missing <= 0:
             return 0
         cutoff = timezone.now() - timedelta(seconds=settings.STAGING["REDISPATCH_AFTER_SECONDS"])
-        old = waiting.filter(
-            Q(dispatched_at__lt=cutoff) | Q(dispatched_at__isnull=True, created_at__lt=cutoff)
-        )
+        old = waiting.filter(dispatched_at__lt=cutoff)
         lost = list(old.values_list("pk", flat=True)[: min(missing, REPUBLISH_BATCH)])
         reason = f"{missing} queued sub-jobs have no message"
     published = subjobs_publish(subjob_ids=lost)

@@ -3,12 +3,14 @@
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
 from staging.credit import credit_problems, sources_problems
 from staging.errors import ConflictError, ServiceError
 from staging.models import Store, StoreKind
+from staging.space import validate_space
 
 
 def _root(raw: str, name: str) -> Path:
@@ -61,6 +63,7 @@ def store_create(
     simulated_latency_ms: int = 0,
     credit: dict | None = None,
     sources: list | None = None,
+    max_active: int | None = None,
 ) -> Store:
     """Add a store with both roots on disk (created if missing), checked by
     ``store_roots_validate``. With ``primary``, it becomes the primary store in place of the
@@ -76,6 +79,7 @@ def store_create(
         )
     if simulated_latency_ms < 0:
         raise ServiceError("the simulated latency cannot be negative", field="latency")
+    _check_max_active(max_active)
     credit, sources = credit or {}, sources or []
     for field, problems in (
         ("credit", credit_problems(credit)),
@@ -101,4 +105,35 @@ def store_create(
         simulated_latency_ms=simulated_latency_ms,
         credit=credit,
         sources=sources,
+        max_active=max_active,
     )
+
+
+def _check_max_active(max_active: int | None) -> None:
+    if max_active is not None and max_active < 1:
+        raise ServiceError(
+            "max_active must be at least 1 (leave it out for no limit)", field="max_active"
+        )
+
+
+def store_limit_set(
+    *, slug: str, max_active: int | object | None = ..., free_space: tuple[str, str] | None = None
+) -> Store:
+    """Set how many sub-jobs of a store workers may run at once (None: no limit) and/or its
+    staging area's free-space watermarks (low, high; blank: none). The dispatcher reads them at
+    its next pass: no restart. What is not given stays as it is."""
+    changes: dict = {}
+    if max_active is not ...:
+        _check_max_active(max_active)
+        changes["max_active"] = max_active
+    if free_space is not None:
+        for name, text in zip(("free_space_low", "free_space_high"), free_space, strict=True):
+            if text:
+                try:
+                    validate_space(text)
+                except ValidationError as exc:
+                    raise ServiceError(exc.messages[0], field=name) from exc
+            changes[name] = text
+    if not Store.objects.filter(slug=slug).update(**changes):
+        raise ServiceError(f"no store {slug}", field="slug")
+    return Store.objects.get(slug=slug)

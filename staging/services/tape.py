@@ -25,7 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from staging.errors import ConflictError, ServiceError
-from staging.models import Item, Job, JobStatus, Store, SubJob
+from staging.models import DEFAULT_PRIORITY, Item, Job, JobStatus, Store, SubJob
 from staging.selectors import TAPE_SOURCE, TapePath, tape_paths_map
 from staging.services import transitions
 from staging.services.catalogue import catalogue_files_register
@@ -51,6 +51,12 @@ def _request_lifetime(files: Sequence[StageFile]) -> timedelta | None:
     """A job pins all its files for one lifetime: the longest any file asked for, capped."""
     asked = [f.disk_lifetime for f in files if f.disk_lifetime]
     return min(max(asked), settings.STAGING["MAX_LIFETIME"]) if asked else None
+
+
+def _request_priority(files: Sequence[StageFile]) -> int:
+    """A job has one priority: the highest any file asked for in its targetedMetadata."""
+    asked = [f.metadata["priority"] for f in files if f.metadata and "priority" in f.metadata]
+    return max(asked, default=DEFAULT_PRIORITY)
 
 
 def _tape_parameters(entries: Sequence[tuple[TapePath, StageFile]]) -> dict:
@@ -113,8 +119,10 @@ def stage_request_create(*, owner, files: Sequence[StageFile]) -> Job:
             lifetime=lifetime,
             parameters=parameters,
         )
-        if missing:
-            Job.objects.filter(pk=job.pk).update(files_total=F("files_total") + len(missing))
+        # Before the commit that wakes the dispatcher: its first pass sees the priority.
+        Job.objects.filter(pk=job.pk).update(
+            files_total=F("files_total") + len(missing), priority=_request_priority(files)
+        )
     else:
         # Nothing to stage, so nothing will ever run: the request is born FAILED.
         job = Job.objects.create(

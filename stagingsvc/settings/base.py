@@ -357,6 +357,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     # Lease (30 s) + reaper period (10 s) + a publish: a lost worker's sub-job runs again
     # within a minute; a broker that lost its data is noticed within a reconciler period.
+    # The dispatcher is also woken on every submit and every sub-job's end; this pass catches
+    # what a lost wake or a raised limit leaves waiting.
+    "dispatch-waiting-subjobs": {
+        "task": "tasks.maintenance.dispatch_waiting_subjobs",
+        "schedule": env.float("DISPATCH_INTERVAL_SECONDS", default=3),
+    },
     "reap-expired-leases": {
         "task": "tasks.maintenance.reap_expired_leases",
         "schedule": env.int("REAPER_INTERVAL_SECONDS", default=10),
@@ -412,6 +418,10 @@ STAGING = {
     # Kept in the broker by the reconciler; when it is gone the broker lost its data (restarted
     # without persistence, flushed) and every queued sub-job is published again at once.
     "BROKER_MARKER_KEY": env("STAGING_BROKER_MARKER_KEY", default="stagingsvc.broker-marker"),
+    # Sub-jobs handed to the broker and not yet ended, over every store and owner at once: the
+    # worker processes that take staging work (hosts x concurrency) plus a small prefetch, so
+    # the broker never holds more than that whatever waits in the database.
+    "DISPATCH_MAX_IN_FLIGHT": env.int("STAGING_DISPATCH_MAX_IN_FLIGHT", default=16),
     # Progress is written at most this often per sub-job.
     "PROGRESS_INTERVAL_SECONDS": env.float("STAGING_PROGRESS_INTERVAL_SECONDS", default=1.0),
     "COPY_CHUNK_BYTES": env.int("STAGING_COPY_CHUNK_BYTES", default=8 * 1024**2),

@@ -11,6 +11,7 @@ import pytest
 from celery import current_app
 
 from staging.models import Item, Job, JobStatus, Pin, Store, SubJob
+from staging.services.dispatch import subjobs_dispatch
 from staging.services.jobs import job_cancel, job_create_staging
 from staging.services.recovery import job_release
 from tests.factories import UserFactory
@@ -80,7 +81,8 @@ def test_jobs_queued_in_an_emptied_broker_still_finish(
 ):
     files = archive_files({f"q{n}.txt": f"payload {n}".encode() for n in range(6)})
     jobs = [create_job(store, [f]) for f in files]
-    wait_until(lambda: broker.llen(f"{broker_prefix()}staging") == 6, what="messages queued")
+    subjobs_dispatch()  # no worker yet: the dispatch pass their wake asked for, run here
+    assert broker.llen(f"{broker_prefix()}staging") == 6
 
     broker.flush_test_keys()  # what a Redis restart without persistence does to the queue
     assert broker.llen(f"{broker_prefix()}staging") == 0
@@ -141,7 +143,7 @@ def test_a_subjob_delivered_twice_at_once_copies_each_file_once(
     slow_store(store, 100)
     job = create_job(store, files)
     subjob = SubJob.objects.get(job=job)
-    wait_until(lambda: SubJob.objects.filter(pk=subjob.pk).exclude(celery_task_id="").exists())
+    subjobs_dispatch()  # no worker yet: the dispatch pass its wake asked for, run here
     current_app.send_task("tasks.staging.stage_subjob", args=[subjob.pk])  # the duplicate
 
     start_worker(concurrency=2)

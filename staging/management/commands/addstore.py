@@ -37,7 +37,13 @@ class Command(BaseCommand):
             default=0,
             help="Simulated delay per file, to imitate a tape library (demos, benchmarks).",
         )
-
+        parser.add_argument(
+            "--max-active",
+            type=int,
+            default=None,
+            help="Sub-jobs of this store workers may run at once (e.g. the tape drives); the "
+            "rest wait in the database. Default: no limit. Change it later with storelimit.",
+        )
         parser.add_argument(
             "--credit",
             default=None,
@@ -66,6 +72,7 @@ class Command(BaseCommand):
                 simulated_latency_ms=options["latency_ms"],
                 credit=credit,
                 sources=sources,
+                max_active=options["max_active"],
             )
         except ServiceError as exc:
             raise CommandError(exc.detail) from exc

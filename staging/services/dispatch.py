@@ -1,0 +1,270 @@
+"""The dispatcher: the database is the queue, and the broker carries only what may run now.
+
+A job's sub-jobs are created NOT_STARTED and undispatched (``dispatched_at`` empty). Each pass
+of ``subjobs_dispatch`` hands the next ones to the broker as long as capacity allows: higher
+``Job.priority`` first; within a priority, each slot to the owner with the fewest sub-jobs in
+flight per unit of weight (``dispatch_weight``, default 1: owners served in turn); within an
+owner, oldest first. A sub-job counts against capacity from its dispatch until it ends (queued
+in the broker, running, or handed back and waiting to be published again). Capacity is three bounds
+at once:
+
+- per store, ``Store.max_active`` (e.g. a tape library's drive count; blank: no limit);
+- per owner, ``max_active_subjobs`` of the owner's account limits (blank: no limit);
+- over everything, ``STAGING["DISPATCH_MAX_IN_FLIGHT"]`` (worker processes + a small prefetch),
+  so the broker never holds more than that whatever waits in the database;
+- and a store whose staging area is below its free-space watermark gets nothing
+  (staging.services.staging_space).
+
+Release jobs free space and take no drive: they never wait for capacity.
+
+A pass runs on beat every ``DISPATCH_INTERVAL_SECONDS`` and whenever ``dispatch_wake`` is
+called (a job's sub-jobs created, a sub-job ended). Passes never overlap: each holds a
+PostgreSQL advisory lock for its transaction (on SQLite the write lock its IMMEDIATE
+transaction takes at BEGIN does the same), so two dispatchers cannot both fill the same free
+slot. Limits are read at every pass: a change applies without a restart.
+"""
+
+import heapq
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+from celery import current_app
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.utils import timezone
+
+from staging.errors import ServiceError
+from staging.models import Job, JobStatus, Store, SubJob
+from staging.selectors_accounts import limits_of
+from staging.services.staging_space import stores_full
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_TASK = "tasks.maintenance.dispatch_waiting_subjobs"
+# Set (if absent) by a wake that publishes a pass, deleted by the pass as it starts: a burst of
+# wakes before a pass starts is that one pass, and a wake during a pass gets one more.
+WAKE_KEY = "stagingsvc.dispatch-wake"
+# A wake whose pass was lost with the broker's data leaves the key behind: it expires, and beat
+# dispatches meanwhile.
+WAKE_KEY_SECONDS = 30
+# Any number that no other advisory lock of the database uses.
+ADVISORY_LOCK_ID = 0x57A6_D15C
+# Waiting sub-jobs of one owner read at a time (a store found full is left out of the next read).
+SCAN_STEP = 200
+UNCAPPED_TASKS = ("release",)
+
+DISPATCHED = Q(status=JobStatus.RUNNING) | Q(
+    status=JobStatus.NOT_STARTED, dispatched_at__isnull=False
+)
+
+
+def subjobs_in_flight():
+    """Sub-jobs that hold a slot: dispatched and not ended (release jobs' take none)."""
+    return SubJob.objects.filter(DISPATCHED).exclude(job__task__in=UNCAPPED_TASKS)
+
+
+def subjobs_waiting():
+    """Sub-jobs the dispatcher may hand out: queued, never dispatched, of a job that still
+    wants them, and not failed too often (the janitor fails those)."""
+    return SubJob.objects.filter(
+        status=JobStatus.NOT_STARTED,
+        dispatched_at__isnull=True,
+        failures__lt=settings.STAGING["MAX_ATTEMPTS"],
+        job__status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
+    )
+
+
+class _Capacity:
+    """Free slots per store, per owner and in all, as one pass sees them."""
+
+    def __init__(self):
+        in_flight = subjobs_in_flight()
+        self.room = settings.STAGING["DISPATCH_MAX_IN_FLIGHT"] - in_flight.count()
+        self.store_used = Counter(_count_by(in_flight, "job__store_id"))
+        self.owner_used = Counter(_count_by(in_flight, "job__owner_id"))
+        self.store_limit = dict(Store.objects.values_list("pk", "max_active"))
+        self.owner_limit: dict[int | None, int | None] = {None: None}
+        self.owner_weight: dict[int | None, int | None] = {None: None}
+        self.chosen: list[int] = []
+
+    def learn_owners(self, owner_ids: Iterable[int | None]) -> None:
+        unknown = {pk for pk in owner_ids if pk not in self.owner_limit}
+        for user in get_user_model().objects.filter(pk__in=unknown):
+            limits = limits_of(user)
+            self.owner_limit[user.pk] = limits.max_active_subjobs
+            self.owner_weight[user.pk] = limits.dispatch_weight
+
+    def store_full(self, store_id: int) -> bool:
+        limit = self.store_limit.get(store_id)
+        return limit is not None and self.store_used[store_id] >= limit
+
+    def owner_full(self, owner_id: int | None) -> bool:
+        limit = self.owner_limit.get(owner_id)
+        return limit is not None and self.owner_used[owner_id] >= limit
+
+    def share(self, owner_id: int | None) -> float:
+        """Sub-jobs in flight per unit of the owner's weight (``dispatch_weight``)."""
+        return self.owner_used[owner_id] / (self.owner_weight.get(owner_id) or 1)
+
+    def take(self, pk: int, store_id: int, owner_id: int | None) -> None:
+        self.room -= 1
+        self.store_used[store_id] += 1
+        self.owner_used[owner_id] += 1
+        self.chosen.append(pk)
+
+
+def _count_by(queryset, field: str) -> dict:
+    return dict(queryset.values_list(field).annotate(n=Count("pk")).values_list(field, "n"))
+
+
+def _lock_dispatch() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
+
+
+def subjobs_dispatch() -> int:
+    """One pass: publish the waiting sub-jobs that capacity allows, by priority, fair share
+    and age; returns how many were handed to the broker."""
+    # Imported here: staging.services.jobs imports this module to wake the dispatcher.
+    from staging.services.jobs import subjobs_publish
+
+    with transaction.atomic():
+        _lock_dispatch()
+        chosen = _choose()
+        return subjobs_publish(subjob_ids=chosen) if chosen else 0
+
+
+def _choose() -> list[int]:
+    capacity = _Capacity()
+    waiting = subjobs_waiting()
+    chosen = list(
+        waiting.filter(job__task__in=UNCAPPED_TASKS).order_by("pk").values_list("pk", flat=True)
+    )
+    if capacity.room <= 0:
+        return chosen
+    capped = waiting.exclude(job__task__in=UNCAPPED_TASKS)
+    full_stores = {pk for pk in capacity.store_limit if capacity.store_full(pk)}
+    full_stores |= stores_full()  # no room in the staging area
+    # Who has work waiting, by priority: one row per (priority, owner), with the oldest job.
+    levels: dict[int, dict[int | None, int]] = defaultdict(dict)
+    queues = (
+        Job.objects.filter(Exists(capped.filter(job=OuterRef("pk"))))
+        .exclude(store_id__in=full_stores)
+        .values_list("priority", "owner_id")
+        .annotate(oldest=Min("pk"))
+    )
+    for priority, owner_id, oldest in queues:
+        levels[priority][owner_id] = oldest
+    capacity.learn_owners(owner for owners in levels.values() for owner in owners)
+    for priority in sorted(levels, reverse=True):
+        if capacity.room <= 0:
+            break
+        _share_out(capacity, capped.filter(job__priority=priority), levels[priority], full_stores)
+    return chosen + capacity.chosen
+
+
+def _share_out(capacity, waiting, owners: dict, full_stores: set[int]) -> None:
+    """Weighted fair share within one priority: each free slot goes to the owner with the
+    fewest sub-jobs in flight per unit of weight (ties: the owner with the oldest job), and
+    to that owner's oldest waiting sub-job on a store with room. So an owner who just
+    submitted ten files is served at the next slot, whatever another owner has queued."""
+    turns = []
+    for owner_id, oldest in owners.items():
+        if not capacity.owner_full(owner_id):
+            heapq.heappush(turns, (capacity.share(owner_id), oldest, owner_id))
+    queues = {owner_id: _OwnerQueue(waiting.filter(job__owner_id=owner_id)) for owner_id in owners}
+    while capacity.room > 0 and turns:
+        _, oldest, owner_id = heapq.heappop(turns)
+        picked = queues[owner_id].next_with_room(capacity, full_stores)
+        if picked is None:
+            continue  # nothing more of this owner's can go now
+        capacity.take(*picked, owner_id)
+        if not capacity.owner_full(owner_id):
+            heapq.heappush(turns, (capacity.share(owner_id), oldest, owner_id))
+
+
+class _OwnerQueue:
+    """One owner's waiting sub-jobs at one priority, oldest first, read a step at a time."""
+
+    def __init__(self, waiting):
+        self.waiting = waiting
+        self.buffer: list[tuple[int, int]] = []
+        self.after = 0
+        self.exhausted = False
+
+    def next_with_room(self, capacity, full_stores: set[int]) -> tuple[int, int] | None:
+        """The oldest sub-job whose store has room: (pk, store id), or None."""
+        while True:
+            if not self.buffer:
+                if self.exhausted:
+                    return None
+                self._read(full_stores)
+                continue
+            pk, store_id = self.buffer.pop(0)
+            if store_id in full_stores:
+                continue
+            if capacity.store_full(store_id):
+                full_stores.add(store_id)
+                continue
+            return pk, store_id
+
+    def _read(self, full_stores: set[int]) -> None:
+        step = list(
+            self.waiting.exclude(job__store_id__in=full_stores)
+            .filter(pk__gt=self.after)
+            .order_by("pk")
+            .values_list("pk", "job__store_id")[:SCAN_STEP]
+        )
+        self.exhausted = len(step) < SCAN_STEP
+        if step:
+            self.after = step[-1][0]
+        self.buffer = step
+
+
+def jobs_prioritize(*, job_ids: Iterable[int], priority: int) -> int:
+    """Give jobs a new priority (1 to 5); their sub-jobs still waiting are handed out by it
+    from the next pass on (those already dispatched keep their place). Returns how many jobs
+    changed."""
+    if not 1 <= priority <= 5:
+        raise ServiceError("a priority is 1 (lowest) to 5 (highest)", field="priority")
+    changed = (
+        Job.objects.filter(pk__in=list(job_ids))
+        .exclude(priority=priority)
+        .update(priority=priority, updated_at=timezone.now())
+    )
+    if changed:
+        transaction.on_commit(dispatch_wake)
+    return changed
+
+
+def dispatch_wake() -> None:
+    """Ask for a dispatch pass soon (on the control queue). Never raises: when the broker is
+    away, beat's next pass dispatches instead."""
+    try:
+        with current_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+            if conn.transport.driver_type == "redis":
+                # Through kombu's client, so the key carries the broker's key prefix.
+                client = conn.default_channel.client
+                if not client.set(WAKE_KEY, "1", nx=True, ex=WAKE_KEY_SECONDS):
+                    return  # a pass is already asked for and has not started yet
+            current_app.send_task(DISPATCH_TASK, connection=conn)
+    except Exception:
+        logger.warning("could not wake the dispatcher; beat's next pass will dispatch")
+
+
+def dispatch_woken() -> int:
+    """A pass asked for by ``dispatch_wake`` (or by beat): forget the wake first, so a wake
+    arriving during this pass asks for another, then dispatch."""
+    try:
+        with current_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+            if conn.transport.driver_type == "redis":
+                conn.default_channel.client.delete(WAKE_KEY)
+    except Exception:
+        logger.warning("could not clear the dispatcher's wake key; it expires on its own")
+    return subjobs_dispatch()

@@ -1,0 +1,304 @@
+"""The dispatcher: which waiting sub-jobs it hands to the broker, within which limits. Passes
+are called directly; the messages are counted in the real Redis broker.
+tests/integration/test_dispatch_with_workers.py runs it with real workers and beat."""
+
+import json
+import threading
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, connections
+
+from staging.models import AccountLimits, Job, JobStatus, Store, SubJob
+from staging.selectors_accounts import account_limits_changed
+from staging.services.dispatch import subjobs_dispatch
+from staging.services.execution import subjob_claim
+from staging.services.recovery import subjobs_reconcile
+from tests.factories import JobFactory, StoreFactory, SubJobFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued(broker, settings):
+    """Messages in the staging queue of this test run's broker."""
+    return lambda: broker.llen(f"{settings.BROKER_KEY_PREFIX}staging")
+
+
+@pytest.fixture(autouse=True)
+def in_flight_limit(settings):
+    settings.STAGING = {**settings.STAGING, "DISPATCH_MAX_IN_FLIGHT": 100}
+
+
+def job_with(subjobs: int, *, store=None, owner=None, task="stage") -> Job:
+    job = JobFactory(store=store or StoreFactory(), owner=owner or UserFactory(), task=task)
+    for sequence in range(1, subjobs + 1):
+        SubJobFactory(job=job, sequence=sequence)
+    return job
+
+
+def dispatched(job: Job) -> int:
+    return job.subjobs.filter(dispatched_at__isnull=False).count()
+
+
+@pytest.fixture
+def worker_takes(broker, settings):
+    """What a worker does with the next message of the staging queue: take its sub-job (and,
+    unless told to keep running, end it). Returns the sub-job."""
+
+    def take(*, finish: bool = True) -> SubJob:
+        message = json.loads(broker.rpop(f"{settings.BROKER_KEY_PREFIX}staging"))
+        subjob = SubJob.objects.get(celery_task_id=message["headers"]["id"])
+        assert subjob_claim(subjob_id=subjob.pk, worker="w@h:1", task_id=subjob.celery_task_id)
+        if finish:
+            finish_subjob(subjob)
+        return subjob
+
+    return take
+
+
+def finish_subjob(subjob: SubJob) -> None:
+    SubJob.objects.filter(pk=subjob.pk).update(status=JobStatus.FINISHED, worker="")
+
+
+def test_it_publishes_every_waiting_subjob_when_nothing_limits_it(queued):
+    job = job_with(5)
+
+    assert subjobs_dispatch() == 5
+    assert dispatched(job) == 5
+    assert queued() == 5
+    assert subjobs_dispatch() == 0  # each sub-job is handed out once
+    assert queued() == 5
+
+
+def test_a_store_limit_holds_and_a_freed_slot_is_filled(queued, worker_takes):
+    store = StoreFactory(max_active=2)
+    job = job_with(6, store=store)
+
+    assert subjobs_dispatch() == 2
+    assert queued() == 2
+    running = worker_takes(finish=False)
+    assert subjobs_dispatch() == 0  # a running sub-job holds its slot
+
+    finish_subjob(running)
+    assert subjobs_dispatch() == 1
+    assert queued() == 2
+    assert dispatched(job) == 3
+
+
+def test_a_store_limit_does_not_hold_back_other_stores(queued):
+    tape = job_with(4, store=StoreFactory(max_active=1))
+    disk = job_with(4, store=StoreFactory())
+
+    assert subjobs_dispatch() == 5
+    assert (dispatched(tape), dispatched(disk)) == (1, 4)
+
+
+def test_an_owner_limit_holds_for_every_job_of_the_owner(queued):
+    owner = UserFactory()
+    AccountLimits.objects.create(user=owner, max_active_subjobs=3)
+    account_limits_changed()
+    first, second = job_with(4, owner=owner), job_with(4, owner=owner)
+    other = job_with(2)
+
+    assert subjobs_dispatch() == 5
+    assert dispatched(first) + dispatched(second) == 3
+    assert dispatched(other) == 2
+
+
+def test_an_owner_limit_set_for_a_role_holds_for_its_members(queued):
+    from django.contrib.auth.models import Group
+
+    role = Group.objects.create(name="batch")
+    AccountLimits.objects.create(role=role, max_active_subjobs=1)
+    account_limits_changed()
+    member = UserFactory(roles=["batch"])
+    job = job_with(3, owner=member)
+
+    assert subjobs_dispatch() == 1
+    assert dispatched(job) == 1
+
+
+def test_the_global_bound_keeps_the_broker_small_whatever_waits(queued, worker_takes, settings):
+    settings.STAGING = {**settings.STAGING, "DISPATCH_MAX_IN_FLIGHT": 4}
+    jobs = [job_with(50) for _ in range(4)]
+
+    assert subjobs_dispatch() == 4
+    assert subjobs_dispatch() == 0
+    assert queued() == 4
+    worker_takes()
+    worker_takes()
+    assert queued() == 2
+    assert subjobs_dispatch() == 2
+    assert queued() == 4
+    assert sum(dispatched(job) for job in jobs) == 6
+
+
+def test_oldest_waiting_subjobs_go_first(queued):
+    store = StoreFactory(max_active=3)
+    old, new = job_with(2, store=store), job_with(2, store=store)
+
+    subjobs_dispatch()
+
+    assert (dispatched(old), dispatched(new)) == (2, 1)
+
+
+def test_a_raised_limit_applies_at_the_next_pass_without_a_restart(queued):
+    store = StoreFactory(max_active=1)
+    job = job_with(4, store=store)
+    subjobs_dispatch()
+
+    call_command("storelimit", store.slug, "--max-active", "3")
+    assert subjobs_dispatch() == 2
+    call_command("storelimit", store.slug, "--unlimited")
+    assert subjobs_dispatch() == 1
+    assert dispatched(job) == 4
+
+
+def test_storelimit_refuses_a_zero_limit_and_an_unknown_store():
+    store = StoreFactory(max_active=2)
+
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("storelimit", store.slug, "--max-active", "0")
+    with pytest.raises(CommandError, match="no store nowhere"):
+        call_command("storelimit", "nowhere", "--max-active", "2")
+    assert Store.objects.get(pk=store.pk).max_active == 2
+
+
+def test_release_jobs_never_wait_for_capacity(queued):
+    store = StoreFactory(max_active=1)
+    job_with(3, store=store)
+    release = job_with(1, store=store, task="release")
+
+    assert subjobs_dispatch() == 2
+    assert dispatched(release) == 1
+
+
+def test_subjobs_of_cancelled_or_failing_jobs_are_not_dispatched(queued):
+    cancelling = job_with(2)
+    Job.objects.filter(pk=cancelling.pk).update(status=JobStatus.CANCELLING)
+    crashed = job_with(1)
+    crashed.subjobs.update(failures=3)
+
+    assert subjobs_dispatch() == 0
+    assert queued() == 0
+
+
+def test_the_reconciler_republishes_only_what_was_dispatched(broker, queued, settings):
+    settings.STAGING = {**settings.STAGING, "REDISPATCH_AFTER_SECONDS": 0}
+    store = StoreFactory(max_active=2)
+    job = job_with(10, store=store)
+    subjobs_dispatch()
+    broker.flush_test_keys()  # the broker restarted empty
+
+    assert subjobs_reconcile() == 2
+    assert queued() == 2
+    assert dispatched(job) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_passes_never_fill_one_slot_twice(queued):
+    if connection.vendor != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
+    store = StoreFactory(max_active=3)
+    job = job_with(40, store=store)
+    barrier = threading.Barrier(4)
+    results: list[int] = []
+
+    def pass_() -> None:
+        try:
+            barrier.wait()
+            results.append(subjobs_dispatch())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=pass_) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == [0, 0, 0, 3]
+    assert dispatched(job) == 3
+    assert queued() == 3
+
+
+# --- Priority and fair share ----------------------------------------------------------------
+
+
+def bound(settings, n: int) -> None:
+    settings.STAGING = {**settings.STAGING, "DISPATCH_MAX_IN_FLIGHT": n}
+
+
+def test_higher_priorities_go_first_whatever_their_age(queued, settings):
+    bound(settings, 3)
+    low = job_with(3)
+    high = job_with(2)
+    Job.objects.filter(pk=high.pk).update(priority=5)
+    Job.objects.filter(pk=low.pk).update(priority=1)
+    middle = job_with(2)  # the default, 3
+
+    assert subjobs_dispatch() == 3
+    assert (dispatched(high), dispatched(middle), dispatched(low)) == (2, 1, 0)
+
+
+def test_two_owners_share_the_slots_in_turn(queued, settings):
+    bound(settings, 4)
+    big = job_with(50)
+    small = job_with(5)  # submitted after the big one, by someone else
+
+    assert subjobs_dispatch() == 4
+    assert (dispatched(big), dispatched(small)) == (2, 2)
+
+
+def test_three_owners_share_the_slots_in_turn(queued, settings):
+    bound(settings, 6)
+    jobs = [job_with(20) for _ in range(3)]
+
+    subjobs_dispatch()
+
+    assert [dispatched(job) for job in jobs] == [2, 2, 2]
+
+
+def test_the_slot_freed_by_a_big_job_goes_to_a_newcomer_at_once(queued, worker_takes, settings):
+    bound(settings, 4)
+    job_with(100)
+    assert subjobs_dispatch() == 4  # every slot is the big job's
+    small = job_with(10)
+
+    worker_takes()
+    assert subjobs_dispatch() == 1
+    assert dispatched(small) == 1  # not behind the other 96
+
+
+def test_a_weight_of_two_gets_twice_the_slots(queued, settings):
+    bound(settings, 6)
+    heavy, light = UserFactory(), UserFactory()
+    AccountLimits.objects.create(user=heavy, dispatch_weight=2)
+    account_limits_changed()
+    light_job, heavy_job = job_with(20, owner=light), job_with(20, owner=heavy)
+
+    subjobs_dispatch()
+
+    assert (dispatched(light_job), dispatched(heavy_job)) == (2, 4)
+
+
+def test_within_one_owner_the_oldest_job_goes_first(queued, settings):
+    bound(settings, 3)
+    owner = UserFactory()
+    first, second = job_with(2, owner=owner), job_with(2, owner=owner)
+
+    subjobs_dispatch()
+
+    assert (dispatched(first), dispatched(second)) == (2, 1)
+
+
+def test_a_full_store_does_not_keep_an_owner_from_its_other_stores(queued, settings):
+    bound(settings, 10)
+    owner = UserFactory()
+    tape = job_with(5, store=StoreFactory(max_active=1), owner=owner)
+    disk = job_with(3, store=StoreFactory(), owner=owner)
+
+    assert subjobs_dispatch() == 4
+    assert (dispatched(tape), dispatched(disk)) == (1, 3)
