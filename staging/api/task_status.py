@@ -69,6 +69,8 @@ def status_body(row: dict, error: str = "") -> dict:
     body = {"status": row["status"], "progress": {name: row[name] for name in PROGRESS_FIELDS}}
     if error:  # only a failed job says why
         body["error"] = error
+    if row.get("waiting") and row["status"] not in TERMINAL_STATUSES:
+        body["waiting"] = row["waiting"]  # only a job held back says why, while it waits
     return body
 
 
