@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
@@ -25,6 +25,7 @@ from staging.models import (
 )
 from staging.services import transitions
 from staging.services.accounts import account_work_admit
+from staging.services.job_rows import ARRAYS_SOURCE, items_and_pins_insert, rows_in_database
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +88,26 @@ def job_create_staging(
         files_total=len(files),
         bytes_total=sum(f.size for f in files),
     )
-    items = [Item(job=job, file=f, path=f.path, size=f.size) for f in files]
-    _attach_subjobs(job, items, first_sequence=1)
-    Item.objects.bulk_create(items, batch_size=1000)
-    Pin.objects.bulk_create(
-        (Pin(job=job, store=store, path=f.path, expires_at=now + lifetime) for f in files),
-        batch_size=1000,
-        ignore_conflicts=True,
+    expires_at = now + lifetime
+    if not rows_in_database():
+        items = [Item(job=job, file=f, path=f.path, size=f.size) for f in files]
+        _attach_subjobs(job, items, first_sequence=1)
+        Item.objects.bulk_create(items)
+        Pin.objects.bulk_create(
+            (Pin(job=job, store=store, path=f.path, expires_at=expires_at) for f in files),
+            ignore_conflicts=True,
+        )
+        return job
+    sizes = [f.size for f in files]
+    slices = _split_into_subjobs(sizes)
+    subjob_ids = _subjobs_create(job, sizes, slices, first_sequence=1)
+    items_and_pins_insert(
+        job=job,
+        source=ARRAYS_SOURCE,
+        source_params=[[f.id for f in files], [f.path for f in files], sizes],
+        subjob_ids=subjob_ids,
+        slice_starts=[positions[0] + 1 for positions in slices],
+        expires_at=expires_at,
     )
     return job
 
@@ -132,69 +146,112 @@ def job_create(
         item.job = job
     if items:
         _attach_subjobs(job, items, first_sequence=1)
-        Item.objects.bulk_create(items, batch_size=1000)
+        Item.objects.bulk_create(items)
     else:
         subjob = SubJob.objects.create(job=job, sequence=1)
         transaction.on_commit(lambda: subjobs_publish(subjob_ids=[subjob.pk]))
     return job
 
 
-def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[SubJob]:
+def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[int]:
     """Create the sub-jobs that slice ``items``, point each item at its sub-job, and publish
-    the sub-jobs once the surrounding transaction commits."""
+    the sub-jobs once the surrounding transaction commits; returns their ids."""
     slices = _split_into_subjobs([item.size for item in items])
+    subjob_ids = _subjobs_create(
+        job, [item.size for item in items], slices, first_sequence=first_sequence
+    )
+    for subjob_id, positions in zip(subjob_ids, slices, strict=True):
+        for p in positions:
+            items[p].subjob_id = subjob_id
+    return subjob_ids
+
+
+def _subjobs_create(
+    job: Job, sizes: Sequence[int], slices: list[list[int]], *, first_sequence: int
+) -> list[int]:
+    """Insert one sub-job per slice (one statement) and publish them once the surrounding
+    transaction commits; returns their ids in slice order."""
     subjobs = SubJob.objects.bulk_create(
         SubJob(
             job=job,
             sequence=sequence,
             files_total=len(positions),
-            bytes_total=sum(items[p].size for p in positions),
+            bytes_total=sum(sizes[p] for p in positions),
         )
         for sequence, positions in enumerate(slices, start=first_sequence)
     )
-    for subjob, positions in zip(subjobs, slices, strict=True):
-        for p in positions:
-            items[p].subjob = subjob
     subjob_ids = [s.pk for s in subjobs]
     transaction.on_commit(lambda: subjobs_publish(subjob_ids=subjob_ids))
-    return subjobs
+    return subjob_ids
 
 
 def subjobs_publish(*, subjob_ids: Iterable[int]) -> int:
     """Hand NOT_STARTED sub-jobs to the broker, each under a fresh Celery task id.
 
-    The task ids are recorded in one UPDATE per batch (a big job has hundreds of sub-jobs), then
-    each sub-job is published. A failure to publish is logged, not raised: the sub-job stays
-    NOT_STARTED in the database and the reconciler publishes it again."""
+    The task ids are recorded first (one statement per batch: a big job has thousands of
+    sub-jobs), then the batch's messages go to the broker together (one round trip on Redis).
+    A failure to publish is logged, not raised: the sub-jobs stay NOT_STARTED in the database
+    and the reconciler publishes them again (a duplicate delivery is harmless: the lease)."""
     published = 0
     subjob_ids = list(subjob_ids)
     for start in range(0, len(subjob_ids), PUBLISH_BATCH):
-        task_ids = {pk: str(uuid.uuid4()) for pk in subjob_ids[start : start + PUBLISH_BATCH]}
-        SubJob.objects.filter(pk__in=task_ids, status=JobStatus.NOT_STARTED).update(
-            celery_task_id=Case(*(When(pk=pk, then=Value(t)) for pk, t in task_ids.items())),
-            dispatched_at=timezone.now(),
-        )
-        recorded = SubJob.objects.filter(
-            pk__in=task_ids, status=JobStatus.NOT_STARTED, celery_task_id__in=task_ids.values()
-        ).values_list("pk", flat=True)
-        queue = current_app.amqp.queues[STAGING_QUEUE]
-        for subjob_id in recorded:
-            try:
-                # Declaring the queue on every publish costs one SADD, and keeps messages from
-                # being dropped as undeliverable when the broker lost its bindings (a flush).
-                current_app.send_task(
-                    STAGE_SUBJOB_TASK,
-                    args=[subjob_id],
-                    task_id=task_ids[subjob_id],
-                    declare=[queue],
-                )
-            except Exception:
-                logger.exception(
-                    "could not publish sub-job %s; the reconciler will retry", subjob_id
-                )
-                continue
-            published += 1
+        recorded = _task_ids_record(subjob_ids[start : start + PUBLISH_BATCH])
+        if not recorded:
+            continue
+        try:
+            _messages_send(recorded)
+        except Exception:
+            logger.exception(
+                "could not publish %s sub-jobs (from %s); the reconciler will retry",
+                len(recorded),
+                min(recorded),
+            )
+            continue
+        published += len(recorded)
     return published
+
+
+def _task_ids_record(subjob_ids: list[int]) -> dict[int, str]:
+    """Give each still-queued sub-job of ``subjob_ids`` a fresh task id and the dispatch
+    time; returns the ids of those it changed, with their task ids."""
+    task_ids = {pk: str(uuid.uuid4()) for pk in subjob_ids}
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {SubJob._meta.db_table} AS s "
+                "SET celery_task_id = v.task_id, dispatched_at = %s "
+                "FROM unnest(%s::bigint[], %s::varchar[]) AS v(id, task_id) "
+                "WHERE s.id = v.id AND s.status = %s RETURNING s.id, s.celery_task_id",
+                [now, list(task_ids), list(task_ids.values()), JobStatus.NOT_STARTED],
+            )
+            return dict(cursor.fetchall())
+    SubJob.objects.filter(pk__in=task_ids, status=JobStatus.NOT_STARTED).update(
+        celery_task_id=Case(*(When(pk=pk, then=Value(t)) for pk, t in task_ids.items())),
+        dispatched_at=now,
+    )
+    recorded = SubJob.objects.filter(
+        pk__in=task_ids, status=JobStatus.NOT_STARTED, celery_task_id__in=task_ids.values()
+    ).values_list("pk", flat=True)
+    return {pk: task_ids[pk] for pk in recorded}
+
+
+def _messages_send(task_ids: dict[int, str]) -> None:
+    """Publish one stage_subjob message per sub-job through one producer, buffered by kombu's
+    publish batch (a Redis pipeline: one round trip per PUBLISH_BATCH messages, task-sent
+    events included); transports without batches publish one by one."""
+    queue = current_app.amqp.queues[STAGING_QUEUE]
+    with current_app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH * 4):
+        for subjob_id, task_id in task_ids.items():
+            # Declaring the queue keeps messages from being dropped as undeliverable when the
+            # broker lost its bindings (a flush); kombu declares it once per connection.
+            current_app.send_task(
+                STAGE_SUBJOB_TASK,
+                args=[subjob_id],
+                task_id=task_id,
+                declare=[queue],
+                producer=producer,
+            )
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -246,10 +303,10 @@ def job_retry(*, job: Job) -> Job:
         job.refresh_from_db(fields=["status"])
         raise ConflictError(f"job {job.uuid} is {job.status}; only failed jobs can be retried")
     last_sequence = job.subjobs.order_by("-sequence").values_list("sequence", flat=True).first()
-    subjobs = _attach_subjobs(job, failed, first_sequence=(last_sequence or 0) + 1)
-    for subjob in subjobs:
+    subjob_ids = _attach_subjobs(job, failed, first_sequence=(last_sequence or 0) + 1)
+    for subjob_id in subjob_ids:
         transitions.items_reopen(
-            item_ids=[i.pk for i in failed if i.subjob_id == subjob.pk], subjob_id=subjob.pk
+            item_ids=[i.pk for i in failed if i.subjob_id == subjob_id], subjob_id=subjob_id
         )
     if job.lifetime > timedelta(0):  # a job that pins its copies (job_create_staging)
         _pins_renew(job, [i.path for i in failed])
@@ -265,7 +322,6 @@ def _pins_renew(job: Job, paths: list[str]) -> None:
     Pin.objects.filter(job=job, path__in=paths).update(released_at=None, expires_at=expires_at)
     Pin.objects.bulk_create(
         (Pin(job=job, store_id=job.store_id, path=p, expires_at=expires_at) for p in paths),
-        batch_size=1000,
         ignore_conflicts=True,
     )
 
