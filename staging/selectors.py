@@ -49,6 +49,17 @@ def files_by_ids(*, ids: Sequence[str]) -> dict[str, File]:
     }
 
 
+def files_rows_by_ids(*, store: Store, ids: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+    """(id, path, size) of the catalogue entries of ``store`` still present in its archive,
+    keyed by id (unknown ids are absent): plain rows, for requests of many files."""
+    return {
+        row[0]: row
+        for row in File.objects.filter(store=store, pk__in=list(ids), present=True).values_list(
+            "id", "path", "size"
+        )
+    }
+
+
 def files_by_paths(*, store: Store, paths: Sequence[str]) -> dict[str, File]:
     """Catalogue entries of ``store`` still present in its archive, keyed by path (clean
     relative paths; unknown ones are absent)."""

@@ -3,7 +3,8 @@ transition of staging.services.transitions."""
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 
 from celery import current_app
@@ -37,20 +38,26 @@ PUBLISH_BATCH = 500
 def _split_into_subjobs(sizes: Sequence[int]) -> list[list[int]]:
     """Group item positions into slices bounded by file count and bytes (a file larger than the
     byte bound gets a slice of its own)."""
+    bounds = [*_slice_starts(sizes), len(sizes)]
+    return [list(range(bounds[n], bounds[n + 1])) for n in range(len(bounds) - 1)]
+
+
+def _slice_starts(sizes: Sequence[int]) -> list[int]:
+    """The position where each slice of ``_split_into_subjobs`` starts (ascending), without
+    listing every position: a million-file job has twenty thousand slices."""
     max_files = settings.STAGING["SUBJOB_MAX_FILES"]
     max_bytes = settings.STAGING["SUBJOB_MAX_BYTES"]
-    slices: list[list[int]] = []
-    current: list[int] = []
-    current_bytes = 0
+    starts: list[int] = []
+    current_files = current_bytes = 0
     for position, size in enumerate(sizes):
-        if current and (len(current) >= max_files or current_bytes + size > max_bytes):
-            slices.append(current)
-            current, current_bytes = [], 0
-        current.append(position)
+        if current_files and (current_files >= max_files or current_bytes + size > max_bytes):
+            starts.append(position - current_files)
+            current_files = current_bytes = 0
+        current_files += 1
         current_bytes += size
-    if current:
-        slices.append(current)
-    return slices
+    if current_files:
+        starts.append(len(sizes) - current_files)
+    return starts
 
 
 @transaction.atomic
@@ -71,24 +78,18 @@ def job_create_staging(
         raise ServiceError("a staging request needs at least one file", field="ids")
     if any(f.store_id != store.pk for f in files):
         raise ServiceError("all files of one request must belong to the same store", field="ids")
-    account_work_admit(owner=owner, files=len(files), size=sum(f.size for f in files), task=task)
-    lifetime = lifetime or settings.STAGING["DEFAULT_LIFETIME"]
-    # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
-    # staged_copies_sweep), so it never takes a copy this job's new pins hold.
-    Store.objects.select_for_update().filter(pk=store.pk).exists()
-    now = timezone.now()
-    job = Job.objects.create(
-        task=task,
-        store=store,
+    sizes = [f.size for f in files]
+    job = _staging_job_begin(
         owner=owner,
+        store=store,
+        sizes=sizes,
         source=source,
-        parameters=parameters or {},
         lifetime=lifetime,
+        parameters=parameters,
         idempotency_key=idempotency_key,
-        files_total=len(files),
-        bytes_total=sum(f.size for f in files),
+        task=task,
     )
-    expires_at = now + lifetime
+    expires_at = timezone.now() + job.lifetime
     if not rows_in_database():
         items = [Item(job=job, file=f, path=f.path, size=f.size) for f in files]
         _attach_subjobs(job, items, first_sequence=1)
@@ -98,18 +99,133 @@ def job_create_staging(
             ignore_conflicts=True,
         )
         return job
-    sizes = [f.size for f in files]
-    slices = _split_into_subjobs(sizes)
-    subjob_ids = _subjobs_create(job, sizes, slices, first_sequence=1)
-    items_and_pins_insert(
-        job=job,
+    _staging_rows_insert(
+        job,
+        sizes,
         source=ARRAYS_SOURCE,
         source_params=[[f.id for f in files], [f.path for f in files], sizes],
-        subjob_ids=subjob_ids,
-        slice_starts=[positions[0] + 1 for positions in slices],
         expires_at=expires_at,
     )
     return job
+
+
+@transaction.atomic
+def job_create_staging_streamed(
+    *,
+    owner,
+    store: Store,
+    chunks: Iterable[Sequence[tuple[str, str, int]]],
+    source: str,
+    lifetime: timedelta | None = None,
+    parameters: dict | None = None,
+    idempotency_key: str = "",
+    earlier: Callable[[], Job | None] | None = None,
+    task: str = "stage",
+) -> tuple[Job, bool]:
+    """``job_create_staging`` for a request too big to hold: ``chunks`` of catalogue files of
+    ``store`` (id, path, size), in request order without repeats, read as they come. Returns
+    the job and whether it is new.
+
+    On PostgreSQL each chunk is copied (``COPY``) into a temporary table as it comes, so the
+    web process holds one chunk and the sizes; once the last has come the owner's limits are
+    checked, the store locked and the job, sub-jobs, items and pins written from that table,
+    as for a small request. ``earlier``, called once every chunk is in and before anything is
+    locked or written, may name a job to answer instead (a replayed Idempotency-Key)."""
+    fields = {
+        "owner": owner,
+        "store": store,
+        "source": source,
+        "lifetime": lifetime,
+        "parameters": parameters,
+        "idempotency_key": idempotency_key,
+        "task": task,
+    }
+    if rows_in_database():
+        table, sizes = _rows_copied(chunks)
+    else:
+        table = None
+        files = [File(id=i, store=store, path=p, size=s) for chunk in chunks for i, p, s in chunk]
+        sizes = [f.size for f in files]
+    if not sizes:
+        raise ServiceError("a staging request needs at least one file", field="ids")
+    replayed = earlier() if earlier is not None else None
+    if replayed is not None:
+        return replayed, False
+    if table is None:
+        return job_create_staging(files=files, **fields), True
+    job = _staging_job_begin(sizes=sizes, **fields)
+    _staging_rows_insert(
+        job,
+        sizes,
+        source=f"{table} AS t",
+        source_params=[],
+        expires_at=timezone.now() + job.lifetime,
+    )
+    return job, True
+
+
+def _rows_copied(chunks: Iterable[Sequence[tuple[str, str, int]]]) -> tuple[str, array]:
+    """Copy the rows of ``chunks`` into a new temporary table (dropped at commit), numbering
+    them from 1; returns its name and the rows' sizes."""
+    table = f"staging_request_rows_{uuid.uuid4().hex}"
+    sizes = array("q")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {table} "
+            "(pos bigint, file_id varchar(64), path varchar(1024), size bigint) ON COMMIT DROP"
+        )
+        for chunk in chunks:
+            with cursor.copy(f"COPY {table} (pos, file_id, path, size) FROM STDIN") as copy:
+                for file_id, path, size in chunk:
+                    sizes.append(size)
+                    copy.write_row((len(sizes), file_id, path, size))
+    return table, sizes
+
+
+def _staging_job_begin(
+    *,
+    owner,
+    store: Store,
+    sizes: Sequence[int],
+    source: str,
+    lifetime: timedelta | None,
+    parameters: dict | None,
+    idempotency_key: str,
+    task: str,
+) -> Job:
+    """Admit the owner's new work, take the store's lock, and write the job row."""
+    files_total, bytes_total = len(sizes), sum(sizes)
+    account_work_admit(owner=owner, files=files_total, size=bytes_total, task=task)
+    # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
+    # staged_copies_sweep), so it never takes a copy this job's new pins hold.
+    Store.objects.select_for_update().filter(pk=store.pk).exists()
+    return Job.objects.create(
+        task=task,
+        store=store,
+        owner=owner,
+        source=source,
+        parameters=parameters or {},
+        lifetime=lifetime or settings.STAGING["DEFAULT_LIFETIME"],
+        idempotency_key=idempotency_key,
+        files_total=files_total,
+        bytes_total=bytes_total,
+    )
+
+
+def _staging_rows_insert(
+    job: Job, sizes: Sequence[int], *, source: str, source_params: Sequence, expires_at
+) -> None:
+    """The sub-jobs, items and pins of a staging job whose item rows ``source`` holds."""
+    starts = _slice_starts(sizes)
+    subjob_ids = _subjobs_create(job, sizes, starts, first_sequence=1)
+    items_and_pins_insert(
+        job=job,
+        source=source,
+        source_params=source_params,
+        subjob_ids=subjob_ids,
+        slice_starts=[start + 1 for start in starts],
+        expires_at=expires_at,
+    )
 
 
 @transaction.atomic
@@ -156,29 +272,30 @@ def job_create(
 def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[int]:
     """Create the sub-jobs that slice ``items``, point each item at its sub-job, and publish
     the sub-jobs once the surrounding transaction commits; returns their ids."""
-    slices = _split_into_subjobs([item.size for item in items])
-    subjob_ids = _subjobs_create(
-        job, [item.size for item in items], slices, first_sequence=first_sequence
-    )
-    for subjob_id, positions in zip(subjob_ids, slices, strict=True):
-        for p in positions:
-            items[p].subjob_id = subjob_id
+    sizes = [item.size for item in items]
+    starts = _slice_starts(sizes)
+    subjob_ids = _subjobs_create(job, sizes, starts, first_sequence=first_sequence)
+    for subjob_id, first, end in zip(subjob_ids, starts, [*starts[1:], len(items)], strict=True):
+        for item in items[first:end]:
+            item.subjob_id = subjob_id
     return subjob_ids
 
 
 def _subjobs_create(
-    job: Job, sizes: Sequence[int], slices: list[list[int]], *, first_sequence: int
+    job: Job, sizes: Sequence[int], starts: Sequence[int], *, first_sequence: int
 ) -> list[int]:
-    """Insert one sub-job per slice (one statement) and publish them once the surrounding
-    transaction commits; returns their ids in slice order."""
+    """Insert one sub-job per slice (``starts``: where each begins in ``sizes``) in one
+    statement, and publish them once the surrounding transaction commits; returns their ids
+    in slice order."""
+    bounds = [*starts, len(sizes)]
     subjobs = SubJob.objects.bulk_create(
         SubJob(
             job=job,
-            sequence=sequence,
-            files_total=len(positions),
-            bytes_total=sum(sizes[p] for p in positions),
+            sequence=first_sequence + n,
+            files_total=bounds[n + 1] - bounds[n],
+            bytes_total=sum(sizes[bounds[n] : bounds[n + 1]]),
         )
-        for sequence, positions in enumerate(slices, start=first_sequence)
+        for n in range(len(starts))
     )
     subjob_ids = [s.pk for s in subjobs]
     transaction.on_commit(lambda: subjobs_publish(subjob_ids=subjob_ids))
