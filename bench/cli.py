@@ -24,6 +24,7 @@ BENCHMARKS = {
     "P6": ("bench.admin_page", "admin"),
     "P8": ("bench.dts_search", "DTS search"),
     "P4": ("bench.submission", "submission"),
+    "P7": ("bench.million", "million-file request"),
     "P5": ("bench.scaling", "scaling"),
     "P2": ("bench.pipeline", "pipeline"),
     "P3": ("bench.copying", "copy"),

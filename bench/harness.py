@@ -49,6 +49,7 @@ class Sizes:
     scaling_latency_ms: int
     search_files: int
     search_repeats: int
+    million_files: int
 
 
 FULL = Sizes(
@@ -73,6 +74,7 @@ FULL = Sizes(
     scaling_latency_ms=25,
     search_files=1_000_000,
     search_repeats=20,
+    million_files=1_000_000,
 )
 
 QUICK = Sizes(
@@ -97,6 +99,7 @@ QUICK = Sizes(
     scaling_latency_ms=20,
     search_files=10_000,
     search_repeats=5,
+    million_files=100_000,
 )
 
 
@@ -254,14 +257,14 @@ class Supervisor:
         if not self.running(name):
             raise RuntimeError(f"{name} exited early:\n{self.tail(name)}")
 
-    def start_web(self, name: str, database: str) -> str:
-        """gunicorn with the service's own configuration file, on a free loopback port;
-        returns its base URL once /healthz answers."""
+    def start_web(self, name: str, database: str, **extra_env: str) -> str:
+        """gunicorn with the service's own configuration file, on a free loopback port (and
+        ``extra_env`` in its environment); returns its base URL once /healthz answers."""
         port = free_port()
         self.start(
             name,
             [PYTHON, "-m", "gunicorn", "-c", "stagingsvc/gunicorn.conf.py", "stagingsvc.wsgi"],
-            service_env(database, HOST="127.0.0.1", PORT=str(port)),
+            service_env(database, HOST="127.0.0.1", PORT=str(port), **extra_env),
         )
         url = f"http://127.0.0.1:{port}"
 

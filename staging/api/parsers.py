@@ -23,7 +23,13 @@ def nul_character_at(document) -> str | None:
                     return name
                 pending.append((name, item))
         elif isinstance(value, list):
-            pending.extend((f"{where}[{n}]", item) for n, item in enumerate(value))
+            # Strings checked here, not queued: a JSON array of a million ids stays one list.
+            for n, item in enumerate(value):
+                if isinstance(item, str):
+                    if "\x00" in item:
+                        return f"{where}[{n}]"
+                else:
+                    pending.append((f"{where}[{n}]", item))
     return None
 
 

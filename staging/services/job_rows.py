@@ -12,12 +12,12 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Model
 
-from staging.models import Item, Job, Pin
+from staging.models import Item, Job, Pin, SubJob
 
-# The row source of a request held in memory: three parallel arrays, numbered from 1.
+# The row source of a request held in memory: four parallel arrays, numbered from 1.
 ARRAYS_SOURCE = (
-    "unnest(%s::varchar[], %s::varchar[], %s::bigint[]) "
-    "WITH ORDINALITY AS t(file_id, path, size, pos)"
+    "unnest(%s::varchar[], %s::varchar[], %s::bigint[], %s::integer[]) "
+    "WITH ORDINALITY AS t(file_id, path, size, slice, pos)"
 )
 
 
@@ -44,14 +44,12 @@ def items_and_pins_insert(
     job: Job,
     source: str,
     source_params: Sequence,
-    subjob_ids: Sequence[int],
-    slice_starts: Sequence[int],
     expires_at: datetime,
 ) -> None:
-    """Insert the job's items from ``source`` (rows ``t(file_id, path, size, pos)``, ``pos``
-    numbered from 1 in request order), each in the sub-job whose slice holds its position
-    (``slice_starts``: the first position of each slice, ascending), then pin every item's
-    path for the job. Items take ids in request order, which listings follow."""
+    """Insert the job's items from ``source`` (rows ``t(file_id, path, size, slice, pos)``,
+    ``pos`` numbered from 1 in request order), each in the job's sub-job whose sequence is its
+    ``slice``, then pin every item's path for the job. Items take ids in request order, which
+    listings follow."""
     given = ["job_id", "subjob_id", "file_id", "path", "size"]
     columns, placeholders, values = _defaults(Item, given)
     pin_given = ["job_id", "store_id", "path", "expires_at"]
@@ -59,9 +57,10 @@ def items_and_pins_insert(
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {Item._meta.db_table} ({', '.join(given + columns)}) "
-            "SELECT %s, (%s::bigint[])[width_bucket(t.pos, %s::bigint[])], t.file_id, t.path, "
-            f"t.size, {', '.join(placeholders)} FROM {source} ORDER BY t.pos",
-            [job.pk, list(subjob_ids), list(slice_starts), *values, *source_params],
+            f"SELECT %s, s.id, t.file_id, t.path, t.size, {', '.join(placeholders)} "
+            f"FROM {source} JOIN {SubJob._meta.db_table} s "
+            "ON s.job_id = %s AND s.sequence = t.slice ORDER BY t.pos",
+            [job.pk, *values, *source_params, job.pk],
         )
         # From the rows just written, so the paths cross the network once.
         cursor.execute(

@@ -3,7 +3,6 @@ transition of staging.services.transitions."""
 
 import logging
 import uuid
-from array import array
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 
@@ -35,29 +34,36 @@ STAGING_QUEUE = "staging"
 PUBLISH_BATCH = 500
 
 
+class _Slicer:
+    """Places a job's items, one at a time in request order, in slices (sub-jobs) bounded by
+    file count and bytes (a file larger than the byte bound gets a slice of its own), keeping
+    only each slice's totals: a million-file job is placed as it streams in."""
+
+    def __init__(self) -> None:
+        self.max_files = settings.STAGING["SUBJOB_MAX_FILES"]
+        self.max_bytes = settings.STAGING["SUBJOB_MAX_BYTES"]
+        self.totals: list[list[int]] = []  # [files, bytes] of each slice
+
+    def place(self, size: int) -> int:
+        """The slice of the next item, numbered from 1."""
+        current = self.totals[-1] if self.totals else None
+        if current is None or current[0] >= self.max_files or current[1] + size > self.max_bytes:
+            current = [0, 0]
+            self.totals.append(current)
+        current[0] += 1
+        current[1] += size
+        return len(self.totals)
+
+
 def _split_into_subjobs(sizes: Sequence[int]) -> list[list[int]]:
-    """Group item positions into slices bounded by file count and bytes (a file larger than the
-    byte bound gets a slice of its own)."""
-    bounds = [*_slice_starts(sizes), len(sizes)]
-    return [list(range(bounds[n], bounds[n + 1])) for n in range(len(bounds) - 1)]
-
-
-def _slice_starts(sizes: Sequence[int]) -> list[int]:
-    """The position where each slice of ``_split_into_subjobs`` starts (ascending), without
-    listing every position: a million-file job has twenty thousand slices."""
-    max_files = settings.STAGING["SUBJOB_MAX_FILES"]
-    max_bytes = settings.STAGING["SUBJOB_MAX_BYTES"]
-    starts: list[int] = []
-    current_files = current_bytes = 0
+    """Group item positions into the slices ``_Slicer`` places them in."""
+    slicer = _Slicer()
+    slices: list[list[int]] = []
     for position, size in enumerate(sizes):
-        if current_files and (current_files >= max_files or current_bytes + size > max_bytes):
-            starts.append(position - current_files)
-            current_files = current_bytes = 0
-        current_files += 1
-        current_bytes += size
-    if current_files:
-        starts.append(len(sizes) - current_files)
-    return starts
+        if slicer.place(size) > len(slices):
+            slices.append([])
+        slices[-1].append(position)
+    return slices
 
 
 @transaction.atomic
@@ -82,7 +88,8 @@ def job_create_staging(
     job = _staging_job_begin(
         owner=owner,
         store=store,
-        sizes=sizes,
+        files_total=len(sizes),
+        bytes_total=sum(sizes),
         source=source,
         lifetime=lifetime,
         parameters=parameters,
@@ -99,11 +106,13 @@ def job_create_staging(
             ignore_conflicts=True,
         )
         return job
+    slicer = _Slicer()
+    slices = [slicer.place(size) for size in sizes]
     _staging_rows_insert(
         job,
-        sizes,
+        slicer,
         source=ARRAYS_SOURCE,
-        source_params=[[f.id for f in files], [f.path for f in files], sizes],
+        source_params=[[f.id for f in files], [f.path for f in files], sizes, slices],
         expires_at=expires_at,
     )
     return job
@@ -141,22 +150,24 @@ def job_create_staging_streamed(
         "task": task,
     }
     if rows_in_database():
-        table, sizes = _rows_copied(chunks)
+        table, slicer = _rows_copied(chunks)
+        files_total = sum(files for files, _ in slicer.totals)
     else:
         table = None
         files = [File(id=i, store=store, path=p, size=s) for chunk in chunks for i, p, s in chunk]
-        sizes = [f.size for f in files]
-    if not sizes:
+        files_total = len(files)
+    if not files_total:
         raise ServiceError("a staging request needs at least one file", field="ids")
     replayed = earlier() if earlier is not None else None
     if replayed is not None:
         return replayed, False
     if table is None:
         return job_create_staging(files=files, **fields), True
-    job = _staging_job_begin(sizes=sizes, **fields)
+    bytes_total = sum(size for _, size in slicer.totals)
+    job = _staging_job_begin(files_total=files_total, bytes_total=bytes_total, **fields)
     _staging_rows_insert(
         job,
-        sizes,
+        slicer,
         source=f"{table} AS t",
         source_params=[],
         expires_at=timezone.now() + job.lifetime,
@@ -164,29 +175,31 @@ def job_create_staging_streamed(
     return job, True
 
 
-def _rows_copied(chunks: Iterable[Sequence[tuple[str, str, int]]]) -> tuple[str, array]:
-    """Copy the rows of ``chunks`` into a new temporary table (dropped at commit), numbering
-    them from 1; returns its name and the rows' sizes."""
+def _rows_copied(chunks: Iterable[Sequence[tuple[str, str, int]]]) -> tuple[str, _Slicer]:
+    """Copy the rows of ``chunks`` into a new temporary table (dropped at commit), numbered
+    from 1 and placed in their slices as they come; returns its name and the slices."""
     table = f"staging_request_rows_{uuid.uuid4().hex}"
-    sizes = array("q")
+    slicer = _Slicer()
+    position = 0
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {table} "
-            "(pos bigint, file_id varchar(64), path varchar(1024), size bigint) ON COMMIT DROP"
+            f"CREATE TEMPORARY TABLE {table} (pos bigint, file_id varchar(64), "
+            "path varchar(1024), size bigint, slice integer) ON COMMIT DROP"
         )
         for chunk in chunks:
-            with cursor.copy(f"COPY {table} (pos, file_id, path, size) FROM STDIN") as copy:
+            with cursor.copy(f"COPY {table} (pos, file_id, path, size, slice) FROM STDIN") as copy:
                 for file_id, path, size in chunk:
-                    sizes.append(size)
-                    copy.write_row((len(sizes), file_id, path, size))
-    return table, sizes
+                    position += 1
+                    copy.write_row((position, file_id, path, size, slicer.place(size)))
+    return table, slicer
 
 
 def _staging_job_begin(
     *,
     owner,
     store: Store,
-    sizes: Sequence[int],
+    files_total: int,
+    bytes_total: int,
     source: str,
     lifetime: timedelta | None,
     parameters: dict | None,
@@ -194,7 +207,6 @@ def _staging_job_begin(
     task: str,
 ) -> Job:
     """Admit the owner's new work, take the store's lock, and write the job row."""
-    files_total, bytes_total = len(sizes), sum(sizes)
     account_work_admit(owner=owner, files=files_total, size=bytes_total, task=task)
     # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
     # staged_copies_sweep), so it never takes a copy this job's new pins hold.
@@ -213,18 +225,13 @@ def _staging_job_begin(
 
 
 def _staging_rows_insert(
-    job: Job, sizes: Sequence[int], *, source: str, source_params: Sequence, expires_at
+    job: Job, slicer: _Slicer, *, source: str, source_params: Sequence, expires_at
 ) -> None:
-    """The sub-jobs, items and pins of a staging job whose item rows ``source`` holds."""
-    starts = _slice_starts(sizes)
-    subjob_ids = _subjobs_create(job, sizes, starts, first_sequence=1)
+    """The sub-jobs (``slicer``'s slices), items and pins of a staging job whose item rows
+    ``source`` holds."""
+    _subjobs_create(job, slicer.totals, first_sequence=1)
     items_and_pins_insert(
-        job=job,
-        source=source,
-        source_params=source_params,
-        subjob_ids=subjob_ids,
-        slice_starts=[start + 1 for start in starts],
-        expires_at=expires_at,
+        job=job, source=source, source_params=source_params, expires_at=expires_at
     )
 
 
@@ -272,30 +279,20 @@ def job_create(
 def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[int]:
     """Create the sub-jobs that slice ``items``, point each item at its sub-job, and publish
     the sub-jobs once the surrounding transaction commits; returns their ids."""
-    sizes = [item.size for item in items]
-    starts = _slice_starts(sizes)
-    subjob_ids = _subjobs_create(job, sizes, starts, first_sequence=first_sequence)
-    for subjob_id, first, end in zip(subjob_ids, starts, [*starts[1:], len(items)], strict=True):
-        for item in items[first:end]:
-            item.subjob_id = subjob_id
+    slicer = _Slicer()
+    slices = [slicer.place(item.size) for item in items]
+    subjob_ids = _subjobs_create(job, slicer.totals, first_sequence=first_sequence)
+    for item, number in zip(items, slices, strict=True):
+        item.subjob_id = subjob_ids[number - 1]
     return subjob_ids
 
 
-def _subjobs_create(
-    job: Job, sizes: Sequence[int], starts: Sequence[int], *, first_sequence: int
-) -> list[int]:
-    """Insert one sub-job per slice (``starts``: where each begins in ``sizes``) in one
-    statement, and publish them once the surrounding transaction commits; returns their ids
-    in slice order."""
-    bounds = [*starts, len(sizes)]
+def _subjobs_create(job: Job, totals: Sequence[Sequence[int]], *, first_sequence: int) -> list[int]:
+    """Insert one sub-job per slice (``totals``: the files and bytes of each) in one statement,
+    and publish them once the surrounding transaction commits; returns their ids in order."""
     subjobs = SubJob.objects.bulk_create(
-        SubJob(
-            job=job,
-            sequence=first_sequence + n,
-            files_total=bounds[n + 1] - bounds[n],
-            bytes_total=sum(sizes[bounds[n] : bounds[n + 1]]),
-        )
-        for n in range(len(starts))
+        SubJob(job=job, sequence=sequence, files_total=files, bytes_total=size)
+        for sequence, (files, size) in enumerate(totals, start=first_sequence)
     )
     subjob_ids = [s.pk for s in subjobs]
     transaction.on_commit(lambda: subjobs_publish(subjob_ids=subjob_ids))
