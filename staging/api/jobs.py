@@ -30,7 +30,7 @@ from staging.api.job_output import (
     status_uri,
 )
 from staging.api.pagination import ItemCursorPagination, JobCursorPagination, PaginatedView
-from staging.api.parsers import NDJSON, JSONParser, NDJSONParser
+from staging.api.parsers import NDJSON, JSONParser, NDJSONParser, body_drained
 from staging.api.permissions import RolePolicy
 from staging.api.renderers import CSVRenderer
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
@@ -100,13 +100,6 @@ def _store_named(slug: str | None):
         return store_get(slug=slug)
     except NotFoundError as exc:
         raise ServiceError(exc.detail, field="store") from exc
-
-
-def _body_drained(request) -> None:
-    """Read what is left of a refused streamed body, so that a client still sending it reads
-    the answer rather than a reset connection."""
-    while request._request.read(1 << 16):
-        pass
 
 
 class StreamedQuerySerializer(serializers.Serializer):
@@ -302,7 +295,7 @@ class JobListView(PaginatedView):
                 described=request_fingerprint({k: str(v) for k, v in query.items()}),
             )
         except Exception:
-            _body_drained(request)
+            body_drained(request)
             raise
         return self._submitted(request, job, created)
 

@@ -86,3 +86,10 @@ def ndjson_values(stream):
         except ValueError as exc:  # UnicodeDecodeError included
             raise ParseError(f"line {number} is not a JSON value: {exc}") from exc
         yield f"line {number}", value
+
+
+def body_drained(request) -> None:
+    """Read what is left of a refused streamed body, so that a client still sending it reads
+    the answer rather than a reset connection."""
+    while request._request.read(1 << 16):
+        pass

@@ -17,7 +17,8 @@ from staging.errors import IdempotencyKeyReusedError, NotFoundError, ServiceErro
 from staging.models import Job, JobStatus, Store
 from staging.selectors import files_rows_by_ids, job_by_idempotency_key, job_paths_not_in
 from staging.services.catalogue import catalogue_upsert_paths
-from staging.services.jobs import job_cancel, job_create_staging_streamed
+from staging.services.job_rows import ROWS_CHUNK, chunked
+from staging.services.jobs import job_cancel, job_create_staging_from_rows, staging_rows_copy
 from staging.services.recovery import job_release
 from staging.services.tasks import task_perform
 from staging.storage import UnsafePathError, clean_relative_path
@@ -103,9 +104,6 @@ def job_submit(
     return job, True
 
 
-# Names resolved against the catalogue per query: enough to make the round trips cheap, few
-# enough that one chunk's rows weigh little beside the web process.
-STREAM_CHUNK = 10_000
 NAME_MAX_LENGTH = {"ids": 64, "paths": 1024}
 
 
@@ -127,8 +125,8 @@ def job_submit_streamed(
     """``job_submit`` of a staging job for a stream of file names, however many (up to
     ``STAGING["MAX_FILES_PER_REQUEST"]``): each name is checked as it comes and a bad one
     refused naming its place, the names resolved against the catalogue a chunk at a time (a
-    repeat is dropped, as in a JSON body), and the job written by
-    ``job_create_staging_streamed``. Nothing is written unless every name is good. The
+    repeat is dropped, as in a JSON body) and copied by ``staging_rows_copy``, the job written
+    by ``job_create_staging_from_rows``. Nothing is written unless every name is good. The
     fingerprint that guards an Idempotency-Key covers ``described`` (the request's other
     parameters) and the names in order."""
     fingerprint = hashlib.sha256(described.encode())
@@ -143,26 +141,28 @@ def job_submit_streamed(
         parameters["lifetime"] = lifetime_text(request.lifetime)
     try:
         with transaction.atomic():
-            job, created = job_create_staging_streamed(
+            rows = staging_rows_copy(_files_in_chunks(request.store, names, by=request.by))
+            replayed = earlier() if rows.files_total else None
+            if replayed is not None:
+                return replayed, False
+            job = job_create_staging_from_rows(
                 owner=owner,
                 store=request.store,
-                chunks=_files_in_chunks(request.store, names, by=request.by),
+                rows=rows,
                 source="api",
                 lifetime=request.lifetime,
                 parameters=parameters,
                 idempotency_key=idempotency_key,
-                earlier=earlier,
             )
-            if created:
-                job.request_hash = fingerprint.hexdigest()
-                Job.objects.filter(pk=job.pk).update(request_hash=job.request_hash)
+            job.request_hash = fingerprint.hexdigest()
+            Job.objects.filter(pk=job.pk).update(request_hash=job.request_hash)
     except IntegrityError:
         # The same key won a race in a concurrent request: answer with its job.
         replayed = earlier() if idempotency_key else None
         if replayed is None:
             raise
         return replayed, False
-    return job, created
+    return job, True
 
 
 def _names_checked(entries, *, by: str, fingerprint) -> Iterator[tuple[str, str]]:
@@ -195,7 +195,7 @@ def _files_in_chunks(
     without repeats. An id must be a file of ``store`` (404 naming where); a path is
     catalogued from a stat when no scan has indexed it yet (as in a JSON body)."""
     seen: set[str] = set()
-    for chunk in _chunked(names, STREAM_CHUNK):
+    for chunk in chunked(names, ROWS_CHUNK):
         if by == "paths":
             chunk = [(where, _path_cleaned(where, name)) for where, name in chunk]
         fresh = []
@@ -225,17 +225,6 @@ def _path_cleaned(where: str, raw: str) -> str:
         return clean_relative_path(raw)
     except UnsafePathError as exc:
         raise ServiceError(f"{where}: {exc}", field="paths") from exc
-
-
-def _chunked(iterable: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for value in iterable:
-        chunk.append(value)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _replayed(job: Job, key: str, fingerprint: str) -> Job:

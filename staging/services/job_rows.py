@@ -6,7 +6,7 @@ by two INSERT ... SELECT statements from a row source the caller names: arrays s
 parameters (``unnest``) for a request already in memory, or a temporary table a streamed
 request was copied into (``COPY``). Other backends keep the ORM (``bulk_create``)."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from django.db import connection
@@ -19,6 +19,23 @@ ARRAYS_SOURCE = (
     "unnest(%s::varchar[], %s::varchar[], %s::bigint[], %s::integer[]) "
     "WITH ORDINALITY AS t(file_id, path, size, slice, pos)"
 )
+
+
+# Names resolved against the catalogue per query when a request streams in: enough to make the
+# round trips cheap, few enough that one chunk's rows weigh little beside the web process.
+ROWS_CHUNK = 10_000
+
+
+def chunked(iterable: Iterable, size: int) -> Iterator[list]:
+    """``iterable`` in lists of ``size`` (the last one shorter), read as it goes."""
+    chunk = []
+    for value in iterable:
+        chunk.append(value)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def rows_in_database() -> bool:

@@ -3,7 +3,8 @@ transition of staging.services.transitions."""
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from celery import current_app
@@ -118,28 +119,59 @@ def job_create_staging(
     return job
 
 
+@dataclass
+class StagingRows:
+    """The files of a staging request too big to hold, read as they came (``staging_rows_copy``):
+    on PostgreSQL copied into a temporary table and placed in their sub-jobs; elsewhere held."""
+
+    files_total: int = 0
+    bytes_total: int = 0
+    table: str | None = None
+    slicer: _Slicer | None = None
+    held: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+def staging_rows_copy(chunks: Iterable[Sequence[tuple[str, str, int]]]) -> StagingRows:
+    """Read ``chunks`` of catalogue files (id, path, size; in request order, without repeats)
+    as they come. On PostgreSQL each chunk is copied (``COPY``) into a temporary table dropped
+    at commit (call this in the transaction that creates the job), numbered and placed in its
+    slice as it comes, so the web process holds one chunk and the slices' totals."""
+    if not rows_in_database():
+        held = [row for chunk in chunks for row in chunk]
+        return StagingRows(len(held), sum(size for _, _, size in held), held=held)
+    rows = StagingRows(table=f"staging_request_rows_{uuid.uuid4().hex}", slicer=_Slicer())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {rows.table} (pos bigint, file_id varchar(64), "
+            "path varchar(1024), size bigint, slice integer) ON COMMIT DROP"
+        )
+        for chunk in chunks:
+            copy_sql = f"COPY {rows.table} (pos, file_id, path, size, slice) FROM STDIN"
+            with cursor.copy(copy_sql) as copy:
+                for file_id, path, size in chunk:
+                    rows.files_total += 1
+                    rows.bytes_total += size
+                    copy.write_row((rows.files_total, file_id, path, size, rows.slicer.place(size)))
+    return rows
+
+
 @transaction.atomic
-def job_create_staging_streamed(
+def job_create_staging_from_rows(
     *,
     owner,
     store: Store,
-    chunks: Iterable[Sequence[tuple[str, str, int]]],
+    rows: StagingRows,
     source: str,
     lifetime: timedelta | None = None,
     parameters: dict | None = None,
     idempotency_key: str = "",
-    earlier: Callable[[], Job | None] | None = None,
     task: str = "stage",
-) -> tuple[Job, bool]:
-    """``job_create_staging`` for a request too big to hold: ``chunks`` of catalogue files of
-    ``store`` (id, path, size), in request order without repeats, read as they come. Returns
-    the job and whether it is new.
-
-    On PostgreSQL each chunk is copied (``COPY``) into a temporary table as it comes, so the
-    web process holds one chunk and the sizes; once the last has come the owner's limits are
-    checked, the store locked and the job, sub-jobs, items and pins written from that table,
-    as for a small request. ``earlier``, called once every chunk is in and before anything is
-    locked or written, may name a job to answer instead (a replayed Idempotency-Key)."""
+) -> Job:
+    """``job_create_staging`` for the files ``staging_rows_copy`` read (files of ``store``):
+    the owner's limits checked, the store locked and the job, sub-jobs, items and pins written
+    from the temporary table, as for a small request."""
+    if not rows.files_total:
+        raise ServiceError("a staging request needs at least one file", field="ids")
     fields = {
         "owner": owner,
         "store": store,
@@ -149,49 +181,18 @@ def job_create_staging_streamed(
         "idempotency_key": idempotency_key,
         "task": task,
     }
-    if rows_in_database():
-        table, slicer = _rows_copied(chunks)
-        files_total = sum(files for files, _ in slicer.totals)
-    else:
-        table = None
-        files = [File(id=i, store=store, path=p, size=s) for chunk in chunks for i, p, s in chunk]
-        files_total = len(files)
-    if not files_total:
-        raise ServiceError("a staging request needs at least one file", field="ids")
-    replayed = earlier() if earlier is not None else None
-    if replayed is not None:
-        return replayed, False
-    if table is None:
-        return job_create_staging(files=files, **fields), True
-    bytes_total = sum(size for _, size in slicer.totals)
-    job = _staging_job_begin(files_total=files_total, bytes_total=bytes_total, **fields)
+    if rows.table is None:
+        files = [File(id=i, store=store, path=p, size=s) for i, p, s in rows.held]
+        return job_create_staging(files=files, **fields)
+    job = _staging_job_begin(files_total=rows.files_total, bytes_total=rows.bytes_total, **fields)
     _staging_rows_insert(
         job,
-        slicer,
-        source=f"{table} AS t",
+        rows.slicer,
+        source=f"{rows.table} AS t",
         source_params=[],
         expires_at=timezone.now() + job.lifetime,
     )
-    return job, True
-
-
-def _rows_copied(chunks: Iterable[Sequence[tuple[str, str, int]]]) -> tuple[str, _Slicer]:
-    """Copy the rows of ``chunks`` into a new temporary table (dropped at commit), numbered
-    from 1 and placed in their slices as they come; returns its name and the slices."""
-    table = f"staging_request_rows_{uuid.uuid4().hex}"
-    slicer = _Slicer()
-    position = 0
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {table} (pos bigint, file_id varchar(64), "
-            "path varchar(1024), size bigint, slice integer) ON COMMIT DROP"
-        )
-        for chunk in chunks:
-            with cursor.copy(f"COPY {table} (pos, file_id, path, size, slice) FROM STDIN") as copy:
-                for file_id, path, size in chunk:
-                    position += 1
-                    copy.write_row((position, file_id, path, size, slicer.place(size)))
-    return table, slicer
+    return job
 
 
 def _staging_job_begin(
