@@ -359,7 +359,9 @@ class Item(models.Model):
     class Meta:
         ordering = ["job", "id"]
         indexes = [
-            models.Index(fields=["job", "status"], name="item_job_status"),
+            # A job's items in one state, in id order (the cursor pages of its items): an index
+            # scan that stops at the page, not a sort of a million-file job's items.
+            models.Index(fields=["job", "status", "id"], name="item_job_status_id"),
             models.Index(fields=["subjob", "status"], name="item_subjob_status"),
             # Admin search of jobs by file path or prefix (LIKE 'prefix%' on PostgreSQL).
             models.Index(fields=["path"], name="item_path", opclasses=["varchar_pattern_ops"]),
