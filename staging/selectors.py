@@ -54,9 +54,10 @@ def files_rows_by_ids(*, store: Store, ids: Sequence[str]) -> dict[str, tuple[st
     keyed by id (unknown ids are absent): plain rows, for requests of many files."""
     return {
         row[0]: row
-        for row in File.objects.filter(store=store, pk__in=list(ids), present=True).values_list(
-            "id", "path", "size"
-        )
+        # No ordering: the catalogue's default (store slug, path) would join and sort.
+        for row in File.objects.filter(store=store, pk__in=list(ids), present=True)
+        .order_by()
+        .values_list("id", "path", "size")
     }
 
 
