@@ -25,6 +25,7 @@ BENCHMARKS = {
     "P8": ("bench.dts_search", "DTS search"),
     "P4": ("bench.submission", "submission"),
     "P9": ("bench.latency", "latency while staging"),
+    "P7": ("bench.million", "million-file request"),
     "P5": ("bench.scaling", "scaling"),
     "P2": ("bench.pipeline", "pipeline"),
     "P3": ("bench.copying", "copy"),

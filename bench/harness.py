@@ -51,6 +51,7 @@ class Sizes:
     search_repeats: int
     latency_rate: int
     latency_jobs: int
+    million_files: int
 
 
 FULL = Sizes(
@@ -77,6 +78,7 @@ FULL = Sizes(
     search_repeats=20,
     latency_rate=200,
     latency_jobs=2,
+    million_files=1_000_000,
 )
 
 QUICK = Sizes(
@@ -103,6 +105,7 @@ QUICK = Sizes(
     search_repeats=5,
     latency_rate=200,
     latency_jobs=1,
+    million_files=100_000,
 )
 
 
@@ -260,14 +263,14 @@ class Supervisor:
         if not self.running(name):
             raise RuntimeError(f"{name} exited early:\n{self.tail(name)}")
 
-    def start_web(self, name: str, database: str) -> str:
-        """gunicorn with the service's own configuration file, on a free loopback port;
-        returns its base URL once /healthz answers."""
+    def start_web(self, name: str, database: str, **extra_env: str) -> str:
+        """gunicorn with the service's own configuration file, on a free loopback port (and
+        ``extra_env`` in its environment); returns its base URL once /healthz answers."""
         port = free_port()
         self.start(
             name,
             [PYTHON, "-m", "gunicorn", "-c", "stagingsvc/gunicorn.conf.py", "stagingsvc.wsgi"],
-            service_env(database, HOST="127.0.0.1", PORT=str(port)),
+            service_env(database, HOST="127.0.0.1", PORT=str(port), **extra_env),
         )
         url = f"http://127.0.0.1:{port}"
 

@@ -34,6 +34,16 @@ def catalogue_seed(store: Store, count: int) -> list[str]:
     return [f.id for f in files]
 
 
+def bench_store(ctx: BenchContext, slug: str) -> Store:
+    """A store of this run on empty directories under its temporary folder."""
+    root = ctx.temp_dir / slug
+    for part in ("archive", "staging"):
+        Path(root, part).mkdir(parents=True, exist_ok=True)
+    return Store.objects.create(
+        slug=slug, archive_root=str(root / "archive"), staging_root=str(root / "staging")
+    )
+
+
 def post_seconds(url: str, body: str, headers: dict[str, str]) -> float:
     started = time.perf_counter()
     response = requests.post(
@@ -50,14 +60,7 @@ def run(ctx: BenchContext) -> list[Result]:
     info = ctx.database("small")
     base_url = ctx.web("small")
     ctx.work_reset()
-    root = ctx.temp_dir / "submit"
-    for part in ("archive", "staging"):
-        Path(root, part).mkdir(parents=True, exist_ok=True)
-    store = Store.objects.create(
-        slug="bench-submit",
-        archive_root=str(root / "archive"),
-        staging_root=str(root / "staging"),
-    )
+    store = bench_store(ctx, "bench-submit")
     ids = catalogue_seed(store, sizes.submit_files)
     body = json.dumps({"ids": ids})
     ours_url = f"{base_url}/dts/staging"

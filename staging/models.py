@@ -382,9 +382,16 @@ class Item(models.Model):
     release); for a scan, the directory it walks (``path`` is the prefix, empty for the whole
     store). A job of a task without items (noop) has none: its one sub-job is the work."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items")
+    # No single-column indexes on job and subjob: item_job_status_id and item_subjob_status
+    # lead with them, and every index is one more write per file of a million-file request.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items", db_index=False)
     subjob = models.ForeignKey(
-        SubJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="items"
+        SubJob,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="items",
+        db_index=False,
     )
     file = models.ForeignKey(File, on_delete=models.SET_NULL, null=True, blank=True)
     path = models.CharField(max_length=1024, help_text="Path relative to the store's roots.")
@@ -406,7 +413,9 @@ class Item(models.Model):
     class Meta:
         ordering = ["job", "id"]
         indexes = [
-            models.Index(fields=["job", "status"], name="item_job_status"),
+            # A job's items in one state, in id order (the cursor pages of its items): an index
+            # scan that stops at the page, not a sort of a million-file job's items.
+            models.Index(fields=["job", "status", "id"], name="item_job_status_id"),
             models.Index(fields=["subjob", "status"], name="item_subjob_status"),
             # Admin search of jobs by file path or prefix (LIKE 'prefix%' on PostgreSQL).
             models.Index(fields=["path"], name="item_path", opclasses=["varchar_pattern_ops"]),
@@ -420,8 +429,9 @@ class Pin(models.Model):
     """A job's hold on a staged copy. A staged file stays while any pin on it lives; the
     sweeper deletes copies whose pins have all been released or have expired."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pins")
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="pins")
+    # Indexed by unique_pin_per_job_path and pin_store_path, which lead with them.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pins", db_index=False)
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="pins", db_index=False)
     path = models.CharField(max_length=1024)
     expires_at = models.DateTimeField()
     released_at = models.DateTimeField(null=True, blank=True)

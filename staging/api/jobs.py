@@ -30,6 +30,7 @@ from staging.api.job_output import (
     status_uri,
 )
 from staging.api.pagination import ItemCursorPagination, JobCursorPagination, PaginatedView
+from staging.api.parsers import NDJSON, JSONParser, NDJSONParser, body_drained
 from staging.api.permissions import RolePolicy
 from staging.api.renderers import CSVRenderer
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
@@ -47,9 +48,11 @@ from staging.selectors import (
 )
 from staging.services.job_requests import (
     JobRequest,
+    StreamedJobRequest,
     job_cancel_requested,
     job_release_requested,
     job_submit,
+    job_submit_streamed,
     request_fingerprint,
 )
 from staging.services.jobs import job_retry
@@ -76,6 +79,71 @@ def _accepted(request, job: Job, *, code: int = status.HTTP_202_ACCEPTED, **head
     )
 
 
+def _lifetime_bounded(lifetime):
+    longest = settings.STAGING["MAX_LIFETIME"]
+    if lifetime > longest:
+        raise serializers.ValidationError(f"At most {longest.days} days.")
+    return lifetime
+
+
+def _idempotency_key(request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > 128 or not key.isprintable() or (key and not key.strip()):
+        raise ServiceError(
+            "Idempotency-Key must be 1 to 128 printable characters", field="Idempotency-Key"
+        )
+    return key
+
+
+def _store_named(slug: str | None):
+    try:
+        return store_get(slug=slug)
+    except NotFoundError as exc:
+        raise ServiceError(exc.detail, field="store") from exc
+
+
+class StreamedQuerySerializer(serializers.Serializer):
+    """The query parameters of a staging request whose files are the body: an NDJSON body (one
+    id or path a line, as a JSON string) or a bare JSON array of them."""
+
+    task = StrictStringField(
+        default="stage",
+        max_length=64,
+        help_text="stage: a body of file names only stages files.",
+    )
+    store = StrictStringField(
+        required=False, max_length=64, help_text="The store (storeID); default the primary."
+    )
+    by = serializers.ChoiceField(
+        choices=["ids", "paths"],
+        default="ids",
+        help_text="Whether the body's names are catalogue ids or archive paths.",
+    )
+    lifetime = IsoDurationField(
+        required=False, help_text="How long the staged copies stay (ISO 8601, e.g. P7D)."
+    )
+    verify = serializers.BooleanField(
+        default=False, help_text="Check each copy's checksum against the catalogue's."
+    )
+    priority = serializers.IntegerField(
+        min_value=1,
+        max_value=5,
+        default=DEFAULT_PRIORITY,
+        help_text="1 (lowest) to 5 (highest), default 3, as in a JSON object body.",
+    )
+
+    def validate_task(self, task):
+        if task != "stage":
+            raise serializers.ValidationError(
+                "A body of file names (NDJSON or a JSON array) stages files; other tasks take "
+                "a JSON object with their parameters."
+            )
+        return task
+
+    def validate_lifetime(self, lifetime):
+        return _lifetime_bounded(lifetime)
+
+
 class JobListView(PaginatedView):
     """The jobs the caller may see, and submitting new ones."""
 
@@ -83,6 +151,7 @@ class JobListView(PaginatedView):
     permission_classes = [RolePolicy]
     throttle_classes = [UserRateThrottle, SubmitRateThrottle]
     pagination_class = JobCursorPagination
+    parser_classes = [JSONParser, NDJSONParser]
 
     class FilterSerializer(serializers.Serializer):
         status = StatusField(required=False, help_text="Only jobs in this status.")
@@ -138,10 +207,7 @@ class JobListView(PaginatedView):
         )
 
         def validate_lifetime(self, lifetime):
-            longest = settings.STAGING["MAX_LIFETIME"]
-            if lifetime > longest:
-                raise serializers.ValidationError(f"At most {longest.days} days.")
-            return lifetime
+            return _lifetime_bounded(lifetime)
 
         def _bounded(self, values: list[str], name: str) -> list[str]:
             if len(values) > _max_files():
@@ -176,7 +242,11 @@ class JobListView(PaginatedView):
         "job's status URI in Location. The same Idempotency-Key and body again return the same "
         "job. Paths are relative to the archive root (no leading /, no ..); files no scan has "
         "indexed yet are catalogued.",
-        request=InputSerializer,
+        request={
+            "application/json": InputSerializer,
+            # One id or path a line; task, store, by, lifetime, verify, priority in the query.
+            NDJSON: OpenApiTypes.STR,
+        },
         examples=[
             OpenApiExample(
                 "by paths",
@@ -200,21 +270,16 @@ class JobListView(PaginatedView):
         },
     )
     def post(self, request):
-        data = validated(self.InputSerializer, request.data)
-        key = request.headers.get("Idempotency-Key", "")
-        if len(key) > 128 or not key.isprintable() or (key and not key.strip()):
-            raise ServiceError(
-                "Idempotency-Key must be 1 to 128 printable characters", field="Idempotency-Key"
-            )
-        try:
-            store = store_get(slug=data.get("store"))
-        except NotFoundError as exc:
-            raise ServiceError(exc.detail, field="store") from exc
+        key = _idempotency_key(request)
+        body = request.data
+        if isinstance(body, list) or request.content_type.startswith(NDJSON):
+            return self._post_streamed(request, body, key)
+        data = validated(self.InputSerializer, body)
         job, created = job_submit(
             owner=request.user,
             request=JobRequest(
                 task=data["task"],
-                store=store,
+                store=_store_named(data.get("store")),
                 parameters=data["parameters"],
                 ids=data.get("ids"),
                 paths=data.get("paths"),
@@ -222,8 +287,38 @@ class JobListView(PaginatedView):
                 priority=data["priority"],
             ),
             idempotency_key=key,
-            fingerprint=request_fingerprint(request.data),
+            fingerprint=request_fingerprint(body),
         )
+        return self._submitted(request, job, created)
+
+    def _post_streamed(self, request, body, key: str) -> Response:
+        """A staging request whose body is the files: NDJSON, read as it comes, or a JSON
+        array; the other parameters are in the query string."""
+        try:
+            query = validated(StreamedQuerySerializer, request.query_params)
+            if isinstance(body, list):
+                entries = ((f"[{n}]", value) for n, value in enumerate(body))
+            else:
+                entries = body
+            job, created = job_submit_streamed(
+                owner=request.user,
+                request=StreamedJobRequest(
+                    store=_store_named(query.get("store")),
+                    by=query["by"],
+                    entries=entries,
+                    lifetime=query.get("lifetime"),
+                    verify=query["verify"],
+                    priority=query["priority"],
+                ),
+                idempotency_key=key,
+                described=request_fingerprint({k: str(v) for k, v in query.items()}),
+            )
+        except Exception:
+            body_drained(request)
+            raise
+        return self._submitted(request, job, created)
+
+    def _submitted(self, request, job: Job, created: bool) -> Response:
         headers = {"Retry-After": str(poll_interval())}
         if not created:
             headers["Idempotent-Replayed"] = "true"

@@ -21,14 +21,17 @@ from staging.api.fields import (
     path_lengths_check,
     validated,
 )
+from staging.api.parsers import NDJSON, JSONParser, NDJSONParser, body_drained, nul_character_at
 from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
+from staging.errors import ServiceError
 from staging.models import TERMINAL_STATUSES, Job, JobStatus
 from staging.selectors import file_localities, stage_request_get
 from staging.services.tape import (
     StageFile,
     stage_request_cancel,
     stage_request_create,
+    stage_request_create_streamed,
     stage_request_delete,
     stage_request_release,
     stage_requests_release_for_owner,
@@ -131,11 +134,13 @@ class WellKnownView(APIView):
 
 
 class StageView(APIView):
-    """``POST {uri}/stage``: a new stage request."""
+    """``POST {uri}/stage``: a new stage request; its ``files`` as a JSON object's, or as an
+    NDJSON body (one entry a line) for a request too big for one."""
 
     role_policy = "tape"
     permission_classes = [RolePolicy]
     throttle_classes = [UserRateThrottle, SubmitRateThrottle]
+    parser_classes = [JSONParser, NDJSONParser]
 
     class InputSerializer(serializers.Serializer):
         # Field names are the wire names, camelCase as the specification spells them.
@@ -195,10 +200,22 @@ class StageView(APIView):
                 response=[201],
             )
         ],
-        request=InputSerializer,
+        request={
+            "application/json": InputSerializer,
+            NDJSON: OpenApiTypes.STR,  # one entry of files (or a bare path) per line
+        },
         responses={201: OutputSerializer},
     )
     def post(self, request, **kwargs):
+        if request.content_type.startswith(NDJSON):
+            try:
+                job = stage_request_create_streamed(
+                    owner=request.user, files=self._files_streamed(request.data)
+                )
+            except Exception:
+                body_drained(request)
+                raise
+            return self._created(request, job)
         data = validated(self.InputSerializer, request.data)
         sitename = settings.TAPE["SITENAME"]
         job = stage_request_create(
@@ -212,8 +229,61 @@ class StageView(APIView):
                 for f in data["files"]
             ],
         )
+        return self._created(request, job)
+
+    def _created(self, request, job: Job) -> Response:
         location = f"{tape_api_uri(request)}/stage/{job.uuid}"
         return Response({"requestId": str(job.uuid)}, status=201, headers={"Location": location})
+
+    def _files_streamed(self, entries):
+        """The files of an NDJSON body, checked as they come: each line one entry of
+        ``files`` (a bare JSON string is a path alone); a bad one is a 400 naming its line."""
+        sitename = settings.TAPE["SITENAME"]
+        limit = _max_paths()
+        for count, (where, value) in enumerate(entries, start=1):
+            if count > limit:
+                raise ServiceError(
+                    f"At most {limit} files per request; {where} is one more", field="files"
+                )
+            if isinstance(value, str):
+                value = {"path": value}
+            if isinstance(value, dict) and nul_character_at(value):
+                raise ServiceError(f"{where}: contains a NUL character (\\u0000)", field="files")
+            try:
+                if isinstance(value, dict) and value.keys() == {"path"}:
+                    # The common line, checked without a serializer (a million of them).
+                    yield where, StageFile(path=self._path_checked(value["path"]))
+                    continue
+                entry = validated(self.InputSerializer.FileSerializer, value)
+            except serializers.ValidationError as exc:
+                raise ServiceError(f"{where}: {_flattened(exc.detail)}", field="files") from exc
+            yield (
+                where,
+                StageFile(
+                    path=entry["path"],
+                    disk_lifetime=entry.get("diskLifetime"),
+                    metadata=entry.get("targetedMetadata", {}).get(sitename),
+                ),
+            )
+
+    @staticmethod
+    def _path_checked(path) -> str:
+        if not isinstance(path, str) or not path:
+            raise serializers.ValidationError("path must be a non-empty string.")
+        if len(path) > MAX_PATH_LENGTH:
+            raise serializers.ValidationError(
+                f"Ensure path has no more than {MAX_PATH_LENGTH} characters."
+            )
+        return path_lengths_check(path)
+
+
+def _flattened(detail) -> str:
+    """A serializer's errors as one line: ``path: This field is required.``"""
+    if isinstance(detail, dict):
+        return "; ".join(f"{name}: {_flattened(value)}" for name, value in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_flattened(value) for value in detail)
+    return str(detail)
 
 
 class StageRequestView(APIView):

@@ -218,6 +218,9 @@ class ProgressReporter:
     current_bytes: int = 0
     current_started: datetime | None = None
     cancelled: bool = False
+    # Items cancelled on their own (the tape API's cancel), as the last batch's write read
+    # them: not started from then on, so a cancel takes effect within one progress interval.
+    cancelled_items: set[int] = field(default_factory=set)
     # Some item did not move as the worker believed (cancelled on its own): the end counts
     # the items in the database instead of trusting what the worker knows.
     diverged: bool = False
@@ -301,7 +304,7 @@ class ProgressReporter:
         running = None
         if self.current_item is not None:
             running = (self.current_item.pk, self.current_bytes, self.current_started)
-        moved, status = transitions.subjob_progress(
+        moved, status, cancelled_items = transitions.subjob_progress(
             subjob_id=self.subjob.pk,
             job_id=self.subjob.job_id,
             worker=self.worker,
@@ -310,8 +313,9 @@ class ProgressReporter:
             bytes_per_second=self._rate(),
             running=running,
         )
-        self.diverged = self.diverged or moved != len(self.outcomes)
+        self.diverged = self.diverged or moved != len(self.outcomes) or bool(cancelled_items)
         self.cancelled = status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+        self.cancelled_items = cancelled_items
         self._batch_done(started)
 
     def finish(self) -> str | None:
@@ -502,6 +506,8 @@ def _run_items(subjob: SubJob, reporter: ProgressReporter, work: ItemWork) -> No
     for item in pending:
         if reporter.should_stop():
             break
+        if item.pk in reporter.cancelled_items:
+            continue
         try:
             _run_item(item, subjob.job.store, reporter, work)
         except StagingCancelled:

@@ -5,19 +5,25 @@ by path."""
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from staging.errors import IdempotencyKeyReusedError, ServiceError
+from staging.errors import IdempotencyKeyReusedError, NotFoundError, ServiceError, unknown_names
 from staging.models import DEFAULT_PRIORITY, Job, JobStatus, Store
-from staging.selectors import job_by_idempotency_key, job_paths_not_in
-from staging.services.jobs import job_cancel
+from staging.selectors import files_rows_by_ids, job_by_idempotency_key, job_paths_not_in
+from staging.services.catalogue import catalogue_upsert_paths
+from staging.services.job_rows import ROWS_CHUNK, chunked
+from staging.services.jobs import job_cancel, job_create_staging_from_rows, staging_rows_copy
 from staging.services.recovery import job_release
 from staging.services.tasks import task_perform
+from staging.storage import UnsafePathError, clean_relative_path
 from tasks.catalogue import UnsupportedTaskError
+from tasks.catalogue._params import lifetime_text
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,133 @@ def job_submit(
     job.request_hash, job.idempotency_key = fingerprint, idempotency_key
     job.priority = request.priority
     return job, True
+
+
+NAME_MAX_LENGTH = {"ids": 64, "paths": 1024}
+
+
+@dataclass(frozen=True)
+class StreamedJobRequest:
+    """A staging request whose files come as a stream of names (an NDJSON body, or a bare JSON
+    array): ids or paths of ``store``, each named in errors by ``where`` (``line 3``)."""
+
+    store: Store
+    by: str  # "ids" or "paths"
+    entries: Iterable[tuple[str, object]]
+    lifetime: timedelta | None = None
+    verify: bool = False
+    priority: int = DEFAULT_PRIORITY
+
+
+def job_submit_streamed(
+    *, owner, request: StreamedJobRequest, idempotency_key: str = "", described: str = ""
+) -> tuple[Job, bool]:
+    """``job_submit`` of a staging job for a stream of file names, however many (up to
+    ``STAGING["MAX_FILES_PER_REQUEST"]``): each name is checked as it comes and a bad one
+    refused naming its place, the names resolved against the catalogue a chunk at a time (a
+    repeat is dropped, as in a JSON body) and copied by ``staging_rows_copy``, the job written
+    by ``job_create_staging_from_rows``. Nothing is written unless every name is good. The
+    fingerprint that guards an Idempotency-Key covers ``described`` (the request's other
+    parameters) and the names in order."""
+    fingerprint = hashlib.sha256(described.encode())
+    names = _names_checked(request.entries, by=request.by, fingerprint=fingerprint)
+
+    def earlier() -> Job | None:
+        job = job_by_idempotency_key(owner=owner, key=idempotency_key) if idempotency_key else None
+        return _replayed(job, idempotency_key, fingerprint.hexdigest()) if job else None
+
+    parameters: dict = {"verify": request.verify}
+    if request.lifetime is not None:
+        parameters["lifetime"] = lifetime_text(request.lifetime)
+    try:
+        with transaction.atomic():
+            rows = staging_rows_copy(_files_in_chunks(request.store, names, by=request.by))
+            replayed = earlier() if rows.files_total else None
+            if replayed is not None:
+                return replayed, False
+            job = job_create_staging_from_rows(
+                owner=owner,
+                store=request.store,
+                rows=rows,
+                source="api",
+                lifetime=request.lifetime,
+                parameters=parameters,
+                idempotency_key=idempotency_key,
+            )
+            job.request_hash, job.priority = fingerprint.hexdigest(), request.priority
+            # Before the commit that wakes the dispatcher: its first pass sees the priority.
+            Job.objects.filter(pk=job.pk).update(
+                request_hash=job.request_hash, priority=job.priority
+            )
+    except IntegrityError:
+        # The same key won a race in a concurrent request: answer with its job.
+        replayed = earlier() if idempotency_key else None
+        if replayed is None:
+            raise
+        return replayed, False
+    return job, True
+
+
+def _names_checked(entries, *, by: str, fingerprint) -> Iterator[tuple[str, str]]:
+    """The names of ``entries``, each a non-empty JSON string short enough for its kind and
+    free of NUL, at most ``MAX_FILES_PER_REQUEST`` of them; the first bad one is a 400 naming
+    where it is."""
+    longest = NAME_MAX_LENGTH[by]
+    limit = settings.STAGING["MAX_FILES_PER_REQUEST"]
+    for count, (where, value) in enumerate(entries, start=1):
+        if not isinstance(value, str) or not value:
+            raise ServiceError(
+                f"{where}: expected a non-empty JSON string (a file's {by[:-1]}), got "
+                f"{json.dumps(value)[:80]}",
+                field=by,
+            )
+        if len(value) > longest:
+            raise ServiceError(f"{where}: longer than {longest} characters", field=by)
+        if "\x00" in value:
+            raise ServiceError(f"{where}: contains a NUL character (\\u0000)", field=by)
+        if count > limit:
+            raise ServiceError(f"At most {limit} {by} per request; {where} is one more", field=by)
+        fingerprint.update(value.encode() + b"\n")
+        yield where, value
+
+
+def _files_in_chunks(
+    store: Store, names: Iterable[tuple[str, str]], *, by: str
+) -> Iterator[list[tuple[str, str, int]]]:
+    """(id, path, size) of the catalogue files ``names`` name, a chunk at a time, in order and
+    without repeats. An id must be a file of ``store`` (404 naming where); a path is
+    catalogued from a stat when no scan has indexed it yet (as in a JSON body)."""
+    seen: set[str] = set()
+    for chunk in chunked(names, ROWS_CHUNK):
+        if by == "paths":
+            chunk = [(where, _path_cleaned(where, name)) for where, name in chunk]
+        fresh = []
+        for where, name in chunk:
+            if name not in seen:
+                seen.add(name)
+                fresh.append((where, name))
+        if not fresh:
+            continue
+        if by == "paths":
+            files = catalogue_upsert_paths(store=store, paths=[name for _, name in fresh])
+            yield [(f.id, f.path, f.size) for f in files]
+            continue
+        found = files_rows_by_ids(store=store, ids=[name for _, name in fresh])
+        for where, name in fresh:
+            if name not in found:
+                raise NotFoundError(
+                    f"{where}: {name!r} is not a file of store {store.slug}",
+                    field="ids",
+                    extra=unknown_names("ids", [name]),
+                )
+        yield [found[name] for _, name in fresh]
+
+
+def _path_cleaned(where: str, raw: str) -> str:
+    try:
+        return clean_relative_path(raw)
+    except UnsafePathError as exc:
+        raise ServiceError(f"{where}: {exc}", field="paths") from exc
 
 
 def _replayed(job: Job, key: str, fingerprint: str) -> Job:

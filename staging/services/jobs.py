@@ -4,11 +4,12 @@ transition of staging.services.transitions."""
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
@@ -26,6 +27,7 @@ from staging.models import (
 from staging.services import transitions
 from staging.services.accounts import account_work_admit
 from staging.services.dispatch import dispatch_wake
+from staging.services.job_rows import ARRAYS_SOURCE, items_and_pins_insert, rows_in_database
 from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
@@ -35,22 +37,35 @@ STAGING_QUEUE = "staging"
 PUBLISH_BATCH = 500
 
 
+class _Slicer:
+    """Places a job's items, one at a time in request order, in slices (sub-jobs) bounded by
+    file count and bytes (a file larger than the byte bound gets a slice of its own), keeping
+    only each slice's totals: a million-file job is placed as it streams in."""
+
+    def __init__(self) -> None:
+        self.max_files = settings.STAGING["SUBJOB_MAX_FILES"]
+        self.max_bytes = settings.STAGING["SUBJOB_MAX_BYTES"]
+        self.totals: list[list[int]] = []  # [files, bytes] of each slice
+
+    def place(self, size: int) -> int:
+        """The slice of the next item, numbered from 1."""
+        current = self.totals[-1] if self.totals else None
+        if current is None or current[0] >= self.max_files or current[1] + size > self.max_bytes:
+            current = [0, 0]
+            self.totals.append(current)
+        current[0] += 1
+        current[1] += size
+        return len(self.totals)
+
+
 def _split_into_subjobs(sizes: Sequence[int]) -> list[list[int]]:
-    """Group item positions into slices bounded by file count and bytes (a file larger than the
-    byte bound gets a slice of its own)."""
-    max_files = settings.STAGING["SUBJOB_MAX_FILES"]
-    max_bytes = settings.STAGING["SUBJOB_MAX_BYTES"]
+    """Group item positions into the slices ``_Slicer`` places them in."""
+    slicer = _Slicer()
     slices: list[list[int]] = []
-    current: list[int] = []
-    current_bytes = 0
     for position, size in enumerate(sizes):
-        if current and (len(current) >= max_files or current_bytes + size > max_bytes):
-            slices.append(current)
-            current, current_bytes = [], 0
-        current.append(position)
-        current_bytes += size
-    if current:
-        slices.append(current)
+        if slicer.place(size) > len(slices):
+            slices.append([])
+        slices[-1].append(position)
     return slices
 
 
@@ -72,33 +87,157 @@ def job_create_staging(
         raise ServiceError("a staging request needs at least one file", field="ids")
     if any(f.store_id != store.pk for f in files):
         raise ServiceError("all files of one request must belong to the same store", field="ids")
-    account_work_admit(owner=owner, files=len(files), size=sum(f.size for f in files), task=task)
-    staging_space_admit(store=store, size=sum(f.size for f in files))
-    lifetime = lifetime or settings.STAGING["DEFAULT_LIFETIME"]
+    sizes = [f.size for f in files]
+    job = _staging_job_begin(
+        owner=owner,
+        store=store,
+        files_total=len(sizes),
+        bytes_total=sum(sizes),
+        source=source,
+        lifetime=lifetime,
+        parameters=parameters,
+        idempotency_key=idempotency_key,
+        task=task,
+    )
+    expires_at = timezone.now() + job.lifetime
+    if not rows_in_database():
+        items = [Item(job=job, file=f, path=f.path, size=f.size) for f in files]
+        _attach_subjobs(job, items, first_sequence=1)
+        Item.objects.bulk_create(items)
+        Pin.objects.bulk_create(
+            (Pin(job=job, store=store, path=f.path, expires_at=expires_at) for f in files),
+            ignore_conflicts=True,
+        )
+        return job
+    slicer = _Slicer()
+    slices = [slicer.place(size) for size in sizes]
+    _staging_rows_insert(
+        job,
+        slicer,
+        source=ARRAYS_SOURCE,
+        source_params=[[f.id for f in files], [f.path for f in files], sizes, slices],
+        expires_at=expires_at,
+    )
+    return job
+
+
+@dataclass
+class StagingRows:
+    """The files of a staging request too big to hold, read as they came (``staging_rows_copy``):
+    on PostgreSQL copied into a temporary table and placed in their sub-jobs; elsewhere held."""
+
+    files_total: int = 0
+    bytes_total: int = 0
+    table: str | None = None
+    slicer: _Slicer | None = None
+    held: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+def staging_rows_copy(chunks: Iterable[Sequence[tuple[str, str, int]]]) -> StagingRows:
+    """Read ``chunks`` of catalogue files (id, path, size; in request order, without repeats)
+    as they come. On PostgreSQL each chunk is copied (``COPY``) into a temporary table dropped
+    at commit (call this in the transaction that creates the job), numbered and placed in its
+    slice as it comes, so the web process holds one chunk and the slices' totals."""
+    if not rows_in_database():
+        held = [row for chunk in chunks for row in chunk]
+        return StagingRows(len(held), sum(size for _, _, size in held), held=held)
+    rows = StagingRows(table=f"staging_request_rows_{uuid.uuid4().hex}", slicer=_Slicer())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {rows.table} (pos bigint, file_id varchar(64), "
+            "path varchar(1024), size bigint, slice integer) ON COMMIT DROP"
+        )
+        for chunk in chunks:
+            copy_sql = f"COPY {rows.table} (pos, file_id, path, size, slice) FROM STDIN"
+            with cursor.copy(copy_sql) as copy:
+                for file_id, path, size in chunk:
+                    rows.files_total += 1
+                    rows.bytes_total += size
+                    copy.write_row((rows.files_total, file_id, path, size, rows.slicer.place(size)))
+    return rows
+
+
+@transaction.atomic
+def job_create_staging_from_rows(
+    *,
+    owner,
+    store: Store,
+    rows: StagingRows,
+    source: str,
+    lifetime: timedelta | None = None,
+    parameters: dict | None = None,
+    idempotency_key: str = "",
+    task: str = "stage",
+) -> Job:
+    """``job_create_staging`` for the files ``staging_rows_copy`` read (files of ``store``):
+    the owner's limits checked, the store locked and the job, sub-jobs, items and pins written
+    from the temporary table, as for a small request."""
+    if not rows.files_total:
+        raise ServiceError("a staging request needs at least one file", field="ids")
+    fields = {
+        "owner": owner,
+        "store": store,
+        "source": source,
+        "lifetime": lifetime,
+        "parameters": parameters,
+        "idempotency_key": idempotency_key,
+        "task": task,
+    }
+    if rows.table is None:
+        files = [File(id=i, store=store, path=p, size=s) for i, p, s in rows.held]
+        return job_create_staging(files=files, **fields)
+    job = _staging_job_begin(files_total=rows.files_total, bytes_total=rows.bytes_total, **fields)
+    _staging_rows_insert(
+        job,
+        rows.slicer,
+        source=f"{rows.table} AS t",
+        source_params=[],
+        expires_at=timezone.now() + job.lifetime,
+    )
+    return job
+
+
+def _staging_job_begin(
+    *,
+    owner,
+    store: Store,
+    files_total: int,
+    bytes_total: int,
+    source: str,
+    lifetime: timedelta | None,
+    parameters: dict | None,
+    idempotency_key: str,
+    task: str,
+) -> Job:
+    """Admit the owner's new work (and its size into the staging area), take the store's lock,
+    and write the job row."""
+    account_work_admit(owner=owner, files=files_total, size=bytes_total, task=task)
+    staging_space_admit(store=store, size=bytes_total)
     # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
     # staged_copies_sweep), so it never takes a copy this job's new pins hold.
     Store.objects.select_for_update().filter(pk=store.pk).exists()
-    now = timezone.now()
-    job = Job.objects.create(
+    return Job.objects.create(
         task=task,
         store=store,
         owner=owner,
         source=source,
         parameters=parameters or {},
-        lifetime=lifetime,
+        lifetime=lifetime or settings.STAGING["DEFAULT_LIFETIME"],
         idempotency_key=idempotency_key,
-        files_total=len(files),
-        bytes_total=sum(f.size for f in files),
+        files_total=files_total,
+        bytes_total=bytes_total,
     )
-    items = [Item(job=job, file=f, path=f.path, size=f.size) for f in files]
-    _attach_subjobs(job, items, first_sequence=1)
-    Item.objects.bulk_create(items, batch_size=1000)
-    Pin.objects.bulk_create(
-        (Pin(job=job, store=store, path=f.path, expires_at=now + lifetime) for f in files),
-        batch_size=1000,
-        ignore_conflicts=True,
+
+
+def _staging_rows_insert(
+    job: Job, slicer: _Slicer, *, source: str, source_params: Sequence, expires_at
+) -> None:
+    """The sub-jobs (``slicer``'s slices), items and pins of a staging job whose item rows
+    ``source`` holds."""
+    _subjobs_create(job, slicer.totals, first_sequence=1)
+    items_and_pins_insert(
+        job=job, source=source, source_params=source_params, expires_at=expires_at
     )
-    return job
 
 
 @transaction.atomic
@@ -135,68 +274,105 @@ def job_create(
         item.job = job
     if items:
         _attach_subjobs(job, items, first_sequence=1)
-        Item.objects.bulk_create(items, batch_size=1000)
+        Item.objects.bulk_create(items)
     else:
         SubJob.objects.create(job=job, sequence=1)
         transaction.on_commit(dispatch_wake)
     return job
 
 
-def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[SubJob]:
+def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[int]:
     """Create the sub-jobs that slice ``items``, point each item at its sub-job, and wake the
-    dispatcher (staging.services.dispatch) once the surrounding transaction commits."""
-    slices = _split_into_subjobs([item.size for item in items])
+    dispatcher (staging.services.dispatch) once the surrounding transaction commits; returns
+    their ids."""
+    slicer = _Slicer()
+    slices = [slicer.place(item.size) for item in items]
+    subjob_ids = _subjobs_create(job, slicer.totals, first_sequence=first_sequence)
+    for item, number in zip(items, slices, strict=True):
+        item.subjob_id = subjob_ids[number - 1]
+    return subjob_ids
+
+
+def _subjobs_create(job: Job, totals: Sequence[Sequence[int]], *, first_sequence: int) -> list[int]:
+    """Insert one sub-job per slice (``totals``: the files and bytes of each) in one statement,
+    and wake the dispatcher once the surrounding transaction commits; returns their ids in
+    order."""
     subjobs = SubJob.objects.bulk_create(
-        SubJob(
-            job=job,
-            sequence=sequence,
-            files_total=len(positions),
-            bytes_total=sum(items[p].size for p in positions),
-        )
-        for sequence, positions in enumerate(slices, start=first_sequence)
+        SubJob(job=job, sequence=sequence, files_total=files, bytes_total=size)
+        for sequence, (files, size) in enumerate(totals, start=first_sequence)
     )
-    for subjob, positions in zip(subjobs, slices, strict=True):
-        for p in positions:
-            items[p].subjob = subjob
+    subjob_ids = [s.pk for s in subjobs]
     transaction.on_commit(dispatch_wake)
-    return subjobs
+    return subjob_ids
 
 
 def subjobs_publish(*, subjob_ids: Iterable[int]) -> int:
     """Hand NOT_STARTED sub-jobs to the broker, each under a fresh Celery task id.
 
-    The task ids are recorded in one UPDATE per batch (a big job has hundreds of sub-jobs), then
-    each sub-job is published. A failure to publish is logged, not raised: the sub-job stays
-    NOT_STARTED in the database and the reconciler publishes it again."""
+    The task ids are recorded first (one statement per batch: a big job has thousands of
+    sub-jobs), then the batch's messages go to the broker together (one round trip on Redis).
+    A failure to publish is logged, not raised: the sub-jobs stay NOT_STARTED in the database
+    and the reconciler publishes them again (a duplicate delivery is harmless: the lease)."""
     published = 0
     subjob_ids = list(subjob_ids)
     for start in range(0, len(subjob_ids), PUBLISH_BATCH):
-        task_ids = {pk: str(uuid.uuid4()) for pk in subjob_ids[start : start + PUBLISH_BATCH]}
-        SubJob.objects.filter(pk__in=task_ids, status=JobStatus.NOT_STARTED).update(
-            celery_task_id=Case(*(When(pk=pk, then=Value(t)) for pk, t in task_ids.items())),
-            dispatched_at=timezone.now(),
-        )
-        recorded = SubJob.objects.filter(
-            pk__in=task_ids, status=JobStatus.NOT_STARTED, celery_task_id__in=task_ids.values()
-        ).values_list("pk", flat=True)
-        queue = current_app.amqp.queues[STAGING_QUEUE]
-        for subjob_id in recorded:
-            try:
-                # Declaring the queue on every publish costs one SADD, and keeps messages from
-                # being dropped as undeliverable when the broker lost its bindings (a flush).
-                current_app.send_task(
-                    STAGE_SUBJOB_TASK,
-                    args=[subjob_id],
-                    task_id=task_ids[subjob_id],
-                    declare=[queue],
-                )
-            except Exception:
-                logger.exception(
-                    "could not publish sub-job %s; the reconciler will retry", subjob_id
-                )
-                continue
-            published += 1
+        recorded = _task_ids_record(subjob_ids[start : start + PUBLISH_BATCH])
+        if not recorded:
+            continue
+        try:
+            _messages_send(recorded)
+        except Exception:
+            logger.exception(
+                "could not publish %s sub-jobs (from %s); the reconciler will retry",
+                len(recorded),
+                min(recorded),
+            )
+            continue
+        published += len(recorded)
     return published
+
+
+def _task_ids_record(subjob_ids: list[int]) -> dict[int, str]:
+    """Give each still-queued sub-job of ``subjob_ids`` a fresh task id and the dispatch
+    time; returns the ids of those it changed, with their task ids."""
+    task_ids = {pk: str(uuid.uuid4()) for pk in subjob_ids}
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {SubJob._meta.db_table} AS s "
+                "SET celery_task_id = v.task_id, dispatched_at = %s "
+                "FROM unnest(%s::bigint[], %s::varchar[]) AS v(id, task_id) "
+                "WHERE s.id = v.id AND s.status = %s RETURNING s.id, s.celery_task_id",
+                [now, list(task_ids), list(task_ids.values()), JobStatus.NOT_STARTED],
+            )
+            return dict(cursor.fetchall())
+    SubJob.objects.filter(pk__in=task_ids, status=JobStatus.NOT_STARTED).update(
+        celery_task_id=Case(*(When(pk=pk, then=Value(t)) for pk, t in task_ids.items())),
+        dispatched_at=now,
+    )
+    recorded = SubJob.objects.filter(
+        pk__in=task_ids, status=JobStatus.NOT_STARTED, celery_task_id__in=task_ids.values()
+    ).values_list("pk", flat=True)
+    return {pk: task_ids[pk] for pk in recorded}
+
+
+def _messages_send(task_ids: dict[int, str]) -> None:
+    """Publish one stage_subjob message per sub-job through one producer, buffered by kombu's
+    publish batch (a Redis pipeline: one round trip per PUBLISH_BATCH messages, task-sent
+    events included); transports without batches publish one by one."""
+    queue = current_app.amqp.queues[STAGING_QUEUE]
+    with current_app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH * 4):
+        for subjob_id, task_id in task_ids.items():
+            # Declaring the queue keeps messages from being dropped as undeliverable when the
+            # broker lost its bindings (a flush); kombu declares it once per connection.
+            current_app.send_task(
+                STAGE_SUBJOB_TASK,
+                args=[subjob_id],
+                task_id=task_id,
+                declare=[queue],
+                producer=producer,
+            )
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -248,10 +424,10 @@ def job_retry(*, job: Job) -> Job:
         job.refresh_from_db(fields=["status"])
         raise ConflictError(f"job {job.uuid} is {job.status}; only failed jobs can be retried")
     last_sequence = job.subjobs.order_by("-sequence").values_list("sequence", flat=True).first()
-    subjobs = _attach_subjobs(job, failed, first_sequence=(last_sequence or 0) + 1)
-    for subjob in subjobs:
+    subjob_ids = _attach_subjobs(job, failed, first_sequence=(last_sequence or 0) + 1)
+    for subjob_id in subjob_ids:
         transitions.items_reopen(
-            item_ids=[i.pk for i in failed if i.subjob_id == subjob.pk], subjob_id=subjob.pk
+            item_ids=[i.pk for i in failed if i.subjob_id == subjob_id], subjob_id=subjob_id
         )
     if job.lifetime > timedelta(0):  # a job that pins its copies (job_create_staging)
         _pins_renew(job, [i.path for i in failed])
@@ -267,7 +443,6 @@ def _pins_renew(job: Job, paths: list[str]) -> None:
     Pin.objects.filter(job=job, path__in=paths).update(released_at=None, expires_at=expires_at)
     Pin.objects.bulk_create(
         (Pin(job=job, store_id=job.store_id, path=p, expires_at=expires_at) for p in paths),
-        batch_size=1000,
         ignore_conflicts=True,
     )
 

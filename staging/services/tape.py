@@ -15,9 +15,10 @@ other dialect; what the dialect needs beyond the engine lives under ``Job.parame
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -26,10 +27,16 @@ from django.utils import timezone
 
 from staging.errors import ConflictError, ServiceError
 from staging.models import DEFAULT_PRIORITY, Item, Job, JobStatus, Store, SubJob
-from staging.selectors import TAPE_SOURCE, TapePath, tape_paths_map
+from staging.selectors import TAPE_SOURCE, TapePath, tape_path_map, tape_paths_map, tape_stores
 from staging.services import transitions
 from staging.services.catalogue import catalogue_files_register
-from staging.services.jobs import job_cancel, job_create_staging
+from staging.services.job_rows import ROWS_CHUNK, chunked
+from staging.services.jobs import (
+    job_cancel,
+    job_create_staging,
+    job_create_staging_from_rows,
+    staging_rows_copy,
+)
 from staging.services.recovery import job_release
 from staging.storage import UnsafePathError, resolve_under
 
@@ -47,31 +54,56 @@ class StageFile:
     metadata: dict | None = None  # what targetedMetadata holds for our own sitename
 
 
-def _request_lifetime(files: Sequence[StageFile]) -> timedelta | None:
-    """A job pins all its files for one lifetime: the longest any file asked for, capped."""
-    asked = [f.disk_lifetime for f in files if f.disk_lifetime]
-    return min(max(asked), settings.STAGING["MAX_LIFETIME"]) if asked else None
+class _RequestDescription:
+    """What a stage request keeps beside its items (see the module docstring), gathered file by
+    file in request order: its store, how the client named the files, the metadata addressed
+    to us, and its lifetime (a job pins all its files for one: the longest any file asked for,
+    capped). A file named twice counts once."""
 
+    def __init__(self) -> None:
+        self.store: Store | None = None
+        self.prefix = ""
+        self.aliases: dict[str, str] = {}
+        self.metadata: dict[str, dict] = {}
+        self.longest: timedelta | None = None
+        self.relatives: set[str] = set()
+        self.priority = DEFAULT_PRIORITY  # a job has one: the highest any file asked for
 
-def _request_priority(files: Sequence[StageFile]) -> int:
-    """A job has one priority: the highest any file asked for in its targetedMetadata."""
-    asked = [f.metadata["priority"] for f in files if f.metadata and "priority" in f.metadata]
-    return max(asked, default=DEFAULT_PRIORITY)
+    def add(self, mapped: TapePath, file: StageFile, *, where: str = "") -> bool:
+        """Take in one file; False if the request named it already."""
+        if self.store is None:
+            self.store = mapped.store
+            self.prefix = f"/{mapped.store.slug}" if mapped.names_store else ""
+        elif mapped.store.pk != self.store.pk:
+            named = ", ".join(sorted({self.store.slug, mapped.store.slug}))
+            raise ServiceError(
+                f"{where + ': ' if where else ''}all files of one stage request must be in one "
+                f"store; this one names {named}",
+                field="files",
+            )
+        if file.disk_lifetime and (self.longest is None or file.disk_lifetime > self.longest):
+            self.longest = file.disk_lifetime
+        if file.metadata and "priority" in file.metadata:
+            self.priority = max(self.priority, file.metadata["priority"])
+        if mapped.relative in self.relatives:
+            return False
+        self.relatives.add(mapped.relative)
+        if mapped.client != f"{self.prefix}/{mapped.relative}":
+            self.aliases[mapped.relative] = mapped.client
+        if file.metadata is not None:
+            self.metadata[mapped.client] = file.metadata
+        return True
 
+    @property
+    def lifetime(self) -> timedelta | None:
+        return min(self.longest, settings.STAGING["MAX_LIFETIME"]) if self.longest else None
 
-def _tape_parameters(entries: Sequence[tuple[TapePath, StageFile]]) -> dict:
-    first = entries[0][0]
-    prefix = f"/{first.store.slug}" if first.names_store else ""
-    aliases = {
-        mapped.relative: mapped.client
-        for mapped, _ in entries
-        if mapped.client != f"{prefix}/{mapped.relative}"
-    }
-    metadata = {mapped.client: f.metadata for mapped, f in entries if f.metadata is not None}
-    parameters: dict = {"prefix": prefix, "aliases": aliases}
-    if metadata:
-        parameters["targetedMetadata"] = metadata
-    return {"tape": parameters}
+    @property
+    def parameters(self) -> dict:
+        parameters: dict = {"prefix": self.prefix, "aliases": self.aliases}
+        if self.metadata:
+            parameters["targetedMetadata"] = self.metadata
+        return {"tape": parameters}
 
 
 def _why_not_stageable(store: Store, relative: str) -> str:
@@ -93,45 +125,86 @@ def stage_request_create(*, owner, files: Sequence[StageFile]) -> Job:
     if not files:
         raise ServiceError("a stage request needs at least one file", field="files")
     mapped = tape_paths_map(paths=[f.path for f in files])
-    store_ids = {m.store.pk for m in mapped}
-    if len(store_ids) > 1:
-        named = ", ".join(sorted({m.store.slug for m in mapped}))
+    stores = {m.store.slug for m in mapped}
+    if len(stores) > 1:
         raise ServiceError(
-            f"all files of one stage request must be in one store; this one names {named}",
+            f"all files of one stage request must be in one store; this one names "
+            f"{', '.join(sorted(stores))}",
             field="files",
         )
-    store = mapped[0].store
-    entries: dict[str, tuple[TapePath, StageFile]] = {}
-    for m, f in zip(mapped, files, strict=True):
-        entries.setdefault(m.relative, (m, f))  # a file named twice is staged once
-    found = catalogue_files_register(store=store, paths=list(entries))
-    present = [found[relative] for relative in entries if relative in found]
-    missing = [relative for relative in entries if relative not in found]
-    lifetime = _request_lifetime(files)
-    parameters = _tape_parameters(list(entries.values()))
+    request = _RequestDescription()
+    relatives = [m.relative for m, f in zip(mapped, files, strict=True) if request.add(m, f)]
+    found = catalogue_files_register(store=request.store, paths=relatives)
+    present = [found[relative] for relative in relatives if relative in found]
+    missing = [relative for relative in relatives if relative not in found]
+    create = partial(job_create_staging, files=present) if present else None
+    return _stage_request_write(owner=owner, request=request, create=create, missing=missing)
+
+
+@transaction.atomic
+def stage_request_create_streamed(*, owner, files: Iterable[tuple[str, StageFile]]) -> Job:
+    """``stage_request_create`` for a request too big to hold: ``files`` come as they are read
+    (each with ``where`` it is, for errors: ``line 3``), are mapped and catalogued a chunk at a
+    time and copied into the database by ``staging_rows_copy``; the web process keeps the
+    names it has seen (to stage a file named twice once) and the files that are not in the
+    archive (FAILED items). A path the tape API refuses is a 400 naming where it is."""
+    stores, primary = tape_stores()
+    request = _RequestDescription()
+    missing: list[str] = []
+
+    def chunks() -> Iterator[list[tuple[str, str, int]]]:
+        for chunk in chunked(files, ROWS_CHUNK):
+            relatives = []
+            for where, file in chunk:
+                try:
+                    mapped = tape_path_map(file.path, stores=stores, primary=primary)
+                except ServiceError as exc:
+                    raise ServiceError(f"{where}: {exc.detail}", field="files") from exc
+                if request.add(mapped, file, where=where):
+                    relatives.append(mapped.relative)
+            found = catalogue_files_register(store=request.store, paths=relatives)
+            missing.extend(relative for relative in relatives if relative not in found)
+            yield [(f.id, f.path, f.size) for f in (found.get(r) for r in relatives) if f]
+
+    rows = staging_rows_copy(chunks())
+    if request.store is None:
+        raise ServiceError("a stage request needs at least one file", field="files")
+    create = partial(job_create_staging_from_rows, rows=rows) if rows.files_total else None
+    return _stage_request_write(owner=owner, request=request, create=create, missing=missing)
+
+
+def _stage_request_write(
+    *,
+    owner,
+    request: _RequestDescription,
+    create: Callable[..., Job] | None,
+    missing: Sequence[str],
+) -> Job:
+    """The request's job (by ``create``, a staging job's service given the request's owner,
+    store, lifetime and parameters; without one, nothing is to be staged, so nothing will ever
+    run: the request is born FAILED) and a FAILED item, with why, for each ``missing`` path."""
+    store = request.store
     now = timezone.now()
-    if present:
-        job = job_create_staging(
+    if create is not None:
+        job = create(
             owner=owner,
             store=store,
-            files=present,
             source=TAPE_SOURCE,
-            lifetime=lifetime,
-            parameters=parameters,
+            lifetime=request.lifetime,
+            parameters=request.parameters,
         )
         # Before the commit that wakes the dispatcher: its first pass sees the priority.
         Job.objects.filter(pk=job.pk).update(
-            files_total=F("files_total") + len(missing), priority=_request_priority(files)
+            files_total=F("files_total") + len(missing), priority=request.priority
         )
     else:
-        # Nothing to stage, so nothing will ever run: the request is born FAILED.
         job = Job.objects.create(
             task="stage",
             store=store,
             owner=owner,
             source=TAPE_SOURCE,
-            parameters=parameters,
-            lifetime=lifetime or settings.STAGING["DEFAULT_LIFETIME"],
+            parameters=request.parameters,
+            lifetime=request.lifetime or settings.STAGING["DEFAULT_LIFETIME"],
             status=JobStatus.FAILED,
             files_total=len(missing),
             files_failed=len(missing),

@@ -570,11 +570,12 @@ def subjob_progress(
     bytes_done: int,
     bytes_per_second: float,
     running: tuple[int, int, datetime] | None = None,
-) -> tuple[int, str | None]:
+) -> tuple[int, str | None, set[int]]:
     """A holder's progress report, in one transaction: the lease renewed, the batch's item
     outcomes and pin stamps, the item in hand (id, bytes so far, start) marked RUNNING, the
-    counters of sub-job and job. Returns (items that moved, the job's status now); LeaseLost
-    (nothing written) once ``worker`` no longer holds the sub-job."""
+    counters of sub-job and job. Returns (items that moved, the job's status now, the
+    sub-job's items cancelled on their own); LeaseLost (nothing written) once ``worker`` no
+    longer holds the sub-job."""
     moment = timezone.now()
     with transaction.atomic():
         renewed = SubJob.objects.filter(
@@ -609,7 +610,13 @@ def subjob_progress(
             updated_at=moment,
         )
         status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-    return moved, status
+        # Files cancelled on their own (the tape API's cancel) since: the worker skips them.
+        cancelled = set(
+            Item.objects.filter(subjob_id=subjob_id, status=JobStatus.CANCELLED).values_list(
+                "pk", flat=True
+            )
+        )
+    return moved, status, cancelled
 
 
 class OutcomesDisagree(Exception):

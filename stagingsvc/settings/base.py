@@ -399,8 +399,10 @@ STORE_ROOTS_ALLOWED = env.list(
 # job, and deleted with their job. Every web and worker process must see the same directory.
 RESULTS_ROOT = Path(env("RESULTS_ROOT", default=str(VAR_DIR / "results")))
 STAGING = {
-    # A request may name at most this many files.
-    "MAX_FILES_PER_REQUEST": env.int("STAGING_MAX_FILES_PER_REQUEST", default=10_000),
+    # A request may name at most this many files. A JSON body is also bounded by
+    # MAX_REQUEST_BODY_BYTES (5 MiB: about 140,000 ids); an NDJSON body (API v1 jobs, tape
+    # stage) is read as it comes, so only this bounds it.
+    "MAX_FILES_PER_REQUEST": env.int("STAGING_MAX_FILES_PER_REQUEST", default=1_000_000),
     # A sub-job (one Celery task) takes at most this many files or bytes.
     "SUBJOB_MAX_FILES": env.int("STAGING_SUBJOB_MAX_FILES", default=50),
     "SUBJOB_MAX_BYTES": env.int("STAGING_SUBJOB_MAX_BYTES", default=2 * 1024**3),

@@ -5,6 +5,7 @@ headers, body).
 The schema is loaded when the module is collected (the schema view needs no database); each
 operation's test then runs inside its own test transaction with a token and a finished job."""
 
+import json
 import uuid
 
 import pytest
@@ -36,6 +37,17 @@ CHECKS = [
 ]
 # Path parameters naming a job: most generated values are replaced by a job that exists.
 JOB_PARAMETERS = ("job_id", "requestId")
+
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson_body(ctx, value) -> bytes:
+    """The files as NDJSON, as a client streams them: a generated string is the body as it is,
+    anything else one JSON value a line."""
+    if isinstance(value, str):
+        return value.encode()
+    values = value if isinstance(value, list) else [value]
+    return "".join(json.dumps(v) + "\n" for v in values).encode()
+
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
 

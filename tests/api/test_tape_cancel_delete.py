@@ -88,7 +88,12 @@ def test_a_queued_subjob_left_with_nothing_to_do_is_cancelled(client_for, archiv
     }
 
 
-def test_a_worker_skips_files_cancelled_after_it_read_its_subjob(client_for, archive_files, store):
+def test_a_worker_skips_files_cancelled_after_it_read_its_subjob(
+    client_for, archive_files, store, settings
+):
+    # A worker learns of a file's cancel at its next batch write, once per progress interval:
+    # with no interval, after each file.
+    settings.STAGING = {**settings.STAGING, "PROGRESS_INTERVAL_SECONDS": 0}
     archive_files({"keep": b"keep", "drop": b"drop"})
     client = client_for()
     job = staged_job(client, "/keep", "/drop")

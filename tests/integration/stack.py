@@ -1,9 +1,14 @@
 """Helpers of the tests that start the whole service as `make run` does: a free port, and
 waiting for it to be ready."""
 
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,3 +37,39 @@ def wait_until_ready(
             pytest.fail(f"the service ended before it was ready:\n{log_path.read_text()}")
         time.sleep(0.5)
     pytest.fail(f"the service never became ready:\n{log_path.read_text()}")
+
+
+@contextmanager
+def gunicorn_serving(log_path: Path, **env: str) -> Iterator[str]:
+    """gunicorn as production runs it (its configuration file, two worker processes) on a
+    free loopback port, on this test run's database and broker; yields its base URL."""
+    from tests.workers import REPO_ROOT, worker_environment
+
+    port = free_port()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "stagingsvc/gunicorn.conf.py",
+                "stagingsvc.wsgi",
+            ],
+            cwd=REPO_ROOT,
+            env=worker_environment(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base, server, log_path)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)

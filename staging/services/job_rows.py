@@ -1,0 +1,88 @@
+"""A staging job's item and pin rows written by the database, not built as model instances.
+
+A 10,000-file request would otherwise build 20,000 Django instances and prepare every field of
+each; a million-file one would not fit in the web process. On PostgreSQL the rows are written
+by two INSERT ... SELECT statements from a row source the caller names: arrays sent as
+parameters (``unnest``) for a request already in memory, or a temporary table a streamed
+request was copied into (``COPY``). Other backends keep the ORM (``bulk_create``)."""
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Model
+
+from staging.models import Item, Job, Pin, SubJob
+
+# The row source of a request held in memory: four parallel arrays, numbered from 1.
+ARRAYS_SOURCE = (
+    "unnest(%s::varchar[], %s::varchar[], %s::bigint[], %s::integer[]) "
+    "WITH ORDINALITY AS t(file_id, path, size, slice, pos)"
+)
+
+
+# Names resolved against the catalogue per query when a request streams in: enough to make the
+# round trips cheap, few enough that one chunk's rows weigh little beside the web process.
+ROWS_CHUNK = 10_000
+
+
+def chunked(iterable: Iterable, size: int) -> Iterator[list]:
+    """``iterable`` in lists of ``size`` (the last one shorter), read as it goes."""
+    chunk = []
+    for value in iterable:
+        chunk.append(value)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def rows_in_database() -> bool:
+    """Whether rows are written by INSERT ... SELECT (PostgreSQL) rather than the ORM."""
+    return connection.vendor == "postgresql"
+
+
+def _defaults(model: type[Model], given: Sequence[str]) -> tuple[list[str], list[str], list]:
+    """The columns of ``model`` not in ``given`` (nor its primary key), each as a typed
+    parameter holding the field's default, so the database need not know Django's defaults."""
+    columns, placeholders, values = [], [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key or field.column in given:
+            continue
+        columns.append(field.column)
+        placeholders.append(f"%s::{field.db_type(connection)}")
+        values.append(field.get_db_prep_save(field.get_default(), connection))
+    return columns, placeholders, values
+
+
+def items_and_pins_insert(
+    *,
+    job: Job,
+    source: str,
+    source_params: Sequence,
+    expires_at: datetime,
+) -> None:
+    """Insert the job's items from ``source`` (rows ``t(file_id, path, size, slice, pos)``,
+    ``pos`` numbered from 1 in request order), each in the job's sub-job whose sequence is its
+    ``slice``, then pin every item's path for the job. Items take ids in request order, which
+    listings follow."""
+    given = ["job_id", "subjob_id", "file_id", "path", "size"]
+    columns, placeholders, values = _defaults(Item, given)
+    pin_given = ["job_id", "store_id", "path", "expires_at"]
+    pin_columns, pin_placeholders, pin_values = _defaults(Pin, pin_given)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Item._meta.db_table} ({', '.join(given + columns)}) "
+            f"SELECT %s, s.id, t.file_id, t.path, t.size, {', '.join(placeholders)} "
+            f"FROM {source} JOIN {SubJob._meta.db_table} s "
+            "ON s.job_id = %s AND s.sequence = t.slice ORDER BY t.pos",
+            [job.pk, *values, *source_params, job.pk],
+        )
+        # From the rows just written, so the paths cross the network once.
+        cursor.execute(
+            f"INSERT INTO {Pin._meta.db_table} ({', '.join(pin_given + pin_columns)}) "
+            f"SELECT job_id, %s, path, %s, {', '.join(pin_placeholders)} "
+            f"FROM {Item._meta.db_table} WHERE job_id = %s ON CONFLICT DO NOTHING",
+            [job.store_id, expires_at, *pin_values, job.pk],
+        )

@@ -1,0 +1,147 @@
+"""POST /api/v1/jobs/ with the files as the body: NDJSON (one id or path a line, read as it
+comes) or a bare JSON array, the other parameters in the query string."""
+
+import json
+
+import pytest
+
+from staging.models import Item, Job, Pin
+from staging.roles import Role
+from tests.api.helpers import assert_problem
+
+pytestmark = pytest.mark.django_db
+
+JOBS = "/api/v1/jobs/"
+NDJSON = "application/x-ndjson"
+
+
+def ndjson(*values) -> bytes:
+    return b"".join(json.dumps(v).encode() + b"\n" for v in values)
+
+
+def post_ndjson(client, body: bytes, query: str = "", **headers):
+    return client.post(f"{JOBS}{query}", body, content_type=NDJSON, **headers)
+
+
+def test_an_ndjson_body_of_ids_stages_them_in_order_without_repeats(api_as, archive_files):
+    a, b, c = archive_files({"a.txt": b"alpha", "run/b.bin": b"beta", "c.txt": b"gamma"})
+    client = api_as(Role.DATA_USER)
+
+    body = ndjson(c.id, a.id, c.id) + b"\n" + ndjson(b.id)  # a blank line is skipped
+    response = post_ndjson(client, body, "?lifetime=P2D&verify=true")
+
+    assert response.status_code == 202, response.content
+    job = Job.objects.get(uuid=response.json()["jobId"])
+    assert (job.task, job.source, job.owner, job.files_total) == ("stage", "api", client.user, 3)
+    assert job.bytes_total == len(b"gammaalphabeta")
+    assert job.parameters == {"verify": True, "lifetime": "P2D"}
+    assert list(job.items.order_by("pk").values_list("path", flat=True)) == [
+        "c.txt",
+        "a.txt",
+        "run/b.bin",
+    ]
+    assert all(item.subjob_id for item in job.items.all())
+    assert Pin.objects.filter(job=job).count() == 3
+
+
+def test_a_json_array_body_of_paths_stages_them(api_as, archive_files):
+    archive_files({"a.txt": b"alpha", "run/b.bin": b"beta"})
+
+    response = api_as(Role.DATA_USER).post(
+        f"{JOBS}?by=paths", ["run//b.bin", "a.txt"], format="json"
+    )
+
+    assert response.status_code == 202, response.content
+    job = Job.objects.get(uuid=response.json()["jobId"])
+    assert list(job.items.order_by("pk").values_list("path", flat=True)) == ["run/b.bin", "a.txt"]
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        (b"not json", ["line 2", "not a JSON value"]),
+        (b"42", ["line 2", "expected a non-empty JSON string"]),
+        (b'""', ["line 2", "expected a non-empty JSON string"]),
+        (b'"' + b"x" * 65 + b'"', ["line 2", "longer than 64 characters"]),
+        (b'"a\\u0000b"', ["line 2", "NUL"]),
+        (b"\xff\xfe", ["line 2", "not a JSON value"]),
+    ],
+)
+def test_a_bad_line_is_a_400_naming_it_and_nothing_is_created(api_as, archive_files, line, words):
+    (a,) = archive_files({"a.txt": b"alpha"})
+
+    response = post_ndjson(api_as(Role.DATA_USER), ndjson(a.id) + line + b"\n" + ndjson(a.id))
+
+    assert_problem(response, 400, *words)
+    assert not Job.objects.exists()
+    assert not Item.objects.exists()
+
+
+def test_an_unknown_id_is_a_404_naming_its_line(api_as, archive_files):
+    (a,) = archive_files({"a.txt": b"alpha"})
+
+    response = post_ndjson(api_as(Role.DATA_USER), ndjson(a.id, "f" * 32))
+
+    body = assert_problem(response, 404, "line 2", "f" * 32)
+    assert body["unknown_ids"] == ["f" * 32]
+    assert not Job.objects.exists()
+
+
+def test_an_unsafe_path_is_a_400_naming_its_line(api_as, archive_files):
+    archive_files({"a.txt": b"alpha"})
+
+    response = post_ndjson(api_as(Role.DATA_USER), ndjson("a.txt", "../etc/passwd"), "?by=paths")
+
+    assert_problem(response, 400, "line 2")
+    assert not Job.objects.exists()
+
+
+def test_more_names_than_the_limit_is_a_400_and_nothing_is_created(api_as, archive_files, settings):
+    settings.STAGING = {**settings.STAGING, "MAX_FILES_PER_REQUEST": 2}
+    files = archive_files({"a.txt": b"a", "b.txt": b"b", "c.txt": b"c"})
+
+    response = post_ndjson(api_as(Role.DATA_USER), ndjson(*[f.id for f in files]))
+
+    assert_problem(response, 400, "At most 2 ids", "line 3")
+    assert not Job.objects.exists()
+
+
+def test_a_body_of_names_only_stages_files(api_as, archive_files):
+    (a,) = archive_files({"a.txt": b"alpha"})
+
+    response = post_ndjson(api_as(Role.DATA_USER), ndjson(a.id), "?task=checksum")
+
+    assert_problem(response, 400)
+    assert response.json()["field"] == "task"
+    assert not Job.objects.exists()
+
+
+def test_an_empty_body_of_names_is_a_400(api_as, archive_files):
+    response = post_ndjson(api_as(Role.DATA_USER), b"\n\n")
+    assert_problem(response, 400, "at least one file")
+
+
+def test_the_same_idempotency_key_and_names_return_the_first_job(api_as, archive_files):
+    a, b = archive_files({"a.txt": b"alpha", "b.txt": b"beta"})
+    client = api_as(Role.DATA_USER)
+    key = {"HTTP_IDEMPOTENCY_KEY": "batch-7"}
+
+    first = post_ndjson(client, ndjson(a.id, b.id), **key)
+    again = post_ndjson(client, b" " + ndjson(a.id, b.id), **key)
+    other = post_ndjson(client, ndjson(b.id, a.id), **key)
+
+    assert first.status_code == again.status_code == 202
+    assert again.json()["jobId"] == first.json()["jobId"]
+    assert again["Idempotent-Replayed"] == "true"
+    assert_problem(other, 422)
+    assert Job.objects.count() == 1
+
+
+def test_a_bad_element_of_a_json_array_is_a_400_naming_it(api_as, archive_files):
+    (a,) = archive_files({"a.txt": b"alpha"})
+
+    response = api_as(Role.DATA_USER).post(JOBS, [a.id, 2], format="json")
+
+    assert_problem(response, 400, "[1]", "expected a non-empty JSON string")
+    assert response.json()["field"] == "ids"
+    assert not Job.objects.exists()

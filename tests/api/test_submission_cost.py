@@ -1,0 +1,77 @@
+"""What submitting a job costs the database and the broker: a handful of queries whatever its
+size, and, when the dispatcher hands its sub-jobs out, their messages in one broker round
+trip."""
+
+import pytest
+import redis.client
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bench.submission import catalogue_seed
+from staging.models import Item, Job, JobStatus, Pin, SubJob
+from staging.roles import Role
+from staging.services.dispatch import subjobs_dispatch
+
+pytestmark = pytest.mark.django_db
+
+# The catalogue lookup, BEGIN (a savepoint in a test), the owner's lock and active work, the
+# store's lock, the job, its sub-jobs, items and pins, COMMIT. (Twelve before the rows were
+# written by the database; the dispatcher, woken on commit, records the task ids.)
+QUERIES_PER_SUBMISSION = 10
+
+
+def submit(client, file_ids, capture_callbacks):
+    with CaptureQueriesContext(connection) as queries, capture_callbacks(execute=True):
+        response = client.post("/dts/staging", {"ids": file_ids}, format="json")
+    assert response.status_code == 201, response.content
+    return Job.objects.get(uuid=response.json()["request_id"]), queries
+
+
+@pytest.mark.parametrize("count", [1, 2_500])
+def test_a_job_is_submitted_in_the_same_few_queries_whatever_its_size(
+    api_as, store, broker, settings, django_capture_on_commit_callbacks, count
+):
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 50}
+    ids = catalogue_seed(store, count + 1)
+    client = api_as(Role.SERVICE_USER)
+    submit(client, ids[-1:], django_capture_on_commit_callbacks)  # the token is checked once
+    ids = ids[:-1]
+
+    job, queries = submit(client, ids, django_capture_on_commit_callbacks)
+
+    assert len(queries) <= QUERIES_PER_SUBMISSION, "\n".join(q["sql"][:90] for q in queries)
+    items = list(
+        Item.objects.filter(job=job).order_by("pk").values_list("file_id", "subjob__sequence")
+    )
+    assert [file_id for file_id, _ in items] == ids
+    assert [sequence for _, sequence in items] == [p // 50 + 1 for p in range(count)]
+    assert Pin.objects.filter(job=job).count() == count
+    subjobs = SubJob.objects.filter(job=job)
+    assert subjobs.count() == (count + 49) // 50
+    assert set(subjobs.values_list("status", flat=True)) == {JobStatus.NOT_STARTED}
+    assert not subjobs.exclude(celery_task_id="").exists()  # waiting for the dispatcher
+
+
+def test_the_dispatcher_hands_a_jobs_sub_jobs_to_the_broker_in_one_round_trip(
+    api_as, store, broker, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 1, "DISPATCH_MAX_IN_FLIGHT": 100}
+    ids = catalogue_seed(store, 30)
+    client = api_as(Role.SERVICE_USER)
+    job, _ = submit(client, ids, django_capture_on_commit_callbacks)
+    pipelines = []
+    real_execute = redis.client.Pipeline.execute
+
+    def execute(self, *args, **kwargs):
+        pipelines.append(len(self.command_stack))
+        return real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+
+    assert subjobs_dispatch() == 30
+
+    # One pipeline carries every message (others are the connection's queue declarations).
+    assert len([n for n in pipelines if n >= 30]) == 1, pipelines
+    assert sum(n for n in pipelines if n < 30) < 10, pipelines
+    assert broker.llen(f"{settings.BROKER_KEY_PREFIX}staging") == 30
+    assert not SubJob.objects.filter(job=job, celery_task_id="").exists()
