@@ -14,7 +14,8 @@ from staging.services.recovery import (
 from staging.services.retention import jobs_purge
 
 
-@shared_task
+# No result row: a pass runs every few seconds and after every submission.
+@shared_task(ignore_result=True)
 def dispatch_waiting_subjobs() -> dict:
     """Hand the broker the waiting sub-jobs that capacity allows (woken, and on beat)."""
     return {"dispatched": dispatch_woken()}

@@ -81,10 +81,19 @@ class _Capacity:
     """Free slots per store, per owner and in all, as one pass sees them."""
 
     def __init__(self):
-        in_flight = subjobs_in_flight()
-        self.room = settings.STAGING["DISPATCH_MAX_IN_FLIGHT"] - in_flight.count()
-        self.store_used = Counter(_count_by(in_flight, "job__store_id"))
-        self.owner_used = Counter(_count_by(in_flight, "job__owner_id"))
+        # One read of what is in flight, by store and owner; the totals are its sums.
+        self.store_used: Counter = Counter()
+        self.owner_used: Counter = Counter()
+        in_flight = (
+            subjobs_in_flight()
+            .values_list("job__store_id", "job__owner_id")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        for store_id, owner_id, n in in_flight:
+            self.store_used[store_id] += n
+            self.owner_used[owner_id] += n
+        self.room = settings.STAGING["DISPATCH_MAX_IN_FLIGHT"] - self.store_used.total()
         self.store_limit = dict(Store.objects.values_list("pk", "max_active"))
         self.owner_limit: dict[int | None, int | None] = {None: None}
         self.owner_weight: dict[int | None, int | None] = {None: None}
@@ -116,14 +125,17 @@ class _Capacity:
         self.chosen.append(pk)
 
 
-def _count_by(queryset, field: str) -> dict:
-    return dict(queryset.values_list(field).annotate(n=Count("pk")).values_list(field, "n"))
-
-
-def _lock_dispatch() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+def _lock_dispatch(*, wait: bool = True) -> bool:
+    """Take the dispatcher's lock for the transaction; without ``wait``, False when another
+    pass holds it. (SQLite: the IMMEDIATE transaction already holds the write lock.)"""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        if wait:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
+            return True
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
+        return cursor.fetchone()[0]
 
 
 def subjobs_dispatch() -> int:
@@ -136,6 +148,25 @@ def subjobs_dispatch() -> int:
         _lock_dispatch()
         chosen = _choose()
         return subjobs_publish(subjob_ids=chosen) if chosen else 0
+
+
+def dispatch_after_end() -> None:
+    """After a sub-job ended, in the worker process that ran it: a pass right here when no other
+    pass runs, which saves a broker message and a task per sub-job over ``dispatch_wake``;
+    when one does (it may have counted the slot as taken), a wake, so a pass follows it.
+    Never raises: a pass that fails here is asked of the broker instead."""
+    from staging.services.jobs import subjobs_publish
+
+    try:
+        with transaction.atomic():
+            if _lock_dispatch(wait=False):
+                chosen = _choose()
+                if chosen:
+                    subjobs_publish(subjob_ids=chosen)
+                return
+    except Exception:
+        logger.warning("dispatch pass after a sub-job's end failed; asking for one", exc_info=True)
+    dispatch_wake()
 
 
 def _choose() -> list[int]:

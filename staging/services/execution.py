@@ -27,7 +27,7 @@ from staging.dependencies import (
 from staging.models import File, Item, Job, JobStatus, Store, SubJob
 from staging.services import transitions
 from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_md5_record
-from staging.services.dispatch import dispatch_wake
+from staging.services.dispatch import dispatch_after_end
 from staging.services.jobs import subjobs_publish
 from staging.services.staged_copies import subjob_temporaries_remove
 from staging.services.transitions import LeaseLost
@@ -485,7 +485,7 @@ def subjob_run(
         finally:
             reporter.sync.close()
             reporter.directories.close()
-    dispatch_wake()  # its slot is free: the next waiting sub-job may go
+    dispatch_after_end()  # its slot is free: the next waiting sub-job may go
     return final
 
 

@@ -12,7 +12,12 @@ from django.db import connection, connections
 
 from staging.models import AccountLimits, Job, JobStatus, Store, SubJob
 from staging.selectors_accounts import account_limits_changed
-from staging.services.dispatch import subjobs_dispatch
+from staging.services.dispatch import (
+    ADVISORY_LOCK_ID,
+    WAKE_KEY,
+    dispatch_after_end,
+    subjobs_dispatch,
+)
 from staging.services.execution import subjob_claim
 from staging.services.recovery import subjobs_reconcile
 from tests.factories import JobFactory, StoreFactory, SubJobFactory, UserFactory
@@ -302,3 +307,52 @@ def test_a_full_store_does_not_keep_an_owner_from_its_other_stores(queued, setti
 
     assert subjobs_dispatch() == 4
     assert (dispatched(tape), dispatched(disk)) == (1, 3)
+
+
+# --- The pass after a sub-job's end -----------------------------------------------------------
+
+
+def test_the_worker_whose_sub_job_ended_fills_its_slot_without_a_wake(
+    queued, worker_takes, broker, settings
+):
+    control = f"{settings.BROKER_KEY_PREFIX}control"
+    store = StoreFactory(max_active=1)
+    job = job_with(3, store=store)
+    assert subjobs_dispatch() == 1
+    worker_takes()  # and ends it
+    broker.delete(control)
+
+    dispatch_after_end()
+
+    assert queued() == 1
+    assert dispatched(job) == 2
+    assert broker.llen(control) == 0  # no dispatch task went through the broker
+
+
+def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
+    queued, worker_takes, broker, settings
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
+    control = f"{settings.BROKER_KEY_PREFIX}control"
+    store = StoreFactory(max_active=1)
+    job = job_with(3, store=store)
+    assert subjobs_dispatch() == 1
+    worker_takes()
+    broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
+    with connection.cursor() as cursor:  # a pass in progress here, until the test ends
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
+
+    def worker_process() -> None:  # on a connection of its own, as a worker's
+        try:
+            dispatch_after_end()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=worker_process)
+    thread.start()
+    thread.join(30)
+
+    assert not thread.is_alive()  # it did not wait for the lock
+    assert queued() == 0 and dispatched(job) == 1  # nothing handed out beside the other pass
+    assert broker.llen(control) == 1  # a pass is asked for, to follow the one running
