@@ -10,20 +10,17 @@ own tests."""
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-import requests
 
 from staging.roles import Role
 from staging.services.accounts import token_create
-from tests.workers import REPO_ROOT, worker_environment
+from tests.integration.stack import gunicorn_serving
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 
@@ -33,57 +30,12 @@ MAX_TIME = int(os.environ.get("FUZZ_MAX_TIME", "60"))
 ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn_server(transactional_db, start_worker, tmp_path: Path, results_root: Path):
     """gunicorn (two processes) on a free loopback port, on the test database."""
-    port = free_port()
     log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "stagingsvc/gunicorn.conf.py",
-                "stagingsvc.wsgi",
-            ],
-            cwd=REPO_ROOT,
-            env=worker_environment(
-                HOST="127.0.0.1",
-                PORT=str(port),
-                WEB_CONCURRENCY="2",
-                RESULTS_ROOT=str(results_root),
-            ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    else:
-        os.killpg(server.pid, signal.SIGKILL)
-        pytest.fail(f"gunicorn did not answer:\n{log_path.read_text(errors='replace')}")
-    server.base_url, server.log_path = base, log_path
-    yield server
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
+    with gunicorn_serving(log_path, RESULTS_ROOT=str(results_root)) as base:
+        yield SimpleNamespace(base_url=base, log_path=log_path)
 
 
 @pytest.mark.timeout(MAX_TIME + 600)
