@@ -58,17 +58,6 @@ class _Slicer:
         return len(self.totals)
 
 
-def _split_into_subjobs(sizes: Sequence[int]) -> list[list[int]]:
-    """Group item positions into the slices ``_Slicer`` places them in."""
-    slicer = _Slicer()
-    slices: list[list[int]] = []
-    for position, size in enumerate(sizes):
-        if slicer.place(size) > len(slices):
-            slices.append([])
-        slices[-1].append(position)
-    return slices
-
-
 @transaction.atomic
 def job_create_staging(
     *,

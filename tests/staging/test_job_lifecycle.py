@@ -13,7 +13,7 @@ from staging.errors import ConflictError
 from staging.models import Item, Job, JobStatus, Pin, SubJob
 from staging.selectors import job_progress
 from staging.services.execution import subjob_claim, subjob_run
-from staging.services.jobs import _split_into_subjobs, job_cancel, job_retry, job_rollup
+from staging.services.jobs import _Slicer, job_cancel, job_retry, job_rollup
 from staging.services.jobs import job_create_staging as create
 from staging.services.recovery import (
     WORKER_LOST,
@@ -47,8 +47,14 @@ def run_all(job: Job) -> Job:
 
 def test_sizes_split_into_subjobs_by_count_and_bytes(settings):
     settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 3, "SUBJOB_MAX_BYTES": 100}
-    assert _split_into_subjobs([10, 10, 10, 10]) == [[0, 1, 2], [3]]
-    assert _split_into_subjobs([60, 60, 500, 1]) == [[0], [1], [2], [3]]
+    assert slices_of([10, 10, 10, 10]) == [1, 1, 1, 2]
+    assert slices_of([60, 60, 500, 1]) == [1, 2, 3, 4]
+
+
+def slices_of(sizes: list[int]) -> list[int]:
+    """The slice (sub-job, numbered from 1) each item is placed in, in request order."""
+    slicer = _Slicer()
+    return [slicer.place(size) for size in sizes]
 
 
 def test_a_job_whose_files_all_arrive_is_finished_with_consistent_counts(staged_job, store):
