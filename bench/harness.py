@@ -20,8 +20,11 @@ PYTHON = sys.executable
 BENCH_SETTINGS = "bench.settings"
 # The two bench databases: one with a million jobs (status poll, admin at scale), one with a
 # thousand (admin at small scale) where the other benchmarks also do their work.
-LARGE_DB = "stagingsvc_bench"
-SMALL_DB = "stagingsvc_bench_small"
+# BENCH_DB_PREFIX (with BENCH_REDIS_URL on another Redis database) lets two runs on one
+# machine keep out of each other's way.
+_DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "stagingsvc_bench")
+LARGE_DB = _DB_PREFIX
+SMALL_DB = f"{_DB_PREFIX}_small"
 
 
 @dataclass(frozen=True)
