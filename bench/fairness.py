@@ -67,6 +67,7 @@ class Contended:
     """What one run of B beside A measured (times in seconds)."""
 
     small_seconds: float
+    small_dispatch_waited: float  # from B's submit to its sub-job's handing to the broker
     small_waited: float  # from B's submit to its sub-job's start
     big_subjob_files: int
     big_subjob_seconds: float  # mean duration of A's sub-jobs
@@ -113,11 +114,13 @@ def contended_run(
         timeout=120,
         what="A to end after its cancel",
     )
-    b_started = SubJob.objects.get(job=job_b).started_at.timestamp()
+    b_subjob = SubJob.objects.get(job=job_b)
+    b_started = b_subjob.started_at.timestamp()
     b_submitted = job_b.created_at.timestamp()
     a_began = min(started for started, _, _ in spans)
     return Contended(
         small_seconds=beside,
+        small_dispatch_waited=b_subjob.dispatched_at.timestamp() - b_submitted,
         small_waited=b_started - b_submitted,
         big_subjob_files=max(files for _, _, files in spans),
         big_subjob_seconds=sum(end - start for start, end, _ in spans) / len(spans),
@@ -196,8 +199,9 @@ def fairness_result(name: str, run: Contended, alone: float, common: dict) -> Re
         },
         note=(
             f"B took {run.small_seconds:.2f}s beside A, {alone:.2f}s alone: {times:.2f}x (goal "
-            f"≤ {GOAL:g}x {'met' if met else 'NOT met'}); B's sub-job started "
-            f"{run.small_waited:.2f}s after its submit, after {run.big_ends_before_small_started}"
+            f"≤ {GOAL:g}x {'met' if met else 'NOT met'}); B's sub-job went to the broker "
+            f"{run.small_dispatch_waited:.2f}s and started {run.small_waited:.2f}s after its "
+            f"submit, after {run.big_ends_before_small_started}"
             f" of A's sub-jobs ended (A's: {run.big_subjob_files} files, "
             f"{run.big_subjob_seconds:.2f}s each). First in, first out: about {fifo:.0f}s "
             f"({fifo / alone:.0f}x), {run.big_files_ahead:,} files of A ahead at "
