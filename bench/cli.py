@@ -18,7 +18,8 @@ from bench.harness import FULL, QUICK, REPO_ROOT, SMALL_DB, Result, Supervisor
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 # In the order they run: those that need the web servers first (P9, the poll while staging,
-# last of them: it also needs the worker), then the worker ones (1 worker process before 2).
+# last of them: it also needs the worker), then the worker ones (1 worker process before 2),
+# then the dispatcher's (D1-D3), whose workers run with a dispatch setting of their own.
 BENCHMARKS = {
     "P1": ("bench.status_poll", "status poll"),
     "P6": ("bench.admin_page", "admin"),
@@ -29,6 +30,9 @@ BENCHMARKS = {
     "P5": ("bench.scaling", "scaling"),
     "P2": ("bench.pipeline", "pipeline"),
     "P3": ("bench.copying", "copy"),
+    "D1": ("bench.fairness", "fair share"),
+    "D2": ("bench.store_limit", "store limit"),
+    "D3": ("bench.broker_bound", "broker bounded"),
 }
 NEEDS_WEB = {"P1", "P6", "P8", "P4", "P9"}
 

@@ -60,7 +60,7 @@ class BenchContext:
         self.profiles: dict[str, dict] = {}
         self._prepared: dict[str, dict] = {}
         self._web: dict[str, str] = {}
-        self._worker_concurrency: int | None = None
+        self._worker_setup: tuple | None = None
 
     # --- databases --------------------------------------------------------------------------
 
@@ -148,14 +148,16 @@ class BenchContext:
             self.supervisor.stop(f"web-{which}")
             del self._web[which]
 
-    def workers(self, concurrency: int) -> int:
-        """Make sure exactly one celery worker with ``concurrency`` processes runs on the small
-        database; returns its main process id."""
-        if self._worker_concurrency != concurrency:
+    def workers(self, concurrency: int, **extra_env: str) -> int:
+        """Make sure exactly one celery worker with ``concurrency`` processes (and ``extra_env``
+        in its environment, e.g. a dispatch setting) runs on the small database; returns its
+        main process id."""
+        setup = (concurrency, tuple(sorted(extra_env.items())))
+        if self._worker_setup != setup:
             self.stop_workers()
             self.database("small")
-            self.supervisor.start_worker("worker", SMALL_DB, concurrency=concurrency)
-            self._worker_concurrency = concurrency
+            self.supervisor.start_worker("worker", SMALL_DB, concurrency=concurrency, **extra_env)
+            self._worker_setup = setup
             # "ready." comes before every child has taken a first message and opened its
             # database connection; a few no-ops keep that start-up out of the first figures.
             from celery import current_app
@@ -172,7 +174,7 @@ class BenchContext:
 
     def stop_workers(self) -> None:
         self.supervisor.stop("worker")
-        self._worker_concurrency = None
+        self._worker_setup = None
 
     # --- profiles ---------------------------------------------------------------------------
 

@@ -55,6 +55,12 @@ class Sizes:
     latency_rate: int
     latency_jobs: int
     million_files: int
+    fairness_big_files: int
+    fairness_latency_ms: int
+    limit_files: int
+    limit_latency_ms: int
+    broker_pending_subjobs: int
+    broker_seconds: int
 
 
 FULL = Sizes(
@@ -82,6 +88,12 @@ FULL = Sizes(
     latency_rate=200,
     latency_jobs=2,
     million_files=1_000_000,
+    fairness_big_files=20_000,
+    fairness_latency_ms=25,
+    limit_files=2_000,
+    limit_latency_ms=10,
+    broker_pending_subjobs=100_000,
+    broker_seconds=20,
 )
 
 QUICK = Sizes(
@@ -109,6 +121,12 @@ QUICK = Sizes(
     latency_rate=200,
     latency_jobs=1,
     million_files=100_000,
+    fairness_big_files=2_000,
+    fairness_latency_ms=25,
+    limit_files=600,
+    limit_latency_ms=10,
+    broker_pending_subjobs=10_000,
+    broker_seconds=8,
 )
 
 
@@ -288,10 +306,16 @@ class Supervisor:
         return url
 
     def start_worker(
-        self, name: str, database: str, *, concurrency: int, queues: str = "staging,control"
+        self,
+        name: str,
+        database: str,
+        *,
+        concurrency: int,
+        queues: str = "staging,control",
+        **extra_env: str,
     ) -> None:
         """A `celery worker` with ``concurrency`` processes on both queues, as the Procfile
-        runs it; returns once it is ready."""
+        runs it (and ``extra_env`` in its environment); returns once it is ready."""
         self.start(
             name,
             [
@@ -312,7 +336,7 @@ class Supervisor:
                 "--without-gossip",
                 "--without-mingle",
             ],
-            service_env(database),
+            service_env(database, **extra_env),
         )
 
         def ready() -> bool:
