@@ -3,11 +3,14 @@
 import uuid
 
 from django.contrib import admin
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from staging.admin.base import ReadOnlyAdmin, job_link
 from staging.admin.display import progress_bar, status_badge, worker_host
 from staging.admin.filters import JobFilter
 from staging.models import Item, Pin, SubJob
+from staging.selectors import item_times
 
 
 @admin.register(SubJob)
@@ -61,6 +64,10 @@ def _file_id_or_path(queryset, term: str):
         return queryset.filter(path__startswith=term)
 
 
+def _moment(value) -> str:
+    return date_format(timezone.localtime(value), "Y-m-d H:i:s") if value else "—"
+
+
 @admin.register(Item)
 class ItemAdmin(ReadOnlyAdmin):
     list_display = [
@@ -71,17 +78,62 @@ class ItemAdmin(ReadOnlyAdmin):
         "bytes_done",
         "attempts",
         "error",
-        "finished_at",
+        "queued",
+        "started",
+        "finished",
+        "pinned_until_shown",
+        "released",
     ]
     list_filter = [JobFilter, "status"]
-    list_select_related = ["job"]
+    list_select_related = ["job", "subjob"]
     ordering = ["-job_id", "id"]
     search_fields = ["path"]
     search_help_text = "A file id, or a path (or the start of one)."
+    fields = [
+        "path",
+        "job",
+        "file",
+        "subjob",
+        "status",
+        "size",
+        "bytes_done",
+        "attempts",
+        "error",
+        "result",
+        "queued",
+        "started",
+        "finished",
+        "pinned_until_shown",
+        "released",
+    ]
+    readonly_fields = ["queued", "started", "finished", "pinned_until_shown", "released"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(**item_times())
 
     @admin.display(description="job")
     def job_id_link(self, item):
         return job_link(item.job)
+
+    @admin.display(description="queued")
+    def queued(self, item):
+        return _moment(item.queued_at)
+
+    @admin.display(description="started")
+    def started(self, item):
+        return _moment(item.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, item):
+        return _moment(item.finished_at)
+
+    @admin.display(description="pinned until")
+    def pinned_until_shown(self, item):
+        return _moment(item.pinned_until)
+
+    @admin.display(description="released")
+    def released(self, item):
+        return _moment(item.released_at)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, item):
