@@ -148,6 +148,10 @@ class DeadlineField(serializers.Field):
     """How long a job may take (``staging.services.deadlines``): whole seconds or an ISO 8601
     duration; a query string's digits are seconds too."""
 
+    default_error_messages = {
+        "null": f"May not be null: give {DEADLINE_FORMS}, or leave it out for the default.",
+    }
+
     def __init__(self, **kwargs):
         kwargs.setdefault(
             "help_text",
