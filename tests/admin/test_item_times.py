@@ -6,13 +6,17 @@ tests/artifacts/admin/ (not in git)."""
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
 from staging.models import JobStatus, Pin
 from tests.admin.conftest import staff
 from tests.admin.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, browser_or_skip
+from tests.admin.test_job_list_width import (
+    COLUMNS_ON_SCREEN,
+    assert_every_column_on_screen,
+    staff_session_cookie,
+)
 from tests.factories import ItemFactory, JobFactory, StoreFactory, SubJobFactory, UserFactory
 
 ITEMS = "/admin/staging/item/"
@@ -74,19 +78,14 @@ def test_the_item_list_and_page_show_the_five_times(db):
 def test_every_column_of_the_item_list_is_on_screen(live_server, transactional_db, width):
     sync_playwright = browser_or_skip()
     job = staged_job()
-    client = Client()
-    client.force_login(staff("heidi", "data-admin"))
-    session = {
-        "name": settings.SESSION_COOKIE_NAME,
-        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-    }
+    cookie = staff_session_cookie(live_server)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             context = browser.new_context(viewport={"width": width, "height": 900})
             page = context.new_page()
-            page.context.add_cookies([{**session, "url": live_server.url}])
+            page.context.add_cookies([cookie])
             page.goto(f"{live_server.url}{ITEMS}?job={job.uuid}")
             page.wait_for_selector("#result_list")
             page.screenshot(path=ARTIFACTS / f"item-list-{width}.png", full_page=True)
@@ -95,20 +94,7 @@ def test_every_column_of_the_item_list_is_on_screen(live_server, transactional_d
             page.screenshot(path=ARTIFACTS / f"item-page-{width}.png", full_page=True)
             page.goto(f"{live_server.url}{ITEMS}?job={job.uuid}")
             page.wait_for_selector("#result_list")
-            results = page.evaluate(
-                """() => {
-                    const box = document.querySelector('#changelist .results');
-                    const last = document.querySelector('#result_list thead th:last-child');
-                    return {
-                        scroll: box.scrollWidth, client: box.clientWidth,
-                        lastRight: last.getBoundingClientRect().right,
-                        viewport: document.documentElement.clientWidth,
-                        lastText: last.textContent.trim(),
-                    };
-                }"""
-            )
+            results = page.evaluate(COLUMNS_ON_SCREEN)
         finally:
             browser.close()
-    assert results["lastText"].lower() == "released"
-    assert results["scroll"] <= results["client"], results
-    assert results["lastRight"] <= results["viewport"], results
+    assert_every_column_on_screen(results, "released")
