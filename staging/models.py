@@ -107,6 +107,13 @@ class Store(models.Model):
         validators=[validate_space],
         help_text="Dispatch resumes once this much is free again (blank: the low watermark).",
     )
+    default_deadline = models.DurationField(
+        null=True,
+        blank=True,
+        help_text="How long a staging request of this store may take when it names no deadline "
+        '(e.g. 2:00:00, 1 00:00:00 or P1D): files not on disk by then fail with "deadline '
+        'exceeded". Blank: no deadline. The DTS, which cannot send one, always gets this.',
+    )
     staging_full_since = models.DateTimeField(
         null=True,
         blank=True,
@@ -267,6 +274,14 @@ class Job(models.Model):
         help_text="1 (lowest) to 5 (highest): the dispatcher hands out the sub-jobs of higher "
         "priorities first, and shares each priority fairly between owners.",
     )
+    deadline_at = models.DateTimeField(
+        "deadline",
+        null=True,
+        blank=True,
+        help_text="When the job gives up: its files not on disk by then end FAILED with "
+        "\"deadline exceeded\" (the request's deadline, else its store's default, counted from "
+        "its creation). Blank: none.",
+    )
     idempotency_key = models.CharField(max_length=128, blank=True)
     request_hash = models.CharField(
         max_length=64,
@@ -307,6 +322,15 @@ class Job(models.Model):
             models.Index(fields=["store", "created_at"], name="job_store_created"),
             models.Index(fields=["task", "created_at"], name="job_task_created"),
             models.Index(fields=["finished_at"], name="job_finished"),
+            # The deadline pass on beat looks only at active jobs that have a deadline.
+            models.Index(
+                fields=["deadline_at"],
+                name="job_deadline_active",
+                condition=Q(
+                    deadline_at__isnull=False,
+                    status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
+                ),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

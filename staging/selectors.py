@@ -12,7 +12,9 @@ from pathlib import Path
 from django.db.models import (
     Case,
     Count,
+    DateTimeField,
     F,
+    OuterRef,
     Q,
     QuerySet,
     Subquery,
@@ -26,7 +28,7 @@ from django.db.models.functions import Concat, Left, Length, RowNumber, Substr
 from django.template.defaultfilters import pluralize
 
 from staging.errors import NotFoundError, ServiceError
-from staging.models import File, Item, Job, JobStatus, Store, SubJob
+from staging.models import File, Item, Job, JobStatus, Pin, Store, SubJob
 from staging.results import results_file_read
 from staging.roles import JobScope, job_scope
 from staging.statements import statements
@@ -241,8 +243,30 @@ def job_subjob_counts(*, job: Job) -> dict[str, int]:
     return {row["status"]: row["n"] for row in rows.order_by()}
 
 
+def item_times() -> dict:
+    """Annotations of an item's times beyond its own ``started_at`` and ``finished_at``:
+
+    - ``queued_at``: when it entered the queue, i.e. when its sub-job was created: the job's
+      submission, or the retry that queued it again (null for a file that failed at once);
+    - ``pinned_until``: while its staged copy is pinned for the job, when that pin's lifetime
+      ends (only for a FINISHED item: no other has a copy);
+    - ``released_at``: when the job's pin on it was released, if it was.
+
+    The pin is the job's one pin on the item's path, read by the unique (job, path) index."""
+    pin = Pin.objects.filter(job_id=OuterRef("job_id"), path=OuterRef("path"))
+    return {
+        "queued_at": F("subjob__created_at"),
+        "pinned_until": Case(
+            When(status=JobStatus.FINISHED, then=Subquery(pin.values("expires_at")[:1])),
+            default=None,
+            output_field=DateTimeField(),
+        ),
+        "released_at": Subquery(pin.values("released_at")[:1]),
+    }
+
+
 def job_items(*, job: Job, status: str = "", subjob: int | None = None) -> QuerySet[Item]:
-    items = Item.objects.filter(job=job).select_related("subjob")
+    items = Item.objects.filter(job=job).select_related("subjob").annotate(**item_times())
     if status:
         items = items.filter(status=status)
     if subjob is not None:
@@ -261,6 +285,11 @@ RESULT_COLUMNS = (
     "attempts",
     "error",
     "finished_at",
+    # Later additions, after the first columns so that readers by position keep working.
+    "queued_at",
+    "started_at",
+    "pinned_until",
+    "released_at",
 )
 
 
@@ -461,7 +490,7 @@ def _locality(mapped: TapePath, catalogued_size: int | None) -> dict:
 # --- Results ------------------------------------------------------------------------------
 
 # Item columns a task's result rows may name; any other column is a key of the item's result.
-ITEM_RESULT_FIELDS = frozenset(RESULT_COLUMNS) | {"started_at"}
+ITEM_RESULT_FIELDS = frozenset(RESULT_COLUMNS)
 
 
 @dataclass
@@ -477,7 +506,9 @@ def job_item_rows(*, job: Job, columns: Sequence[str], chunk_size: int = 2000) -
     """The job's items as rows of ``columns``, streamed from the database in chunks."""
     fields = [c for c in columns if c in ITEM_RESULT_FIELDS]
     extra = [c for c in columns if c not in ITEM_RESULT_FIELDS]
-    values = Item.objects.filter(job=job).order_by("pk").values_list(*fields, "result")
+    times = {name: value for name, value in item_times().items() if name in fields}
+    items = Item.objects.filter(job=job).annotate(**times)
+    values = items.order_by("pk").values_list(*fields, "result")
     for row in values.iterator(chunk_size=chunk_size):
         named = dict(zip(fields, row, strict=False))
         result = row[-1] or {}

@@ -4,6 +4,7 @@ from dataclasses import asdict
 
 from celery import shared_task
 
+from staging.services.deadlines import jobs_past_deadline_fail
 from staging.services.dispatch import dispatch_woken
 from staging.services.recovery import (
     jobs_janitor,
@@ -17,8 +18,10 @@ from staging.services.retention import jobs_purge
 # No result row: a pass runs every few seconds and after every submission.
 @shared_task(ignore_result=True)
 def dispatch_waiting_subjobs() -> dict:
-    """Hand the broker the waiting sub-jobs that capacity allows (woken, and on beat)."""
-    return {"dispatched": dispatch_woken()}
+    """Fail the queued work of jobs past their deadline (their slots free at once), then hand
+    the broker the waiting sub-jobs that capacity allows (woken, and on beat)."""
+    expired = jobs_past_deadline_fail()
+    return {"past_deadline": expired, "dispatched": dispatch_woken()}
 
 
 @shared_task

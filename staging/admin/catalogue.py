@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from staging.admin.base import ReadOnlyAdmin
 from staging.errors import ServiceError
 from staging.models import File, Store
+from staging.services.deadlines import deadline_parse
 from staging.services.stores import store_roots_validate
 
 
@@ -33,7 +34,17 @@ class StoreForm(forms.ModelForm):
             "max_active",
             "free_space_low",
             "free_space_high",
+            "default_deadline",
         ]
+
+    def clean_default_deadline(self):
+        deadline = self.cleaned_data.get("default_deadline")
+        if deadline is not None:
+            try:
+                deadline_parse(int(deadline.total_seconds()), field="default deadline")
+            except ServiceError as exc:
+                raise forms.ValidationError(exc.detail) from exc
+        return deadline
 
     def clean(self):
         cleaned = super().clean()
@@ -84,10 +95,12 @@ class StoreAdmin(admin.ModelAdmin):
                     "free_space_low",
                     "free_space_high",
                     "staging_full_since",
+                    "default_deadline",
                 ],
-                "description": "How many of the store's sub-jobs workers may run at once, and "
-                "how much free space the staging area keeps; the rest wait in the database "
-                "(see docs/dispatch.md).",
+                "description": "How many of the store's sub-jobs workers may run at once, "
+                "how much free space the staging area keeps (the rest wait in the database), "
+                "and how long a request may take when it names no deadline (see "
+                "docs/dispatch.md).",
             },
         ),
         (

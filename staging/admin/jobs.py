@@ -76,7 +76,10 @@ class JobAdmin(admin.ModelAdmin):
     actions = [cancel_jobs, retry_failed_items, release_pins, raise_priority]
     fieldsets = [
         ("Request", {"fields": ["uuid", "task", "store", "owner", "source", "idempotency_key"]}),
-        ("Parameters", {"fields": ["parameters_json", "lifetime", "priority", "waiting"]}),
+        (
+            "Parameters",
+            {"fields": ["parameters_json", "lifetime", "priority", "deadline_at", "waiting"]},
+        ),
         # The error is shown at the top of the page, with the failed items' reasons.
         ("Outcome", {"fields": ["result_json"]}),
     ]

@@ -7,6 +7,9 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from staging.errors import ServiceError
+from staging.services.deadlines import DEADLINE_FORMS, deadline_parse
+
 
 class StrictStringField(serializers.CharField):
     """A CharField that refuses numbers and booleans instead of quietly turning them into text."""
@@ -131,3 +134,38 @@ def iso_duration_text(value: timedelta) -> str:
     )
     text = "P" + (f"{days}D" if days else "") + (f"T{clock}" if clock else "")
     return text if text != "P" else "PT0S"
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1, "example": 7200},
+            {"type": "string", "format": "duration", "example": "PT2H"},
+        ]
+    }
+)
+class DeadlineField(serializers.Field):
+    """How long a job may take (``staging.services.deadlines``): whole seconds or an ISO 8601
+    duration; a query string's digits are seconds too."""
+
+    default_error_messages = {
+        "null": f"May not be null: give {DEADLINE_FORMS}, or leave it out for the default.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault(
+            "help_text",
+            f"How long the job may take, from its submission: {DEADLINE_FORMS}. Files not on "
+            'disk by then end FAILED with "deadline exceeded". Default: the store\'s '
+            "default deadline, if it has one.",
+        )
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            return deadline_parse(data, field=self.field_name)
+        except ServiceError as exc:
+            raise serializers.ValidationError(str(exc.detail)) from exc
+
+    def to_representation(self, value):
+        return iso_duration_text(value)

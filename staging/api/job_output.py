@@ -156,6 +156,11 @@ class JobDetailSerializer(JobSummarySerializer):
     parameters = serializers.DictField(help_text="The task's parameters as submitted.")
     lifetime = IsoDurationField(help_text="How long staged copies stay pinned (ISO 8601).")
     priority = serializers.IntegerField(help_text="1 (lowest) to 5 (highest).")
+    deadline_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text='When the job gives up: its files not on disk by then fail with "deadline '
+        'exceeded"; null: no deadline.',
+    )
     result = serializers.DictField(help_text="Summary of the outcome once the job has ended.")
     error = serializers.CharField(
         source="error_text",
@@ -186,11 +191,25 @@ class ItemSerializer(serializers.Serializer):
     subjob = serializers.IntegerField(
         source="subjob.sequence", allow_null=True, help_text="The sub-job the file is in."
     )
+    queued_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When it entered the queue: the job's submission, or the retry that queued "
+        "it again; null for a file that failed at once.",
+    )
     started_at = serializers.DateTimeField(
-        allow_null=True, help_text="When its copy started, or null."
+        allow_null=True,
+        help_text="When a worker began it (to within one progress report), or null.",
     )
     finished_at = serializers.DateTimeField(
         allow_null=True, help_text="When it reached its status, or null."
+    )
+    pinned_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text="For a staged file: when the job's pin on its copy ends (its lifetime, "
+        "counted from when the job was ready), or null.",
+    )
+    released_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the job's pin on the file was released, or null."
     )
 
 
@@ -247,6 +266,18 @@ class ResultRowSerializer(serializers.Serializer):
     error = serializers.CharField(required=False, help_text="Why the file failed, when it did.")
     finished_at = serializers.DateTimeField(
         required=False, allow_null=True, help_text="When it ended."
+    )
+    queued_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="When it entered the queue."
+    )
+    started_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="When a worker began it."
+    )
+    pinned_until = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="When the pin on its staged copy ends."
+    )
+    released_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="When that pin was released."
     )
 
 

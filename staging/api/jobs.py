@@ -14,7 +14,13 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from staging.api.fields import IsoDurationField, StrictStringField, iso_duration_text, validated
+from staging.api.fields import (
+    DeadlineField,
+    IsoDurationField,
+    StrictStringField,
+    iso_duration_text,
+    validated,
+)
 from staging.api.job_output import (
     JOB_ID,
     LOCATION,
@@ -131,6 +137,7 @@ class StreamedQuerySerializer(serializers.Serializer):
         default=DEFAULT_PRIORITY,
         help_text="1 (lowest) to 5 (highest), default 3, as in a JSON object body.",
     )
+    deadline = DeadlineField(required=False)
 
     def validate_task(self, task):
         if task != "stage":
@@ -205,6 +212,7 @@ class JobListView(PaginatedView):
             help_text="1 (lowest) to 5 (highest), default 3: higher priorities are handed to "
             "workers first; within one, owners are served in turn.",
         )
+        deadline = DeadlineField(required=False)
 
         def validate_lifetime(self, lifetime):
             return _lifetime_bounded(lifetime)
@@ -244,7 +252,8 @@ class JobListView(PaginatedView):
         "indexed yet are catalogued.",
         request={
             "application/json": InputSerializer,
-            # One id or path a line; task, store, by, lifetime, verify, priority in the query.
+            # One id or path a line; task, store, by, lifetime, verify, priority, deadline in
+            # the query.
             NDJSON: OpenApiTypes.STR,
         },
         examples=[
@@ -285,6 +294,7 @@ class JobListView(PaginatedView):
                 paths=data.get("paths"),
                 lifetime=iso_duration_text(data["lifetime"]) if "lifetime" in data else None,
                 priority=data["priority"],
+                deadline=data.get("deadline"),
             ),
             idempotency_key=key,
             fingerprint=request_fingerprint(body),
@@ -309,6 +319,7 @@ class JobListView(PaginatedView):
                     lifetime=query.get("lifetime"),
                     verify=query["verify"],
                     priority=query["priority"],
+                    deadline=query.get("deadline"),
                 ),
                 idempotency_key=key,
                 described=request_fingerprint({k: str(v) for k, v in query.items()}),

@@ -27,6 +27,7 @@ from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import ServiceError
 from staging.models import TERMINAL_STATUSES, Job, JobStatus
 from staging.selectors import file_localities, stage_request_get
+from staging.services.deadlines import deadline_parse
 from staging.services.tape import (
     StageFile,
     stage_request_cancel,
@@ -174,6 +175,12 @@ class StageView(APIView):
                     raise serializers.ValidationError(
                         f"{sitename}.priority must be an integer from 1 to 5, not {priority!r}."
                     )
+                deadline = (ours or {}).get("deadline")
+                if deadline is not None:
+                    try:
+                        deadline_parse(deadline, field=f"{sitename}.deadline")
+                    except ServiceError as exc:
+                        raise serializers.ValidationError(exc.detail) from exc
                 return metadata
 
         files = FileSerializer(many=True, allow_empty=False, help_text="The files to stage.")

@@ -27,6 +27,7 @@ from staging.dependencies import (
 from staging.models import File, Item, Job, JobStatus, Store, SubJob
 from staging.services import transitions
 from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_md5_record
+from staging.services.deadlines import DEADLINE_EXCEEDED
 from staging.services.dispatch import dispatch_after_end
 from staging.services.jobs import subjobs_publish
 from staging.services.staged_copies import subjob_temporaries_remove
@@ -233,8 +234,30 @@ class ProgressReporter:
 
     def should_stop(self) -> bool:
         """Asked between chunks and right before a copy is renamed into place: a worker that
-        lost its lease must put no file into place."""
-        return self.cancelled or self.lease_lost()
+        lost its lease must put no file into place, and a file not in place by its job's
+        deadline is not put there after it."""
+        return self.cancelled or self.lease_lost() or self.deadline_passed()
+
+    def deadline_passed(self) -> bool:
+        deadline = self.subjob.job.deadline_at
+        return deadline is not None and timezone.now() >= deadline
+
+    def items_past_deadline(self, items: list[Item], *, in_hand: Item | None) -> None:
+        """Fail ``items`` with "deadline exceeded" in the next batch write: the item in hand
+        (its copy stopped; that attempt counts) and those never begun (no start time)."""
+        if in_hand is not None:
+            self.attempt_abandoned()
+        for item in items:
+            if item.pk in self.cancelled_items:
+                continue
+            began = item is in_hand
+            self.outcomes.failed[item.pk] = (1 if began else 0, DEADLINE_EXCEEDED)
+            if not began:
+                self.outcomes.unstarted.add(item.pk)
+        self.current_item, self.current_started = None, None
+        logger.warning(
+            "sub-job %s: deadline passed; %s items not staged", self.subjob.pk, len(items)
+        )
 
     def _due(self) -> bool:
         return (
@@ -503,15 +526,23 @@ def _lease_context(subjob_id: int, worker: str):
 def _run_items(subjob: SubJob, reporter: ProgressReporter, work: ItemWork) -> None:
     pending = [item for item in subjob.claimed_items if item.status in transitions.ACTIVE_ITEM]
     # No progress write before the first item: the claim already refused cancelled jobs.
-    for item in pending:
+    stopped_at, in_hand = None, None
+    for position, item in enumerate(pending):
         if reporter.should_stop():
+            stopped_at = position
             break
         if item.pk in reporter.cancelled_items:
             continue
         try:
             _run_item(item, subjob.job.store, reporter, work)
         except StagingCancelled:
+            stopped_at, in_hand = position, item
             break
+    if stopped_at is None or reporter.cancelled or reporter.lease_lost():
+        return
+    # Stopped for its job's deadline: the files not staged by then fail.
+    if reporter.deadline_passed():
+        reporter.items_past_deadline(pending[stopped_at:], in_hand=in_hand)
 
 
 def _lease_given_up(subjob_id: int, worker: str) -> None:

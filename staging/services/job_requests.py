@@ -17,6 +17,7 @@ from staging.errors import IdempotencyKeyReusedError, NotFoundError, ServiceErro
 from staging.models import DEFAULT_PRIORITY, Job, JobStatus, Store
 from staging.selectors import files_rows_by_ids, job_by_idempotency_key, job_paths_not_in
 from staging.services.catalogue import catalogue_upsert_paths
+from staging.services.deadlines import deadline_columns
 from staging.services.job_rows import ROWS_CHUNK, chunked
 from staging.services.jobs import job_cancel, job_create_staging_from_rows, staging_rows_copy
 from staging.services.recovery import job_release
@@ -40,6 +41,7 @@ class JobRequest:
     paths: Sequence[str] | None = None
     lifetime: str | None = None
     priority: int = DEFAULT_PRIORITY
+    deadline: timedelta | None = None  # else the store's default (staging jobs)
 
     def task_parameters(self) -> dict:
         beside = {
@@ -94,7 +96,10 @@ def job_submit(
                 raise ServiceError(exc.detail, field="task") from exc
             # Before the commit that wakes the dispatcher: its first pass sees the priority.
             Job.objects.filter(pk=job.pk).update(
-                request_hash=fingerprint, idempotency_key=idempotency_key, priority=request.priority
+                request_hash=fingerprint,
+                idempotency_key=idempotency_key,
+                priority=request.priority,
+                **deadline_columns(job, request.deadline),
             )
     except IntegrityError:
         # The same key won a race in a concurrent request: answer with its job.
@@ -104,6 +109,7 @@ def job_submit(
         return _replayed(earlier, idempotency_key, fingerprint), False
     job.request_hash, job.idempotency_key = fingerprint, idempotency_key
     job.priority = request.priority
+    job.deadline_at = deadline_columns(job, request.deadline).get("deadline_at", job.deadline_at)
     return job, True
 
 
@@ -121,6 +127,7 @@ class StreamedJobRequest:
     lifetime: timedelta | None = None
     verify: bool = False
     priority: int = DEFAULT_PRIORITY
+    deadline: timedelta | None = None
 
 
 def job_submit_streamed(
@@ -159,10 +166,12 @@ def job_submit_streamed(
                 idempotency_key=idempotency_key,
             )
             job.request_hash, job.priority = fingerprint.hexdigest(), request.priority
+            deadline = deadline_columns(job, request.deadline)
             # Before the commit that wakes the dispatcher: its first pass sees the priority.
             Job.objects.filter(pk=job.pk).update(
-                request_hash=job.request_hash, priority=job.priority
+                request_hash=job.request_hash, priority=job.priority, **deadline
             )
+            job.deadline_at = deadline.get("deadline_at", job.deadline_at)
     except IntegrityError:
         # The same key won a race in a concurrent request: answer with its job.
         replayed = earlier() if idempotency_key else None

@@ -205,7 +205,7 @@ def _staging_job_begin(
     # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
     # staged_copies_sweep), so it never takes a copy this job's new pins hold.
     Store.objects.select_for_update().filter(pk=store.pk).exists()
-    return Job.objects.create(
+    job = Job.objects.create(
         task=task,
         store=store,
         owner=owner,
@@ -216,6 +216,16 @@ def _staging_job_begin(
         files_total=files_total,
         bytes_total=bytes_total,
     )
+    if store.default_deadline is not None:
+        # A request that names its own deadline replaces this before the transaction commits.
+        job_deadline_set(job=job, deadline=store.default_deadline)
+    return job
+
+
+def job_deadline_set(*, job: Job, deadline: timedelta) -> None:
+    """Give the job until its creation plus ``deadline`` (see staging.services.deadlines)."""
+    job.deadline_at = job.created_at + deadline
+    Job.objects.filter(pk=job.pk).update(deadline_at=job.deadline_at)
 
 
 def _staging_rows_insert(
@@ -412,6 +422,12 @@ def job_retry(*, job: Job) -> Job:
     if not transitions.job_reopen(job.pk):
         job.refresh_from_db(fields=["status"])
         raise ConflictError(f"job {job.uuid} is {job.status}; only failed jobs can be retried")
+    if job.deadline_at is not None:
+        # The retried files get as long as the job had, from now: the old deadline would fail
+        # them at once.
+        Job.objects.filter(pk=job.pk).update(
+            deadline_at=timezone.now() + (job.deadline_at - job.created_at)
+        )
     last_sequence = job.subjobs.order_by("-sequence").values_list("sequence", flat=True).first()
     subjob_ids = _attach_subjobs(job, failed, first_sequence=(last_sequence or 0) + 1)
     for subjob_id in subjob_ids:

@@ -1,5 +1,6 @@
 """Writes to the list of stores (storage providers)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -64,6 +65,7 @@ def store_create(
     credit: dict | None = None,
     sources: list | None = None,
     max_active: int | None = None,
+    default_deadline: timedelta | None = None,
 ) -> Store:
     """Add a store with both roots on disk (created if missing), checked by
     ``store_roots_validate``. With ``primary``, it becomes the primary store in place of the
@@ -106,6 +108,7 @@ def store_create(
         credit=credit,
         sources=sources,
         max_active=max_active,
+        default_deadline=default_deadline,
     )
 
 
@@ -117,12 +120,19 @@ def _check_max_active(max_active: int | None) -> None:
 
 
 def store_limit_set(
-    *, slug: str, max_active: int | object | None = ..., free_space: tuple[str, str] | None = None
+    *,
+    slug: str,
+    max_active: int | object | None = ...,
+    free_space: tuple[str, str] | None = None,
+    default_deadline: timedelta | object | None = ...,
 ) -> Store:
-    """Set how many sub-jobs of a store workers may run at once (None: no limit) and/or its
-    staging area's free-space watermarks (low, high; blank: none). The dispatcher reads them at
+    """Set how many sub-jobs of a store workers may run at once (None: no limit), its staging
+    area's free-space watermarks (low, high; blank: none) and/or the deadline of its requests
+    that name none (None: no deadline; jobs created from then on). The dispatcher reads them at
     its next pass: no restart. What is not given stays as it is."""
     changes: dict = {}
+    if default_deadline is not ...:
+        changes["default_deadline"] = default_deadline
     if max_active is not ...:
         _check_max_active(max_active)
         changes["max_active"] = max_active

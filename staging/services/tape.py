@@ -30,6 +30,7 @@ from staging.models import DEFAULT_PRIORITY, Item, Job, JobStatus, Store, SubJob
 from staging.selectors import TAPE_SOURCE, TapePath, tape_path_map, tape_paths_map, tape_stores
 from staging.services import transitions
 from staging.services.catalogue import catalogue_files_register
+from staging.services.deadlines import deadline_columns, deadline_parse
 from staging.services.job_rows import ROWS_CHUNK, chunked
 from staging.services.jobs import (
     job_cancel,
@@ -68,6 +69,9 @@ class _RequestDescription:
         self.longest: timedelta | None = None
         self.relatives: set[str] = set()
         self.priority = DEFAULT_PRIORITY  # a job has one: the highest any file asked for
+        # And one deadline: the longest any file asked for, so no file gives up before it
+        # said; None: the store's default.
+        self.deadline: timedelta | None = None
 
     def add(self, mapped: TapePath, file: StageFile, *, where: str = "") -> bool:
         """Take in one file; False if the request named it already."""
@@ -85,6 +89,9 @@ class _RequestDescription:
             self.longest = file.disk_lifetime
         if file.metadata and "priority" in file.metadata:
             self.priority = max(self.priority, file.metadata["priority"])
+        if file.metadata and file.metadata.get("deadline") is not None:
+            deadline = deadline_parse(file.metadata["deadline"], field="deadline")
+            self.deadline = max(self.deadline or deadline, deadline)
         if mapped.relative in self.relatives:
             return False
         self.relatives.add(mapped.relative)
@@ -193,9 +200,10 @@ def _stage_request_write(
             lifetime=request.lifetime,
             parameters=request.parameters,
         )
+        deadline = deadline_columns(job, request.deadline)
         # Before the commit that wakes the dispatcher: its first pass sees the priority.
         Job.objects.filter(pk=job.pk).update(
-            files_total=F("files_total") + len(missing), priority=request.priority
+            files_total=F("files_total") + len(missing), priority=request.priority, **deadline
         )
     else:
         job = Job.objects.create(

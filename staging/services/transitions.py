@@ -38,7 +38,8 @@ fail it)::
         │  │  │    subjob_release_expired      └─ subjob_cancel_expired (job cancelling)
         │  │  │    (the reaper, +1)                 ──► CANCELLED
         │  │  └─ subjob_cancel_queued (its job is CANCELLING) ──► CANCELLED
-        │  └──── subjob_fail (MAX_ATTEMPTS failures) ──► FAILED, with the last error
+        │  ├──── subjob_fail (MAX_ATTEMPTS failures) ──► FAILED, with the last error
+        │  └──── subjobs_fail_past_deadline (its job's deadline passed) ──► FAILED
         └─────── subjob_requeued decides between those two for any queued sub-job
 
 Item::
@@ -47,6 +48,7 @@ Item::
            ▲            │
            └────────────┘ its sub-job handed back or reaped (the bytes it copied taken back)
       FAILED ─► NOT_STARTED (items_reopen, a retry)
+      NOT_STARTED ─► FAILED "deadline exceeded" (subjobs_fail_past_deadline, with its sub-job)
 
 Worker-side writes are fenced by the lease holder: ``subjob_hold`` locks the sub-job row only
 while the writer still holds the lease, so no other worker can take it over until that
@@ -390,6 +392,26 @@ def subjob_fail(*, subjob_id: int, error: str) -> bool:
     return bool(moved)
 
 
+def subjobs_fail_past_deadline(*, job_ids: Iterable[int], error: str) -> int:
+    """Every queued sub-job (waiting in the database or dispatched to the broker) of these
+    jobs → FAILED with ``error``, and their unfinished items with it, in three statements
+    however many there are. The sub-jobs are locked first, so a worker's claim racing this
+    either took one before (it is RUNNING and left to its worker) or finds it FAILED. Returns
+    how many failed; the caller rolls the jobs up."""
+    moment = timezone.now()
+    with transaction.atomic():
+        queued = SubJob.objects.filter(job_id__in=list(job_ids), status=JobStatus.NOT_STARTED)
+        subjob_ids = list(queued.select_for_update().values_list("pk", flat=True))
+        if not subjob_ids:
+            return 0
+        Item.objects.filter(subjob_id__in=subjob_ids, status__in=ACTIVE_ITEM).update(
+            status=JobStatus.FAILED, error=error[:2000], bytes_done=0, finished_at=moment
+        )
+        return SubJob.objects.filter(pk__in=subjob_ids, status=JobStatus.NOT_STARTED).update(
+            status=JobStatus.FAILED, finished_at=moment, error=error[:2000]
+        )
+
+
 def _subjob_final(counts: dict, cancelled: bool) -> str:
     if cancelled:
         return JobStatus.CANCELLED
@@ -460,6 +482,8 @@ class ItemOutcomes:
     finished: dict[int, int] = field(default_factory=dict)
     failed: dict[int, tuple[int, str]] = field(default_factory=dict)
     stamps: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+    # Failed items the worker never began (their deadline passed first): no start time.
+    unstarted: set[int] = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.finished) + len(self.failed)
@@ -489,6 +513,11 @@ def items_record(*, subjob_id: int, outcomes: ItemOutcomes, moment: datetime) ->
         "status": JobStatus.FINISHED,
         "bytes_done": F("size"),
     }
+    if outcomes.unstarted:
+        values["started_at"] = Case(
+            When(pk__in=list(outcomes.unstarted), then=F("started_at")),
+            default=values["started_at"],
+        )
     if outcomes.failed:
         failed = list(outcomes.failed)
         values["status"] = Case(

@@ -1,6 +1,8 @@
 """Dispatch limits set in the admin: a store's max_active and an account's max_active_subjobs,
 both read by the dispatcher's next pass."""
 
+from datetime import timedelta
+
 import pytest
 
 from staging.models import AccountLimits, Store
@@ -91,3 +93,21 @@ def test_the_admin_keeps_a_stores_watermarks(admin_role_client, tmp_path):
     assert response.status_code == 302
     store = Store.objects.get(slug="archive")
     assert (store.free_space_low, store.free_space_high) == ("5%", "200GB")
+
+
+def test_the_admin_sets_a_stores_default_deadline_and_refuses_a_negative_one(
+    admin_role_client, tmp_path
+):
+    response = admin_role_client.post(
+        "/admin/staging/store/add/", store_form(tmp_path, default_deadline="P1D")
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    store = Store.objects.get(slug="archive")
+    assert store.default_deadline == timedelta(days=1)
+
+    response = admin_role_client.post(
+        f"/admin/staging/store/{store.pk}/change/", store_form(tmp_path, default_deadline="-1")
+    )
+    assert response.status_code == 200
+    assert "default deadline must be a positive whole number" in response.content.decode()
+    assert Store.objects.get(pk=store.pk).default_deadline == timedelta(days=1)

@@ -29,38 +29,47 @@ def wide_rows(transactional_db):
         )
 
 
+def staff_session_cookie(live_server) -> dict:
+    """A logged-in staff member's session cookie for the browser (made by the test client)."""
+    client = Client()
+    client.force_login(staff("heidi", "data-admin"))
+    value = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return {"name": settings.SESSION_COOKIE_NAME, "value": value, "url": live_server.url}
+
+
+# Where the change list's last column ends, and whether its table scrolls sideways.
+COLUMNS_ON_SCREEN = """() => {
+    const box = document.querySelector('#changelist .results');
+    const last = document.querySelector('#result_list thead th:last-child');
+    return {
+        scroll: box.scrollWidth, client: box.clientWidth,
+        lastRight: last.getBoundingClientRect().right,
+        viewport: document.documentElement.clientWidth,
+        lastText: last.textContent.trim(),
+    };
+}"""
+
+
+def assert_every_column_on_screen(results: dict, last_column: str) -> None:
+    assert results["lastText"].lower() == last_column
+    assert results["scroll"] <= results["client"], results
+    assert results["lastRight"] <= results["viewport"], results
+
+
 @pytest.mark.parametrize("width", [1280, 1400])
 def test_every_column_of_the_job_list_is_on_screen(live_server, wide_rows, width):
     sync_playwright = browser_or_skip()
-    client = Client()
-    client.force_login(staff("heidi", "data-admin"))
-    session = {
-        "name": settings.SESSION_COOKIE_NAME,
-        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-    }
+    cookie = staff_session_cookie(live_server)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             context = browser.new_context(viewport={"width": width, "height": 900})
             page = context.new_page()
             # Logged in by the session cookie the test client made: the list is all we look at.
-            page.context.add_cookies([{**session, "url": live_server.url}])
+            page.context.add_cookies([cookie])
             page.goto(f"{live_server.url}/admin/staging/job/")
             page.wait_for_selector("#result_list")
-            results = page.evaluate(
-                """() => {
-                    const box = document.querySelector('#changelist .results');
-                    const last = document.querySelector('#result_list thead th:last-child');
-                    return {
-                        scroll: box.scrollWidth, client: box.clientWidth,
-                        lastRight: last.getBoundingClientRect().right,
-                        viewport: document.documentElement.clientWidth,
-                        lastText: last.textContent.trim(),
-                    };
-                }"""
-            )
+            results = page.evaluate(COLUMNS_ON_SCREEN)
         finally:
             browser.close()
-    assert results["lastText"].lower() == "duration"
-    assert results["scroll"] <= results["client"], results
-    assert results["lastRight"] <= results["viewport"], results
+    assert_every_column_on_screen(results, "duration")

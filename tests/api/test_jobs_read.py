@@ -240,6 +240,10 @@ def test_the_result_is_json_by_default(api_as):
         "attempts",
         "error",
         "finished_at",
+        "queued_at",
+        "started_at",
+        "pinned_until",
+        "released_at",
     }
 
 

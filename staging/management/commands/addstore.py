@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from staging.errors import ServiceError
 from staging.models import StoreKind
+from staging.services.deadlines import deadline_parse
 from staging.services.stores import store_create
 
 
@@ -45,6 +46,13 @@ class Command(BaseCommand):
             "rest wait in the database. Default: no limit. Change it later with storelimit.",
         )
         parser.add_argument(
+            "--deadline",
+            default=None,
+            help="How long a request that names no deadline may take (the DTS never names "
+            "one): seconds (7200) or an ISO 8601 duration (PT2H, P1D). Default: none. Change "
+            "it later with storelimit.",
+        )
+        parser.add_argument(
             "--credit",
             default=None,
             help="KBase credit metadata of every file, as JSON or @file.json: titles, "
@@ -61,6 +69,9 @@ class Command(BaseCommand):
         credit = _json_option(options["credit"], "--credit")
         sources = _json_option(options["sources"], "--sources")
         try:
+            deadline = None
+            if options["deadline"] is not None:
+                deadline = deadline_parse(options["deadline"], field="--deadline")
             store = store_create(
                 slug=options["slug"],
                 archive_root=options["archive_root"],
@@ -73,6 +84,7 @@ class Command(BaseCommand):
                 credit=credit,
                 sources=sources,
                 max_active=options["max_active"],
+                default_deadline=deadline,
             )
         except ServiceError as exc:
             raise CommandError(exc.detail) from exc
