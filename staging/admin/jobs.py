@@ -37,6 +37,7 @@ from staging.selectors_admin import (
     job_subjobs_page,
     jobs_search,
 )
+from staging.selectors_dispatch import job_waiting_reason
 
 SUBJOBS_SHOWN = 100
 
@@ -187,6 +188,8 @@ class JobAdmin(admin.ModelAdmin):
             "badge": status_badge(job.status),
             "progress_bar": job_progress_bar(job),
             "progress": job_progress(job=job),
+            # Why its sub-jobs are not running yet, by the dispatcher's own rules.
+            "waiting_reason": job_waiting_reason(job=job),
             "timeline": [
                 ("Created", job.created_at, None),
                 (
