@@ -77,7 +77,9 @@ class JobAdmin(admin.ModelAdmin):
     actions = [cancel_jobs, retry_failed_items, release_pins, raise_priority]
     fieldsets = [
         ("Request", {"fields": ["uuid", "task", "store", "owner", "source", "idempotency_key"]}),
-        ("Parameters", {"fields": ["parameters_json", "lifetime", "priority", "waiting"]}),
+        # Why the job waits is at the top of the page, worked out at each view (the stored
+        # ``waiting`` field says only "staging area full").
+        ("Parameters", {"fields": ["parameters_json", "lifetime", "priority"]}),
         # The error is shown at the top of the page, with the failed items' reasons.
         ("Outcome", {"fields": ["result_json"]}),
     ]
