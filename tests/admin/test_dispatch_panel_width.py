@@ -3,13 +3,10 @@ via Playwright) at 1280 and 1920 px: nothing runs off the page sideways. Screens
 tests/artifacts/admin/ (not in git)."""
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 
 from staging.models import AccountLimits, JobStatus, SubJob
-from tests.admin.conftest import staff
-from tests.admin.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, browser_or_skip
+from tests.admin.test_browser import ARTIFACTS, staff_page
 from tests.factories import JobFactory, StoreFactory, UserFactory
 
 
@@ -60,36 +57,22 @@ def waiting_work(transactional_db, settings):
 
 @pytest.mark.parametrize("width", [1280, 1920])
 def test_the_dispatch_panel_and_a_waiting_job_fit_the_page(live_server, waiting_work, width):
-    sync_playwright = browser_or_skip()
-    client = Client()
-    client.force_login(staff("heidi", "data-admin"))
-    session = {
-        "name": settings.SESSION_COOKIE_NAME,
-        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-    }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     overflow = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            context = browser.new_context(viewport={"width": width, "height": 900})
-            page = context.new_page()
-            page.context.add_cookies([{**session, "url": live_server.url}])
-            page.goto(f"{live_server.url}/admin/dashboard/")
-            page.wait_for_selector("#dispatch-heading")
-            dashboard_overflow = page.evaluate(overflow)
-            panel_text = page.inner_text(".dashboard-dispatch")
-            page.locator(".dashboard-dispatch").screenshot(
-                path=str(ARTIFACTS / f"dispatch-panel-{width}.png")
-            )
-            page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}.png"), full_page=True)
-            page.goto(f"{live_server.url}/admin/staging/job/{waiting_work.pk}/change/")
-            page.wait_for_selector(".job-waiting")
-            job_overflow = page.evaluate(overflow)
-            waiting_text = page.inner_text(".job-waiting")
-            page.screenshot(path=str(ARTIFACTS / f"waiting-job-{width}.png"), full_page=True)
-        finally:
-            browser.close()
+    with staff_page(live_server.url, width=width) as page:
+        page.goto(f"{live_server.url}/admin/dashboard/")
+        page.wait_for_selector("#dispatch-heading")
+        dashboard_overflow = page.evaluate(overflow)
+        panel_text = page.inner_text(".dashboard-dispatch")
+        page.locator(".dashboard-dispatch").screenshot(
+            path=str(ARTIFACTS / f"dispatch-panel-{width}.png")
+        )
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}.png"), full_page=True)
+        page.goto(f"{live_server.url}/admin/staging/job/{waiting_work.pk}/change/")
+        page.wait_for_selector(".job-waiting")
+        job_overflow = page.evaluate(overflow)
+        waiting_text = page.inner_text(".job-waiting")
+        page.screenshot(path=str(ARTIFACTS / f"waiting-job-{width}.png"), full_page=True)
 
     assert dashboard_overflow <= 0
     assert job_overflow <= 0

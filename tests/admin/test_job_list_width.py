@@ -2,12 +2,9 @@
 column, the last ones too, is on screen without scrolling the table sideways."""
 
 import pytest
-from django.conf import settings
-from django.test import Client
 
 from staging.models import JobStatus
-from tests.admin.conftest import staff
-from tests.admin.test_browser import CHROMIUM, CHROMIUM_FLAGS, browser_or_skip
+from tests.admin.test_browser import staff_page
 from tests.factories import JobFactory, StoreFactory, UserFactory
 
 
@@ -31,36 +28,21 @@ def wide_rows(transactional_db):
 
 @pytest.mark.parametrize("width", [1280, 1400])
 def test_every_column_of_the_job_list_is_on_screen(live_server, wide_rows, width):
-    sync_playwright = browser_or_skip()
-    client = Client()
-    client.force_login(staff("heidi", "data-admin"))
-    session = {
-        "name": settings.SESSION_COOKIE_NAME,
-        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-    }
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            context = browser.new_context(viewport={"width": width, "height": 900})
-            page = context.new_page()
-            # Logged in by the session cookie the test client made: the list is all we look at.
-            page.context.add_cookies([{**session, "url": live_server.url}])
-            page.goto(f"{live_server.url}/admin/staging/job/")
-            page.wait_for_selector("#result_list")
-            results = page.evaluate(
-                """() => {
-                    const box = document.querySelector('#changelist .results');
-                    const last = document.querySelector('#result_list thead th:last-child');
-                    return {
-                        scroll: box.scrollWidth, client: box.clientWidth,
-                        lastRight: last.getBoundingClientRect().right,
-                        viewport: document.documentElement.clientWidth,
-                        lastText: last.textContent.trim(),
-                    };
-                }"""
-            )
-        finally:
-            browser.close()
+    with staff_page(live_server.url, width=width) as page:
+        page.goto(f"{live_server.url}/admin/staging/job/")
+        page.wait_for_selector("#result_list")
+        results = page.evaluate(
+            """() => {
+                const box = document.querySelector('#changelist .results');
+                const last = document.querySelector('#result_list thead th:last-child');
+                return {
+                    scroll: box.scrollWidth, client: box.clientWidth,
+                    lastRight: last.getBoundingClientRect().right,
+                    viewport: document.documentElement.clientWidth,
+                    lastText: last.textContent.trim(),
+                };
+            }"""
+        )
     assert results["lastText"].lower() == "duration"
     assert results["scroll"] <= results["client"], results
     assert results["lastRight"] <= results["viewport"], results
