@@ -134,7 +134,8 @@ class DispatchState:
     groups: list[WaitingGroup]
     top_priority: int | None  # the highest priority a free slot would go to
 
-    def reason(self, *, store_id: int, owner_id: int | None, priority: int) -> WaitReason:
+    def held_back(self, *, store_id: int, owner_id: int | None) -> WaitReason | None:
+        """What keeps the sub-jobs of this store and owner from any slot, or None."""
         store = self.stores.get(store_id)
         if store is not None and store.staging_full_since is not None:
             return WaitReason.STAGING_AREA_FULL
@@ -142,6 +143,11 @@ class DispatchState:
             return WaitReason.STORE_LIMIT
         if self.capacity.owner_full(owner_id):
             return WaitReason.OWNER_LIMIT
+        return None
+
+    def reason(self, *, store_id: int, owner_id: int | None, priority: int) -> WaitReason:
+        if held := self.held_back(store_id=store_id, owner_id=owner_id):
+            return held
         if self.capacity.room <= 0:
             if self.top_priority is not None and priority < self.top_priority:
                 return WaitReason.HIGHER_PRIORITY
@@ -165,13 +171,14 @@ def dispatch_state() -> DispatchState:
     groups = [WaitingGroup(*row) for row in rows]
     # The priority a slot goes to: the highest one with work that neither a store nor an owner
     # holds back.
-    eligible = [
-        g.priority
-        for g in groups
-        if state.reason(store_id=g.store_id, owner_id=g.owner_id, priority=5)
-        in (WaitReason.IN_FLIGHT_BOUND, WaitReason.NEXT_PASS)
-    ]
-    state.top_priority = max(eligible, default=None)
+    state.top_priority = max(
+        (
+            g.priority
+            for g in groups
+            if not state.held_back(store_id=g.store_id, owner_id=g.owner_id)
+        ),
+        default=None,
+    )
     state.groups = [
         WaitingGroup(
             g.store_id,
@@ -251,7 +258,7 @@ def dispatch_overview() -> DispatchOverview:
         .values_list("pk", get_user_model().USERNAME_FIELD)
     )
     queue = [
-        _priority_queue(priority, by_priority[priority], capacity, names)
+        _priority_queue(priority, by_priority[priority], state, names)
         for priority in sorted(by_priority, reverse=True)
     ]
     releases = subjobs_waiting().filter(job__task__in=UNCAPPED_TASKS).count()
@@ -265,14 +272,14 @@ def dispatch_overview() -> DispatchOverview:
     )
 
 
-def _priority_queue(priority, owners: dict, capacity: DispatchCapacity, names) -> PriorityQueue:
+def _priority_queue(priority, owners: dict, state: DispatchState, names) -> PriorityQueue:
     """The owners of one priority in the order the dispatcher would serve them: the fewest in
-    flight per unit of weight first, ties to the oldest job (as ``_share_out`` does)."""
+    flight per unit of weight first, ties to the oldest job (as ``_share_out`` does); owners
+    whom nothing but their turn holds back before the others."""
+    capacity = state.capacity
     turns = []
     for owner_id, groups in owners.items():
-        held_back = all(
-            g.reason in (WaitReason.STAGING_AREA_FULL, WaitReason.STORE_LIMIT) for g in groups
-        ) or capacity.owner_full(owner_id)
+        held_back = all(state.held_back(store_id=g.store_id, owner_id=owner_id) for g in groups)
         turn = OwnerTurn(
             owner_id=owner_id,
             name=names.get(owner_id, "(nobody)"),
