@@ -3,7 +3,10 @@
 Two kinds, chosen by where the truth lives:
 
 - **Read at scrape time** (``StagingCollector``, served by the web's ``/metrics``): jobs by
-  status, active sub-jobs, and the length of the broker queues. The database and the broker are
+  status, active sub-jobs, the length of the broker queues, and the dispatcher's state (slots
+  per store, waiting sub-jobs by reason, the staging areas' free space, waiting per priority and
+  for the owners with most waiting) read with the dispatcher's own rules
+  (staging.selectors_dispatch). The database and the broker are
   the record of these; counting them when Prometheus asks is exact however many web or worker
   processes there are, and survives restarts.
 - **Counted where they happen** (the counters and the histogram below): items and bytes staged,
@@ -37,6 +40,10 @@ from staging.broker import broker_queue_lengths
 logger = logging.getLogger(__name__)
 
 QUEUES = ("staging", "control")
+# Owners are users: an unbounded label. Only the owners with most waiting sub-jobs get a series
+# of their own (who is flooding the queue is what an alert needs); the rest are counted per
+# priority in stagingsvc_owners_waiting.
+OWNERS_WITH_A_SERIES = 10
 
 SUBJOBS_COMPLETED = Counter(
     "stagingsvc_subjobs_completed",
@@ -150,6 +157,123 @@ class StagingCollector(Collector):
             up.add_metric([], 1)
         yield queues
         yield up
+        yield from dispatch_metrics()
+
+
+def _per_store(name: str, documentation: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=["store"])
+
+
+def dispatch_metrics() -> Iterator[Metric]:
+    """The dispatcher's state: what holds each store's slots and why sub-jobs wait."""
+    from django.contrib.auth import get_user_model
+
+    from staging.selectors_dispatch import WaitReason, dispatch_state
+    from staging.services.staging_space import staging_area_space
+    from staging.space import space_bytes
+
+    state = dispatch_state()
+    capacity = state.capacity
+    in_flight = GaugeMetricFamily(
+        "stagingsvc_dispatch_in_flight",
+        "Sub-jobs holding a dispatch slot (in the broker or running; releases take none).",
+    )
+    in_flight.add_metric([], capacity.store_used.total())
+    yield in_flight
+    bound = GaugeMetricFamily(
+        "stagingsvc_dispatch_max_in_flight", "STAGING_DISPATCH_MAX_IN_FLIGHT: slots in all."
+    )
+    bound.add_metric([], capacity.bound)
+    yield bound
+
+    active = _per_store(
+        "stagingsvc_store_subjobs_in_flight",
+        "Sub-jobs of a store holding a dispatch slot.",
+    )
+    limit = _per_store(
+        "stagingsvc_store_max_active",
+        "A store's max_active (no series for a store without a limit).",
+    )
+    full = _per_store(
+        "stagingsvc_staging_area_full",
+        "1 while a store's dispatch is paused: its staging area fell below the low watermark.",
+    )
+    free = _per_store(
+        "stagingsvc_staging_area_free_bytes",
+        "Free bytes of the filesystem holding a store's staging area.",
+    )
+    watermarks = GaugeMetricFamily(
+        "stagingsvc_staging_area_watermark_bytes",
+        "A store's free-space watermarks in bytes (stores that set them).",
+        labels=["store", "watermark"],
+    )
+    for store_id, store in state.stores.items():
+        active.add_metric([store.slug], capacity.store_used[store_id])
+        if store.max_active is not None:
+            limit.add_metric([store.slug], store.max_active)
+        full.add_metric([store.slug], int(store.staging_full_since is not None))
+        try:
+            free_bytes, total = staging_area_space(store.staging_root)
+        except OSError:
+            continue  # not mounted on this web host: the workers' metrics tell
+        free.add_metric([store.slug], free_bytes)
+        if store.free_space_low:
+            low = space_bytes(store.free_space_low, total)
+            high = max(low, space_bytes(store.free_space_high or store.free_space_low, total))
+            watermarks.add_metric([store.slug, "low"], low)
+            watermarks.add_metric([store.slug, "high"], high)
+    yield from (active, limit, full, free, watermarks)
+
+    waiting = GaugeMetricFamily(
+        "stagingsvc_subjobs_waiting",
+        "Sub-jobs waiting for a dispatch slot, by store and by why they wait.",
+        labels=["store", "reason"],
+    )
+    by_store: dict[tuple[str, str], int] = {
+        (store.slug, reason.value): 0 for store in state.stores.values() for reason in WaitReason
+    }
+    by_priority: dict[int, int] = dict.fromkeys(range(1, 6), 0)
+    owners_by_priority: dict[int, set] = {priority: set() for priority in range(1, 6)}
+    by_owner: dict[int | None, int] = {}
+    for group in state.groups:
+        by_store[(state.stores[group.store_id].slug, group.reason.value)] += group.subjobs
+        by_priority[group.priority] = by_priority.get(group.priority, 0) + group.subjobs
+        owners_by_priority.setdefault(group.priority, set()).add(group.owner_id)
+        by_owner[group.owner_id] = by_owner.get(group.owner_id, 0) + group.subjobs
+    for labels, n in by_store.items():
+        waiting.add_metric(list(labels), n)
+    yield waiting
+
+    per_priority = GaugeMetricFamily(
+        "stagingsvc_subjobs_waiting_by_priority",
+        "Sub-jobs waiting for a dispatch slot, by their job's priority (1-5).",
+        labels=["priority"],
+    )
+    owners = GaugeMetricFamily(
+        "stagingsvc_owners_waiting",
+        "Owners with sub-jobs waiting for a dispatch slot, by priority (the fair-share queue).",
+        labels=["priority"],
+    )
+    for priority in sorted(by_priority):
+        per_priority.add_metric([str(priority)], by_priority[priority])
+        owners.add_metric([str(priority)], len(owners_by_priority.get(priority, ())))
+    yield per_priority
+    yield owners
+
+    top = sorted(by_owner.items(), key=lambda item: -item[1])[:OWNERS_WITH_A_SERIES]
+    names = dict(
+        get_user_model()
+        .objects.filter(pk__in=[owner_id for owner_id, _ in top])
+        .values_list("pk", get_user_model().USERNAME_FIELD)
+    )
+    per_owner = GaugeMetricFamily(
+        "stagingsvc_owner_subjobs_waiting",
+        f"Sub-jobs waiting for a dispatch slot, for the {OWNERS_WITH_A_SERIES} owners with most.",
+        labels=["owner"],
+    )
+    for owner_id, n in top:
+        per_owner.add_metric([names.get(owner_id, "")], n)
+    yield per_owner
 
 
 def metrics_exposition() -> bytes:

@@ -1,7 +1,7 @@
 #!/bin/sh
-# The image's entry point: `web`, `worker`, `beat`, `flower` or `migrate` run that process
-# (exec'd, so it receives the container's SIGTERM itself); anything else is run as given,
-# e.g. `python manage.py createtoken alice --role data-user`.
+# The image's entry point: `web`, `worker`, `control`, `beat`, `flower` or `migrate` run that
+# process (exec'd, so it receives the container's SIGTERM itself); anything else is run as
+# given, e.g. `python manage.py createtoken alice --role data-user`.
 set -eu
 
 # Prometheus multiprocess mode: each process group starts from an empty directory, or the
@@ -21,8 +21,16 @@ case "${1:-web}" in
     worker)
         shift
         metrics_dir
-        exec celery -A stagingsvc worker -Q staging,control --loglevel INFO \
+        exec celery -A stagingsvc worker -Q staging --loglevel INFO \
             --concurrency "${WORKER_CONCURRENCY:-2}" "$@"
+        ;;
+    control)
+        # The control queue (dispatch passes, releases, maintenance) in processes of its own,
+        # so none of it waits while every staging process copies.
+        shift
+        metrics_dir
+        exec celery -A stagingsvc worker -Q control --loglevel INFO \
+            --concurrency "${CONTROL_CONCURRENCY:-2}" --hostname "control@%h" "$@"
         ;;
     beat)
         shift

@@ -23,6 +23,7 @@ from staging.selectors_dashboard import (
     subjobs_lease_expired,
     subjobs_running_by_node,
 )
+from staging.selectors_dispatch import WaitReason, dispatch_overview
 
 # A dead broker costs the page at most about this long per step (connect, queues, ping).
 BROKER_TIMEOUT_SECONDS = 1.0
@@ -33,6 +34,40 @@ JOB_OUTCOMES = [
     (JobStatus.FAILED, "failed"),
     (JobStatus.CANCELLED, "cancelled"),
 ]
+
+
+# Why sub-jobs wait, as the dashboard says it (staging.selectors_dispatch.WaitReason's order).
+WAIT_REASON_TEXT = {
+    WaitReason.STAGING_AREA_FULL: "staging area full",
+    WaitReason.STORE_LIMIT: "store at its limit",
+    WaitReason.OWNER_LIMIT: "owner at their limit",
+    WaitReason.HIGHER_PRIORITY: "higher priority first",
+    WaitReason.IN_FLIGHT_BOUND: "all slots taken",
+    WaitReason.NEXT_PASS: "next pass",
+}
+
+
+def _dispatch_context() -> dict:
+    overview = dispatch_overview()
+    return {
+        "dispatch": overview,
+        "dispatch_reasons": [
+            (WAIT_REASON_TEXT[reason], overview.waiting[reason])
+            for reason in WaitReason
+            if overview.waiting.get(reason)
+        ],
+        "dispatch_stores": [
+            (
+                load,
+                [
+                    (WAIT_REASON_TEXT[reason], load.waiting[reason])
+                    for reason in WaitReason
+                    if load.waiting.get(reason)
+                ],
+            )
+            for load in overview.stores
+        ],
+    }
 
 
 def _jobs_url(**params) -> str:
@@ -116,5 +151,6 @@ def dashboard(request, *, site):
         "workers": [(name, busy.pop(name, 0)) for name in broker.workers],
         # Nodes holding leases that did not answer the ping: busy, partitioned or dead.
         "silent_nodes": sorted(busy.items()),
+        **_dispatch_context(),
     }
     return TemplateResponse(request, "admin/staging/dashboard.html", context)

@@ -37,6 +37,7 @@ from staging.selectors_admin import (
     job_subjobs_page,
     jobs_search,
 )
+from staging.selectors_dispatch import job_waiting_reason
 
 SUBJOBS_SHOWN = 100
 
@@ -76,10 +77,9 @@ class JobAdmin(admin.ModelAdmin):
     actions = [cancel_jobs, retry_failed_items, release_pins, raise_priority]
     fieldsets = [
         ("Request", {"fields": ["uuid", "task", "store", "owner", "source", "idempotency_key"]}),
-        (
-            "Parameters",
-            {"fields": ["parameters_json", "lifetime", "priority", "deadline_at", "waiting"]},
-        ),
+        # Why the job waits is at the top of the page, worked out at each view (the stored
+        # ``waiting`` field says only "staging area full").
+        ("Parameters", {"fields": ["parameters_json", "lifetime", "priority", "deadline_at"]}),
         # The error is shown at the top of the page, with the failed items' reasons.
         ("Outcome", {"fields": ["result_json"]}),
     ]
@@ -190,6 +190,8 @@ class JobAdmin(admin.ModelAdmin):
             "badge": status_badge(job.status),
             "progress_bar": job_progress_bar(job),
             "progress": job_progress(job=job),
+            # Why its sub-jobs are not running yet, by the dispatcher's own rules.
+            "waiting_reason": job_waiting_reason(job=job),
             "timeline": [
                 ("Created", job.created_at, None),
                 (

@@ -6,7 +6,8 @@ of ``subjobs_dispatch`` hands the next ones to the broker as long as capacity al
 flight per unit of weight (``dispatch_weight``, default 1: owners served in turn); within an
 owner, oldest first. A sub-job counts against capacity from its dispatch until it ends (queued
 in the broker, running, or handed back and waiting to be published again). Capacity is three bounds
-at once:
+at once (``staging.selectors_dispatch.DispatchCapacity``, which the admin and ``/metrics`` read
+too, to say why a sub-job waits):
 
 - per store, ``Store.max_active`` (e.g. a tape library's drive count; blank: no limit);
 - per owner, ``max_active_subjobs`` of the owner's account limits (blank: no limit);
@@ -26,19 +27,21 @@ slot. Limits are read at every pass: a change applies without a restart.
 
 import heapq
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 
 from celery import current_app
-from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.db.models import Exists, Min, OuterRef
 from django.utils import timezone
 
 from staging.errors import ServiceError
-from staging.models import Job, JobStatus, Store, SubJob
-from staging.selectors_accounts import limits_of
+from staging.models import Job
+from staging.selectors_dispatch import (
+    UNCAPPED_TASKS,
+    DispatchCapacity,
+    subjobs_waiting,
+)
 from staging.services.staging_space import stores_full
 
 logger = logging.getLogger(__name__)
@@ -54,75 +57,6 @@ WAKE_KEY_SECONDS = 30
 ADVISORY_LOCK_ID = 0x57A6_D15C
 # Waiting sub-jobs of one owner read at a time (a store found full is left out of the next read).
 SCAN_STEP = 200
-UNCAPPED_TASKS = ("release",)
-
-DISPATCHED = Q(status=JobStatus.RUNNING) | Q(
-    status=JobStatus.NOT_STARTED, dispatched_at__isnull=False
-)
-
-
-def subjobs_in_flight():
-    """Sub-jobs that hold a slot: dispatched and not ended (release jobs' take none)."""
-    return SubJob.objects.filter(DISPATCHED).exclude(job__task__in=UNCAPPED_TASKS)
-
-
-def subjobs_waiting():
-    """Sub-jobs the dispatcher may hand out: queued, never dispatched, of a job that still
-    wants them, and not failed too often (the janitor fails those)."""
-    return SubJob.objects.filter(
-        status=JobStatus.NOT_STARTED,
-        dispatched_at__isnull=True,
-        failures__lt=settings.STAGING["MAX_ATTEMPTS"],
-        job__status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
-    )
-
-
-class _Capacity:
-    """Free slots per store, per owner and in all, as one pass sees them."""
-
-    def __init__(self):
-        # One read of what is in flight, by store and owner; the totals are its sums.
-        self.store_used: Counter = Counter()
-        self.owner_used: Counter = Counter()
-        in_flight = (
-            subjobs_in_flight()
-            .values_list("job__store_id", "job__owner_id")
-            .annotate(n=Count("pk"))
-            .order_by()
-        )
-        for store_id, owner_id, n in in_flight:
-            self.store_used[store_id] += n
-            self.owner_used[owner_id] += n
-        self.room = settings.STAGING["DISPATCH_MAX_IN_FLIGHT"] - self.store_used.total()
-        self.store_limit = dict(Store.objects.values_list("pk", "max_active"))
-        self.owner_limit: dict[int | None, int | None] = {None: None}
-        self.owner_weight: dict[int | None, int | None] = {None: None}
-        self.chosen: list[int] = []
-
-    def learn_owners(self, owner_ids: Iterable[int | None]) -> None:
-        unknown = {pk for pk in owner_ids if pk not in self.owner_limit}
-        for user in get_user_model().objects.filter(pk__in=unknown):
-            limits = limits_of(user)
-            self.owner_limit[user.pk] = limits.max_active_subjobs
-            self.owner_weight[user.pk] = limits.dispatch_weight
-
-    def store_full(self, store_id: int) -> bool:
-        limit = self.store_limit.get(store_id)
-        return limit is not None and self.store_used[store_id] >= limit
-
-    def owner_full(self, owner_id: int | None) -> bool:
-        limit = self.owner_limit.get(owner_id)
-        return limit is not None and self.owner_used[owner_id] >= limit
-
-    def share(self, owner_id: int | None) -> float:
-        """Sub-jobs in flight per unit of the owner's weight (``dispatch_weight``)."""
-        return self.owner_used[owner_id] / (self.owner_weight.get(owner_id) or 1)
-
-    def take(self, pk: int, store_id: int, owner_id: int | None) -> None:
-        self.room -= 1
-        self.store_used[store_id] += 1
-        self.owner_used[owner_id] += 1
-        self.chosen.append(pk)
 
 
 def _lock_dispatch(*, wait: bool = True) -> bool:
@@ -170,7 +104,7 @@ def dispatch_after_end() -> None:
 
 
 def _choose() -> list[int]:
-    capacity = _Capacity()
+    capacity = DispatchCapacity()
     waiting = subjobs_waiting()
     chosen = list(
         waiting.filter(job__task__in=UNCAPPED_TASKS).order_by("pk").values_list("pk", flat=True)

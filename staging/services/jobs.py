@@ -24,6 +24,7 @@ from staging.models import (
     Store,
     SubJob,
 )
+from staging.selectors_dispatch import UNCAPPED_TASKS
 from staging.services import transitions
 from staging.services.accounts import account_work_admit
 from staging.services.dispatch import dispatch_wake
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 STAGE_SUBJOB_TASK = "tasks.staging.stage_subjob"
 STAGING_QUEUE = "staging"
+# Release sub-jobs free space and must never wait behind staging work: they travel on the
+# control queue, which a worker process of its own consumes (Procfile's `control`).
+CONTROL_QUEUE = "control"
 PUBLISH_BATCH = 500
 
 
@@ -359,16 +363,24 @@ def _task_ids_record(subjob_ids: list[int]) -> dict[int, str]:
 def _messages_send(task_ids: dict[int, str]) -> None:
     """Publish one stage_subjob message per sub-job through one producer, buffered by kombu's
     publish batch (a Redis pipeline: one round trip per PUBLISH_BATCH messages, task-sent
-    events included); transports without batches publish one by one."""
-    queue = current_app.amqp.queues[STAGING_QUEUE]
+    events included); transports without batches publish one by one. Release sub-jobs go to
+    the control queue, the others to the staging queue."""
+    queues = current_app.amqp.queues
+    on_control = set(
+        SubJob.objects.filter(pk__in=list(task_ids), job__task__in=UNCAPPED_TASKS).values_list(
+            "pk", flat=True
+        )
+    )
     with current_app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH * 4):
         for subjob_id, task_id in task_ids.items():
+            queue = queues[CONTROL_QUEUE if subjob_id in on_control else STAGING_QUEUE]
             # Declaring the queue keeps messages from being dropped as undeliverable when the
             # broker lost its bindings (a flush); kombu declares it once per connection.
             current_app.send_task(
                 STAGE_SUBJOB_TASK,
                 args=[subjob_id],
                 task_id=task_id,
+                queue=queue,
                 declare=[queue],
                 producer=producer,
             )
@@ -385,7 +397,9 @@ def job_cancel(*, job: Job) -> Job:
             return job
         if job.status != JobStatus.CANCELLING:
             raise ConflictError(f"job {job.uuid} is already {job.status} and cannot be cancelled")
-    jobs_cancel_queued_subjobs(job_id=job.pk)
+    if jobs_cancel_queued_subjobs(job_id=job.pk):
+        # The cancelled sub-jobs' slots are free now: a pass fills them at once, not at beat's.
+        transaction.on_commit(dispatch_wake)
     transitions.job_settle(job.pk)
     job.refresh_from_db()
     return job

@@ -17,8 +17,14 @@ from django.utils import timezone
 
 from staging.broker import broker_queue_lengths
 from staging.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job, JobStatus, Pin, Store, SubJob
+from staging.selectors_dispatch import UNCAPPED_TASKS
 from staging.services import transitions
-from staging.services.jobs import STAGING_QUEUE, jobs_cancel_queued_subjobs, subjobs_publish
+from staging.services.jobs import (
+    CONTROL_QUEUE,
+    STAGING_QUEUE,
+    jobs_cancel_queued_subjobs,
+    subjobs_publish,
+)
 from staging.storage import UnsafePathError, rename_aside_beneath, unlink_beneath
 
 logger = logging.getLogger(__name__)
@@ -88,11 +94,11 @@ def subjobs_reconcile() -> int:
     """Republish dispatched sub-jobs whose messages the broker lost. At once, all of them, when
     the broker lost its data (the marker key is gone); otherwise the oldest of those dispatched
     REDISPATCH_AFTER_SECONDS ago, as many as the database has queued dispatched sub-jobs beyond
-    what the staging queue holds, whatever the queue's length (this also finds messages lost by
-    a broker restored from an older snapshot, which kept the marker). A duplicate delivery is
-    harmless (the lease). Only what the dispatcher already handed out is republished, so the
-    dispatcher's limits hold (sub-jobs never dispatched wait for it). Sub-jobs of jobs being
-    cancelled are never republished: the janitor settles them."""
+    what their queue holds (staging; control for releases), whatever the queue's length (this
+    also finds messages lost by a broker restored from an older snapshot, which kept the
+    marker). A duplicate delivery is harmless (the lease). Only what the dispatcher already
+    handed out is republished, so the dispatcher's limits hold (sub-jobs never dispatched wait
+    for it). Sub-jobs of jobs being cancelled are never republished: the janitor settles them."""
     waiting = SubJob.objects.filter(
         status=JobStatus.NOT_STARTED,
         dispatched_at__isnull=False,
@@ -103,12 +109,24 @@ def subjobs_reconcile() -> int:
         lost = list(waiting.values_list("pk", flat=True))  # published in batches
         reason = "the broker lost its data"
     else:
-        missing = waiting.count() - broker_queue_lengths((STAGING_QUEUE,))[STAGING_QUEUE]
-        if missing <= 0:
-            return 0
+        lost, missing = [], 0
         cutoff = timezone.now() - timedelta(seconds=settings.STAGING["REDISPATCH_AFTER_SECONDS"])
-        old = waiting.filter(dispatched_at__lt=cutoff)
-        lost = list(old.values_list("pk", flat=True)[: min(missing, REPUBLISH_BATCH)])
+        lengths = broker_queue_lengths((STAGING_QUEUE, CONTROL_QUEUE))
+        # Release sub-jobs travel on the control queue, the others on the staging queue; the
+        # control queue also carries beat's tasks, so its count can only underestimate what
+        # is missing there (found once it drains).
+        for queue, on_it in (
+            (STAGING_QUEUE, waiting.exclude(job__task__in=UNCAPPED_TASKS)),
+            (CONTROL_QUEUE, waiting.filter(job__task__in=UNCAPPED_TASKS)),
+        ):
+            missing_here = on_it.count() - lengths[queue]
+            if missing_here <= 0:
+                continue
+            missing += missing_here
+            old = on_it.filter(dispatched_at__lt=cutoff)
+            lost += old.values_list("pk", flat=True)[: min(missing_here, REPUBLISH_BATCH)]
+        if not missing:
+            return 0
         reason = f"{missing} queued sub-jobs have no message"
     published = subjobs_publish(subjob_ids=lost)
     if published:

@@ -31,6 +31,7 @@ from staging.selectors import TAPE_SOURCE, TapePath, tape_path_map, tape_paths_m
 from staging.services import transitions
 from staging.services.catalogue import catalogue_files_register
 from staging.services.deadlines import deadline_columns, deadline_parse
+from staging.services.dispatch import dispatch_wake
 from staging.services.job_rows import ROWS_CHUNK, chunked
 from staging.services.jobs import (
     job_cancel,
@@ -273,9 +274,12 @@ def stage_request_cancel(*, job: Job, paths: Sequence[str]) -> int:
     emptied = SubJob.objects.filter(job=job, status=JobStatus.NOT_STARTED).exclude(
         items__status__in=ACTIVE_ITEM_STATUSES
     )
+    freed = 0
     for subjob_id in emptied.values_list("pk", flat=True):
         # A delivery of a cancelled sub-job does nothing: its claim fails.
-        transitions.subjob_cancel_queued(subjob_id)
+        freed += transitions.subjob_cancel_queued(subjob_id)
+    if freed:
+        transaction.on_commit(dispatch_wake)  # their slots are free: fill them now
     transitions.job_settle(job.pk)
     return cancelled
 

@@ -4,10 +4,13 @@ each step land in tests/artifacts/admin/ (not in git)."""
 
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.test import Client
 
 from staging.models import Job, JobStatus
 from tests.admin.conftest import staff
@@ -42,6 +45,29 @@ def browser_or_skip():
             pytest.fail(f"the browser test cannot run in CI: {problem}")
         pytest.skip(problem)
     return sync_playwright
+
+
+@contextmanager
+def staff_page(live_server_url: str, *, width: int, height: int = 900) -> Iterator:
+    """A Chromium page ``width`` px wide, logged in as a data-admin staff member by the session
+    cookie a test client made (no login form). No database access while it is open:
+    Playwright's sync API runs an event loop in this thread."""
+    sync_playwright = browser_or_skip()
+    client = Client()
+    client.force_login(staff("heidi", "data-admin"))
+    session = {
+        "name": settings.SESSION_COOKIE_NAME,
+        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+        "url": live_server_url,
+    }
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+            page.context.add_cookies([session])
+            yield page
+        finally:
+            browser.close()
 
 
 @pytest.fixture

@@ -11,12 +11,8 @@ from django.utils import timezone
 
 from staging.models import JobStatus, Pin
 from tests.admin.conftest import staff
-from tests.admin.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, browser_or_skip
-from tests.admin.test_job_list_width import (
-    COLUMNS_ON_SCREEN,
-    assert_every_column_on_screen,
-    staff_session_cookie,
-)
+from tests.admin.test_browser import ARTIFACTS, staff_page
+from tests.admin.test_job_list_width import COLUMNS_ON_SCREEN, assert_every_column_on_screen
 from tests.factories import ItemFactory, JobFactory, StoreFactory, SubJobFactory, UserFactory
 
 ITEMS = "/admin/staging/item/"
@@ -76,25 +72,16 @@ def test_the_item_list_and_page_show_the_five_times(db):
 
 @pytest.mark.parametrize("width", [1280, 1920])
 def test_every_column_of_the_item_list_is_on_screen(live_server, transactional_db, width):
-    sync_playwright = browser_or_skip()
     job = staged_job()
-    cookie = staff_session_cookie(live_server)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            context = browser.new_context(viewport={"width": width, "height": 900})
-            page = context.new_page()
-            page.context.add_cookies([cookie])
-            page.goto(f"{live_server.url}{ITEMS}?job={job.uuid}")
-            page.wait_for_selector("#result_list")
-            page.screenshot(path=ARTIFACTS / f"item-list-{width}.png", full_page=True)
-            page.click("#result_list tbody tr:nth-child(2) th a")
-            page.wait_for_selector(".field-pinned_until_shown")
-            page.screenshot(path=ARTIFACTS / f"item-page-{width}.png", full_page=True)
-            page.goto(f"{live_server.url}{ITEMS}?job={job.uuid}")
-            page.wait_for_selector("#result_list")
-            results = page.evaluate(COLUMNS_ON_SCREEN)
-        finally:
-            browser.close()
+    with staff_page(live_server.url, width=width) as page:
+        page.goto(f"{live_server.url}{ITEMS}?job={job.uuid}")
+        page.wait_for_selector("#result_list")
+        page.screenshot(path=ARTIFACTS / f"item-list-{width}.png", full_page=True)
+        page.click("#result_list tbody tr:nth-child(2) th a")
+        page.wait_for_selector(".field-pinned_until_shown")
+        page.screenshot(path=ARTIFACTS / f"item-page-{width}.png", full_page=True)
+        page.goto(f"{live_server.url}{ITEMS}?job={job.uuid}")
+        page.wait_for_selector("#result_list")
+        results = page.evaluate(COLUMNS_ON_SCREEN)
     assert_every_column_on_screen(results, "released")

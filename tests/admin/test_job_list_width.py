@@ -2,12 +2,9 @@
 column, the last ones too, is on screen without scrolling the table sideways."""
 
 import pytest
-from django.conf import settings
-from django.test import Client
 
 from staging.models import JobStatus
-from tests.admin.conftest import staff
-from tests.admin.test_browser import CHROMIUM, CHROMIUM_FLAGS, browser_or_skip
+from tests.admin.test_browser import staff_page
 from tests.factories import JobFactory, StoreFactory, UserFactory
 
 
@@ -27,14 +24,6 @@ def wide_rows(transactional_db):
             bytes_total=987_654_321_000,
             bytes_done=123_456_789_000,
         )
-
-
-def staff_session_cookie(live_server) -> dict:
-    """A logged-in staff member's session cookie for the browser (made by the test client)."""
-    client = Client()
-    client.force_login(staff("heidi", "data-admin"))
-    value = client.cookies[settings.SESSION_COOKIE_NAME].value
-    return {"name": settings.SESSION_COOKIE_NAME, "value": value, "url": live_server.url}
 
 
 # Where the change list's last column ends, and whether its table scrolls sideways.
@@ -58,18 +47,8 @@ def assert_every_column_on_screen(results: dict, last_column: str) -> None:
 
 @pytest.mark.parametrize("width", [1280, 1400])
 def test_every_column_of_the_job_list_is_on_screen(live_server, wide_rows, width):
-    sync_playwright = browser_or_skip()
-    cookie = staff_session_cookie(live_server)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            context = browser.new_context(viewport={"width": width, "height": 900})
-            page = context.new_page()
-            # Logged in by the session cookie the test client made: the list is all we look at.
-            page.context.add_cookies([cookie])
-            page.goto(f"{live_server.url}/admin/staging/job/")
-            page.wait_for_selector("#result_list")
-            results = page.evaluate(COLUMNS_ON_SCREEN)
-        finally:
-            browser.close()
+    with staff_page(live_server.url, width=width) as page:
+        page.goto(f"{live_server.url}/admin/staging/job/")
+        page.wait_for_selector("#result_list")
+        results = page.evaluate(COLUMNS_ON_SCREEN)
     assert_every_column_on_screen(results, "duration")

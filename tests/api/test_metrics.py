@@ -1,11 +1,12 @@
 """GET /metrics: Prometheus text with django-prometheus's HTTP/DB metrics and ours."""
 
 import pytest
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from staging.models import JobStatus
+from staging.models import JobStatus, Store
 from stagingsvc.celery import app as celery_app
-from tests.factories import JobFactory, SubJobFactory
+from tests.factories import JobFactory, StoreFactory, SubJobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +86,36 @@ def test_a_scrape_is_served_from_the_cache_for_a_few_seconds(
 
     assert again[("stagingsvc_jobs", (("status", "RUNNING"),))] == 1
     assert first == again
+
+
+def test_it_reports_the_dispatchers_slots_and_why_sub_jobs_wait(client, broker, settings, tmp_path):
+    settings.STAGING = {**settings.STAGING, "DISPATCH_MAX_IN_FLIGHT": 8}
+    tape = StoreFactory(slug="tape1", max_active=2, staging_root=str(tmp_path))
+    StoreFactory(slug="full1", free_space_low="10%", staging_full_since=timezone.now())
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    busy = JobFactory(store=tape, owner=alice, status=JobStatus.RUNNING)
+    SubJobFactory.create_batch(2, job=busy, status=JobStatus.RUNNING)
+    for _ in range(3):
+        SubJobFactory(job=busy)
+    on_full = JobFactory(store=Store.objects.get(slug="full1"), owner=bob, priority=5)
+    SubJobFactory(job=on_full)
+
+    found = samples(client.get("/metrics"))
+
+    assert found[("stagingsvc_dispatch_in_flight", ())] == 2
+    assert found[("stagingsvc_dispatch_max_in_flight", ())] == 8
+    assert found[("stagingsvc_store_subjobs_in_flight", (("store", "tape1"),))] == 2
+    assert found[("stagingsvc_store_max_active", (("store", "tape1"),))] == 2
+    assert ("stagingsvc_store_max_active", (("store", "full1"),)) not in found  # no limit
+    waiting = (("reason", "store at its limit"), ("store", "tape1"))
+    assert found[("stagingsvc_subjobs_waiting", waiting)] == 3
+    waiting = (("reason", "staging area full"), ("store", "full1"))
+    assert found[("stagingsvc_subjobs_waiting", waiting)] == 1
+    assert found[("stagingsvc_staging_area_full", (("store", "full1"),))] == 1
+    assert found[("stagingsvc_staging_area_full", (("store", "tape1"),))] == 0
+    assert found[("stagingsvc_staging_area_free_bytes", (("store", "tape1"),))] > 0
+    assert found[("stagingsvc_subjobs_waiting_by_priority", (("priority", "3"),))] == 3
+    assert found[("stagingsvc_subjobs_waiting_by_priority", (("priority", "5"),))] == 1
+    assert found[("stagingsvc_owners_waiting", (("priority", "5"),))] == 1
+    assert found[("stagingsvc_owner_subjobs_waiting", (("owner", "alice"),))] == 3
+    assert found[("stagingsvc_owner_subjobs_waiting", (("owner", "bob"),))] == 1

@@ -45,12 +45,13 @@ def test_it_runs_every_process_of_the_service_and_its_servers(compose):
         "migrate",
         "web",
         "worker",
+        "control",
         "beat",
         "flower",
         "redis",
         "postgres",
     }
-    for name in ("web", "worker", "beat", "flower", "migrate"):
+    for name in ("web", "worker", "control", "beat", "flower", "migrate"):
         assert compose["services"][name]["command"] == [name]
 
 

@@ -53,7 +53,12 @@ def test_the_schema_check_rejects_a_misspelt_field(k8s_documents):
 
 def test_web_worker_and_beat_deployments_run_the_image_entry_points(k8s_documents):
     deployments = by_kind(k8s_documents, "Deployment")
-    assert set(deployments) == {"stagingsvc-web", "stagingsvc-worker", "stagingsvc-beat"}
+    assert set(deployments) == {
+        "stagingsvc-web",
+        "stagingsvc-worker",
+        "stagingsvc-control",
+        "stagingsvc-beat",
+    }
     for name, deployment in deployments.items():
         (container,) = pod_spec(deployment)["containers"]
         assert container["args"] == [name.removeprefix("stagingsvc-")]

@@ -11,7 +11,12 @@ from tests.deploy.conftest import DEPLOY
 
 UNITS = DEPLOY / "systemd"
 INSTALL_PREFIX = "/opt/stagingsvc"
-SERVICES = ("stagingsvc-web.service", "stagingsvc-worker@.service", "stagingsvc-beat.service")
+SERVICES = (
+    "stagingsvc-web.service",
+    "stagingsvc-worker@.service",
+    "stagingsvc-control.service",
+    "stagingsvc-beat.service",
+)
 
 
 def systemd_analyze() -> str:
@@ -118,10 +123,17 @@ def test_services_restart_on_failure_as_an_unprivileged_user(name):
 def test_the_worker_template_names_each_instance_and_waits_for_its_sub_jobs():
     service = parse("stagingsvc-worker@.service")["Service"]
     (command,) = service["ExecStart"]
-    assert "celery -A stagingsvc worker -Q staging,control" in command
+    assert "celery -A stagingsvc worker -Q staging " in command
     assert "--hostname worker%i@%H" in command
     assert service["KillSignal"] == ["SIGTERM"]
     assert service["TimeoutStopSec"] == ["15min"]
+
+
+def test_the_control_queue_has_a_worker_of_its_own():
+    # Dispatch passes and releases must never wait while every staging process is busy.
+    (command,) = parse("stagingsvc-control.service")["Service"]["ExecStart"]
+    assert "celery -A stagingsvc worker -Q control " in command
+    assert "--hostname control@%H" in command
 
 
 def test_the_web_runs_gunicorn_with_the_project_config():

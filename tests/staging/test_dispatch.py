@@ -180,6 +180,18 @@ def test_release_jobs_never_wait_for_capacity(queued):
     assert dispatched(release) == 1
 
 
+def test_release_subjobs_travel_on_the_control_queue(broker, queued, settings):
+    store = StoreFactory()
+    job_with(2, store=store)
+    release = job_with(1, store=store, task="release")
+
+    subjobs_dispatch()
+
+    assert queued() == 2  # the staging work only
+    (message,) = broker.lrange(f"{settings.BROKER_KEY_PREFIX}control", 0, -1)
+    assert json.loads(message)["headers"]["id"] == release.subjobs.get().celery_task_id
+
+
 def test_subjobs_of_cancelled_or_failing_jobs_are_not_dispatched(queued):
     cancelling = job_with(2)
     Job.objects.filter(pk=cancelling.pk).update(status=JobStatus.CANCELLING)
