@@ -80,6 +80,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from staging.models import TERMINAL_STATUSES, Item, Job, JobStatus, Pin, SubJob
+from staging.services.webhooks import deliveries_for_job_status
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +103,21 @@ def lease_deadline():
 # --- Jobs -------------------------------------------------------------------------------------
 
 
+def _job_moved(job_id: int, status: str) -> None:
+    """What every move of a job into RUNNING or a terminal status owes, in its transaction: the
+    webhook deliveries (so none is lost between the move and a crash)."""
+    deliveries_for_job_status(job_id, status)
+
+
 def job_mark_running(job_id: int) -> bool:
     now = timezone.now()
-    return bool(
-        Job.objects.filter(pk=job_id, status=JobStatus.NOT_STARTED).update(
+    with transaction.atomic():
+        moved = Job.objects.filter(pk=job_id, status=JobStatus.NOT_STARTED).update(
             status=JobStatus.RUNNING, started_at=now, updated_at=now
         )
-    )
+        if moved:
+            _job_moved(job_id, JobStatus.RUNNING)
+    return bool(moved)
 
 
 def job_request_cancel(job_id: int) -> bool:
@@ -202,6 +211,7 @@ def job_settle(job_id: int) -> str | None:
             # Moved under us inside this transaction (it is locked against anyone else): decide
             # again from what it is now.
             return job_settle(job_id)
+        _job_moved(job_id, final)
         if final in (JobStatus.FINISHED, JobStatus.PARTIALLY_FAILED):
             # Lifetime counts from the moment the files are ready, as Glacier restores do.
             Pin.objects.filter(job_id=job_id, released_at__isnull=True).update(
@@ -642,7 +652,10 @@ def _job_settle_known(job_id: int, counts: dict, moment: datetime) -> str | None
             started_at=Coalesce(F("started_at"), Value(moment)),
         )
     )
-    return final if moved else None
+    if not moved:
+        return None
+    _job_moved(job_id, final)
+    return final
 
 
 def subjob_finish_known(
