@@ -41,7 +41,7 @@ class EndpointSerializer(serializers.Serializer):
     event_types = serializers.ListField(
         child=serializers.CharField(), help_text="Events sent here; empty: all of them."
     )
-    description = serializers.CharField()
+    description = serializers.CharField(help_text="What the endpoint is for (free text).")
     active = serializers.BooleanField(
         help_text="False once the receiver answered 410 Gone (or it was switched off)."
     )
@@ -49,7 +49,7 @@ class EndpointSerializer(serializers.Serializer):
         allow_null=True,
         help_text="After a rotation: until when the old secret signs too (a second signature).",
     )
-    created_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField(help_text="When it was registered.")
 
 
 class EndpointWithSecretSerializer(EndpointSerializer):
@@ -69,8 +69,16 @@ class EndpointInputSerializer(serializers.Serializer):
         default=list,
         help_text="Any of " + ", ".join(WebhookEvent.values) + "; empty or absent: all.",
     )
-    description = StrictStringField(required=False, default="", max_length=500, allow_blank=True)
-    active = serializers.BooleanField(required=False, default=True)
+    description = StrictStringField(
+        required=False,
+        default="",
+        max_length=500,
+        allow_blank=True,
+        help_text="What the endpoint is for (free text).",
+    )
+    active = serializers.BooleanField(
+        required=False, default=True, help_text="False: send nothing here until set again."
+    )
 
 
 class AttemptSerializer(serializers.Serializer):
@@ -78,20 +86,26 @@ class AttemptSerializer(serializers.Serializer):
     status_code = serializers.IntegerField(
         allow_null=True, help_text="The receiver's HTTP status, or null when none came."
     )
-    duration_ms = serializers.IntegerField()
+    duration_ms = serializers.IntegerField(help_text="How long the attempt took.")
     error = serializers.CharField(help_text="Why no answer came (timeout, refused, …).")
     response_prefix = serializers.CharField(help_text="The answer's first 256 bytes at most.")
 
 
 class DeliverySerializer(serializers.Serializer):
     webhook_id = serializers.CharField(help_text="The webhook-id header, the same every attempt.")
-    event = serializers.CharField()
-    jobId = serializers.UUIDField(source="job.uuid")
+    event = serializers.CharField(help_text="The event type, e.g. job.finished.")
+    jobId = serializers.UUIDField(source="job.uuid", help_text="The job the event is about.")
     status = serializers.CharField(help_text="pending, delivered or failed (given up).")
-    attempts = AttemptSerializer(source="attempt_rows.all", many=True)
-    next_attempt_at = serializers.DateTimeField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    delivered_at = serializers.DateTimeField(allow_null=True)
+    attempts = AttemptSerializer(
+        source="attempt_rows.all", many=True, help_text="Every try so far, oldest first."
+    )
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it is tried next while pending, else null."
+    )
+    created_at = serializers.DateTimeField(help_text="When the event happened.")
+    delivered_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a 2xx answer came, or null."
+    )
     payload = serializers.DictField(help_text="The body sent.")
 
 

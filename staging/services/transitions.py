@@ -80,7 +80,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from staging.models import TERMINAL_STATUSES, Item, Job, JobStatus, Pin, SubJob
-from staging.services.webhooks import deliveries_for_job_status
+from staging.services.webhooks import deliveries_for_job_status, job_has_webhook_targets
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +109,21 @@ def _job_moved(job_id: int, status: str) -> None:
     deliveries_for_job_status(job_id, status)
 
 
-def job_mark_running(job_id: int) -> bool:
+def job_mark_running(job_id: int, *, listened: bool | None = None) -> bool:
+    """NOT_STARTED → RUNNING. ``listened``: whether anything listens to the job's webhooks, when
+    the caller read it already (staging.services.webhooks.job_listened)."""
     now = timezone.now()
+    moving = Job.objects.filter(pk=job_id, status=JobStatus.NOT_STARTED)
+    changes = {"status": JobStatus.RUNNING, "started_at": now, "updated_at": now}
+    # A job nobody listens to moves in one statement, as a sub-job's start is on every
+    # worker's path; an endpoint registered in the instant between that reading and the move
+    # misses this one job.started.
+    if listened is None:
+        listened = job_has_webhook_targets(job_id)
+    if not listened:
+        return bool(moving.update(**changes))
     with transaction.atomic():
-        moved = Job.objects.filter(pk=job_id, status=JobStatus.NOT_STARTED).update(
-            status=JobStatus.RUNNING, started_at=now, updated_at=now
-        )
+        moved = moving.update(**changes)
         if moved:
             _job_moved(job_id, JobStatus.RUNNING)
     return bool(moved)

@@ -145,12 +145,28 @@ def _targets(job_id: int, event: str) -> tuple[list[WebhookEndpoint], JobCallbac
     return endpoints, callback
 
 
+def job_listened(job: str = "pk"):
+    """An expression: whether anything listens to the job that ``job`` leads to from the
+    queried row (an active endpoint of its owner, or its callback). Annotated on a query a
+    caller makes anyway, it costs no round trip of its own."""
+    owner = "owner" if job == "pk" else f"{job}__owner"
+    return Exists(WebhookEndpoint.objects.filter(owner=OuterRef(owner), active=True)) | Exists(
+        JobCallback.objects.filter(job=OuterRef(job))
+    )
+
+
+def job_has_webhook_targets(job_id: int) -> bool:
+    """Whether anything listens to this job: one query, so a job nobody listens to pays no
+    more than that for an event."""
+    return Job.objects.filter(job_listened(), pk=job_id).exists()
+
+
 def deliveries_for_job_status(job_id: int, status: str) -> int:
     """The deliveries a job's move to ``status`` owes its owner's endpoints and its callback.
     Called by staging.services.transitions inside the transaction of the move, so they are
     committed with it or not at all; sending is published once it commits."""
     event = EVENT_OF_STATUS.get(status)
-    if event is None:
+    if event is None or not job_has_webhook_targets(job_id):
         return 0
     return _deliveries_create(job_id, event)
 
