@@ -2,7 +2,12 @@
 receiver on a loopback port: signatures checked by an independent verifier, rotation, backoff,
 giving up, 410 Gone, redirects and the address guard at send time."""
 
+import base64
+import hashlib
+import hmac
+import importlib.util
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -20,6 +25,7 @@ from staging.services.webhooks import (
 )
 from tests.api.helpers import make_job
 from tests.webhook_receiver import Receiver, free_port, verify
+from tests.workers import REPO_ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -224,3 +230,33 @@ def test_expiring_pins_are_announced_once_per_job(owner, loopback_allowed, setti
     (delivery,) = WebhookDelivery.objects.filter(event="pin.expiring")
     assert delivery.job_id == job.pk
     assert delivery.payload["data"]["expires_at"]
+
+
+def _readme_verify():
+    """The verify function of the README's example, run as a reader would copy it."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("## Be told instead of polling")) + 10
+    namespace = {"base64": base64, "hashlib": hashlib, "hmac": hmac, "time": time}
+    exec(readme[start : readme.index("```", start)], namespace)
+    return namespace["verify"]
+
+
+def _example_receiver_verify():
+    spec = importlib.util.spec_from_file_location(
+        "receiver", REPO_ROOT / "docs/webhook_receiver.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.verify
+
+
+def test_the_documented_receivers_verify_a_real_delivery(owner, receiver, loopback_allowed):
+    endpoint = hook(owner, receiver.url)
+    delivery_send(WebhookDelivery.objects.get(job=finished_job(owner)).pk)
+    (request,) = receiver.received
+
+    for verify_as_documented in (_readme_verify(), _example_receiver_verify()):
+        assert verify_as_documented(endpoint.secret, request.headers, request.body)
+        assert not verify_as_documented(endpoint.secret, request.headers, request.body + b" ")
+        stale = {**request.headers, "webhook-timestamp": str(int(time.time()) - 3600)}
+        assert not verify_as_documented(endpoint.secret, stale, request.body)
