@@ -22,6 +22,11 @@ from staging.services.webhooks import (
 WEBHOOK_ID = OpenApiParameter(
     "webhook_id", int, OpenApiParameter.PATH, description="Webhook endpoint id."
 )
+NOT_YOURS = OpenApiResponse(description="No such webhook endpoint of yours.")
+BAD_ENDPOINT = OpenApiResponse(
+    description="Not an http(s) URL, a host this service will not call (private, loopback, "
+    "link-local, …), or an unknown event type."
+)
 POLICY = {
     "GET": "jobs_read",
     "POST": "jobs_submit",
@@ -131,7 +136,7 @@ class WebhookListView(APIView):
         request=EndpointInputSerializer,
         responses={
             201: OpenApiResponse(EndpointWithSecretSerializer, "Registered; the secret once."),
-            400: OpenApiResponse(description="Not http(s), or a host this service won't call."),
+            400: BAD_ENDPOINT,
         },
     )
     def post(self, request):
@@ -148,7 +153,7 @@ class WebhookDetailView(APIView):
     permission_classes = [RolePolicy]
     throttle_classes = [UserRateThrottle]
 
-    @extend_schema(parameters=[WEBHOOK_ID], responses={200: EndpointSerializer})
+    @extend_schema(parameters=[WEBHOOK_ID], responses={200: EndpointSerializer, 404: NOT_YOURS})
     def get(self, request, webhook_id: str):
         return Response(
             EndpointSerializer(endpoint_get(endpoint_id=webhook_id, user=request.user)).data
@@ -157,7 +162,7 @@ class WebhookDetailView(APIView):
     @extend_schema(
         parameters=[WEBHOOK_ID],
         request=EndpointInputSerializer(partial=True),
-        responses={200: EndpointSerializer},
+        responses={200: EndpointSerializer, 400: BAD_ENDPOINT, 404: NOT_YOURS},
     )
     def patch(self, request, webhook_id: str):
         endpoint = endpoint_get(endpoint_id=webhook_id, user=request.user)
@@ -167,7 +172,7 @@ class WebhookDetailView(APIView):
         changes = dict(serializer.validated_data)
         return Response(EndpointSerializer(endpoint_update(endpoint=endpoint, **changes)).data)
 
-    @extend_schema(parameters=[WEBHOOK_ID], responses={204: None})
+    @extend_schema(parameters=[WEBHOOK_ID], responses={204: None, 404: NOT_YOURS})
     def delete(self, request, webhook_id: str):
         endpoint_delete(endpoint=endpoint_get(endpoint_id=webhook_id, user=request.user))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -181,7 +186,9 @@ class WebhookRotateView(APIView):
     permission_classes = [RolePolicy]
 
     @extend_schema(
-        parameters=[WEBHOOK_ID], request=None, responses={200: EndpointWithSecretSerializer}
+        parameters=[WEBHOOK_ID],
+        request=None,
+        responses={200: EndpointWithSecretSerializer, 404: NOT_YOURS},
     )
     def post(self, request, webhook_id: str):
         endpoint = endpoint_rotate(endpoint=endpoint_get(endpoint_id=webhook_id, user=request.user))
@@ -195,7 +202,13 @@ class WebhookDeliveriesView(PaginatedView):
     permission_classes = [RolePolicy]
     pagination_class = DeliveryCursorPagination
 
-    @extend_schema(parameters=[WEBHOOK_ID], responses={200: DeliverySerializer(many=True)})
+    @extend_schema(
+        parameters=[WEBHOOK_ID],
+        responses={
+            200: DeliverySerializer(many=True),
+            404: OpenApiResponse(description="No such endpoint of yours, or an invalid cursor."),
+        },
+    )
     def get(self, request, webhook_id: str):
         endpoint = endpoint_get(endpoint_id=webhook_id, user=request.user)
         return self.paginated(endpoint_deliveries(endpoint=endpoint), DeliverySerializer)

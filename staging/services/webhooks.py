@@ -251,7 +251,13 @@ def delivery_send(delivery_id: int) -> str | None:
     ).update(next_attempt_at=now + _claim_window())
     if not claimed:
         return None
-    delivery = WebhookDelivery.objects.select_related("endpoint", "callback").get(pk=delivery_id)
+    delivery = (
+        WebhookDelivery.objects.select_related("endpoint", "callback")
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None:  # its endpoint was deleted meanwhile, and it with it
+        return None
     if delivery.endpoint_id and not delivery.endpoint.active:
         WebhookDelivery.objects.filter(pk=delivery_id).update(
             status=DeliveryStatus.FAILED, next_attempt_at=None
