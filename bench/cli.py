@@ -29,6 +29,7 @@ BENCHMARKS = {
     "P5": ("bench.scaling", "scaling"),
     "P2": ("bench.pipeline", "pipeline"),
     "P3": ("bench.copying", "copy"),
+    "W1": ("bench.webhooks", "webhooks"),
 }
 NEEDS_WEB = {"P1", "P6", "P8", "P4", "P9"}
 

@@ -55,6 +55,7 @@ class Sizes:
     latency_rate: int
     latency_jobs: int
     million_files: int
+    webhook_jobs: int
 
 
 FULL = Sizes(
@@ -82,6 +83,7 @@ FULL = Sizes(
     latency_rate=200,
     latency_jobs=2,
     million_files=1_000_000,
+    webhook_jobs=200,
 )
 
 QUICK = Sizes(
@@ -109,6 +111,7 @@ QUICK = Sizes(
     latency_rate=200,
     latency_jobs=1,
     million_files=100_000,
+    webhook_jobs=50,
 )
 
 
