@@ -48,6 +48,10 @@ Item::
            └────────────┘ its sub-job handed back or reaped (the bytes it copied taken back)
       FAILED ─► NOT_STARTED (items_reopen, a retry)
 
+Every move of a job into RUNNING or a terminal status also writes, in its own transaction, the
+webhook deliveries it owes (``_job_moved``; staging.services.webhooks), so a crash can never
+leave a job ended and its listeners untold.
+
 Worker-side writes are fenced by the lease holder: ``subjob_hold`` locks the sub-job row only
 while the writer still holds the lease, so no other worker can take it over until that
 transaction ends, and a writer that lost it gets LeaseLost and writes nothing.
