@@ -17,6 +17,7 @@ from django.utils import timezone
 from staging.models import JobStatus, WebhookDelivery, WebhookEndpoint
 from staging.models_webhooks import DeliveryStatus
 from staging.services import transitions
+from staging.services.jobs import job_cancel
 from staging.services.webhooks import (
     delivery_send,
     endpoint_create,
@@ -260,3 +261,38 @@ def test_the_documented_receivers_verify_a_real_delivery(owner, receiver, loopba
         assert not verify_as_documented(endpoint.secret, request.headers, request.body + b" ")
         stale = {**request.headers, "webhook-timestamp": str(int(time.time()) - 3600)}
         assert not verify_as_documented(endpoint.secret, stale, request.body)
+
+
+@pytest.mark.parametrize(
+    "items, event",
+    [
+        ({"a": JobStatus.FINISHED, "b": JobStatus.FINISHED}, "job.finished"),
+        ({"a": JobStatus.FINISHED, "b": JobStatus.FAILED}, "job.partially_failed"),
+        ({"a": JobStatus.FAILED, "b": JobStatus.FAILED}, "job.failed"),
+        ({"a": JobStatus.CANCELLED, "b": JobStatus.CANCELLED}, "job.cancelled"),
+    ],
+)
+def test_each_ending_owes_its_event(owner, loopback_allowed, items, event):
+    hook(owner, "http://127.0.0.1:9/")
+    job = make_job(owner=owner, status=JobStatus.RUNNING, items=items)
+    job.subjobs.update(status=JobStatus.FINISHED)
+
+    transitions.job_settle(job.pk)
+
+    assert list(WebhookDelivery.objects.values_list("event", "payload__data__status")) == [
+        (event, job.__class__.objects.get(pk=job.pk).status)
+    ]
+
+
+def test_a_cancelled_queued_job_owes_job_cancelled(owner, loopback_allowed):
+    hook(owner, "http://127.0.0.1:9/")
+    job = make_job(owner=owner)
+
+    job_cancel(job=job)
+
+    assert list(WebhookDelivery.objects.values_list("event", flat=True)) == ["job.cancelled"]
+
+
+def test_a_job_nobody_listens_to_owes_nothing(owner):
+    job_cancel(job=make_job(owner=owner))
+    assert not WebhookDelivery.objects.exists()
