@@ -61,6 +61,7 @@ class Sizes:
     limit_latency_ms: int
     broker_pending_subjobs: int
     broker_seconds: int
+    webhook_jobs: int
 
 
 FULL = Sizes(
@@ -94,6 +95,7 @@ FULL = Sizes(
     limit_latency_ms=10,
     broker_pending_subjobs=100_000,
     broker_seconds=20,
+    webhook_jobs=200,
 )
 
 QUICK = Sizes(
@@ -127,6 +129,7 @@ QUICK = Sizes(
     limit_latency_ms=10,
     broker_pending_subjobs=10_000,
     broker_seconds=8,
+    webhook_jobs=50,
 )
 
 

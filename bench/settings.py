@@ -57,3 +57,6 @@ ACCOUNT_LIMITS = {
 ROOT_URLCONF = "bench.urls"
 # "testserver": the harness also drives views in-process to count their queries.
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+
+# W1's receiver listens on loopback, which webhooks may otherwise never call.
+WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]

@@ -495,3 +495,9 @@ class Pin(models.Model):
 
 # Defined in their own module; imported here so that Django registers them with the app.
 from staging.models_limits import AccountLimits  # noqa: E402, F401
+from staging.models_webhooks import (  # noqa: E402, F401
+    JobCallback,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)

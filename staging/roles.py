@@ -149,6 +149,11 @@ ADMIN_SITE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "staging.view_file",
             "staging.view_store",
             "django_celery_results.view_taskresult",
+            # Webhooks: switch an endpoint off; change_webhookdelivery is what "send again" needs.
+            "staging.view_webhookendpoint",
+            "staging.change_webhookendpoint",
+            "staging.view_webhookdelivery",
+            "staging.change_webhookdelivery",
         }
     ),
 }

@@ -15,6 +15,7 @@ from staging.api import (
     tape,
     task_status,
     tasks,
+    webhooks,
 )
 
 JOB = "api/v1/jobs/<str:job_id>"
@@ -62,6 +63,22 @@ urlpatterns = [
     ),
     path(f"{DATA_PRODUCER_JOB}/status", dmi.DmiSubJobStatusView.as_view(), name="dmi-status"),
     path(f"{DATA_PRODUCER_JOB}/result", dmi.DmiSubJobResultView.as_view(), name="dmi-result"),
+    path("api/v1/webhooks/", webhooks.WebhookListView.as_view(), name="webhook-list"),
+    path(
+        "api/v1/webhooks/<str:webhook_id>/",
+        webhooks.WebhookDetailView.as_view(),
+        name="webhook-detail",
+    ),
+    path(
+        "api/v1/webhooks/<str:webhook_id>/rotate",
+        webhooks.WebhookRotateView.as_view(),
+        name="webhook-rotate",
+    ),
+    path(
+        "api/v1/webhooks/<str:webhook_id>/deliveries/",
+        webhooks.WebhookDeliveriesView.as_view(),
+        name="webhook-deliveries",
+    ),
     path("api/schema/", schema.SchemaView.as_view(), name="api-schema"),
     path("api/docs/", schema.DocsView.as_view(url_name="api-schema"), name="api-docs"),
     # WLCG Tape REST API v1: every route with and without a trailing slash, as clients differ.

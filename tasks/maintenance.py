@@ -13,6 +13,7 @@ from staging.services.recovery import (
     subjobs_reconcile,
 )
 from staging.services.retention import jobs_purge
+from staging.services.webhooks import deliveries_resend_due, delivery_send, pins_expiring_notify
 
 
 # No result row: a pass runs every few seconds and after every submission.
@@ -49,3 +50,20 @@ def sweep_unpinned_copies() -> dict:
 def purge_old_jobs() -> dict:
     """Retention: delete jobs older than STAGING_RETENTION_DAYS (see staging.services.retention)."""
     return asdict(jobs_purge())
+
+
+# Sent on the control queue (CELERY_TASK_DEFAULT_QUEUE), never behind staging work; the delivery
+# row is the record, so no result row.
+@shared_task(ignore_result=True)
+def webhook_send(delivery_id: int) -> str | None:
+    return delivery_send(delivery_id)
+
+
+@shared_task(ignore_result=True)
+def resend_due_webhooks() -> dict:
+    return {"published": deliveries_resend_due()}
+
+
+@shared_task(ignore_result=True)
+def notify_expiring_pins() -> dict:
+    return {"jobs": pins_expiring_notify()}

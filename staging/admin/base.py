@@ -28,6 +28,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-def job_link(job) -> str:
+def job_link(job, *, short: bool = False) -> str:
+    """A link to the job's page; ``short``: the first block of its id (the whole in the
+    tooltip), for narrow columns."""
     url = reverse("admin:staging_job_change", args=[job.pk])
+    if short:
+        return format_html(
+            '<a class="job-id" href="{}" title="{}">{}…</a>', url, job.uuid, str(job.uuid)[:8]
+        )
     return format_html('<a class="job-id" href="{}">{}</a>', url, job.uuid)

@@ -40,6 +40,7 @@ from staging.api.parsers import NDJSON, JSONParser, NDJSONParser, body_drained
 from staging.api.permissions import RolePolicy
 from staging.api.renderers import CSVRenderer
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
+from staging.api.webhooks import api_base
 from staging.errors import ConflictError, NotFoundError, ServiceError
 from staging.models import DEFAULT_PRIORITY, TERMINAL_STATUSES, File, Job
 from staging.selectors import (
@@ -106,6 +107,12 @@ def _store_named(slug: str | None):
         return store_get(slug=slug)
     except NotFoundError as exc:
         raise ServiceError(exc.detail, field="store") from exc
+
+
+class CallbackSerializer(serializers.Serializer):
+    url = serializers.URLField(
+        max_length=2000, help_text="An http(s) URL whose host resolves to public addresses."
+    )
 
 
 class StreamedQuerySerializer(serializers.Serializer):
@@ -214,6 +221,12 @@ class JobListView(PaginatedView):
         )
         deadline = DeadlineField(required=False)
 
+        callback = CallbackSerializer(
+            required=False,
+            help_text="A webhook for this job only: its events are POSTed to url, signed with "
+            "a secret the answer shows once (docs/api.md#webhooks).",
+        )
+
         def validate_lifetime(self, lifetime):
             return _lifetime_bounded(lifetime)
 
@@ -298,8 +311,10 @@ class JobListView(PaginatedView):
             ),
             idempotency_key=key,
             fingerprint=request_fingerprint(body),
+            callback_url=data["callback"]["url"] if "callback" in data else "",
+            api_base=api_base(request),
         )
-        return self._submitted(request, job, created)
+        return self._submitted(request, job, created, with_callback="callback" in data)
 
     def _post_streamed(self, request, body, key: str) -> Response:
         """A staging request whose body is the files: NDJSON, read as it comes, or a JSON
@@ -329,11 +344,17 @@ class JobListView(PaginatedView):
             raise
         return self._submitted(request, job, created)
 
-    def _submitted(self, request, job: Job, created: bool) -> Response:
+    def _submitted(
+        self, request, job: Job, created: bool, *, with_callback: bool = False
+    ) -> Response:
         headers = {"Retry-After": str(poll_interval())}
         if not created:
             headers["Idempotent-Replayed"] = "true"
-        return _accepted(request, job, **headers)
+        response = _accepted(request, job, **headers)
+        if created and with_callback:
+            # The one time this secret is shown: a replay of the request does not repeat it.
+            response.data["callback"] = {"url": job.callback.url, "secret": job.callback.secret}
+        return response
 
 
 class JobDetailView(APIView):

@@ -32,6 +32,7 @@ from staging.services.dispatch import dispatch_after_end
 from staging.services.jobs import subjobs_publish
 from staging.services.staged_copies import subjob_temporaries_remove
 from staging.services.transitions import LeaseLost
+from staging.services.webhooks import job_listened
 from staging.storage import (
     DirectoryCache,
     DirectorySync,
@@ -103,7 +104,7 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
             subjob_id=subjob_id, worker=worker, failure=subjob.error or "worker lost"
         )
         return None
-    transitions.job_mark_running(subjob.job_id)
+    transitions.job_mark_running(subjob.job_id, listened=subjob.job_listened)
     return subjob
 
 
@@ -115,19 +116,28 @@ def _dead_temporaries_remove(subjob_id: int) -> None:
 def _claimed_subjob(subjob_id: int) -> SubJob:
     """The claimed sub-job with its job, store and every item (their statuses too, so the
     worker knows at the end how all of them ended), in one query; ``claimed_items`` holds the
-    items in order. Whether the catalogue has an MD5 of each item's file is read with them."""
+    items in order. Whether the catalogue has an MD5 of each item's file is read with them, and
+    whether anything listens to the job's webhooks."""
     items = list(
         Item.objects.filter(subjob_id=subjob_id)
         .select_related("subjob__job__store")
-        .annotate(catalogue_lacks_md5=Exists(File.objects.filter(pk=OuterRef("file_id"), md5="")))
+        .annotate(
+            catalogue_lacks_md5=Exists(File.objects.filter(pk=OuterRef("file_id"), md5="")),
+            job_listened=job_listened("subjob__job"),
+        )
         .order_by("pk")
     )
     if items:
         subjob = items[0].subjob
+        subjob.job_listened = items[0].job_listened
         for item in items:
             item.subjob = subjob
     else:  # a task without items (noop)
-        subjob = SubJob.objects.select_related("job__store").get(pk=subjob_id)
+        subjob = (
+            SubJob.objects.select_related("job__store")
+            .annotate(job_listened=job_listened("job"))
+            .get(pk=subjob_id)
+        )
     subjob.claimed_items = items
     return subjob
 

@@ -22,6 +22,7 @@ from staging.services.job_rows import ROWS_CHUNK, chunked
 from staging.services.jobs import job_cancel, job_create_staging_from_rows, staging_rows_copy
 from staging.services.recovery import job_release
 from staging.services.tasks import task_perform
+from staging.services.webhooks import job_callback_create
 from staging.storage import UnsafePathError, clean_relative_path
 from tasks.catalogue import UnsupportedTaskError
 from tasks.catalogue._params import lifetime_text
@@ -70,13 +71,22 @@ def request_fingerprint(body) -> str:
 
 @transaction.atomic
 def job_submit(
-    *, owner, request: JobRequest, idempotency_key: str = "", fingerprint: str = ""
+    *,
+    owner,
+    request: JobRequest,
+    idempotency_key: str = "",
+    fingerprint: str = "",
+    callback_url: str = "",
+    api_base: str = "",
 ) -> tuple[Job, bool]:
     """Create the job ``request`` describes, through the task catalogue as every dialect does;
     returns it and whether it is new.
 
     With an ``idempotency_key`` the owner already used, the job of that first request comes back
-    (nothing is created) if ``fingerprint`` matches it, and a different body is refused (422)."""
+    (nothing is created) if ``fingerprint`` matches it, and a different body is refused (422).
+
+    With a ``callback_url`` the job gets its one-off webhook (its secret on ``job.callback``),
+    in the same transaction, so not even its start can pass unannounced."""
     if idempotency_key:
         earlier = job_by_idempotency_key(owner=owner, key=idempotency_key)
         if earlier is not None:
@@ -101,6 +111,8 @@ def job_submit(
                 priority=request.priority,
                 **deadline_columns(job, request.deadline),
             )
+            if callback_url:
+                job_callback_create(job=job, url=callback_url, api_base=api_base)
     except IntegrityError:
         # The same key won a race in a concurrent request: answer with its job.
         earlier = job_by_idempotency_key(owner=owner, key=idempotency_key)

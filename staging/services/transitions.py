@@ -50,6 +50,10 @@ Item::
       FAILED ─► NOT_STARTED (items_reopen, a retry)
       NOT_STARTED ─► FAILED "deadline exceeded" (subjobs_fail_past_deadline, with its sub-job)
 
+Every move of a job into RUNNING or a terminal status also writes, in its own transaction, the
+webhook deliveries it owes (``_job_moved``; staging.services.webhooks), so a crash can never
+leave a job ended and its listeners untold.
+
 Worker-side writes are fenced by the lease holder: ``subjob_hold`` locks the sub-job row only
 while the writer still holds the lease, so no other worker can take it over until that
 transaction ends, and a writer that lost it gets LeaseLost and writes nothing.
@@ -82,6 +86,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from staging.models import TERMINAL_STATUSES, Item, Job, JobStatus, Pin, SubJob
+from staging.services.webhooks import deliveries_for_job_status, job_has_webhook_targets
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +109,30 @@ def lease_deadline():
 # --- Jobs -------------------------------------------------------------------------------------
 
 
-def job_mark_running(job_id: int) -> bool:
+def _job_moved(job_id: int, status: str) -> None:
+    """What every move of a job into RUNNING or a terminal status owes, in its transaction: the
+    webhook deliveries (so none is lost between the move and a crash)."""
+    deliveries_for_job_status(job_id, status)
+
+
+def job_mark_running(job_id: int, *, listened: bool | None = None) -> bool:
+    """NOT_STARTED → RUNNING. ``listened``: whether anything listens to the job's webhooks, when
+    the caller read it already (staging.services.webhooks.job_listened)."""
     now = timezone.now()
-    return bool(
-        Job.objects.filter(pk=job_id, status=JobStatus.NOT_STARTED).update(
-            status=JobStatus.RUNNING, started_at=now, updated_at=now
-        )
-    )
+    moving = Job.objects.filter(pk=job_id, status=JobStatus.NOT_STARTED)
+    changes = {"status": JobStatus.RUNNING, "started_at": now, "updated_at": now}
+    # A job nobody listens to moves in one statement, as a sub-job's start is on every
+    # worker's path; an endpoint registered in the instant between that reading and the move
+    # misses this one job.started.
+    if listened is None:
+        listened = job_has_webhook_targets(job_id)
+    if not listened:
+        return bool(moving.update(**changes))
+    with transaction.atomic():
+        moved = moving.update(**changes)
+        if moved:
+            _job_moved(job_id, JobStatus.RUNNING)
+    return bool(moved)
 
 
 def job_request_cancel(job_id: int) -> bool:
@@ -204,6 +226,7 @@ def job_settle(job_id: int) -> str | None:
             # Moved under us inside this transaction (it is locked against anyone else): decide
             # again from what it is now.
             return job_settle(job_id)
+        _job_moved(job_id, final)
         if final in (JobStatus.FINISHED, JobStatus.PARTIALLY_FAILED):
             # Lifetime counts from the moment the files are ready, as Glacier restores do.
             Pin.objects.filter(job_id=job_id, released_at__isnull=True).update(
@@ -671,7 +694,10 @@ def _job_settle_known(job_id: int, counts: dict, moment: datetime) -> str | None
             started_at=Coalesce(F("started_at"), Value(moment)),
         )
     )
-    return final if moved else None
+    if not moved:
+        return None
+    _job_moved(job_id, final)
+    return final
 
 
 def subjob_finish_known(

@@ -379,11 +379,44 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tasks.maintenance.sweep_unpinned_copies",
         "schedule": env.int("SWEEPER_INTERVAL_SECONDS", default=300),
     },
+    # Webhook deliveries whose message was lost; jobs whose staged copies expire soon.
+    "resend-due-webhooks": {
+        "task": "tasks.maintenance.resend_due_webhooks",
+        "schedule": env.float("WEBHOOK_RESEND_INTERVAL_SECONDS", default=15),
+    },
+    "notify-expiring-pins": {
+        "task": "tasks.maintenance.notify_expiring_pins",
+        "schedule": env.float("WEBHOOK_PIN_EXPIRING_INTERVAL_SECONDS", default=300),
+    },
     "purge-old-jobs": {
         "task": "tasks.maintenance.purge_old_jobs",
         "schedule": env.int("RETENTION_INTERVAL_SECONDS", default=3600),
     },
 }
+
+# --- Webhooks (staging.services.webhooks, docs/api.md#webhooks) ----------------------------
+
+# Receivers in these networks (CIDR) may be called even though they are loopback, private,
+# link-local or this host's own; nothing else in them is (SSRF, docs/security.md).
+WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=10.0)
+# Waits after the 1st, 2nd, … failed attempt; the last repeats. Given up after GIVE_UP_HOURS.
+WEBHOOK_BACKOFF_SECONDS = [
+    float(step)
+    for step in env.list(
+        "WEBHOOK_BACKOFF_SECONDS", default=["5", "30", "120", "600", "1800", "3600"]
+    )
+]
+WEBHOOK_GIVE_UP_HOURS = env.float("WEBHOOK_GIVE_UP_HOURS", default=24)
+# After a rotation the old secret signs too (a second signature) for this long.
+WEBHOOK_SECRET_ROTATION_HOURS = env.float("WEBHOOK_SECRET_ROTATION_HOURS", default=24)
+# A delivery this overdue lost its message: beat publishes it again.
+WEBHOOK_RESEND_AFTER_SECONDS = env.float("WEBHOOK_RESEND_AFTER_SECONDS", default=30)
+# pin.expiring is sent this long before a ready job's first pin expires.
+WEBHOOK_PIN_EXPIRING_BEFORE = timedelta(
+    seconds=env.float("WEBHOOK_PIN_EXPIRING_BEFORE_SECONDS", default=86400)
+)
 
 # --- Staging --------------------------------------------------------------------------------
 
