@@ -371,6 +371,7 @@ class ProgressReporter:
                     bytes_done=self.pending_bytes,
                     job_counts=job_counts,
                     lifetime=self.subjob.job.lifetime,
+                    listened=getattr(self.subjob, "job_listened", None),
                 )
             except transitions.OutcomesDisagree:
                 pass  # nothing was written: the general way below

@@ -109,10 +109,11 @@ def lease_deadline():
 # --- Jobs -------------------------------------------------------------------------------------
 
 
-def _job_moved(job_id: int, status: str) -> None:
+def _job_moved(job_id: int, status: str, *, listened: bool | None = None) -> None:
     """What every move of a job into RUNNING or a terminal status owes, in its transaction: the
-    webhook deliveries (so none is lost between the move and a crash)."""
-    deliveries_for_job_status(job_id, status)
+    webhook deliveries (so none is lost between the move and a crash). ``listened``: whether
+    anything listens to the job, when the caller read it already."""
+    deliveries_for_job_status(job_id, status, listened=listened)
 
 
 def job_mark_running(job_id: int, *, listened: bool | None = None) -> bool:
@@ -676,7 +677,9 @@ class OutcomesDisagree(Exception):
     own meanwhile): nothing was written; the worker finishes the general way."""
 
 
-def _job_settle_known(job_id: int, counts: dict, moment: datetime) -> str | None:
+def _job_settle_known(
+    job_id: int, counts: dict, moment: datetime, *, listened: bool | None = None
+) -> str | None:
     """job_settle for a job whose item counts the caller knows (its one sub-job was just
     finished in this transaction): one compare-and-set UPDATE, taken only when no other
     sub-job of the job is active and the job is not being cancelled. None when it did not
@@ -696,7 +699,7 @@ def _job_settle_known(job_id: int, counts: dict, moment: datetime) -> str | None
     )
     if not moved:
         return None
-    _job_moved(job_id, final)
+    _job_moved(job_id, final, listened=listened)
     return final
 
 
@@ -710,6 +713,7 @@ def subjob_finish_known(
     bytes_done: int,
     job_counts: dict | None,
     lifetime: timedelta,
+    listened: bool | None = None,
 ) -> str | None:
     """subjob_finish for a holder that knows how every item of its sub-job ended (it read
     their statuses when it claimed the sub-job and ran the rest), writing its last batch in
@@ -717,7 +721,10 @@ def subjob_finish_known(
     ``job_counts`` (the sub-job holds all of the job's items) the roll-up is one UPDATE; it
     falls back to job_settle when another sub-job or a cancel is in the way. Fenced by the
     sub-job's final UPDATE: when ``worker`` no longer holds the lease the whole transaction is
-    undone and None returned. OutcomesDisagree (nothing written) when an item moved meanwhile."""
+    undone and None returned. OutcomesDisagree (nothing written) when an item moved meanwhile.
+    ``listened``: whether anything listened to the job's webhooks at the claim. It stands for
+    the end of a job of one sub-job, so that job's end costs no query of its own; an endpoint
+    registered while that sub-job runs hears from the owner's next jobs (docs/api.md)."""
     moment = timezone.now()
     try:
         with transaction.atomic():
@@ -742,7 +749,7 @@ def subjob_finish_known(
                 raise LeaseLost(f"sub-job {subjob_id} is no longer leased to {worker}")
             settled = None
             if job_counts is not None:
-                settled = _job_settle_known(job_id, job_counts, moment)
+                settled = _job_settle_known(job_id, job_counts, moment, listened=listened)
             if settled is None:
                 Job.objects.filter(pk=job_id).update(
                     files_done=F("files_done") + len(outcomes.finished),

@@ -161,12 +161,17 @@ def job_has_webhook_targets(job_id: int) -> bool:
     return Job.objects.filter(job_listened(), pk=job_id).exists()
 
 
-def deliveries_for_job_status(job_id: int, status: str) -> int:
+def deliveries_for_job_status(job_id: int, status: str, *, listened: bool | None = None) -> int:
     """The deliveries a job's move to ``status`` owes its owner's endpoints and its callback.
     Called by staging.services.transitions inside the transaction of the move, so they are
-    committed with it or not at all; sending is published once it commits."""
+    committed with it or not at all; sending is published once it commits. ``listened``:
+    whether anything listens, when the caller read it already (else one query here)."""
     event = EVENT_OF_STATUS.get(status)
-    if event is None or not job_has_webhook_targets(job_id):
+    if event is None:
+        return 0
+    if listened is None:
+        listened = job_has_webhook_targets(job_id)
+    if not listened:
         return 0
     return _deliveries_create(job_id, event)
 

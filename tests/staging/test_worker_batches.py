@@ -35,7 +35,7 @@ def run(job, subjob_id=None):
     )
 
 
-def test_a_one_file_job_runs_in_fewer_than_9_queries(store, archive_files):
+def test_a_one_file_job_runs_in_fewer_than_8_queries(store, archive_files):
     (entry,) = archive_files({"run1/a.txt": b"hello"})
     job = create_job(store, [entry])
     subjob_id = job.subjobs.get().pk
@@ -50,8 +50,8 @@ def test_a_one_file_job_runs_in_fewer_than_9_queries(store, archive_files):
     queries = [sql for sql in statements if sql not in control]
     # Claim, items (with sub-job, job and store, and whether anything listens to the job's
     # webhooks), job running; then one transaction: the items' outcomes, the sub-job's end,
-    # the job's roll-up, whether anything listens for its end now, the pins.
-    assert len(queries) < 9, "\n".join(statements)
+    # the job's roll-up, the pins.
+    assert len(queries) < 8, "\n".join(statements)
     assert control == ["BEGIN", "COMMIT"], "\n".join(statements)
     assert dispatch_pass[0] == "BEGIN" and dispatch_pass[-1] == "COMMIT"
     if connection.vendor == "postgresql":
