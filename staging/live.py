@@ -14,12 +14,13 @@ process whatever the number of waiters; the delay is at most one interval. It wo
 on SQLite (`make run`) and PostgreSQL."""
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
 
 from staging.selectors import JOB_STATUS_FIELDS, job_status_rows_by_pk
 
@@ -99,15 +100,27 @@ job_watcher = JobWatcher()
 class ThreadBudget:
     """The threads of one web process, split between ordinary requests (at most
     ORDINARY_THREADS run at once; more wait for a turn) and waiting ones (at most CONNECTIONS;
-    beyond that a request is served as an ordinary one, without waiting)."""
+    beyond that a request is served as an ordinary one, without waiting).
+
+    Each ordinary turn owns its database connections and lends them to the thread that takes
+    it. Django keeps a connection per thread (CONN_MAX_AGE), and gunicorn hands a request to
+    any of its WEB_THREADS + LIVE_CONNECTIONS threads: without the loan, a burst of ordinary
+    requests would leave a kept connection on every thread it touched (hundreds per process),
+    where today there are WEB_THREADS. A thread already inside a transaction of its own (a
+    test's) keeps its connection."""
 
     def __init__(self, *, ordinary: int, live: int):
-        self._ordinary = threading.BoundedSemaphore(ordinary)
+        self._turns: queue.LifoQueue[OrdinaryTurn] = queue.LifoQueue()
+        for _ in range(ordinary):
+            self._turns.put(OrdinaryTurn(self._turns))
         self._live = threading.BoundedSemaphore(live) if live > 0 else None
 
-    def ordinary_turn(self) -> threading.BoundedSemaphore:
-        """A context manager: one of the ordinary threads, waiting for it if all are busy."""
-        return self._ordinary
+    def ordinary_turn(self) -> "OrdinaryTurn":
+        """One of the ordinary turns (waiting for it if all are taken), its connections lent
+        to this thread until ``release``."""
+        turn = self._turns.get()
+        turn.lend()
+        return turn
 
     def take_live(self) -> "LiveSlot | None":
         """A waiting slot if one is free (never blocks), else None."""
@@ -116,8 +129,49 @@ class ThreadBudget:
         return LiveSlot(self._live)
 
 
+class OrdinaryTurn:
+    def __init__(self, turns: queue.LifoQueue):
+        self._turns = turns
+        self._wrappers: dict[str, object] = {}
+        self._lent: list[str] = []
+
+    def lend(self) -> None:
+        own = {wrapper.alias: wrapper for wrapper in connections.all(initialized_only=True)}
+        for alias in connections:
+            if alias in own and (own[alias].in_atomic_block or own[alias].allow_thread_sharing):
+                continue
+            if alias in own:
+                own[alias].close()  # the thread's own, left by a waiting request
+            wrapper = self._wrappers.get(alias)
+            if wrapper is None:
+                wrapper = self._wrappers[alias] = connections.create_connection(alias)
+                # One thread at a time uses it (the turn's holder), but not always the same.
+                wrapper.inc_thread_sharing()
+            else:
+                # What Django does at the start of every request (request_started), which ran
+                # before this turn was lent.
+                wrapper.close_if_unusable_or_obsolete()
+            connections[alias] = wrapper
+            self._lent.append(alias)
+
+    def release(self) -> None:
+        """Take the connections back from the thread, and the turn back to the budget."""
+        for alias in self._lent:
+            wrapper = connections[alias]
+            if wrapper.in_atomic_block:  # never expected; never lend it on so
+                wrapper.close()
+            # What Django does at the end of every request (request_finished), which runs
+            # after this turn is back: close it if broken, or older than CONN_MAX_AGE.
+            wrapper.close_if_unusable_or_obsolete()
+            del connections[alias]
+        self._lent = []
+        self._turns.put(self)
+
+
 class LiveSlot:
-    """One held waiting slot; ``release`` may be called any number of times, frees it once."""
+    """One held waiting slot; ``release`` may be called any number of times, frees it once
+    (and closes the thread's database connection: none is kept on a thread of the waiting
+    share)."""
 
     def __init__(self, semaphore: threading.BoundedSemaphore):
         self._semaphore = semaphore
@@ -125,6 +179,7 @@ class LiveSlot:
         self._lock = threading.Lock()
 
     def release(self) -> None:
+        release_database_connection()
         with self._lock:
             if self._held:
                 self._held = False
@@ -145,7 +200,8 @@ def thread_budget() -> ThreadBudget:
 
 
 def release_database_connection() -> None:
-    """Before a request waits: give its database connection back, so that hundreds of waiting
-    requests do not hold hundreds of connections (the next query opens one again)."""
+    """Before a request waits, and after a waiting request: close its thread's database
+    connection, so that hundreds of waiting requests do not hold hundreds of connections (the
+    next query opens one again)."""
     if not connection.in_atomic_block:
         connection.close()

@@ -6,7 +6,7 @@ from django.urls import Resolver404, resolve
 
 from staging.api.long_poll import may_wait
 from staging.dependencies import BROKER, BrokerUnavailable, broker_ensure_reachable
-from staging.live import LiveSlot, thread_budget
+from staging.live import LiveSlot, OrdinaryTurn, thread_budget
 from stagingsvc.exceptions import nul_byte_problem, unavailable_response
 
 # The routes whose POST creates sub-jobs for the broker to hand out: new jobs in every dialect,
@@ -80,22 +80,20 @@ class ThreadBudgetMiddleware:
 
     def __call__(self, request):
         budget = thread_budget()
-        if _may_wait(request):
-            slot = budget.take_live()
-            if slot is not None:
-                request.live_slot = slot
-                try:
-                    response = self.get_response(request)
-                except BaseException:
-                    slot.release()
-                    raise
-                if response.streaming:
-                    response.streaming_content = _releasing(response.streaming_content, slot)
-                else:
-                    slot.release()
-                return response
-        with budget.ordinary_turn():
-            return self.get_response(request)
+        held = budget.take_live() if _may_wait(request) else None
+        request.live_slot = held
+        if held is None:
+            held = budget.ordinary_turn()
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            held.release()
+            raise
+        if response.streaming:  # an event stream, or content read from the database as sent
+            response.streaming_content = _releasing(response.streaming_content, held)
+        else:
+            held.release()
+        return response
 
 
 def _may_wait(request) -> bool:
@@ -106,8 +104,10 @@ def _may_wait(request) -> bool:
     return _route(request.path_info) in WAITING_ROUTES
 
 
-def _releasing(chunks, slot: LiveSlot):
+def _releasing(chunks, held: LiveSlot | OrdinaryTurn):
+    """The response's chunks; what the request held is released after the last one (or when
+    the client hangs up)."""
     try:
         yield from chunks
     finally:
-        slot.release()
+        held.release()
