@@ -8,8 +8,8 @@ batches of the workers, the reaper, the admin) and by other processes, often by 
 that no hook sees; a trigger with NOTIFY would need a migration, a listening connection per
 process and a second path for SQLite. One thread per web process instead reads the status
 columns of every job someone waits on, in ONE indexed query, every WATCH_INTERVAL_SECONDS
-(0.1 s) while anyone waits and not at all otherwise, and wakes the waiters whose job's columns
-differ from what they last saw. The cost is one small query per tenth of a second per busy
+(0.05 s) while anyone waits and not at all otherwise, and wakes the waiters whose job's
+columns differ from what they last saw. The cost is one small query per interval per busy
 process whatever the number of waiters; the delay is at most one interval. It works the same
 on SQLite (`make run`) and PostgreSQL."""
 

@@ -456,7 +456,7 @@ LIVE = {
     "ORDINARY_THREADS": env.int("WEB_THREADS", default=4),
     "CONNECTIONS": env.int("LIVE_CONNECTIONS", default=200),
     # How often the one watcher of a web process reads the watched jobs (one query for all).
-    "WATCH_INTERVAL_SECONDS": env.float("LIVE_WATCH_INTERVAL_SECONDS", default=0.1),
+    "WATCH_INTERVAL_SECONDS": env.float("LIVE_WATCH_INTERVAL_SECONDS", default=0.05),
     # An event stream sends a comment this often while nothing happens, so proxies keep it.
     "KEEPALIVE_SECONDS": env.float("LIVE_KEEPALIVE_SECONDS", default=15.0),
     # Progress-only events of one stream are at least this far apart; status changes are not held.
