@@ -6,7 +6,7 @@ from django.urls import Resolver404, resolve
 
 from staging.api.long_poll import may_wait
 from staging.dependencies import BROKER, BrokerUnavailable, broker_ensure_reachable
-from staging.live import LiveSlot, OrdinaryTurn, thread_budget
+from staging.live import LiveSlot, release_database_connection, thread_budget
 from stagingsvc.exceptions import nul_byte_problem, unavailable_response
 
 # The routes whose POST creates sub-jobs for the broker to hand out: new jobs in every dialect,
@@ -89,10 +89,17 @@ class ThreadBudgetMiddleware:
         except BaseException:
             held.release()
             raise
-        if response.streaming:  # an event stream, or content read from the database as sent
-            response.streaming_content = _releasing(response.streaming_content, held)
-        else:
-            held.release()
+        if response.streaming and isinstance(held, LiveSlot):  # an event stream
+            response.streaming_content = _after_last_chunk(response.streaming_content, held.release)
+            return response
+        held.release()
+        if response.streaming:
+            # Results read from the database as they are sent: on a connection of the thread's
+            # own (the turn's went back with the turn), closed once they are sent, so no thread
+            # keeps one. The turn is not held while a slow client reads a large result.
+            response.streaming_content = _after_last_chunk(
+                response.streaming_content, release_database_connection
+            )
         return response
 
 
@@ -104,10 +111,10 @@ def _may_wait(request) -> bool:
     return _route(request.path_info) in WAITING_ROUTES
 
 
-def _releasing(chunks, held: LiveSlot | OrdinaryTurn):
-    """The response's chunks; what the request held is released after the last one (or when
-    the client hangs up)."""
+def _after_last_chunk(chunks, then):
+    """The response's chunks, then ``then()`` after the last one (or when the client hangs
+    up)."""
     try:
         yield from chunks
     finally:
-        held.release()
+        then()

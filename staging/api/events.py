@@ -16,8 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
@@ -94,6 +99,23 @@ def _read_again(job_id: str, user) -> dict | None:
         return None  # deleted meanwhile (purged): the stream ends
 
 
+# One event of the stream, as OpenAPI describes text/event-stream: its fields.
+EVENT_SCHEMA = inline_serializer(
+    "JobEvent",
+    {
+        "id": serializers.CharField(help_text="Names the job's state; send as Last-Event-ID."),
+        "event": serializers.ChoiceField(
+            choices=["status", "progress"],
+            help_text="status: the status changed (or the first event); progress: only counts.",
+        ),
+        "data": serializers.CharField(help_text="The peek body (StatusSerializer) as JSON."),
+        "retry": serializers.IntegerField(
+            required=False, help_text="Milliseconds to wait before reconnecting."
+        ),
+    },
+)
+
+
 class JobEventsView(APIView):
     """The job's status and progress as Server-Sent Events, until it ends."""
 
@@ -114,7 +136,7 @@ class JobEventsView(APIView):
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                EVENT_SCHEMA,
                 "Events `status` (the status changed) and `progress` (only counts changed), "
                 "each with an id and the peek body as data; `: keepalive` comments while "
                 "nothing happens; the stream ends after the terminal status.",
