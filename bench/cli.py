@@ -17,15 +17,18 @@ from pathlib import Path
 from bench.harness import FULL, QUICK, REPO_ROOT, SMALL_DB, Result, Supervisor
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-# In the order they run: those that need the web servers first (P9, the poll while staging,
-# last of them: it also needs the worker), then the worker ones (1 worker process before 2),
-# then the dispatcher's (D1-D3), whose workers run with a dispatch setting of their own.
+# In the order they run: those that need the web servers first (P9, the poll while staging, and
+# W2, completion to the event stream, last of them: they also need the worker), then the worker
+# ones (1 worker process before 2), then the dispatcher's (D1-D3), whose workers run with a
+# dispatch setting of their own. A benchmark is a module's ``run`` or ``module:function``.
 BENCHMARKS = {
     "P1": ("bench.status_poll", "status poll"),
     "P6": ("bench.admin_page", "admin"),
     "P8": ("bench.dts_search", "DTS search"),
+    "W3": ("bench.live:open_streams_beside_polls", "open event streams beside the poll load"),
     "P4": ("bench.submission", "submission"),
     "P9": ("bench.latency", "latency while staging"),
+    "W2": ("bench.live:completion_latency", "completion to event stream and long poll"),
     "P7": ("bench.million", "million-file request"),
     "P5": ("bench.scaling", "scaling"),
     "P2": ("bench.pipeline", "pipeline"),
@@ -35,7 +38,13 @@ BENCHMARKS = {
     "D3": ("bench.broker_bound", "broker bounded"),
     "W1": ("bench.webhooks", "webhooks"),
 }
-NEEDS_WEB = {"P1", "P6", "P8", "P4", "P9"}
+NEEDS_WEB = {"P1", "P6", "P8", "W3", "P4", "P9", "W2"}
+
+
+def _benchmark_function(runner: str):
+    """``module`` (its ``run``) or ``module:function``: the function that runs a benchmark."""
+    module_name, _, function = runner.partition(":")
+    return getattr(importlib.import_module(module_name), function or "run")
 
 
 def benchmark_list(text: str) -> list[str]:
@@ -149,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
                 ctx.database("small")  # the run's own database must be migrated first
                 ctx.broker_flush()
                 for position, key in enumerate(args.only):
-                    module_name, title = BENCHMARKS[key]
+                    runner, title = BENCHMARKS[key]
                     print(f"[{key}] {title} …", flush=True)
                     began = time.monotonic()
                     try:
-                        results += importlib.import_module(module_name).run(ctx)
+                        results += _benchmark_function(runner)(ctx)
                     except Exception as exc:
                         failures[key] = f"{type(exc).__name__}: {exc}"
                         traceback.print_exc()

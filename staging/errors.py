@@ -56,3 +56,10 @@ def unknown_names(kind: str, names: list[str], limit: int = LISTED_AT_MOST) -> d
     """The problem's extra members for names that matched nothing: ``unknown_<kind>`` (the
     first ``limit``) and ``unknown_<kind>_count`` (all of them)."""
     return {f"unknown_{kind}": names[:limit], f"unknown_{kind}_count": len(names)}
+
+
+class BusyError(ServiceError):
+    """The service has no room for this request now; the client may try again later."""
+
+    status_code = 503
+    title = "Service unavailable"

@@ -5,7 +5,10 @@ import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+# WEB_THREADS threads serve ordinary requests; LIVE_CONNECTIONS more are for requests that wait
+# for a job to change (long polls, event streams), which sleep on a condition and hold no
+# database connection meanwhile. The settings (LIVE) keep each kind within its share.
+threads = int(os.environ.get("WEB_THREADS", "4")) + int(os.environ.get("LIVE_CONNECTIONS", "200"))
 # A status poll must never wait behind a slow client.
 timeout = 60
 graceful_timeout = 20

@@ -1,9 +1,12 @@
 """Requests refused before any view sees them: a NUL byte in the URL, and work the broker could
-not carry before any of it is written."""
+not carry before any of it is written; and the thread budget that keeps waiting requests from
+starving ordinary ones."""
 
 from django.urls import Resolver404, resolve
 
+from staging.api.long_poll import may_wait
 from staging.dependencies import BROKER, BrokerUnavailable, broker_ensure_reachable
+from staging.live import LiveSlot, release_database_connection, thread_budget
 from stagingsvc.exceptions import nul_byte_problem, unavailable_response
 
 # The routes whose POST creates sub-jobs for the broker to hand out: new jobs in every dialect,
@@ -60,3 +63,58 @@ def _route(path: str) -> str | None:
         return resolve(path).url_name
     except Resolver404:
         return None
+
+
+# The routes where a request may wait for a job to change (staging.api.long_poll, events).
+WAITING_ROUTES = frozenset({"task-status-peek", "task-status", "dts-staging", "job-events"})
+
+
+class ThreadBudgetMiddleware:
+    """Keeps waiting requests (long polls, event streams) from starving ordinary ones
+    (staging.live.ThreadBudget): a request that may wait takes a waiting slot if one is free
+    and holds it until its answer is sent (an event stream: until it ends); every other
+    request, and one that found no free slot, runs in one of the ordinary turns."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        budget = thread_budget()
+        held = budget.take_live() if _may_wait(request) else None
+        request.live_slot = held
+        if held is None:
+            held = budget.ordinary_turn()
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            held.release()
+            raise
+        if response.streaming and isinstance(held, LiveSlot):  # an event stream
+            response.streaming_content = _after_last_chunk(response.streaming_content, held.release)
+            return response
+        held.release()
+        if response.streaming:
+            # Results read from the database as they are sent: on a connection of the thread's
+            # own (the turn's went back with the turn), closed once they are sent, so no thread
+            # keeps one. The turn is not held while a slow client reads a large result.
+            response.streaming_content = _after_last_chunk(
+                response.streaming_content, release_database_connection
+            )
+        return response
+
+
+def _may_wait(request) -> bool:
+    if request.method != "GET":
+        return False
+    if not request.path_info.endswith("/events") and not may_wait(request):
+        return False
+    return _route(request.path_info) in WAITING_ROUTES
+
+
+def _after_last_chunk(chunks, then):
+    """The response's chunks, then ``then()`` after the last one (or when the client hangs
+    up)."""
+    try:
+        yield from chunks
+    finally:
+        then()

@@ -6,6 +6,7 @@ from staging.api import (
     dmi,
     dts,
     durastore,
+    events,
     files,
     health,
     jobs,
@@ -39,6 +40,7 @@ urlpatterns = [
     path(f"{JOB}/result", jobs.JobResultView.as_view(), name="job-result"),
     path(f"{JOB}/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),
     path(f"{JOB}/retry", jobs.JobRetryView.as_view(), name="job-retry"),
+    path(f"{JOB}/events", events.JobEventsView.as_view(), name="job-events"),
     path(f"{JOB}/release", jobs.JobReleaseView.as_view(), name="job-release"),
     path(f"{JOB}/subjobs/", subjobs.JobSubJobsView.as_view(), name="job-subjobs"),
     path(

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, not_modified
 from staging.api.fields import StrictStringField, validated
+from staging.api.long_poll import PREFER, PREFERENCE_APPLIED, long_polled
 from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import NotFoundError, ServiceError, listed_names, unknown_names
@@ -214,9 +215,11 @@ class DtsStagingView(APIView):
                 OpenApiParameter.HEADER,
                 description="The ETag of an earlier answer: 304 while it still holds.",
             ),
+            PREFER,
             OpenApiParameter(
                 "ETag", str, OpenApiParameter.HEADER, response=True, description="Validator."
             ),
+            PREFERENCE_APPLIED,
         ],
         responses={
             200: DtsStatusSerializer,
@@ -227,19 +230,22 @@ class DtsStagingView(APIView):
     )
     def get(self, request):
         job_uuid = parse_job_id(request.query_params.get("id"))
+        return long_polled(request, lambda: self._answer(request, job_uuid))
+
+    def _answer(self, request, job_uuid):
         row = job_status_get(job_uuid=job_uuid, user=request.user)
         word = DTS_STATUS[row["status"]]
         headers = {"ETag": etag_for("dts", job_uuid, word), "Cache-Control": STATUS_CACHE_CONTROL}
         unchanged = not_modified(request, headers["ETag"])
         if unchanged is not None:
-            return unchanged
+            return unchanged, row
         body = {"status": word}
         # Beside the contract's one field, for a failed request only: the DTS ignores it, a
         # person reading the answer learns why.
         error = job_status_error(row)
         if error:
             body["error"] = error
-        return Response(body, headers=headers)
+        return Response(body, headers=headers), row
 
 
 class DtsResourcesView(APIView):

@@ -153,6 +153,8 @@ POST_ERRORS = {
     "415": "The body is not JSON.",
 }
 QUERY_ERROR = "A query parameter is missing or malformed: detail and errors say which."
+# Any call: stagingsvc.middleware.RejectNulBytesMiddleware answers it before the view.
+NUL_ERROR = "A NUL byte in the URL (path or a query parameter): detail says where."
 CURSOR_ERROR = "The cursor is not one this listing gave out."
 RETRY_AFTER = {
     "schema": {"type": "integer"},
@@ -218,6 +220,7 @@ def add_problem_responses(result, generator, request, public):
                 errors.setdefault("400", QUERY_ERROR)
             if any(p["in"] == "query" and p["name"] == "cursor" for p in parameters):
                 errors.setdefault("404", CURSOR_ERROR)
+            errors.setdefault("400", NUL_ERROR)
             for code, description in errors.items():
                 responses.setdefault(code, {"description": description})
             error_content = plain_text if path.startswith(PLAIN_TEXT_ERRORS) else problem

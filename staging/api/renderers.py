@@ -37,3 +37,15 @@ class CSVRenderer(BaseRenderer):
             writer.writeheader()
             writer.writerows(rows)
         return out.getvalue().encode(self.charset)
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets content negotiation accept ``text/event-stream``: the event stream view writes its
+    events itself (a streaming response), so this renders only what reaches it by mistake."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return b""

@@ -31,6 +31,7 @@ from staging.api.job_output import (
     results_uri,
     status_uri,
 )
+from staging.api.long_poll import PREFER, PREFERENCE_APPLIED, long_polled
 from staging.api.permissions import RolePolicy
 from staging.api.renderers import CSVRenderer
 from staging.models import TERMINAL_STATUSES
@@ -85,16 +86,19 @@ class TaskStatusPeekView(APIView):
     permission_classes = [RolePolicy]
 
     @extend_schema(
-        parameters=[JOB_ID, IF_NONE_MATCH, ETAG],
+        parameters=[JOB_ID, IF_NONE_MATCH, PREFER, ETAG, PREFERENCE_APPLIED],
         responses={200: StatusSerializer, 304: NOT_MODIFIED, 404: NOT_FOUND},
     )
     def get(self, request, job_id: str):
+        return long_polled(request, lambda: self._answer(request, job_id))
+
+    def _answer(self, request, job_id: str):
         row = job_status_row(job_id=job_id, user=request.user)
         headers = {"ETag": _etag("peek", job_id, row), "Cache-Control": STATUS_CACHE_CONTROL}
         unchanged = not_modified(request, headers["ETag"])
         if unchanged is not None:
-            return unchanged
-        return Response(status_body(row, job_status_error(row)), headers=headers)
+            return unchanged, row
+        return Response(status_body(row, job_status_error(row)), headers=headers), row
 
 
 class TaskStatusView(APIView):
@@ -109,7 +113,9 @@ class TaskStatusView(APIView):
         parameters=[
             JOB_ID,
             IF_NONE_MATCH,
+            PREFER,
             ETAG,
+            PREFERENCE_APPLIED,
             OpenApiParameter(
                 "Location",
                 OpenApiTypes.URI,
@@ -144,6 +150,9 @@ class TaskStatusView(APIView):
         },
     )
     def get(self, request, job_id: str):
+        return long_polled(request, lambda: self._answer(request, job_id))
+
+    def _answer(self, request, job_id: str):
         row = job_status_row(job_id=job_id, user=request.user)
         job_uuid = uuid.UUID(job_id)
         as_csv = request.accepted_renderer.format == "csv"
@@ -155,10 +164,10 @@ class TaskStatusView(APIView):
             headers["Location"] = status_uri(request, job_uuid)
             headers["Retry-After"] = str(poll_interval())
             unchanged = not_modified(request, headers["ETag"], headers)
-            return unchanged or Response(status_body(row), headers=headers)
+            return unchanged or Response(status_body(row), headers=headers), row
         headers["Location"] = headers["Content-Location"] = results_uri(request, job_uuid)
         unchanged = not_modified(request, headers["ETag"], headers)
         if unchanged is not None:
-            return unchanged
+            return unchanged, row
         job = job_get(job_id=job_id, user=request.user)
-        return result_response(job, as_csv=as_csv, headers=headers)
+        return result_response(job, as_csv=as_csv, headers=headers), row

@@ -85,6 +85,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First and last, so they time the whole request (django-prometheus's HTTP metrics).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Before anything that reads the database: waiting requests must not starve ordinary ones.
+    "stagingsvc.middleware.ThreadBudgetMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "stagingsvc.middleware.RejectNulBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -473,6 +475,27 @@ STAGING = {
     "RETENTION": timedelta(days=env.int("STAGING_RETENTION_DAYS", default=30)),
     # Jobs deleted per transaction by the purge.
     "RETENTION_BATCH": env.int("STAGING_RETENTION_BATCH", default=200),
+}
+
+# --- Long polling and event streams ------------------------------------------------------
+
+# A waiting status call (Prefer: wait=N) or an open event stream holds one gunicorn thread
+# while it waits, so each web process runs WEB_THREADS threads for ordinary requests plus
+# LIVE_CONNECTIONS for waiting ones (stagingsvc/gunicorn.conf.py reads the same variables).
+# Ordinary requests never run more than WEB_THREADS at once (so never more database
+# connections than today); waiting ones beyond LIVE_CONNECTIONS are served without waiting
+# (long polls) or refused with 503 and Retry-After (event streams). See docs/deployment.md.
+LIVE = {
+    "ORDINARY_THREADS": env.int("WEB_THREADS", default=4),
+    "CONNECTIONS": env.int("LIVE_CONNECTIONS", default=200),
+    # How often the one watcher of a web process reads the watched jobs (one query for all).
+    "WATCH_INTERVAL_SECONDS": env.float("LIVE_WATCH_INTERVAL_SECONDS", default=0.05),
+    # An event stream sends a comment this often while nothing happens, so proxies keep it.
+    "KEEPALIVE_SECONDS": env.float("LIVE_KEEPALIVE_SECONDS", default=15.0),
+    # Progress-only events of one stream are at least this far apart; status changes are not held.
+    "PROGRESS_EVENT_GAP_SECONDS": env.float("LIVE_PROGRESS_EVENT_GAP_SECONDS", default=0.25),
+    # Prefer: wait=N longer than this is shortened to it (RFC 7240 leaves the limit to us).
+    "MAX_WAIT_SECONDS": 60,
 }
 
 # --- Metrics --------------------------------------------------------------------------------
