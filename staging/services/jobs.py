@@ -202,13 +202,14 @@ def _staging_job_begin(
     idempotency_key: str,
     task: str,
 ) -> Job:
-    """Admit the owner's new work (and its size into the staging area), take the store's lock,
+    """Admit the owner's new work, take the store's lock (``store`` may be a reference by
+    primary key: its row is read under the lock), admit the work's size into its staging area,
     and write the job row."""
     account_work_admit(owner=owner, files=files_total, size=bytes_total, task=task)
-    staging_space_admit(store=store, size=bytes_total)
     # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
     # staged_copies_sweep), so it never takes a copy this job's new pins hold.
-    Store.objects.select_for_update().filter(pk=store.pk).exists()
+    store = Store.objects.select_for_update().get(pk=store.pk)
+    staging_space_admit(store=store, size=bytes_total)
     job = Job.objects.create(
         task=task,
         store=store,
