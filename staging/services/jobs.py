@@ -28,7 +28,12 @@ from staging.selectors_dispatch import UNCAPPED_TASKS
 from staging.services import transitions
 from staging.services.accounts import account_work_admit
 from staging.services.dispatch import dispatch_wake
-from staging.services.job_rows import ARRAYS_SOURCE, items_and_pins_insert, rows_in_database
+from staging.services.job_rows import (
+    ARRAYS_SOURCE,
+    items_and_pins_insert,
+    rows_in_database,
+    subjobs_insert,
+)
 from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
@@ -301,11 +306,14 @@ def _subjobs_create(job: Job, totals: Sequence[Sequence[int]], *, first_sequence
     """Insert one sub-job per slice (``totals``: the files and bytes of each) in one statement,
     and wake the dispatcher once the surrounding transaction commits; returns their ids in
     order."""
-    subjobs = SubJob.objects.bulk_create(
-        SubJob(job=job, sequence=sequence, files_total=files, bytes_total=size)
-        for sequence, (files, size) in enumerate(totals, start=first_sequence)
-    )
-    subjob_ids = [s.pk for s in subjobs]
+    if rows_in_database():
+        subjob_ids = subjobs_insert(job=job, totals=totals, first_sequence=first_sequence)
+    else:
+        subjobs = SubJob.objects.bulk_create(
+            SubJob(job=job, sequence=sequence, files_total=files, bytes_total=size)
+            for sequence, (files, size) in enumerate(totals, start=first_sequence)
+        )
+        subjob_ids = [s.pk for s in subjobs]
     transaction.on_commit(dispatch_wake)
     return subjob_ids
 
