@@ -417,7 +417,20 @@ class Item(models.Model):
         related_name="items",
         db_index=False,
     )
-    file = models.ForeignKey(File, on_delete=models.SET_NULL, null=True, blank=True)
+    # No foreign-key constraint in the database: its check at commit locks the catalogue row
+    # of every file of a request (a million row locks for the largest) to guard against a
+    # deletion that never happens outside the ORM (the catalogue marks vanished files, and the
+    # ORM still sets this to NULL when an entry is deleted). The item keeps its own path and
+    # size; this link says which catalogue entry they came from. Indexed by item_file: the
+    # field's own index would come with a second, pattern one no query uses.
+    file = models.ForeignKey(
+        File,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,
+    )
     path = models.CharField(max_length=1024, help_text="Path relative to the store's roots.")
     size = models.BigIntegerField(default=0, help_text="Expected size in bytes.")
     status = models.CharField(
@@ -443,6 +456,8 @@ class Item(models.Model):
             models.Index(fields=["subjob", "status"], name="item_subjob_status"),
             # Admin search of jobs by file path or prefix (LIKE 'prefix%' on PostgreSQL).
             models.Index(fields=["path"], name="item_path", opclasses=["varchar_pattern_ops"]),
+            # Admin search of jobs by catalogue id (an exact match).
+            models.Index(fields=["file"], name="item_file"),
         ]
 
     def __str__(self) -> str:
@@ -453,9 +468,14 @@ class Pin(models.Model):
     """A job's hold on a staged copy. A staged file stays while any pin on it lives; the
     sweeper deletes copies whose pins have all been released or have expired."""
 
-    # Indexed by unique_pin_per_job_path and pin_store_path, which lead with them.
+    # Indexed by unique_pin_per_job_path and pin_store_path, which lead with them. The store is
+    # always the job's, which the job's own constraint guarantees: a second foreign-key check
+    # at commit, per pin of a million-file request, would guard nothing more (the ORM still
+    # deletes a store's pins with it).
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pins", db_index=False)
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="pins", db_index=False)
+    store = models.ForeignKey(
+        Store, on_delete=models.CASCADE, related_name="pins", db_index=False, db_constraint=False
+    )
     path = models.CharField(max_length=1024)
     expires_at = models.DateTimeField()
     released_at = models.DateTimeField(null=True, blank=True)

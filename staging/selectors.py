@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
+from django.db import connection
 from django.db.models import (
     Case,
     Count,
@@ -24,6 +25,7 @@ from django.db.models import (
     When,
     Window,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Left, Length, RowNumber, Substr
 from django.template.defaultfilters import pluralize
 
@@ -44,12 +46,23 @@ def store_get(*, slug: str | None = None) -> Store:
     return store
 
 
-def files_by_ids(*, ids: Sequence[str]) -> dict[str, File]:
-    """Catalogue entries still present in their archive, keyed by id (unknown ids are absent)."""
-    return {
-        f.id: f
-        for f in File.objects.filter(pk__in=list(set(ids)), present=True).select_related("store")
-    }
+def values_in(values: Sequence[str]):
+    """The right side of an ``__in`` lookup on a text column for ``values``, however many: on
+    PostgreSQL one array parameter (``IN (SELECT unnest(%s))``), since 10,000 placeholders
+    cost more to build and send than the index lookups they ask for; elsewhere the list."""
+    if connection.vendor != "postgresql":
+        return list(values)
+    return RawSQL("SELECT unnest(%s::varchar[])", [list(values)])
+
+
+def files_by_ids(*, ids: Sequence[str], full: bool = True) -> dict[str, File]:
+    """Catalogue entries still present in their archive, keyed by id (unknown ids are absent),
+    with their stores. Not ``full``: only id, store_id, path and size are read (what a job's
+    items take; any other field costs a query per file), so that a request of 10,000 files
+    does not build 10,000 stores and decode 10,000 metadata documents for nothing."""
+    files = File.objects.filter(pk__in=values_in(set(ids)), present=True)
+    files = files.select_related("store") if full else files.only("id", "store_id", "path", "size")
+    return {f.id: f for f in files}
 
 
 def files_rows_by_ids(*, store: Store, ids: Sequence[str]) -> dict[str, tuple[str, str, int]]:
@@ -58,7 +71,17 @@ def files_rows_by_ids(*, store: Store, ids: Sequence[str]) -> dict[str, tuple[st
     return {
         row[0]: row
         # No ordering: the catalogue's default (store slug, path) would join and sort.
-        for row in File.objects.filter(store=store, pk__in=list(ids), present=True)
+        for row in File.objects.filter(store=store, pk__in=values_in(ids), present=True)
+        .order_by()
+        .values_list("id", "path", "size")
+    }
+
+
+def files_rows_by_paths(*, store: Store, paths: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+    """``files_rows_by_ids`` keyed by path, for ``paths`` (clean relative paths)."""
+    return {
+        row[1]: row
+        for row in File.objects.filter(store=store, path__in=values_in(paths), present=True)
         .order_by()
         .values_list("id", "path", "size")
     }
@@ -70,7 +93,7 @@ def files_by_paths(*, store: Store, paths: Sequence[str]) -> dict[str, File]:
     return {
         f.path: f
         for f in File.objects.filter(
-            store=store, path__in=list(set(paths)), present=True
+            store=store, path__in=values_in(set(paths)), present=True
         ).select_related("store")
     }
 

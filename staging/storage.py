@@ -84,7 +84,9 @@ def clean_relative_path(raw: str) -> str:
         raise UnsafePathError(f"{RELATIVE_PATH_RULE}; got {raw!r}")
     if not parts:
         raise UnsafePathError(f"{RELATIVE_PATH_RULE}, and name a file; got {raw!r}")
-    return str(PurePosixPath(*parts))
+    # The parts hold no slash: joined, they are the path PurePosixPath would spell (at a
+    # fraction of its cost, paid once per line of a million-line request).
+    return "/".join(parts)
 
 
 class PathUnderRoot(type(Path())):

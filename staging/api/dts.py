@@ -14,7 +14,7 @@ from staging.api.long_poll import PREFER, PREFERENCE_APPLIED, long_polled
 from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import NotFoundError, ServiceError, listed_names, unknown_names
-from staging.models import JobStatus
+from staging.models import JobStatus, Store
 from staging.orcid import ORCID_EXAMPLE
 from staging.selectors import files_by_ids, job_status_error, job_status_get, parse_job_id
 from staging.selectors_dts import (
@@ -188,7 +188,7 @@ class DtsStagingView(APIView):
     )
     def post(self, request):
         ids = validated(self.InputSerializer, request.data)["ids"]
-        found = files_by_ids(ids=ids)
+        found = files_by_ids(ids=ids, full=False)
         unknown = [file_id for file_id in ids if file_id not in found]
         if unknown:
             raise NotFoundError(
@@ -197,9 +197,9 @@ class DtsStagingView(APIView):
                 extra=unknown_names("ids", unknown),
             )
         files = [found[file_id] for file_id in ids]
-        job = job_create_staging(
-            owner=request.user, store=files[0].store, files=files, source="dts"
-        )
+        # The store by reference: the job's service reads its row under the store's lock.
+        store = Store(pk=files[0].store_id)
+        job = job_create_staging(owner=request.user, store=store, files=files, source="dts")
         return Response({"request_id": str(job.uuid)}, status=201)
 
     @extend_schema(

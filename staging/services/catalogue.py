@@ -23,6 +23,7 @@ from staging.archive_walk import (
 )
 from staging.errors import LISTED_AT_MOST, NotFoundError, ServiceError, listed_names, unknown_names
 from staging.models import File, Store, StoreKind
+from staging.selectors import files_by_paths, files_rows_by_paths, values_in
 from staging.services.stores import store_roots_validate
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
 
@@ -310,16 +311,34 @@ def catalogue_files_register(*, store: Store, paths: Sequence[str]) -> dict[str,
     Paths that are not regular files under the archive root are absent from the answer."""
     wanted = list(dict.fromkeys(paths))
     known = set(
-        File.objects.filter(store=store, path__in=wanted, present=True).values_list(
+        File.objects.filter(store=store, path__in=values_in(wanted), present=True).values_list(
             "path", flat=True
         )
     )
+    _catalogue_unknown_enter(store, [relative for relative in wanted if relative not in known])
+    return files_by_paths(store=store, paths=wanted)
+
+
+def catalogue_rows_register(
+    *, store: Store, paths: Sequence[str]
+) -> dict[str, tuple[str, str, int]]:
+    """``catalogue_files_register`` as plain rows (id, path, size) keyed by path, for requests
+    of many files: one query when the catalogue knows every path, else one more for those it
+    entered."""
+    rows = files_rows_by_paths(store=store, paths=paths)
+    unknown = [relative for relative in dict.fromkeys(paths) if relative not in rows]
+    if _catalogue_unknown_enter(store, unknown):
+        rows.update(files_rows_by_paths(store=store, paths=unknown))
+    return rows
+
+
+def _catalogue_unknown_enter(store: Store, paths: Sequence[str]) -> bool:
+    """Enter in the catalogue those of ``paths`` (not yet catalogued as present) that are
+    regular files in the archive, by stat; returns whether there were any."""
     root = Path(store.archive_root)
     now = timezone.now()
     found: list[File] = []
-    for relative in wanted:
-        if relative in known:
-            continue
+    for relative in paths:
         try:
             info = resolve_under(root, relative).stat()
         except (OSError, UnsafePathError):
@@ -347,12 +366,7 @@ def catalogue_files_register(*, store: Store, paths: Sequence[str]) -> dict[str,
             update_fields=["size", "mtime", "present", "last_seen_at", "md5", "sha256", "adler32"],
         )
         logger.info("catalogue: registered %s files of %s by path", len(found), store.slug)
-    return {
-        f.path: f
-        for f in File.objects.filter(store=store, path__in=wanted, present=True).select_related(
-            "store"
-        )
-    }
+    return bool(found)
 
 
 @transaction.atomic

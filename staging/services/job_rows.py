@@ -1,16 +1,19 @@
-"""A staging job's item and pin rows written by the database, not built as model instances.
+"""A staging job's sub-job, item and pin rows written by the database, not built as model
+instances.
 
 A 10,000-file request would otherwise build 20,000 Django instances and prepare every field of
-each; a million-file one would not fit in the web process. On PostgreSQL the rows are written
-by two INSERT ... SELECT statements from a row source the caller names: arrays sent as
-parameters (``unnest``) for a request already in memory, or a temporary table a streamed
-request was copied into (``COPY``). Other backends keep the ORM (``bulk_create``)."""
+each; a million-file one would not fit in the web process. On PostgreSQL the sub-jobs are
+written by one INSERT from arrays, the items and pins by two INSERT ... SELECT statements from
+a row source the caller names: arrays sent as parameters (``unnest``) for a request already in
+memory, or a temporary table a streamed request was copied into (``COPY``). Other backends keep
+the ORM (``bulk_create``)."""
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from django.db import connection
 from django.db.models import Model
+from django.utils import timezone
 
 from staging.models import Item, Job, Pin, SubJob
 
@@ -54,6 +57,31 @@ def _defaults(model: type[Model], given: Sequence[str]) -> tuple[list[str], list
         placeholders.append(f"%s::{field.db_type(connection)}")
         values.append(field.get_db_prep_save(field.get_default(), connection))
     return columns, placeholders, values
+
+
+def subjobs_insert(*, job: Job, totals: Sequence[Sequence[int]], first_sequence: int) -> list[int]:
+    """Insert one sub-job of ``job`` per slice (``totals``: the files and bytes of each),
+    numbered from ``first_sequence``, in one statement; returns their ids in sequence order.
+    (A million-file job has 20,000 sub-jobs: the ORM took longer to build their INSERT than the
+    database took to run it.)"""
+    given = ["job_id", "sequence", "files_total", "bytes_total", "created_at"]
+    columns, placeholders, values = _defaults(SubJob, given)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {SubJob._meta.db_table} ({', '.join(given + columns)}) "
+            f"SELECT %s, %s + t.n - 1, t.files, t.bytes, %s, {', '.join(placeholders)} "
+            "FROM unnest(%s::integer[], %s::bigint[]) WITH ORDINALITY AS t(files, bytes, n) "
+            "RETURNING id, sequence",
+            [
+                job.pk,
+                first_sequence,
+                timezone.now(),
+                *values,
+                [files for files, _ in totals],
+                [size for _, size in totals],
+            ],
+        )
+        return [pk for pk, _ in sorted(cursor.fetchall(), key=lambda row: row[1])]
 
 
 def items_and_pins_insert(

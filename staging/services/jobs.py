@@ -28,7 +28,12 @@ from staging.selectors_dispatch import UNCAPPED_TASKS
 from staging.services import transitions
 from staging.services.accounts import account_work_admit
 from staging.services.dispatch import dispatch_wake
-from staging.services.job_rows import ARRAYS_SOURCE, items_and_pins_insert, rows_in_database
+from staging.services.job_rows import (
+    ARRAYS_SOURCE,
+    items_and_pins_insert,
+    rows_in_database,
+    subjobs_insert,
+)
 from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
@@ -202,13 +207,14 @@ def _staging_job_begin(
     idempotency_key: str,
     task: str,
 ) -> Job:
-    """Admit the owner's new work (and its size into the staging area), take the store's lock,
+    """Admit the owner's new work, take the store's lock (``store`` may be a reference by
+    primary key: its row is read under the lock), admit the work's size into its staging area,
     and write the job row."""
     account_work_admit(owner=owner, files=files_total, size=bytes_total, task=task)
-    staging_space_admit(store=store, size=bytes_total)
     # The sweeper holds this lock while it picks unpinned copies and renames them aside (see
     # staged_copies_sweep), so it never takes a copy this job's new pins hold.
-    Store.objects.select_for_update().filter(pk=store.pk).exists()
+    store = Store.objects.select_for_update().get(pk=store.pk)
+    staging_space_admit(store=store, size=bytes_total)
     job = Job.objects.create(
         task=task,
         store=store,
@@ -300,11 +306,14 @@ def _subjobs_create(job: Job, totals: Sequence[Sequence[int]], *, first_sequence
     """Insert one sub-job per slice (``totals``: the files and bytes of each) in one statement,
     and wake the dispatcher once the surrounding transaction commits; returns their ids in
     order."""
-    subjobs = SubJob.objects.bulk_create(
-        SubJob(job=job, sequence=sequence, files_total=files, bytes_total=size)
-        for sequence, (files, size) in enumerate(totals, start=first_sequence)
-    )
-    subjob_ids = [s.pk for s in subjobs]
+    if rows_in_database():
+        subjob_ids = subjobs_insert(job=job, totals=totals, first_sequence=first_sequence)
+    else:
+        subjobs = SubJob.objects.bulk_create(
+            SubJob(job=job, sequence=sequence, files_total=files, bytes_total=size)
+            for sequence, (files, size) in enumerate(totals, start=first_sequence)
+        )
+        subjob_ids = [s.pk for s in subjobs]
     transaction.on_commit(dispatch_wake)
     return subjob_ids
 

@@ -29,7 +29,7 @@ from staging.errors import ConflictError, ServiceError
 from staging.models import DEFAULT_PRIORITY, Item, Job, JobStatus, Store, SubJob
 from staging.selectors import TAPE_SOURCE, TapePath, tape_path_map, tape_paths_map, tape_stores
 from staging.services import transitions
-from staging.services.catalogue import catalogue_files_register
+from staging.services.catalogue import catalogue_files_register, catalogue_rows_register
 from staging.services.deadlines import deadline_columns, deadline_parse
 from staging.services.dispatch import dispatch_wake
 from staging.services.job_rows import ROWS_CHUNK, chunked
@@ -170,9 +170,9 @@ def stage_request_create_streamed(*, owner, files: Iterable[tuple[str, StageFile
                     raise ServiceError(f"{where}: {exc.detail}", field="files") from exc
                 if request.add(mapped, file, where=where):
                     relatives.append(mapped.relative)
-            found = catalogue_files_register(store=request.store, paths=relatives)
+            found = catalogue_rows_register(store=request.store, paths=relatives)
             missing.extend(relative for relative in relatives if relative not in found)
-            yield [(f.id, f.path, f.size) for f in (found.get(r) for r in relatives) if f]
+            yield [found[relative] for relative in relatives if relative in found]
 
     rows = staging_rows_copy(chunks())
     if request.store is None:

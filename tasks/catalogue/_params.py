@@ -25,7 +25,7 @@ def files_of_store(store: Store, *, ids: list[str] | None, paths: list[str] | No
       count); a path not written as a relative path is a 400 saying how to write it."""
     if ids is not None:
         wanted = list(dict.fromkeys(ids))
-        found = files_by_ids(ids=wanted)
+        found = files_by_ids(ids=wanted, full=False)
         unknown = [i for i in wanted if i not in found or found[i].store_id != store.pk]
         if unknown:
             raise NotFoundError(

@@ -65,6 +65,9 @@ def test_a_json_array_body_of_paths_stages_them(api_as, archive_files):
         (b'"' + b"x" * 65 + b'"', ["line 2", "longer than 64 characters"]),
         (b'"a\\u0000b"', ["line 2", "NUL"]),
         (b"\xff\xfe", ["line 2", "not a JSON value"]),
+        (b'"\xff"', ["line 2", "not a JSON value"]),  # a string, but not UTF-8
+        (b'"a\tb"', ["line 2", "not a JSON value"]),  # a raw control character
+        (b'"a"b"', ["line 2", "not a JSON value"]),
     ],
 )
 def test_a_bad_line_is_a_400_naming_it_and_nothing_is_created(api_as, archive_files, line, words):
@@ -75,6 +78,20 @@ def test_a_bad_line_is_a_400_naming_it_and_nothing_is_created(api_as, archive_fi
     assert_problem(response, 400, *words)
     assert not Job.objects.exists()
     assert not Item.objects.exists()
+
+
+def test_names_written_with_json_escapes_are_the_same_names(api_as, archive_files):
+    archive_files({"a.txt": b"alpha", "d\u00e9j\u00e0/b.txt": b"beta"})
+    body = b'"a\\u002etxt"\n"d\\u00e9j\\u00e0/b.txt"\n"d\xc3\xa9j\xc3\xa0/b.txt"\n'
+
+    response = post_ndjson(api_as(Role.DATA_USER), body, "?by=paths")
+
+    assert response.status_code == 202, response.content
+    job = Job.objects.get(uuid=response.json()["jobId"])
+    assert list(job.items.order_by("pk").values_list("path", flat=True)) == [
+        "a.txt",
+        "d\u00e9j\u00e0/b.txt",
+    ]
 
 
 def test_an_unknown_id_is_a_404_naming_its_line(api_as, archive_files):

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from bench.submission import catalogue_seed
-from staging.models import Item, Job, JobStatus, Pin, SubJob
+from staging.models import File, Item, Job, JobStatus, Pin, SubJob
 from staging.roles import Role
 from staging.services.dispatch import subjobs_dispatch
 
@@ -75,3 +75,85 @@ def test_the_dispatcher_hands_a_jobs_sub_jobs_to_the_broker_in_one_round_trip(
     assert sum(n for n in pipelines if n < 30) < 10, pipelines
     assert broker.llen(f"{settings.BROKER_KEY_PREFIX}staging") == 30
     assert not SubJob.objects.filter(job=job, celery_task_id="").exists()
+
+
+# A request whose files are the body (NDJSON or a JSON array) is read a chunk of names at a
+# time: one catalogue query and one COPY per chunk, whichever API reads it; the rest does not
+# grow with the request.
+CHUNK = 500
+
+
+def queries_of(post):
+    with CaptureQueriesContext(connection) as queries:
+        response = post()
+    assert response.status_code in (201, 202), response.content
+    return response, [q["sql"] for q in queries]
+
+
+def per_chunk(queries: list[str]) -> tuple[int, int, int]:
+    """The catalogue reads, the COPYs, and the other queries."""
+    catalogue = sum(1 for sql in queries if 'FROM "staging_file"' in sql)
+    copies = sum(1 for sql in queries if sql.startswith("COPY "))
+    return catalogue, copies, len(queries) - catalogue - copies
+
+
+def test_a_streamed_request_reads_the_catalogue_once_a_chunk_and_writes_in_a_few_queries(
+    api_as, store, broker, monkeypatch
+):
+    monkeypatch.setattr("staging.services.job_requests.ROWS_CHUNK", CHUNK)
+    ids = catalogue_seed(store, 2_501)
+    client = api_as(Role.DATA_USER)
+
+    def post(names):
+        body = b"".join(b'"' + name.encode() + b'"\n' for name in names)
+        return client.post("/api/v1/jobs/", body, content_type="application/x-ndjson")
+
+    queries_of(lambda: post(ids[-1:]))  # the token is checked once
+    _, one = queries_of(lambda: post(ids[:1]))
+    response, many = queries_of(lambda: post(ids[:2_500]))
+
+    assert per_chunk(many) == (2_500 // CHUNK, 2_500 // CHUNK, per_chunk(one)[2])
+    job = Job.objects.get(uuid=response.json()["jobId"])
+    assert (
+        list(Item.objects.filter(job=job).order_by("pk").values_list("file_id", flat=True))
+        == (ids[:2_500])
+    )
+    assert Pin.objects.filter(job=job).count() == 2_500
+
+
+def test_a_streamed_tape_stage_of_catalogued_paths_reads_the_catalogue_once_a_chunk(
+    client_for, store, broker, monkeypatch
+):
+    monkeypatch.setattr("staging.services.tape.ROWS_CHUNK", CHUNK)
+    catalogue_seed(store, 2_500)
+    paths = list(File.objects.filter(store=store).order_by("path").values_list("path", flat=True))
+    client = client_for(Role.DATA_USER)
+
+    def stage(names):
+        body = b"".join(b'"/' + name.encode() + b'"\n' for name in names)
+        return client.post("/tape/api/v1/stage", body, content_type="application/x-ndjson")
+
+    queries_of(lambda: stage(paths[-1:]))  # the token is checked once
+    _, one = queries_of(lambda: stage(paths[:1]))
+    response, many = queries_of(lambda: stage(paths))
+
+    assert per_chunk(many) == (2_500 // CHUNK, 2_500 // CHUNK, per_chunk(one)[2])
+    job = Job.objects.get(uuid=response.json()["requestId"])
+    assert job.files_total == 2_500
+    assert not Item.objects.filter(job=job).exclude(status=JobStatus.NOT_STARTED).exists()
+
+
+def test_a_jobs_sub_jobs_are_numbered_and_sized_in_request_order(
+    api_as, store, broker, settings, django_capture_on_commit_callbacks
+):
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 40}
+    ids = catalogue_seed(store, 100)
+    job, _ = submit(api_as(Role.SERVICE_USER), ids, django_capture_on_commit_callbacks)
+
+    subjobs = SubJob.objects.filter(job=job).order_by("sequence")
+    assert [(s.sequence, s.files_total, s.bytes_total) for s in subjobs] == [
+        (1, 40, 40 * 1024),
+        (2, 40, 40 * 1024),
+        (3, 20, 20 * 1024),
+    ]
+    assert [s.pk for s in subjobs] == sorted(s.pk for s in subjobs)
