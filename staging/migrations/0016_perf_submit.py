@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     one and a pattern one nothing uses) become one, built before the old ones go."""
 
     dependencies = [
-        ("staging", "0014_deadlines"),
+        ("staging", "0015_webhooks"),
     ]
 
     operations = [
