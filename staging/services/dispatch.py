@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 from celery import current_app
 from django.db import connection, transaction
-from django.db.models import Exists, Min, OuterRef
+from django.db.models import Min
 from django.utils import timezone
 
 from staging.errors import ServiceError
@@ -40,6 +40,7 @@ from staging.models import Job
 from staging.selectors_dispatch import (
     UNCAPPED_TASKS,
     DispatchCapacity,
+    jobs_with_capped_work_waiting,
     subjobs_waiting,
 )
 from staging.services.staging_space import stores_full
@@ -117,7 +118,7 @@ def _choose() -> list[int]:
     # Who has work waiting, by priority: one row per (priority, owner), with the oldest job.
     levels: dict[int, dict[int | None, int]] = defaultdict(dict)
     queues = (
-        Job.objects.filter(Exists(capped.filter(job=OuterRef("pk"))))
+        jobs_with_capped_work_waiting()
         .exclude(store_id__in=full_stores)
         .values_list("priority", "owner_id")
         .annotate(oldest=Min("pk"))
