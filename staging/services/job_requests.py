@@ -152,7 +152,10 @@ def job_submit_streamed(
         parameters["lifetime"] = lifetime_text(request.lifetime)
     try:
         with transaction.atomic():
-            rows = staging_rows_copy(_files_in_chunks(request.store, names, by=request.by))
+            rows = staging_rows_copy(
+                _files_in_chunks(request.store, names, by=request.by),
+                linked=request.store.hard_link,
+            )
             replayed = earlier() if rows.files_total else None
             if replayed is not None:
                 return replayed, False

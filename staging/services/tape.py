@@ -174,7 +174,10 @@ def stage_request_create_streamed(*, owner, files: Iterable[tuple[str, StageFile
             missing.extend(relative for relative in relatives if relative not in found)
             yield [(f.id, f.path, f.size) for f in (found.get(r) for r in relatives) if f]
 
-    rows = staging_rows_copy(chunks())
+    # The store is known once the first file is mapped, before that file is placed.
+    rows = staging_rows_copy(
+        chunks(), linked=lambda: request.store is not None and request.store.hard_link
+    )
     if request.store is None:
         raise ServiceError("a stage request needs at least one file", field="files")
     create = partial(job_create_staging_from_rows, rows=rows) if rows.files_total else None
