@@ -17,6 +17,7 @@ staged" means the same size and the same mtime as the archive file has now.
 """
 
 import contextlib
+import ctypes
 import errno
 import functools
 import hashlib
@@ -39,6 +40,30 @@ _TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_C
 # The errors with which a kernel refuses a fast copy path; the next, slower one is tried.
 _FALLBACK_ERRNOS = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
 _LINK_REFUSED_ERRNOS = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP)
+
+
+def _writeback_starter() -> Callable[[int, int, int], None]:
+    """``start(fd, offset, count)``: ask the kernel to begin writing a just-copied range to disk
+    without waiting for it (Linux ``sync_file_range`` with ``SYNC_FILE_RANGE_WRITE``), so the
+    disk writes one chunk while the next is copied and the fsync that makes the copy durable
+    finds little left to do (``cp`` + ``sync`` gets the same overlap from the kernel's own
+    writeback). It guarantees nothing: the fsync before the rename still does. Where the call
+    is missing or refused, nothing is done."""
+    try:
+        sync_file_range = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, count: None
+    sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    sync_file_range.restype = ctypes.c_int
+    write = 2  # SYNC_FILE_RANGE_WRITE
+
+    def start(fd: int, offset: int, count: int) -> None:
+        sync_file_range(fd, offset, count, write)  # an error here changes nothing: ignored
+
+    return start
+
+
+_start_writeback = _writeback_starter()
 
 
 class UnsafePathError(ValueError):
@@ -470,6 +495,8 @@ def _copy_data(
             raise
         if done == 0:
             break  # the source shrank under us; the size check reports it
+        if done < size:  # a file of one chunk is fsynced at once: nothing to overlap
+            _start_writeback(target_fd, copied, done)
         copied += done
         on_progress(done)
     return copied
