@@ -19,7 +19,12 @@ from staging.selectors import files_rows_by_ids, job_by_idempotency_key, job_pat
 from staging.services.catalogue import catalogue_upsert_paths
 from staging.services.deadlines import deadline_columns
 from staging.services.job_rows import ROWS_CHUNK, chunked
-from staging.services.jobs import job_cancel, job_create_staging_from_rows, staging_rows_copy
+from staging.services.jobs import (
+    job_cancel,
+    job_create_staging_from_rows,
+    staging_rows_copy,
+    store_links_cheaply,
+)
 from staging.services.recovery import job_release
 from staging.services.tasks import task_perform
 from staging.storage import UnsafePathError, clean_relative_path
@@ -154,7 +159,7 @@ def job_submit_streamed(
         with transaction.atomic():
             rows = staging_rows_copy(
                 _files_in_chunks(request.store, names, by=request.by),
-                linked=request.store.hard_link,
+                linked=store_links_cheaply(request.store),
             )
             replayed = earlier() if rows.files_total else None
             if replayed is not None:

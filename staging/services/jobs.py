@@ -22,6 +22,7 @@ from staging.models import (
     JobStatus,
     Pin,
     Store,
+    StoreKind,
     SubJob,
 )
 from staging.selectors_dispatch import UNCAPPED_TASKS
@@ -47,9 +48,9 @@ class _Slicer:
     only each slice's totals: a million-file job is placed as it streams in.
 
     ``linked`` (or a callable answering it when the first item is placed, for a request whose
-    store is known only once its files are read): the job stages by hard link, and a link
-    costs microseconds, so its slices hold SUBJOB_MAX_LINKS files: a sub-job's fixed cost
-    (claim, end, dispatch pass) is spread over more of them. When the number of items is known
+    store is known only once its files are read): the job stages by hard links of microseconds
+    each (``store_links_cheaply``), so its slices hold SUBJOB_MAX_LINKS files: a sub-job's fixed
+    cost (claim, end, dispatch pass) is spread over more of them. When the number of items is known
     (``expected``), such slices are evened out (1,024 links: two of 512, not 1,000 and 24),
     so no small last slice waits for a worker while the others run."""
 
@@ -81,6 +82,12 @@ class _Slicer:
             return most
         slices = -(-self.expected // most)
         return -(-self.expected // slices)
+
+
+def store_links_cheaply(store: Store) -> bool:
+    """Whether staging from ``store`` is mostly hard links of microseconds each: not where an
+    item waits for something first (a tape recall, a simulated latency)."""
+    return store.hard_link and store.kind == StoreKind.POSIX and not store.simulated_latency_ms
 
 
 @transaction.atomic
@@ -116,14 +123,14 @@ def job_create_staging(
     expires_at = timezone.now() + job.lifetime
     if not rows_in_database():
         items = [Item(job=job, file=f, path=f.path, size=f.size) for f in files]
-        _attach_subjobs(job, items, first_sequence=1, linked=store.hard_link)
+        _attach_subjobs(job, items, first_sequence=1, linked=store_links_cheaply(store))
         Item.objects.bulk_create(items)
         Pin.objects.bulk_create(
             (Pin(job=job, store=store, path=f.path, expires_at=expires_at) for f in files),
             ignore_conflicts=True,
         )
         return job
-    slicer = _Slicer(linked=store.hard_link, expected=len(sizes))
+    slicer = _Slicer(linked=store_links_cheaply(store), expected=len(sizes))
     slices = [slicer.place(size) for size in sizes]
     _staging_rows_insert(
         job,
@@ -154,7 +161,7 @@ def staging_rows_copy(
     as they come. On PostgreSQL each chunk is copied (``COPY``) into a temporary table dropped
     at commit (call this in the transaction that creates the job), numbered and placed in its
     slice as it comes, so the web process holds one chunk and the slices' totals. ``linked``:
-    the store stages by hard link (see ``_Slicer``)."""
+    the store stages by cheap hard links (see ``_Slicer``, ``store_links_cheaply``)."""
     if not rows_in_database():
         held = [row for chunk in chunks for row in chunk]
         return StagingRows(len(held), sum(size for _, _, size in held), held=held)

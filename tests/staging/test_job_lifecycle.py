@@ -86,6 +86,11 @@ def test_a_job_of_a_hard_link_store_gets_link_sized_subjobs(store, archive_files
     linked = create(owner=UserFactory(), store=store, files=files, source="api")
     assert subjob_sizes(copied) == [2, 2, 2]
     assert subjob_sizes(linked) == [3, 3]
+    # Items that wait for something first (a recall, here simulated) are not cheap links.
+    store.simulated_latency_ms = 5
+    store.save()
+    waiting = create(owner=UserFactory(), store=store, files=files, source="api")
+    assert subjob_sizes(waiting) == [2, 2, 2]
 
 
 def test_a_job_whose_files_all_arrive_is_finished_with_consistent_counts(staged_job, store):
