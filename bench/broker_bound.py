@@ -73,7 +73,8 @@ def pending_seed(store, files, subjobs: int) -> float:
     """``subjobs`` one-file sub-jobs in jobs of ``FILES_PER_JOB``; returns the seconds taken."""
     owner = bench_owner()
     started = time.monotonic()
-    with override_settings(STAGING={**settings.STAGING, "SUBJOB_MAX_FILES": 1}):
+    one_file = {"SUBJOB_MAX_FILES": 1, "SUBJOB_MAX_LINKS": 1}  # the store stages by hard link
+    with override_settings(STAGING={**settings.STAGING, **one_file}):
         for start in range(0, subjobs, FILES_PER_JOB):
             batch = files[: min(FILES_PER_JOB, subjobs - start)]
             job_create_staging(owner=owner, store=store, files=batch, source="bench")

@@ -48,6 +48,22 @@ def cp_seconds(source: Path, target: Path, *, link: bool = False) -> float:
     return time.perf_counter() - started
 
 
+def read_only(root: Path) -> None:
+    for path in regular_files(root):
+        os.chmod(path, 0o444)
+
+
+def links_check(archive: Path, staged: Path, files) -> None:
+    """Refuse a hard-link figure made of copies."""
+    copied = [
+        f.path
+        for f in files
+        if not os.path.samefile(archive / f.path, staged / f.path)  # not the archive's inode
+    ]
+    if copied:
+        raise RuntimeError(f"hard-link mode copied {len(copied)} files, e.g. {copied[0]}")
+
+
 def run(ctx: BenchContext) -> list[Result]:
     sizes = ctx.sizes
     ctx.work_reset()
@@ -72,10 +88,14 @@ def run(ctx: BenchContext) -> list[Result]:
             shutil.rmtree(root / "staged")
 
         small_root = archive / "small"
+        # An archive the service cannot write, as a real one: a file it could write is copied
+        # instead of linked (a write to the staged copy would change the archive).
+        read_only(small_root)
         link_store, link_files = store_with_catalogue(
             "bench-link", small_root, root / "linked", hard_link=True
         )
         ours_link_ms = job_run(link_store, link_files, timeout=600) / len(link_files) * 1000
+        links_check(small_root, root / "linked", link_files)
         cp_link_ms = cp_seconds(small_root, root / "cp-linked", link=True) / len(link_files) * 1000
     finally:
         ctx.work_reset()

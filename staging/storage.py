@@ -17,6 +17,7 @@ staged" means the same size and the same mtime as the archive file has now.
 """
 
 import contextlib
+import ctypes
 import errno
 import functools
 import hashlib
@@ -39,6 +40,30 @@ _TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_C
 # The errors with which a kernel refuses a fast copy path; the next, slower one is tried.
 _FALLBACK_ERRNOS = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
 _LINK_REFUSED_ERRNOS = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP)
+
+
+def _writeback_starter() -> Callable[[int, int, int], None]:
+    """``start(fd, offset, count)``: ask the kernel to begin writing a just-copied range to disk
+    without waiting for it (Linux ``sync_file_range`` with ``SYNC_FILE_RANGE_WRITE``), so the
+    disk writes one chunk while the next is copied and the fsync that makes the copy durable
+    finds little left to do (``cp`` + ``sync`` gets the same overlap from the kernel's own
+    writeback). It guarantees nothing: the fsync before the rename still does. Where the call
+    is missing or refused, nothing is done."""
+    try:
+        sync_file_range = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, count: None
+    sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    sync_file_range.restype = ctypes.c_int
+    write = 2  # SYNC_FILE_RANGE_WRITE
+
+    def start(fd: int, offset: int, count: int) -> None:
+        sync_file_range(fd, offset, count, write)  # an error here changes nothing: ignored
+
+    return start
+
+
+_start_writeback = _writeback_starter()
 
 
 class UnsafePathError(ValueError):
@@ -472,6 +497,8 @@ def _copy_data(
             raise
         if done == 0:
             break  # the source shrank under us; the size check reports it
+        if done < size:  # a file of one chunk is fsynced at once: nothing to overlap
+            _start_writeback(target_fd, copied, done)
         copied += done
         on_progress(done)
     return copied
@@ -657,7 +684,7 @@ def _stage_into(
     cache: DirectoryCache | None,
 ) -> str:
     temp = _temp_name(name)
-    md5 = None
+    md5, renamed = None, False
     try:
         linkable = hard_link and not _writable_by_service(opened)
         if linkable and _link_temporary(source, opened, directory_fd, temp, cache):
@@ -683,10 +710,12 @@ def _stage_into(
         if should_stop():
             raise StagingCancelled()
         os.replace(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
+        renamed = True
         _sync_directory(directory_fd, sync)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp, dir_fd=directory_fd)
+        if not renamed:  # one system call (and one exception) less per staged file
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=directory_fd)
     if how == "linked":
         on_progress(opened.st_size)
     elif md5 is not None:

@@ -19,7 +19,12 @@ from staging.selectors import files_rows_by_ids, job_by_idempotency_key, job_pat
 from staging.services.catalogue import catalogue_upsert_paths
 from staging.services.deadlines import deadline_columns
 from staging.services.job_rows import ROWS_CHUNK, chunked
-from staging.services.jobs import job_cancel, job_create_staging_from_rows, staging_rows_copy
+from staging.services.jobs import (
+    job_cancel,
+    job_create_staging_from_rows,
+    staging_rows_copy,
+    store_links_cheaply,
+)
 from staging.services.recovery import job_release
 from staging.services.tasks import task_perform
 from staging.services.webhooks import job_callback_create
@@ -164,7 +169,10 @@ def job_submit_streamed(
         parameters["lifetime"] = lifetime_text(request.lifetime)
     try:
         with transaction.atomic():
-            rows = staging_rows_copy(_files_in_chunks(request.store, names, by=request.by))
+            rows = staging_rows_copy(
+                _files_in_chunks(request.store, names, by=request.by),
+                linked=store_links_cheaply(request.store),
+            )
             replayed = earlier() if rows.files_total else None
             if replayed is not None:
                 return replayed, False

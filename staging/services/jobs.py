@@ -3,7 +3,7 @@ transition of staging.services.transitions."""
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -22,6 +22,7 @@ from staging.models import (
     JobStatus,
     Pin,
     Store,
+    StoreKind,
     SubJob,
 )
 from staging.selectors_dispatch import UNCAPPED_TASKS
@@ -49,15 +50,27 @@ PUBLISH_BATCH = 500
 class _Slicer:
     """Places a job's items, one at a time in request order, in slices (sub-jobs) bounded by
     file count and bytes (a file larger than the byte bound gets a slice of its own), keeping
-    only each slice's totals: a million-file job is placed as it streams in."""
+    only each slice's totals: a million-file job is placed as it streams in.
 
-    def __init__(self) -> None:
-        self.max_files = settings.STAGING["SUBJOB_MAX_FILES"]
+    ``linked`` (or a callable answering it when the first item is placed, for a request whose
+    store is known only once its files are read): the job stages by hard links of microseconds
+    each (``store_links_cheaply``), so its slices hold SUBJOB_MAX_LINKS files: a sub-job's fixed
+    cost (claim, end, dispatch pass) is spread over more of them. When the number of items is known
+    (``expected``), such slices are evened out (1,024 links: two of 512, not 1,000 and 24),
+    so no small last slice waits for a worker while the others run."""
+
+    def __init__(
+        self, *, linked: bool | Callable[[], bool] = False, expected: int | None = None
+    ) -> None:
+        self.linked, self.expected = linked, expected
+        self.max_files: int | None = None
         self.max_bytes = settings.STAGING["SUBJOB_MAX_BYTES"]
         self.totals: list[list[int]] = []  # [files, bytes] of each slice
 
     def place(self, size: int) -> int:
         """The slice of the next item, numbered from 1."""
+        if self.max_files is None:
+            self.max_files = self._files_per_slice()
         current = self.totals[-1] if self.totals else None
         if current is None or current[0] >= self.max_files or current[1] + size > self.max_bytes:
             current = [0, 0]
@@ -65,6 +78,21 @@ class _Slicer:
         current[0] += 1
         current[1] += size
         return len(self.totals)
+
+    def _files_per_slice(self) -> int:
+        if not (self.linked() if callable(self.linked) else self.linked):
+            return settings.STAGING["SUBJOB_MAX_FILES"]
+        most = settings.STAGING["SUBJOB_MAX_LINKS"]
+        if not self.expected:
+            return most
+        slices = -(-self.expected // most)
+        return -(-self.expected // slices)
+
+
+def store_links_cheaply(store: Store) -> bool:
+    """Whether staging from ``store`` is mostly hard links of microseconds each: not where an
+    item waits for something first (a tape recall, a simulated latency)."""
+    return store.hard_link and store.kind == StoreKind.POSIX and not store.simulated_latency_ms
 
 
 @transaction.atomic
@@ -100,14 +128,14 @@ def job_create_staging(
     expires_at = timezone.now() + job.lifetime
     if not rows_in_database():
         items = [Item(job=job, file=f, path=f.path, size=f.size) for f in files]
-        _attach_subjobs(job, items, first_sequence=1)
+        _attach_subjobs(job, items, first_sequence=1, linked=store_links_cheaply(store))
         Item.objects.bulk_create(items)
         Pin.objects.bulk_create(
             (Pin(job=job, store=store, path=f.path, expires_at=expires_at) for f in files),
             ignore_conflicts=True,
         )
         return job
-    slicer = _Slicer()
+    slicer = _Slicer(linked=store_links_cheaply(store), expected=len(sizes))
     slices = [slicer.place(size) for size in sizes]
     _staging_rows_insert(
         job,
@@ -131,15 +159,20 @@ class StagingRows:
     held: list[tuple[str, str, int]] = field(default_factory=list)
 
 
-def staging_rows_copy(chunks: Iterable[Sequence[tuple[str, str, int]]]) -> StagingRows:
+def staging_rows_copy(
+    chunks: Iterable[Sequence[tuple[str, str, int]]], *, linked: bool | Callable[[], bool] = False
+) -> StagingRows:
     """Read ``chunks`` of catalogue files (id, path, size; in request order, without repeats)
     as they come. On PostgreSQL each chunk is copied (``COPY``) into a temporary table dropped
     at commit (call this in the transaction that creates the job), numbered and placed in its
-    slice as it comes, so the web process holds one chunk and the slices' totals."""
+    slice as it comes, so the web process holds one chunk and the slices' totals. ``linked``:
+    the store stages by cheap hard links (see ``_Slicer``, ``store_links_cheaply``)."""
     if not rows_in_database():
         held = [row for chunk in chunks for row in chunk]
         return StagingRows(len(held), sum(size for _, _, size in held), held=held)
-    rows = StagingRows(table=f"staging_request_rows_{uuid.uuid4().hex}", slicer=_Slicer())
+    rows = StagingRows(
+        table=f"staging_request_rows_{uuid.uuid4().hex}", slicer=_Slicer(linked=linked)
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMPORARY TABLE {rows.table} (pos bigint, file_id varchar(64), "
@@ -290,11 +323,13 @@ def job_create(
     return job
 
 
-def _attach_subjobs(job: Job, items: Sequence[Item], *, first_sequence: int) -> list[int]:
+def _attach_subjobs(
+    job: Job, items: Sequence[Item], *, first_sequence: int, linked: bool = False
+) -> list[int]:
     """Create the sub-jobs that slice ``items``, point each item at its sub-job, and wake the
     dispatcher (staging.services.dispatch) once the surrounding transaction commits; returns
     their ids."""
-    slicer = _Slicer()
+    slicer = _Slicer(linked=linked, expected=len(items))
     slices = [slicer.place(item.size) for item in items]
     subjob_ids = _subjobs_create(job, slicer.totals, first_sequence=first_sequence)
     for item, number in zip(items, slices, strict=True):

@@ -38,6 +38,7 @@ from staging.services.jobs import (
     job_create_staging,
     job_create_staging_from_rows,
     staging_rows_copy,
+    store_links_cheaply,
 )
 from staging.services.recovery import job_release
 from staging.storage import UnsafePathError, resolve_under
@@ -174,7 +175,10 @@ def stage_request_create_streamed(*, owner, files: Iterable[tuple[str, StageFile
             missing.extend(relative for relative in relatives if relative not in found)
             yield [found[relative] for relative in relatives if relative in found]
 
-    rows = staging_rows_copy(chunks())
+    # The store is known once the first file is mapped, before that file is placed.
+    rows = staging_rows_copy(
+        chunks(), linked=lambda: request.store is not None and store_links_cheaply(request.store)
+    )
     if request.store is None:
         raise ServiceError("a stage request needs at least one file", field="files")
     create = partial(job_create_staging_from_rows, rows=rows) if rows.files_total else None

@@ -440,7 +440,12 @@ STAGING = {
     "MAX_FILES_PER_REQUEST": env.int("STAGING_MAX_FILES_PER_REQUEST", default=1_000_000),
     # A sub-job (one Celery task) takes at most this many files or bytes.
     "SUBJOB_MAX_FILES": env.int("STAGING_SUBJOB_MAX_FILES", default=50),
-    "SUBJOB_MAX_BYTES": env.int("STAGING_SUBJOB_MAX_BYTES", default=2 * 1024**3),
+    # ... or, in a staging job of a store that stages by hard link, this many files: a link
+    # costs microseconds, a sub-job's claim, end and dispatch pass tens of milliseconds.
+    "SUBJOB_MAX_LINKS": env.int("STAGING_SUBJOB_MAX_LINKS", default=1000),
+    # Small enough that a job's large files are spread over the worker processes rather than
+    # copied one after another by one of them.
+    "SUBJOB_MAX_BYTES": env.int("STAGING_SUBJOB_MAX_BYTES", default=512 * 1024**2),
     # A running sub-job's lease, judged by the database's clock; a heartbeat thread of its
     # worker renews it every HEARTBEAT_SECONDS whatever the work is doing, and the reaper takes
     # back expired ones. A worker that could not renew for LEASE_SECONDS writes nothing more.

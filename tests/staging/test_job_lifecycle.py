@@ -51,10 +51,46 @@ def test_sizes_split_into_subjobs_by_count_and_bytes(settings):
     assert slices_of([60, 60, 500, 1]) == [1, 2, 3, 4]
 
 
-def slices_of(sizes: list[int]) -> list[int]:
+def slices_of(sizes: list[int], **options) -> list[int]:
     """The slice (sub-job, numbered from 1) each item is placed in, in request order."""
-    slicer = _Slicer()
+    slicer = _Slicer(**options)
     return [slicer.place(size) for size in sizes]
+
+
+def test_a_hard_link_job_is_split_into_fewer_larger_even_subjobs(settings):
+    settings.STAGING = {
+        **settings.STAGING,
+        "SUBJOB_MAX_FILES": 2,
+        "SUBJOB_MAX_LINKS": 4,
+        "SUBJOB_MAX_BYTES": 100,
+    }
+    # Five links: two sub-jobs of 3 and 2, not 4 and a last one of 1 waiting for a worker.
+    assert slices_of([1] * 5, linked=True, expected=5) == [1, 1, 1, 2, 2]
+    # Streamed (the count unknown while placing): as many as the bound allows.
+    assert slices_of([1] * 5, linked=lambda: True) == [1, 1, 1, 1, 2]
+    # The byte bound still holds.
+    assert slices_of([60, 60, 1], linked=True, expected=3) == [1, 2, 2]
+    assert slices_of([1] * 5, linked=False, expected=5) == [1, 1, 2, 2, 3]
+
+
+def subjob_sizes(job: Job) -> list[int]:
+    return list(job.subjobs.order_by("sequence").values_list("files_total", flat=True))
+
+
+def test_a_job_of_a_hard_link_store_gets_link_sized_subjobs(store, archive_files, settings):
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 2, "SUBJOB_MAX_LINKS": 4}
+    files = archive_files({f"f{i}.txt": b"x" for i in range(6)})
+    copied = create(owner=UserFactory(), store=store, files=files, source="api")
+    store.hard_link = True
+    store.save()
+    linked = create(owner=UserFactory(), store=store, files=files, source="api")
+    assert subjob_sizes(copied) == [2, 2, 2]
+    assert subjob_sizes(linked) == [3, 3]
+    # Items that wait for something first (a recall, here simulated) are not cheap links.
+    store.simulated_latency_ms = 5
+    store.save()
+    waiting = create(owner=UserFactory(), store=store, files=files, source="api")
+    assert subjob_sizes(waiting) == [2, 2, 2]
 
 
 def test_a_job_whose_files_all_arrive_is_finished_with_consistent_counts(staged_job, store):
