@@ -39,6 +39,7 @@ from django.utils import timezone
 from staging.errors import ServiceError
 from staging.models import Job, JobStatus, Store, SubJob
 from staging.selectors_accounts import limits_of
+from staging.services.preemption import give_way_ask
 from staging.services.staging_space import stores_full
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,9 @@ def subjobs_dispatch() -> int:
     with transaction.atomic():
         _lock_dispatch()
         chosen = _choose()
-        return subjobs_publish(subjob_ids=chosen) if chosen else 0
+        published = subjobs_publish(subjob_ids=chosen) if chosen else 0
+        give_way_ask()  # what is still full: owners above their share make room
+        return published
 
 
 def dispatch_after_end() -> None:
@@ -163,6 +166,7 @@ def dispatch_after_end() -> None:
                 chosen = _choose()
                 if chosen:
                     subjobs_publish(subjob_ids=chosen)
+                give_way_ask()
                 return
     except Exception:
         logger.warning("dispatch pass after a sub-job's end failed; asking for one", exc_info=True)

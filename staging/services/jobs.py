@@ -28,6 +28,7 @@ from staging.services import transitions
 from staging.services.accounts import account_work_admit
 from staging.services.dispatch import dispatch_wake
 from staging.services.job_rows import ARRAYS_SOURCE, items_and_pins_insert, rows_in_database
+from staging.services.preemption import give_way_ask
 from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
@@ -292,6 +293,9 @@ def _subjobs_create(job: Job, totals: Sequence[Sequence[int]], *, first_sequence
     )
     subjob_ids = [s.pk for s in subjobs]
     transaction.on_commit(dispatch_wake)
+    # Every worker process may be busy with the sub-jobs that should make room, and the pass
+    # just woken waits for one of them to end: ask them to give way from here.
+    transaction.on_commit(give_way_ask)
     return subjob_ids
 
 
