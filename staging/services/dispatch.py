@@ -16,6 +16,8 @@ at once:
   (staging.services.staging_space).
 
 Release jobs free space and take no drive: they never wait for capacity.
+A pass that leaves a store (or the bound) full while an owner there is below its share asks
+the owners above theirs to give way at a file boundary (staging.services.preemption).
 
 A pass runs on beat every ``DISPATCH_INTERVAL_SECONDS`` and whenever ``dispatch_wake`` is
 called (a job's sub-jobs created, a sub-job ended). Passes never overlap: each holds a
@@ -149,7 +151,7 @@ def subjobs_dispatch() -> int:
         _lock_dispatch()
         chosen = _choose()
         published = subjobs_publish(subjob_ids=chosen) if chosen else 0
-        give_way_ask()  # what is still full: owners above their share make room
+        give_way_ask()  # where a store is still full, owners above their share make room
         return published
 
 
@@ -166,7 +168,6 @@ def dispatch_after_end() -> None:
                 chosen = _choose()
                 if chosen:
                     subjobs_publish(subjob_ids=chosen)
-                give_way_ask()
                 return
     except Exception:
         logger.warning("dispatch pass after a sub-job's end failed; asking for one", exc_info=True)

@@ -8,13 +8,17 @@ newcomer's ten files wait for that, whatever the fair-share order says. So after
 
 1. ``give_way_ask`` looks at every *pool* that is full, each store at its ``max_active`` and
    everything at ``DISPATCH_MAX_IN_FLIGHT``, at the highest priority with work waiting in it.
-   The slots being worked (sub-jobs running there: the worker processes, not the prefetched
-   messages) are shared between the owners with work there, running, queued or waiting, by
-   weight (``fair_targets``); an owner running fewer than its share while it has work queued
-   or waiting is *below* it, one running more is *above* it. The owners above are asked to
-   give back what those below lack. The asks are one hash in the broker's Redis,
-   ``pool:owner:priority → slots``, written whole at every pass (so an ask met, or no longer
-   needed, is gone at the next) and expiring after a couple of dispatch periods.
+   Its slots are shared between the owners with work there, in flight or waiting, by weight
+   (``fair_targets``); an owner holding fewer than its share while it has work waiting is
+   *below* it, one holding more is *above* it. The owners above are asked to stop as many
+   running sub-jobs as those below lack, plus one per message of theirs already queued in the
+   broker (a slot given back goes to a message behind those, and the worker that gave way
+   takes the next one). The asks are one hash in the broker's Redis,
+   ``pool:owner:priority → slots``, written whole by every pass that new work or beat asks
+   for, and by a submission (every worker process may be busy with the sub-jobs that should
+   give way, so the pass it wakes may wait for one of them); they expire after a couple of
+   dispatch periods. The pass after a sub-job's end leaves them alone: it would see the
+   newcomer's sub-job queued behind the owner's queued ones and ask for nothing more.
 2. A worker running a sub-job of such an owner and priority notices between two files
    (``GiveWay.asked``, at most every ``DISPATCH_YIELD_CHECK_SECONDS``: one Redis round trip),
    takes one slot of the ask (atomically, never below zero), writes its batch and hands the rest
@@ -90,15 +94,19 @@ class Owner:
     waiting: int = 0
 
     @property
+    def in_flight(self) -> int:
+        return self.running + self.queued
+
+    @property
     def demand(self) -> int:
-        wanted = self.running + self.queued + self.waiting
+        wanted = self.in_flight + self.waiting
         return wanted if self.limit is None else min(wanted, self.limit)
 
 
 def fair_targets(slots: int, owners: dict) -> dict:
-    """How many of ``slots`` each owner should run: one slot at a time to the owner with the
+    """How many of ``slots`` each owner should hold: one slot at a time to the owner with the
     fewest per unit of weight, never beyond its demand (its work, its own limit). Ties go to
-    an owner already running more than it has been given (so a share that does not divide
+    an owner already holding more than it has been given (so a share that does not divide
     evenly stays where it is, instead of passing back and forth), then to the first named."""
     targets = dict.fromkeys(owners, 0)
     order = {owner_id: n for n, owner_id in enumerate(owners)}
@@ -106,7 +114,7 @@ def fair_targets(slots: int, owners: dict) -> dict:
     def turn(owner_id):
         owner = owners[owner_id]
         given = targets[owner_id]
-        return (given / (owner.weight or 1), owner.running <= given, order[owner_id], owner_id)
+        return (given / (owner.weight or 1), owner.in_flight <= given, order[owner_id], owner_id)
 
     turns = [turn(o) for o in owners if owners[o].demand > 0]
     heapq.heapify(turns)
@@ -121,27 +129,32 @@ def fair_targets(slots: int, owners: dict) -> dict:
 
 
 def give_back(slots: int, owners: dict) -> dict:
-    """Slots each owner above its share is asked to give back (owner id → n, only positive):
-    what the owners below their share lack, with work queued or waiting, asked of those
-    above, the most above (per unit of weight) first."""
+    """Running sub-jobs each owner above its share is asked to stop (owner id → n, only
+    positive). The owners below their share lack slots for their undispatched work; those
+    above give them back, the most above (per unit of weight) first. A slot given back goes
+    to a message at the end of the broker's queue, behind the messages already queued for
+    the owner giving it (its worker takes those next): so that owner is asked for one more
+    running sub-job per message it has queued."""
     targets = fair_targets(slots, owners)
     lacking = sum(
-        max(0, targets[o] - owner.running)
+        min(targets[o], owner.demand) - owner.in_flight
         for o, owner in owners.items()
-        if owner.queued or owner.waiting
+        if owner.waiting and targets[o] > owner.in_flight
     )
     above = sorted(
-        ((owner.running - targets[o]) / (owner.weight or 1), o)
+        ((owner.in_flight - targets[o]) / (owner.weight or 1), o)
         for o, owner in owners.items()
-        if owner.running > targets[o]
+        if owner.in_flight > targets[o]
     )
     asks = {}
     for _, owner_id in reversed(above):
         if lacking <= 0:
             break
-        asks[owner_id] = min(owners[owner_id].running - targets[owner_id], lacking)
-        lacking -= asks[owner_id]
-    return asks
+        owner = owners[owner_id]
+        given = min(owner.in_flight - targets[owner_id], lacking)
+        lacking -= given
+        asks[owner_id] = min(owner.running, given + owner.queued)
+    return {o: n for o, n in asks.items() if n > 0}
 
 
 def give_way_ask() -> None:
@@ -210,7 +223,7 @@ def _asks() -> dict[str, int]:
             continue  # an owner alone never gives way to itself
         weights.fill(owners)
         _waiting_count(owners, stores, top, pool_waiting)
-        slots = sum(owner.running for owner in owners.values())
+        slots = sum(owner.in_flight for owner in owners.values())
         for owner_id, n in give_back(slots, owners).items():
             asks[ask_field(pool, owner_id, top)] = n
     return asks

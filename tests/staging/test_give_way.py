@@ -54,6 +54,13 @@ def test_weights_and_owner_limits_shape_the_share():
     assert give_back(6, owners) == {"a": 1}
 
 
+def test_an_owner_above_its_share_stops_one_more_per_message_it_has_queued():
+    # The slot freed goes to a message behind the one queued: the worker takes that one first.
+    owners = {"a": Owner(running=4, queued=1, waiting=100), "b": Owner(waiting=1)}
+    assert fair_targets(5, owners) == {"a": 4, "b": 1}
+    assert give_back(5, owners) == {"a": 2}
+
+
 def test_an_owner_whose_work_all_runs_lacks_nothing():
     owners = {"a": Owner(running=3, waiting=9), "b": Owner(running=1)}
     assert give_back(4, owners) == {}
