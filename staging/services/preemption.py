@@ -45,7 +45,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, OuterRef, Q
 
 from staging.dependencies import broker_client
-from staging.models import Job, JobStatus, Store, SubJob
+from staging.models import Job, JobStatus, SubJob
 from staging.selectors_accounts import limits_of
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,9 @@ def _in_flight():
             | Q(status=JobStatus.NOT_STARTED, dispatched_at__isnull=False)
         )
         .exclude(job__task__in=UNCAPPED_TASKS)
-        .values_list("job__store_id", "job__owner_id", "job__priority", "status")
+        .values_list(
+            "job__store_id", "job__store__max_active", "job__owner_id", "job__priority", "status"
+        )
         .annotate(n=Count("pk"))
         .order_by()
     )
@@ -188,13 +190,14 @@ def _asks() -> dict[str, int]:
     share."""
     # (store, owner, priority) → [running, queued]
     held: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
-    for store_id, owner_id, priority, status, n in _in_flight():
-        held[store_id, owner_id, priority][status != JobStatus.RUNNING] += n
+    limits: dict[int, int | None] = {}
     by_store = Counter()
-    for (store_id, _, _), (running, queued) in held.items():
-        by_store[store_id] += running + queued
-    limits = dict(Store.objects.filter(max_active__isnull=False).values_list("pk", "max_active"))
-    full = {s for s, limit in limits.items() if by_store[s] >= limit}
+    # One read, also at every submission: a store with nothing in flight is not full.
+    for store_id, limit, owner_id, priority, status, n in _in_flight():
+        held[store_id, owner_id, priority][status != JobStatus.RUNNING] += n
+        limits[store_id] = limit
+        by_store[store_id] += n
+    full = {s for s, limit in limits.items() if limit is not None and by_store[s] >= limit}
     everything_full = by_store.total() >= settings.STAGING["DISPATCH_MAX_IN_FLIGHT"]
     if not full and not everything_full:
         return {}
