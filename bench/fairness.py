@@ -6,8 +6,8 @@ A is cancelled once B has finished and A's rate is measured: the run never waits
 first in, first out (every sub-job published at submit, as before the dispatcher) would give B
 is estimated from that rate: A's files not done when B arrived, drained at A's rate, then B's
 time alone. A second run slices A's job in sub-jobs of 10 files instead of the service's 50:
-no sub-job is interrupted for B, so B waits for one of A's to end, and that second line shows
-what their size costs it."""
+one of A's running sub-jobs gives way to B at a file boundary (staging.services.preemption),
+and that second line shows what the size of A's sub-jobs still costs B."""
 
 import time
 from dataclasses import asdict, dataclass
