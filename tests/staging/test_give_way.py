@@ -15,7 +15,8 @@ from staging.services.preemption import (
     fair_targets,
     give_back,
 )
-from tests.factories import JobFactory, StoreFactory, SubJobFactory, UserFactory
+from staging.services.transitions import subjob_give_way
+from tests.factories import ItemFactory, JobFactory, StoreFactory, SubJobFactory, UserFactory
 
 # --- The share (no database) ------------------------------------------------------------------
 
@@ -180,3 +181,29 @@ def test_each_slot_asked_is_given_by_one_sub_job_only(asks, big_asked):
 def test_release_jobs_never_give_way(big_asked):
     big_asked.task = "release"
     assert not GiveWay(big_asked).asked(files_done=1)
+
+
+@pytest.mark.django_db
+def test_giving_way_keeps_finished_files_and_frees_the_slot(broker):
+    store = StoreFactory(max_active=1)
+    job = running_job(1, store=store)
+    subjob = job.subjobs.get(status=JobStatus.RUNNING)
+    done = ItemFactory(job=job, subjob=subjob, status=JobStatus.FINISHED)
+    partial = ItemFactory(job=job, subjob=subjob, status=JobStatus.RUNNING)
+
+    assert not subjob_give_way(subjob_id=subjob.pk, worker="another@h:1")  # not its lease
+    assert subjob_give_way(subjob_id=subjob.pk, worker=subjob.worker)
+
+    subjob.refresh_from_db()
+    assert (subjob.status, subjob.dispatched_at, subjob.worker, subjob.failures) == (
+        JobStatus.NOT_STARTED,
+        None,
+        "",
+        0,
+    )
+    done.refresh_from_db()
+    partial.refresh_from_db()
+    assert (done.status, partial.status) == (JobStatus.FINISHED, JobStatus.NOT_STARTED)
+    # Its slot is free: the next pass hands out the oldest waiting sub-job, this one.
+    assert subjobs_dispatch() == 1
+    assert SubJob.objects.filter(pk=subjob.pk, dispatched_at__isnull=False).exists()
