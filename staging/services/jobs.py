@@ -1,6 +1,7 @@
 """Job lifecycle writes: create, dispatch, cancel, retry, roll up. Every status change is a
 transition of staging.services.transitions."""
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -28,7 +29,7 @@ from staging.services import transitions
 from staging.services.accounts import account_work_admit
 from staging.services.dispatch import dispatch_wake
 from staging.services.job_rows import ARRAYS_SOURCE, items_and_pins_insert, rows_in_database
-from staging.services.preemption import give_way_ask
+from staging.services.preemption import subjobs_submitted
 from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
@@ -292,10 +293,11 @@ def _subjobs_create(job: Job, totals: Sequence[Sequence[int]], *, first_sequence
         for sequence, (files, size) in enumerate(totals, start=first_sequence)
     )
     subjob_ids = [s.pk for s in subjobs]
-    transaction.on_commit(dispatch_wake)
-    # Every worker process may be busy with the sub-jobs that should make room, and the pass
-    # just woken waits for one of them to end: ask them to give way from here.
-    transaction.on_commit(give_way_ask)
+    # A wake, and where a store is full, running sub-jobs asked from here to give way: every
+    # worker process may be busy with them, so a pass woken would wait for one to end.
+    transaction.on_commit(
+        functools.partial(subjobs_submitted, store_id=job.store_id, task=job.task)
+    )
     return subjob_ids
 
 

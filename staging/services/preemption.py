@@ -15,9 +15,9 @@ newcomer's ten files wait for that, whatever the fair-share order says. So after
    broker (a slot given back goes to a message behind those, and the worker that gave way
    takes the next one). The asks are one hash in the broker's Redis,
    ``pool:owner:priority → slots``, written whole by every pass that new work or beat asks
-   for, and by a submission (every worker process may be busy with the sub-jobs that should
-   give way, so the pass it wakes may wait for one of them); they expire after a couple of
-   dispatch periods. The pass after a sub-job's end leaves them alone: it would see the
+   for, and by a submission (``subjobs_submitted``: every worker process may be busy with the
+   sub-jobs that should give way, so a pass would wait for one of them); they expire after a
+   couple of dispatch periods. The pass after a sub-job's end leaves them alone: it would see the
    newcomer's sub-job queued behind the owner's queued ones and ask for nothing more.
 2. A worker running a sub-job of such an owner and priority notices between two files
    (``GiveWay.asked``, at most every ``DISPATCH_YIELD_CHECK_SECONDS``: one Redis round trip),
@@ -157,17 +157,33 @@ def give_back(slots: int, owners: dict) -> dict:
     return {o: n for o, n in asks.items() if n > 0}
 
 
-def give_way_ask() -> None:
+def give_way_ask() -> set[int | str] | None:
     """After a pass: write what each full pool asks of the owners above their share (nothing
-    when no pool is full or nobody lacks). Never raises: without asks nothing gives way, and
-    the next pass asks again."""
+    when no pool is full or nobody lacks). Returns the pools found full (store ids, ``ALL``),
+    or None when giving way is off or the asks could not be written. Never raises: without
+    asks nothing gives way, and the next pass asks again."""
     if not settings.STAGING["DISPATCH_PREEMPT"]:
-        return
+        return None
     try:
-        asks = _asks()
+        asks, full = _asks()
         _asks_write(asks)
     except Exception:
         logger.warning("could not ask running sub-jobs to give way", exc_info=True)
+        return None
+    return full
+
+
+def subjobs_submitted(*, store_id: int, task: str) -> None:
+    """Once a job's sub-jobs are committed: ask running sub-jobs to give way where a store is
+    full, and wake the dispatcher unless the new sub-jobs cannot go anyway (their store, or
+    everything, full). Such a pass would hand out nothing, and would take the first worker
+    process that gives way, while the new sub-job waits for one; the pass that gives the slot
+    is the one run by the sub-job giving way, after its end."""
+    from staging.services.dispatch import dispatch_wake
+
+    full = give_way_ask()
+    if full is None or task in UNCAPPED_TASKS or not ({store_id, ALL} & full):
+        dispatch_wake()
 
 
 def _in_flight():
@@ -185,9 +201,9 @@ def _in_flight():
     )
 
 
-def _asks() -> dict[str, int]:
+def _asks() -> tuple[dict[str, int], set[int | str]]:
     """``pool:owner:priority`` → slots, for every pool that is full and has owners below their
-    share."""
+    share; and the pools that are full."""
     # (store, owner, priority) → [running, queued]
     held: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     limits: dict[int, int | None] = {}
@@ -200,7 +216,7 @@ def _asks() -> dict[str, int]:
     full = {s for s, limit in limits.items() if limit is not None and by_store[s] >= limit}
     everything_full = by_store.total() >= settings.STAGING["DISPATCH_MAX_IN_FLIGHT"]
     if not full and not everything_full:
-        return {}
+        return {}, set()
     waiting = _waiting_by_store_and_priority(None if everything_full else full)
     pools: list[tuple[int | str, set[int]]] = [(s, {s}) for s in full]
     if everything_full:
@@ -229,7 +245,7 @@ def _asks() -> dict[str, int]:
         slots = sum(owner.in_flight for owner in owners.values())
         for owner_id, n in give_back(slots, owners).items():
             asks[ask_field(pool, owner_id, top)] = n
-    return asks
+    return asks, full | ({ALL} if everything_full else set())
 
 
 def _waiting_by_store_and_priority(stores: set[int] | None) -> dict[tuple, list]:

@@ -14,6 +14,7 @@ from staging.services.preemption import (
     asks_pending,
     fair_targets,
     give_back,
+    subjobs_submitted,
 )
 from staging.services.transitions import subjob_give_way
 from tests.factories import ItemFactory, JobFactory, StoreFactory, SubJobFactory, UserFactory
@@ -207,3 +208,18 @@ def test_giving_way_keeps_finished_files_and_frees_the_slot(broker):
     # Its slot is free: the next pass hands out the oldest waiting sub-job, this one.
     assert subjobs_dispatch() == 1
     assert SubJob.objects.filter(pk=subjob.pk, dispatched_at__isnull=False).exists()
+
+
+@pytest.mark.django_db
+def test_a_submission_to_a_full_store_asks_instead_of_waking_a_pass(broker, settings, asks):
+    control = f"{settings.BROKER_KEY_PREFIX}control"
+    store = StoreFactory(max_active=2)
+    big = running_job(2, store=store)
+    SubJobFactory(job=JobFactory(store=store, owner=UserFactory()))
+
+    subjobs_submitted(store_id=store.pk, task="stage")
+    assert asks() == {f"{store.pk}:{big.owner_id}:3": 1}
+    assert broker.llen(control) == 0  # a pass could hand out nothing here
+
+    subjobs_submitted(store_id=StoreFactory().pk, task="stage")  # a store with room
+    assert broker.llen(control) == 1
