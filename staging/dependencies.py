@@ -93,6 +93,13 @@ def _broker_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
 
 
+def broker_client() -> redis.Redis | None:
+    """This process's client of the broker's Redis (None when the broker is not Redis); keys
+    written through it carry no key prefix of their own."""
+    url = broker_redis_url()
+    return None if url is None else _broker_client(url)
+
+
 def broker_ensure_reachable() -> None:
     """Raise BrokerUnavailable unless the broker answers a PING within
     BROKER_PING_TIMEOUT_SECONDS. Brokers other than Redis are not asked."""

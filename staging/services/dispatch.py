@@ -17,6 +17,8 @@ too, to say why a sub-job waits):
   (staging.services.staging_space).
 
 Release jobs free space and take no drive: they never wait for capacity.
+A pass that leaves a store (or the bound) full while an owner there is below its share asks
+the owners above theirs to give way at a file boundary (staging.services.preemption).
 
 A pass runs on beat every ``DISPATCH_INTERVAL_SECONDS`` and whenever ``dispatch_wake`` is
 called (a job's sub-jobs created, a sub-job ended). Passes never overlap: each holds a
@@ -43,6 +45,7 @@ from staging.selectors_dispatch import (
     jobs_with_capped_work_waiting,
     subjobs_waiting,
 )
+from staging.services.preemption import give_way_ask
 from staging.services.staging_space import stores_full
 
 logger = logging.getLogger(__name__)
@@ -82,7 +85,9 @@ def subjobs_dispatch() -> int:
     with transaction.atomic():
         _lock_dispatch()
         chosen = _choose()
-        return subjobs_publish(subjob_ids=chosen) if chosen else 0
+        published = subjobs_publish(subjob_ids=chosen) if chosen else 0
+        give_way_ask()  # where a store is still full, owners above their share make room
+        return published
 
 
 def dispatch_after_end() -> None:

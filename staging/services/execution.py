@@ -30,6 +30,7 @@ from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_
 from staging.services.deadlines import DEADLINE_EXCEEDED
 from staging.services.dispatch import dispatch_after_end
 from staging.services.jobs import subjobs_publish
+from staging.services.preemption import GiveWay
 from staging.services.staged_copies import subjob_temporaries_remove
 from staging.services.transitions import LeaseLost
 from staging.services.webhooks import job_listened
@@ -507,9 +508,11 @@ def subjob_run(
         try:
             if work_for is not None:
                 work = work_for(subjob.job)
-            _run_items(subjob, reporter, work)
-            # Raises LeaseLost when the work stopped because the lease was lost (should_stop).
-            final = reporter.finish()
+            if _run_items(subjob, reporter, work, GiveWay(subjob.job)):
+                final = _give_way(subjob_id, worker, reporter)
+            else:
+                # Raises LeaseLost when the work stopped because the lease was lost.
+                final = reporter.finish()
         except LeaseLost:
             _lease_given_up(subjob_id, worker)
             return None
@@ -534,7 +537,9 @@ def _lease_context(subjob_id: int, worker: str):
         _lease_held.reset(token)
 
 
-def _run_items(subjob: SubJob, reporter: ProgressReporter, work: ItemWork) -> None:
+def _run_items(subjob: SubJob, reporter: ProgressReporter, work: ItemWork, give_way) -> bool:
+    """Run the items not yet ended; True when the run stopped between two of them to give
+    way to another owner's waiting work (items are left, and its owner was asked)."""
     pending = [item for item in subjob.claimed_items if item.status in transitions.ACTIVE_ITEM]
     # No progress write before the first item: the claim already refused cancelled jobs.
     stopped_at, in_hand = None, None
@@ -544,16 +549,29 @@ def _run_items(subjob: SubJob, reporter: ProgressReporter, work: ItemWork) -> No
             break
         if item.pk in reporter.cancelled_items:
             continue
+        if give_way.asked(files_done=position):
+            return True
         try:
             _run_item(item, subjob.job.store, reporter, work)
         except StagingCancelled:
             stopped_at, in_hand = position, item
             break
     if stopped_at is None or reporter.cancelled or reporter.lease_lost():
-        return
+        return False
     # Stopped for its job's deadline: the files not staged by then fail.
     if reporter.deadline_passed():
         reporter.items_past_deadline(pending[stopped_at:], in_hand=in_hand)
+    return False
+
+
+def _give_way(subjob_id: int, worker: str, reporter: ProgressReporter) -> str | None:
+    """Write the batch, then hand the rest of the sub-job back undispatched: the pass after
+    its end gives the slot to the owner below its share. None when the lease was lost."""
+    reporter.flush()  # LeaseLost when it was
+    if not transitions.subjob_give_way(subjob_id=subjob_id, worker=worker):
+        raise LeaseLost(f"sub-job {subjob_id}: lease lost by {worker} as it gave way")
+    logger.info("sub-job %s gave way at a file boundary", subjob_id)
+    return JobStatus.NOT_STARTED
 
 
 def _lease_given_up(subjob_id: int, worker: str) -> None:

@@ -1,6 +1,7 @@
 """Job lifecycle writes: create, dispatch, cancel, retry, roll up. Every status change is a
 transition of staging.services.transitions."""
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,7 @@ from staging.services.job_rows import (
     rows_in_database,
     subjobs_insert,
 )
+from staging.services.preemption import subjobs_submitted
 from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
@@ -349,7 +351,11 @@ def _subjobs_create(job: Job, totals: Sequence[Sequence[int]], *, first_sequence
             for sequence, (files, size) in enumerate(totals, start=first_sequence)
         )
         subjob_ids = [s.pk for s in subjobs]
-    transaction.on_commit(dispatch_wake)
+    # A wake, and where a store is full, running sub-jobs asked from here to give way: every
+    # worker process may be busy with them, so a pass woken would wait for one to end.
+    transaction.on_commit(
+        functools.partial(subjobs_submitted, store_id=job.store_id, task=job.task)
+    )
     return subjob_ids
 
 

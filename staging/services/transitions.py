@@ -37,6 +37,8 @@ fail it)::
         │  │  │  ◄─────────────────────────    │
         │  │  │    subjob_release_expired      └─ subjob_cancel_expired (job cancelling)
         │  │  │    (the reaper, +1)                 ──► CANCELLED
+        │  │  │  ◄─────────────────────────  RUNNING: subjob_give_way, at a file boundary, for
+        │  │  │    another owner's fair share (no failure; undispatched: holds no slot)
         │  │  └─ subjob_cancel_queued (its job is CANCELLING) ──► CANCELLED
         │  ├──── subjob_fail (MAX_ATTEMPTS failures) ──► FAILED, with the last error
         │  └──── subjobs_fail_past_deadline (its job's deadline passed) ──► FAILED
@@ -292,10 +294,11 @@ def subjob_hold(*, subjob_id: int, worker: str) -> None:
         raise LeaseLost(f"sub-job {subjob_id} is no longer leased to {worker}")
 
 
-def _release(running, *, failure: str) -> bool:
+def _release(running, *, failure: str, undispatch: bool = False) -> bool:
     """RUNNING → NOT_STARTED for the one sub-job ``running`` selects (False when it was not
     RUNNING as expected); the bytes its running items had copied are taken back from the
-    counters (they will be copied again), and its queued fate decided (subjob_requeued)."""
+    counters (they will be copied again), and its queued fate decided (subjob_requeued).
+    ``undispatch``: it gives its slot back too, and waits for the dispatcher again."""
     row = running.select_for_update().values_list("pk", "job_id").first()
     if row is None:
         return False
@@ -310,6 +313,7 @@ def _release(running, *, failure: str) -> bool:
         bytes_done=F("bytes_done") - taken_back,
         failures=F("failures") + (1 if failure else 0),
         **({"error": failure[:2000]} if failure else {}),
+        **({"dispatched_at": None} if undispatch else {}),
     )
     partial.update(status=JobStatus.NOT_STARTED, bytes_done=0)
     if taken_back:
@@ -326,6 +330,19 @@ def subjob_hand_back(*, subjob_id: int, worker: str, failure: str = "") -> bool:
         return _release(
             SubJob.objects.filter(pk=subjob_id, status=JobStatus.RUNNING, worker=worker),
             failure=failure,
+        )
+
+
+def subjob_give_way(*, subjob_id: int, worker: str) -> bool:
+    """The holder stops at a file boundary to give its slot to another owner's waiting work
+    (staging.services.preemption): back to NOT_STARTED *undispatched*, holding no slot, so the
+    dispatcher hands it out again when its owner's share allows. No failure; its finished items
+    stay finished. Fenced by the lease like every worker's write."""
+    with transaction.atomic():
+        return _release(
+            SubJob.objects.filter(pk=subjob_id, status=JobStatus.RUNNING, worker=worker),
+            failure="",
+            undispatch=True,
         )
 
 

@@ -356,6 +356,7 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # Celery's default of one day, so a failed sub-job's traceback lives as long as its job.
 CELERY_RESULT_EXPIRES = None
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+DISPATCH_INTERVAL_SECONDS = env.float("DISPATCH_INTERVAL_SECONDS", default=3)
 CELERY_BEAT_SCHEDULE = {
     # Lease (30 s) + reaper period (10 s) + a publish: a lost worker's sub-job runs again
     # within a minute; a broker that lost its data is noticed within a reconciler period.
@@ -363,7 +364,7 @@ CELERY_BEAT_SCHEDULE = {
     # what a lost wake or a raised limit leaves waiting.
     "dispatch-waiting-subjobs": {
         "task": "tasks.maintenance.dispatch_waiting_subjobs",
-        "schedule": env.float("DISPATCH_INTERVAL_SECONDS", default=3),
+        "schedule": DISPATCH_INTERVAL_SECONDS,
     },
     "reap-expired-leases": {
         "task": "tasks.maintenance.reap_expired_leases",
@@ -464,6 +465,13 @@ STAGING = {
     # worker processes that take staging work (hosts x concurrency) plus a small prefetch, so
     # the broker never holds more than that whatever waits in the database.
     "DISPATCH_MAX_IN_FLIGHT": env.int("STAGING_DISPATCH_MAX_IN_FLIGHT", default=16),
+    # A running sub-job gives way at a file boundary to another owner's waiting work when a
+    # full store (or the bound above) keeps that owner below its fair share; it checks whether
+    # it is asked at most this often (one Redis round trip).
+    "DISPATCH_PREEMPT": env.bool("STAGING_DISPATCH_PREEMPT", default=True),
+    "DISPATCH_YIELD_CHECK_SECONDS": env.float("STAGING_DISPATCH_YIELD_CHECK_SECONDS", default=0.1),
+    # How long an ask to give way lasts: a couple of beat dispatch periods.
+    "DISPATCH_INTERVAL_SECONDS": DISPATCH_INTERVAL_SECONDS,
     # Progress is written at most this often per sub-job.
     "PROGRESS_INTERVAL_SECONDS": env.float("STAGING_PROGRESS_INTERVAL_SECONDS", default=1.0),
     "COPY_CHUNK_BYTES": env.int("STAGING_COPY_CHUNK_BYTES", default=8 * 1024**2),

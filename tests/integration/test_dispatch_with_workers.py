@@ -4,11 +4,13 @@ and the broker holds no more than the in-flight bound however much waits in the 
 Rows and queue lengths are sampled throughout each run."""
 
 import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import override_settings
 
-from staging.models import AccountLimits, Job, JobStatus, Store, SubJob
+from staging.models import TERMINAL_STATUSES, AccountLimits, Job, JobStatus, Store, SubJob
 from staging.services.jobs import job_create_staging
 from staging.services.recovery import broker_lost_its_data
 from tests.factories import UserFactory
@@ -138,3 +140,62 @@ def test_a_small_job_behind_a_big_one_of_another_owner_finishes_first(
     assert sample_until_done([big], lambda: None) is not None
     big.refresh_from_db()
     assert big.status == JobStatus.FINISHED
+
+
+def staged_once(job: Job) -> None:
+    """Every item of ``job`` FINISHED, each once, its copy on disk; the counts agree."""
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED
+    items = list(job.items.all())
+    assert len({item.path for item in items}) == len(items) == job.files_total
+    assert {item.status for item in items} == {JobStatus.FINISHED}
+    assert job.files_done == job.files_total
+    staging_root = Path(job.store.staging_root)
+    assert all((staging_root / item.path.lstrip("/")).is_file() for item in items)
+
+
+def test_a_running_sub_job_gives_way_to_another_owners_few_files(
+    store, archive_files, start_worker, start_beat
+):
+    # A's two sub-jobs of 50 files take 5 s each and hold both slots of the store.
+    files = archive_files({f"g/{n}.bin": b"g" * (100 + n) for n in range(103)})
+    slow(store, 100, max_active=2)
+    start_worker(concurrency=2, **FAST_DISPATCH)
+    start_beat(**FAST_DISPATCH)
+
+    big = job_create_staging(owner=UserFactory(), store=store, files=files[:100], source="api")
+    wait_until(lambda: running(job=big) == 2, what="A's job to hold both slots")
+    wait_until(lambda: big.items.filter(status=JobStatus.FINISHED).exists(), what="A's files")
+    small = job_create_staging(owner=UserFactory(), store=store, files=files[100:], source="api")
+    wait_until(
+        lambda: Job.objects.filter(pk=small.pk, status__in=TERMINAL_STATUSES).exists(),
+        timeout=60,
+        what="B's job",
+    )
+
+    # B did not wait for one of A's sub-jobs to end: one of them gave way to it.
+    assert not big.subjobs.filter(status=JobStatus.FINISHED).exists()
+    assert Job.objects.get(pk=big.pk).status == JobStatus.RUNNING
+    staged_once(small)
+    sample_until_done([big], lambda: None)
+    staged_once(big)
+    assert big.subjobs.filter(attempts__gt=1).exists()  # the rest of one ran again
+
+
+def test_one_owner_alone_never_splits_a_sub_job(store, archive_files, start_worker, start_beat):
+    files = archive_files({f"h/{n}.bin": b"h" * (100 + n) for n in range(12)})
+    slow(store, 50, max_active=2)
+    start_worker(concurrency=2, **FAST_DISPATCH)
+    start_beat(**FAST_DISPATCH)
+
+    owner = UserFactory()
+    with override_settings(STAGING={**django_settings.STAGING, "SUBJOB_MAX_FILES": 3}):
+        jobs = [
+            job_create_staging(owner=owner, store=store, files=part, source="api")
+            for part in (files[:6], files[6:])
+        ]
+    sample_until_done(jobs, lambda: None)
+
+    for job in jobs:
+        staged_once(job)
+    assert set(SubJob.objects.filter(job__in=jobs).values_list("attempts", flat=True)) == {1}
