@@ -42,6 +42,7 @@ from staging.selectors_dispatch import (
     DispatchCapacity,
     subjobs_waiting,
 )
+from staging.services.recall import recall_choose, recall_libraries
 from staging.services.staging_space import stores_full
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,14 @@ def _choose() -> list[int]:
         return chosen
     capped = waiting.exclude(job__task__in=UNCAPPED_TASKS)
     full_stores = {pk for pk in capacity.store_limit if capacity.store_full(pk)}
-    full_stores |= stores_full()  # no room in the staging area
+    staging_full = stores_full()
+    full_stores |= staging_full  # no room in the staging area
+    # A tape library's work goes by cartridge (staging.services.recall), first: drives are the
+    # scarcest slots.
+    libraries = recall_libraries()
+    if libraries:
+        recall_choose(capacity, libraries, blocked=staging_full)
+        full_stores |= set(libraries)
     # Who has work waiting, by priority: one row per (priority, owner), with the oldest job.
     levels: dict[int, dict[int | None, int]] = defaultdict(dict)
     queues = (

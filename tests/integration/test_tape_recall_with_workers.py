@@ -1,0 +1,155 @@
+"""The recall scheduler with real `celery worker` and `celery beat` processes and a simulated
+tape library: the drive cap holds, each cartridge is mounted once and read in position order,
+and a worker killed while it holds a drive costs nothing but the lease: the drive comes back
+and the cartridge's files finish on another worker. Rows are sampled throughout each run."""
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from staging.models import File, Job, JobStatus, SubJob, TapeDrive, TapeLibrary
+from staging.services.jobs import job_create_staging
+from tests.factories import UserFactory
+from tests.workers import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+FAST_DISPATCH = {"DISPATCH_INTERVAL_SECONDS": "1", "RECONCILER_INTERVAL_SECONDS": "1"}
+LOCATE = 0.01  # seconds per position
+VIDS = ("V1", "V2", "V3")
+
+
+@pytest.fixture
+def tape_files(archive_files, tape_store):
+    """Four files on each of three cartridges, at shuffled positions with gaps."""
+    rng = random.Random(17)
+    layout = {}
+    for vid in VIDS:
+        positions = sorted(rng.sample(range(20), 4))
+        rng.shuffle(positions)
+        for n, position in enumerate(positions):
+            layout[f"{vid}/{n}.bin"] = (vid, position)
+    files = archive_files({path: os.urandom(2000) for path in layout}, tape_store)
+    for file in files:
+        vid, position = layout[file.path]
+        File.objects.filter(pk=file.pk).update(tape_vid=vid, tape_position=position)
+    return files, layout
+
+
+def library_for(store, **fields) -> TapeLibrary:
+    settings = dict(
+        drives=2,
+        mount_seconds=0.3,
+        unmount_seconds=0.1,
+        locate_seconds_per_position=LOCATE,
+        read_mb_per_second=1000,
+        min_files=1,
+    )
+    return TapeLibrary.objects.create(store=store, **{**settings, **fields})
+
+
+def active_cartridges(store) -> int:
+    return (
+        SubJob.objects.filter(job__store=store, status=JobStatus.RUNNING)
+        .values("tape_vid")
+        .distinct()
+        .count()
+    )
+
+
+def sample_until_done(jobs, sample, *, timeout: float = 120) -> list:
+    samples = []
+    deadline = time.monotonic() + timeout
+    active = [JobStatus.NOT_STARTED, JobStatus.RUNNING, JobStatus.CANCELLING]
+    while Job.objects.filter(pk__in=[j.pk for j in jobs], status__in=active).exists():
+        assert time.monotonic() < deadline, "jobs did not finish"
+        samples.append(sample())
+        time.sleep(0.02)
+    return samples
+
+
+def least_locate_seconds(layout) -> float:
+    """Reading each cartridge's files in position order from the start of the tape: the head
+    travels to the last file, less the files read on the way (the head rests past each)."""
+    total = 0
+    for vid in VIDS:
+        positions = [p for v, p in layout.values() if v == vid]
+        total += max(positions) - (len(positions) - 1)
+    return total * LOCATE
+
+
+def test_three_requests_over_three_cartridges_mount_each_once_in_position_order(
+    tape_store, tape_files, start_worker, start_beat
+):
+    files, layout = tape_files
+    # A cartridge waits until all four of its files are asked for.
+    library = library_for(tape_store, min_files=4)
+    start_worker(concurrency=4, **FAST_DISPATCH)
+    start_beat(**FAST_DISPATCH)
+
+    # Three requests, each a file of every cartridge and more: in request order every file
+    # would need a mount.
+    owner = UserFactory()
+    jobs = [
+        job_create_staging(owner=owner, store=tape_store, files=files[n::3], source="api")
+        for n in range(3)
+    ]
+    samples = sample_until_done(
+        jobs,
+        lambda: (
+            active_cartridges(tape_store),
+            TapeDrive.objects.filter(library=library).exclude(holder="").count(),
+        ),
+    )
+
+    assert {j.status for j in Job.objects.filter(pk__in=[j.pk for j in jobs])} == {
+        JobStatus.FINISHED
+    }
+    assert max(c for c, _ in samples) <= 2 and max(d for _, d in samples) <= 2
+    drives = TapeDrive.objects.filter(library=library)
+    assert sum(d.mounts for d in drives) == len(VIDS)
+    assert sum(d.files_read for d in drives) == len(files)
+    # Any file read out of position order would move the head further.
+    assert sum(d.seek_seconds for d in drives) == pytest.approx(least_locate_seconds(layout))
+    for file in files:
+        staged = Path(tape_store.staging_root) / file.path
+        assert staged.read_bytes() == (Path(tape_store.archive_root) / file.path).read_bytes()
+
+
+def test_a_worker_killed_holding_a_drive_frees_it_when_its_lease_expires(
+    tape_store, tape_files, start_worker, start_beat
+):
+    files, _ = tape_files
+    # One drive and slow mounts: the victim holds the drive while it mounts the first cartridge.
+    library = library_for(tape_store, drives=1, mount_seconds=1.0)
+    knobs = {
+        **FAST_DISPATCH,
+        "STAGING_LEASE_SECONDS": "3",
+        "STAGING_HEARTBEAT_SECONDS": "1",
+        "REAPER_INTERVAL_SECONDS": "1",
+    }
+    victim = start_worker(concurrency=1, **knobs)
+    start_beat(**knobs)
+    job = job_create_staging(owner=UserFactory(), store=tape_store, files=files, source="api")
+
+    drive = TapeDrive.objects.filter(library=library)
+    wait_until(lambda: drive.exclude(holder="").exists(), timeout=30, what="the drive taken")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.process.wait(timeout=10)
+    killed_at = time.monotonic()
+    start_worker(concurrency=1, **knobs)
+
+    wait_until(
+        lambda: Job.objects.get(pk=job.pk).status == JobStatus.FINISHED,
+        timeout=90,
+        what="the job finished on the other worker",
+    )
+    print(f"\nworker killed holding the drive: job ended {time.monotonic() - killed_at:.1f}s later")
+    assert Job.objects.get(pk=job.pk).files_done == len(files)
+    assert drive.get().holder == ""
+    for file in files:
+        assert (Path(tape_store.staging_root) / file.path).exists()
