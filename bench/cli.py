@@ -33,6 +33,7 @@ BENCHMARKS = {
     "D1": ("bench.fairness", "fair share"),
     "D2": ("bench.store_limit", "store limit"),
     "D3": ("bench.broker_bound", "broker bounded"),
+    "P10": ("bench.tape_recall", "tape recall"),
 }
 NEEDS_WEB = {"P1", "P6", "P8", "P4", "P9"}
 

@@ -161,7 +161,7 @@ def drive_read(
         lease_expires_at=timezone.now() + _lease() + timedelta(seconds=cost.total),
         mounts=F("mounts") + (1 if cost.mount else 0),
         bytes_read=F("bytes_read") + size,
-        files_read=F("files_read") + 1,
+        files_read=F("files_read") + (1 if path else 0),
         seek_seconds=F("seek_seconds") + cost.locate,
         mount_seconds=F("mount_seconds") + cost.mount + cost.unmount,
     )
@@ -171,6 +171,14 @@ def drive_read(
     if cost.total:
         time.sleep(cost.total)
     return cost
+
+
+def drive_mount(*, library: TapeLibrary, drive: TapeDrive, worker: str, vid: str) -> ReadCost:
+    """Mount ``vid`` in the held drive if it is not there (no read): the time of an unmount and
+    a mount, or nothing."""
+    return drive_read(
+        library=library, drive=drive, worker=worker, vid=vid, position=None, size=0, path=""
+    )
 
 
 def store_library(store: Store) -> TapeLibrary | None:

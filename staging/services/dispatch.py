@@ -110,18 +110,16 @@ def _choose() -> list[int]:
     chosen = list(
         waiting.filter(job__task__in=UNCAPPED_TASKS).order_by("pk").values_list("pk", flat=True)
     )
-    if capacity.room <= 0:
-        return chosen
-    capped = waiting.exclude(job__task__in=UNCAPPED_TASKS)
-    full_stores = {pk for pk in capacity.store_limit if capacity.store_full(pk)}
-    staging_full = stores_full()
-    full_stores |= staging_full  # no room in the staging area
-    # A tape library's work goes by cartridge (staging.services.recall), first: drives are the
-    # scarcest slots.
+    # A tape library's work goes by cartridge (staging.services.recall), bounded by its drives.
     libraries = recall_libraries()
+    staging_full = stores_full() if libraries or capacity.room > 0 else set()
     if libraries:
         recall_choose(capacity, libraries, blocked=staging_full)
-        full_stores |= set(libraries)
+    if capacity.room <= 0:
+        return chosen + capacity.chosen
+    capped = waiting.exclude(job__task__in=UNCAPPED_TASKS).exclude(job__store_id__in=libraries)
+    full_stores = {pk for pk in capacity.store_limit if capacity.store_full(pk)}
+    full_stores |= staging_full  # no room in the staging area
     # Who has work waiting, by priority: one row per (priority, owner), with the oldest job.
     levels: dict[int, dict[int | None, int]] = defaultdict(dict)
     queues = (

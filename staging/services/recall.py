@@ -43,6 +43,7 @@ from staging.tape_library import (
     BUSY,
     DRIVE_POLL_SECONDS,
     drive_acquire,
+    drive_mount,
     drive_read,
     drive_release,
     group_of,
@@ -195,19 +196,26 @@ def cartridge_queues(store: Store, library: TapeLibrary) -> dict[str, CartridgeQ
 
 
 def active_vids(store: Store) -> set[str]:
-    return set(
-        SubJob.objects.filter(DISPATCHED, job__store=store)
+    """Cartridges handed out and not read yet, or being read: with sub-jobs dispatched and not
+    yet claimed, or a drive held for them. (Sub-jobs whose reads are over but whose ends are
+    still being written hold no drive: the next cartridge may go.)"""
+    unclaimed = (
+        SubJob.objects.filter(DISPATCHED, job__store=store, status=JobStatus.NOT_STARTED)
         .exclude(tape_vid="")
         .values_list("tape_vid", flat=True)
         .distinct()
     )
+    held = TapeDrive.objects.filter(
+        library__store=store, lease_expires_at__gt=timezone.now()
+    ).exclude(holder="")
+    return set(unclaimed) | set(held.values_list("holder_vid", flat=True))
 
 
 def recall_choose(capacity, libraries: dict[int, TapeLibrary], blocked: set[int]) -> None:
     """Add to ``capacity.chosen`` the cartridge sub-jobs to dispatch now (see the module)."""
     now = timezone.now()
     for store_id, library in libraries.items():
-        if store_id in blocked or capacity.room <= 0:
+        if store_id in blocked:
             continue
         store = library.store
         _regroup(store)
@@ -229,9 +237,16 @@ def recall_choose(capacity, libraries: dict[int, TapeLibrary], blocked: set[int]
         chosen += eligible[: max(free_drives, 0)]
         for queue in chosen:
             for pk, owner_id in queue.subjobs:
-                if capacity.room <= 0:
-                    return
-                capacity.take(pk, store_id, owner_id)
+                _take_outside_bound(capacity, pk, store_id, owner_id)
+
+
+def _take_outside_bound(capacity, pk: int, store_id: int, owner_id) -> None:
+    """Dispatch a cartridge sub-job without spending the in-flight bound: the drives bound a
+    library's work (one worker per active cartridge reads, the other deliveries return at once),
+    and a cartridge's sub-jobs must all be handed out for its one read to gather them."""
+    capacity.store_used[store_id] += 1
+    capacity.owner_used[owner_id] += 1
+    capacity.chosen.append(pk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,6 +290,8 @@ def cartridge_run(*, subjob_id: int, worker: str, task_id: str) -> str | None:
     claimed: list[_Claimed] = []
     with contextlib.ExitStack() as leases:
         try:
+            # Mounted first: what is dispatched for the cartridge meanwhile joins the first pass.
+            drive_mount(library=library, drive=drive, worker=worker, vid=vid)
             while True:
                 batch = _gather(store, vid, worker, task_id, stack=leases)
                 if not batch and _nothing_left(library, store, vid, drive, worker):
@@ -288,6 +305,7 @@ def cartridge_run(*, subjob_id: int, worker: str, task_id: str) -> str | None:
                 _interrupted(entry.subjob.pk, worker, entry.reporter, exc)
             raise
         drive_release(drive=drive, worker=worker)
+        dispatch_after_end()  # the drive is free: the next cartridge may go now
         for entry in claimed:
             finals[entry.subjob.pk] = _end(entry, worker)
     dispatch_after_end()
