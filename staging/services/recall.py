@@ -27,7 +27,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Max, Sum
@@ -444,3 +444,52 @@ def _end(entry: _Claimed, worker: str) -> str | None:
     finally:
         reporter.sync.close()
         reporter.directories.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+LIBRARY_FIELDS = {
+    "drives": "drives",
+    "mount_seconds": "mount seconds",
+    "unmount_seconds": "unmount seconds",
+    "locate_seconds_per_position": "locate seconds per position",
+    "read_mb_per_second": "read MB/s",
+    "min_files": "min files",
+    "min_bytes": "min bytes",
+}
+
+
+def library_settings_check(*, kind: str, **fields) -> None:
+    """Refuse settings a library cannot have, naming the setting and its range."""
+    from staging.errors import ServiceError
+    from staging.models import StoreKind
+
+    if kind != StoreKind.POSIX_TAPE:
+        raise ServiceError(
+            "only a posix-tape store has a tape library (add it with --kind posix-tape)",
+            field="kind",
+        )
+    if fields.get("drives") is not None and fields["drives"] < 1:
+        raise ServiceError("a tape library has at least 1 drive", field="drives")
+    for name, label in LIBRARY_FIELDS.items():
+        value = fields.get(name)
+        if value is not None and value < 0:
+            raise ServiceError(f"{label} cannot be negative (got {value})", field=name)
+    if fields.get("read_mb_per_second") == 0:
+        raise ServiceError("read MB/s must be above 0", field="read_mb_per_second")
+    max_wait = fields.get("max_wait")
+    if max_wait is not None and max_wait < timedelta(0):
+        raise ServiceError("max wait cannot be negative", field="max_wait")
+
+
+def library_configure(*, store: Store, **fields) -> TapeLibrary:
+    """Give ``store`` a simulated tape library, or change its settings (fields left None keep
+    theirs, or the defaults); applies at the next dispatch pass and the next drive taken."""
+    library_settings_check(kind=store.kind, **fields)
+    library, _ = TapeLibrary.objects.get_or_create(store=store)
+    for name, value in fields.items():
+        if value is not None:
+            setattr(library, name, value)
+    library.save()
+    return library

@@ -78,3 +78,36 @@ def test_tapemap_import_of_an_unknown_store_or_file_fails_clearly(tape_store, tm
         call_command("tapemap", "import", "tape", str(tmp_path / "missing.csv"))
     with pytest.raises(CommandError):
         call_command("tapemap", "import", "nope", str(tmp_path / "missing.csv"))
+
+
+def test_addstore_gives_a_tape_store_a_library_with_its_settings(tmp_path):
+    from staging.models import TapeLibrary
+
+    out = StringIO()
+    call_command(
+        "addstore",
+        "tape2",
+        "--kind=posix-tape",
+        f"--archive-root={tmp_path / 'a'}",
+        f"--staging-root={tmp_path / 's'}",
+        "--tape-drives=3",
+        "--tape-mount-seconds=45",
+        "--recall-min-files=20",
+        "--recall-max-wait=PT10M",
+        stdout=out,
+    )
+    library = TapeLibrary.objects.get(store__slug="tape2")
+    assert (library.drives, library.mount_seconds, library.min_files) == (3, 45, 20)
+    assert library.max_wait.total_seconds() == 600 and library.scheduler
+
+
+def test_addstore_refuses_a_library_on_a_posix_store(tmp_path):
+    with pytest.raises(CommandError, match="only a posix-tape store has a tape library"):
+        call_command(
+            "addstore",
+            "disk2",
+            f"--archive-root={tmp_path / 'a'}",
+            f"--staging-root={tmp_path / 's'}",
+            "--tape-drives=2",
+        )
+    assert not File.objects.exists()
