@@ -147,9 +147,9 @@ def run_once(scenario, placed, requests, *, root, name, scheduler, scale) -> dic
     library = TapeLibrary.objects.create(
         store=store,
         scheduler=scheduler,
-        # A cartridge is mounted once half the files expected of it wait (the rest join while
-        # it mounts), or once its oldest has waited twice the arrival spread.
-        min_files=max(1, int(per_vid * 0.5)),
+        # A cartridge is mounted once a quarter of the files expected of it wait (the rest join
+        # while it mounts), or once its oldest has waited twice the arrival spread.
+        min_files=max(1, int(per_vid * 0.25)),
         max_wait=timedelta(seconds=ARRIVAL_SECONDS * scale * 2),
         **library_settings(scale),
     )

@@ -8,6 +8,7 @@ arm contention, tape wear, rewinds at unmount, read errors, compression, or seve
 position. The bytes themselves come from the archive directory, as for any POSIX store."""
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -97,9 +98,17 @@ def drive_acquire(*, library: TapeLibrary, vid: str, worker: str) -> TapeDrive |
 
 
 def drive_release(*, drive: TapeDrive, worker: str) -> None:
-    """Give the drive back; its cartridge stays mounted until a read of another one needs it."""
+    """Write what the drive did and give it back; its cartridge stays mounted until a read of
+    another one needs it."""
+    unwritten = drive.__dict__.pop("unwritten", None) or Counter()
     TapeDrive.objects.filter(pk=drive.pk, holder=worker).update(
-        holder="", holder_vid="", lease_expires_at=None, reading_path=""
+        holder="",
+        holder_vid="",
+        lease_expires_at=None,
+        reading_path="",
+        mounted_vid=drive.mounted_vid,
+        head_position=drive.head_position,
+        **{name: F(name) + unwritten[name] for name in DRIVE_COUNTERS},
     )
 
 
@@ -131,6 +140,11 @@ def read_cost(
     return ReadCost(unmount, mount, locate, read)
 
 
+# A held drive's row is written at a mount and at most this often otherwise (what it reads,
+# its head, its counters, its lease), not at every file: a cartridge's files are read in a row.
+DRIVE_WRITE_SECONDS = 1.0
+
+
 def drive_read(
     *,
     library: TapeLibrary,
@@ -141,9 +155,11 @@ def drive_read(
     size: int,
     path: str,
 ) -> ReadCost:
-    """Mount, locate and read one file on the held drive: the drive's row first (what it reads,
-    its cartridge and head, its counters, its lease renewed for the time the read takes), then
-    the modelled time, slept. Raises DriveLost when another worker holds the drive now."""
+    """Mount, locate and read one file on the held drive, sleeping the modelled time. The
+    drive's row (its cartridge, head, counters, and its lease renewed for the time the read
+    takes) is written before a mount, and otherwise once DRIVE_WRITE_SECONDS have passed; the
+    rest waits on the object until ``drive_release``. Raises DriveLost when another worker
+    holds the drive now."""
     cost = read_cost(
         library,
         mounted=drive.mounted_vid,
@@ -153,24 +169,41 @@ def drive_read(
         size=size,
     )
     # After a read the head rests just past the file.
-    new_head = (drive.head_position if not cost.mount else 0) if position is None else position + 1
-    moved = TapeDrive.objects.filter(pk=drive.pk, holder=worker).update(
-        mounted_vid=vid,
-        head_position=new_head,
-        reading_path=path,
-        lease_expires_at=timezone.now() + _lease() + timedelta(seconds=cost.total),
-        mounts=F("mounts") + (1 if cost.mount else 0),
-        bytes_read=F("bytes_read") + size,
-        files_read=F("files_read") + (1 if path else 0),
-        seek_seconds=F("seek_seconds") + cost.locate,
-        mount_seconds=F("mount_seconds") + cost.mount + cost.unmount,
-    )
-    if not moved:
-        raise DriveLost(f"drive {drive.number} is no longer held by {worker}")
-    drive.mounted_vid, drive.head_position = vid, new_head
+    if position is not None:
+        drive.head_position = position + 1
+    elif cost.mount:
+        drive.head_position = 0
+    drive.mounted_vid = vid
+    unwritten = drive.__dict__.setdefault("unwritten", Counter())
+    unwritten["mounts"] += 1 if cost.mount else 0
+    unwritten["bytes_read"] += size
+    unwritten["files_read"] += 1 if path else 0
+    unwritten["seek_seconds"] += cost.locate
+    unwritten["mount_seconds"] += cost.mount + cost.unmount
+    written = drive.__dict__.get("written_at", 0.0)
+    if cost.mount or time.monotonic() - written >= DRIVE_WRITE_SECONDS:
+        _drive_write(drive, worker, reading=path, ahead=cost.total)
     if cost.total:
         time.sleep(cost.total)
     return cost
+
+
+def _drive_write(drive: TapeDrive, worker: str, *, reading: str, ahead: float = 0.0) -> None:
+    unwritten = drive.__dict__.get("unwritten") or Counter()
+    moved = TapeDrive.objects.filter(pk=drive.pk, holder=worker).update(
+        mounted_vid=drive.mounted_vid,
+        head_position=drive.head_position,
+        reading_path=reading,
+        lease_expires_at=timezone.now() + _lease() + timedelta(seconds=ahead),
+        **{name: F(name) + unwritten[name] for name in DRIVE_COUNTERS},
+    )
+    if not moved:
+        raise DriveLost(f"drive {drive.number} is no longer held by {worker}")
+    unwritten.clear()
+    drive.written_at = time.monotonic()
+
+
+DRIVE_COUNTERS = ("mounts", "bytes_read", "files_read", "seek_seconds", "mount_seconds")
 
 
 def drive_mount(*, library: TapeLibrary, drive: TapeDrive, worker: str, vid: str) -> ReadCost:
