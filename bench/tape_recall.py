@@ -16,6 +16,7 @@ drive's counters) times 9: the bookkeeping it measured is kept as it was, unscal
 measured and the brought-back figures are in the details. The simulation's times are chosen,
 not measured: the ratios are the figure."""
 
+import hashlib
 import random
 import threading
 import time
@@ -25,7 +26,7 @@ from datetime import timedelta
 from bench.context import BenchContext, jobs_wait
 from bench.harness import Result
 from bench.workload import bench_owner, file_write, store_with_catalogue
-from staging.models import File, Job, StoreKind, TapeDrive, TapeLibrary
+from staging.models import File, Job, StoreKind, SubJob, TapeDrive, TapeLibrary
 from staging.services.dispatch import dispatch_wake
 from staging.services.jobs import job_create_staging
 from staging.tape_library import read_cost
@@ -33,6 +34,7 @@ from staging.tape_library import read_cost
 DRIVES = 2
 MOUNT, UNMOUNT, LOCATE, READ_MB = 2.0, 0.5, 0.005, 200.0
 FILE_BYTES = 64 * 1024
+FILE_BLOCK = bytes(range(256)) * (FILE_BYTES // 256)
 # Positions on a cartridge: its files at random distinct positions below this many per file.
 POSITION_SPREAD = 2
 ARRIVAL_SECONDS = 3.0
@@ -141,15 +143,20 @@ def run_once(scenario, placed, requests, *, root, name, scheduler, scale) -> dic
         kind=StoreKind.POSIX_TAPE,
         hard_link=True,
     )
+    # Every file's MD5 known, as an operator's importmd5 gives them: a tape store's scan reads
+    # no content, and a copy of a file without one hashes it and records it, file by file.
+    md5 = hashlib.md5(FILE_BLOCK).hexdigest()
     for path, (vid, position) in placed.items():
-        File.objects.filter(store=store, path=path).update(tape_vid=vid, tape_position=position)
+        File.objects.filter(store=store, path=path).update(
+            tape_vid=vid, tape_position=position, md5=md5
+        )
     per_vid = scenario.files / scenario.cartridges
     library = TapeLibrary.objects.create(
         store=store,
         scheduler=scheduler,
-        # A cartridge is mounted once a quarter of the files expected of it wait (the rest join
+        # A cartridge is mounted once an eighth of the files expected of it wait (the rest join
         # while it mounts), or once its oldest has waited twice the arrival spread.
-        min_files=max(1, int(per_vid * 0.25)),
+        min_files=max(1, int(per_vid / 8)),
         max_wait=timedelta(seconds=ARRIVAL_SECONDS * scale * 2),
         **library_settings(scale),
     )
@@ -170,6 +177,13 @@ def run_once(scenario, placed, requests, *, root, name, scheduler, scale) -> dic
             job_ids.append(job.pk)
         ended = jobs_wait(job_ids, timeout=3600)
     drives = TapeDrive.objects.filter(library=library)
+    # Per cartridge: its first sub-job's claim and its last sub-job's end, from the start.
+    spans: dict[str, list[float]] = {}
+    rows = SubJob.objects.filter(job_id__in=job_ids).exclude(tape_vid="")
+    for vid, began, ended_at in rows.values_list("tape_vid", "started_at", "finished_at"):
+        span = spans.setdefault(vid, [began.timestamp(), ended_at.timestamp()])
+        span[0], span[1] = min(span[0], began.timestamp()), max(span[1], ended_at.timestamp())
+    timeline = sorted((round(b - started, 2), round(e - started, 2)) for b, e in spans.values())
     simulated = [
         d.mount_seconds + d.seek_seconds + d.bytes_read / (library.read_mb_per_second * 1e6)
         for d in drives
@@ -181,6 +195,7 @@ def run_once(scenario, placed, requests, *, root, name, scheduler, scale) -> dic
         "busiest_drive_simulated_seconds": round(max(simulated), 3),
         "jobs": Job.objects.filter(pk__in=job_ids).count(),
         "scale": scale,
+        "cartridge_claimed_and_ended": timeline,
     }
 
 
@@ -196,9 +211,8 @@ def run(ctx: BenchContext) -> list[Result]:
     ]
     ctx.work_reset()
     root = ctx.temp_dir / "tape-recall"
-    block = bytes(range(256)) * (FILE_BYTES // 256)
     for path in paths:
-        file_write(root / "archive" / path, FILE_BYTES, block, durable=False)
+        file_write(root / "archive" / path, FILE_BYTES, FILE_BLOCK, durable=False)
     runs = {}
     try:
         # As many worker processes as drives for request order (each holds a drive while it

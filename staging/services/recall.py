@@ -12,7 +12,8 @@ has the scheduler on):
 3. A cartridge becomes eligible when ``min_files`` or ``min_bytes`` of it wait, when its oldest
    waiting file has waited ``max_wait``, or when it is still mounted in a drive (no mount to
    pay). Eligible cartridges take the free drives by priority, then fair share (the owner with
-   the fewest sub-jobs in flight per weight), then the oldest wait.
+   the fewest sub-jobs in flight per weight), then a mounted one, then the most files waiting,
+   then the oldest wait.
 
 Worker side (``cartridge_run``, for a sub-job with a ``tape_vid``): the worker takes the drive
 the cartridge is in, or a free one (``staging.tape_library``). When another worker holds the
@@ -231,6 +232,7 @@ def recall_choose(capacity, libraries: dict[int, TapeLibrary], blocked: set[int]
                 -q.priority,
                 min(capacity.share(owner) for owner in q.owners),
                 not q.mounted,
+                -q.files,  # the biggest batch first: most read per mount
                 q.oldest,
             )
         )
