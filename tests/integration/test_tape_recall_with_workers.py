@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from staging.models import File, Job, JobStatus, SubJob, TapeDrive, TapeLibrary
+from staging.roles import Role
+from staging.services.accounts import token_create
 from staging.services.jobs import job_create_staging
 from tests.factories import UserFactory
 from tests.workers import wait_until
@@ -153,3 +156,71 @@ def test_a_worker_killed_holding_a_drive_frees_it_when_its_lease_expires(
     assert drive.get().holder == ""
     for file in files:
         assert (Path(tape_store.staging_root) / file.path).exists()
+
+
+def poll(url: str, headers: dict, done, *, timeout: float = 90):
+    """GET ``url`` until ``done(body)``; returns that body."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = requests.get(url, headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+        if done(response.json()):
+            return response.json()
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not done after {timeout}s")
+
+
+def test_the_dts_stages_from_a_tape_store_through_the_scheduler(
+    live_server, tape_store, tape_files, start_worker, broker
+):
+    files, _ = tape_files
+    library = library_for(tape_store)
+    start_worker(concurrency=3, **FAST_DISPATCH)
+    headers = {"Authorization": f"Bearer {token_create(username='dts', role=Role.SERVICE_USER)}"}
+
+    created = requests.post(
+        f"{live_server.url}/dts/staging",
+        json={"ids": [f.id for f in files]},
+        headers=headers,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    status_url = f"{live_server.url}/dts/staging?id={created.json()['request_id']}"
+    body = poll(status_url, headers, lambda b: b["status"] != "staging")
+
+    assert body == {"status": "ready"}
+    job = Job.objects.get(uuid=created.json()["request_id"])
+    assert set(job.subjobs.values_list("tape_vid", flat=True)) == set(VIDS)
+    assert sum(TapeDrive.objects.filter(library=library).values_list("mounts", flat=True)) == 3
+    for file in files:
+        assert (Path(tape_store.staging_root) / file.path).exists()
+
+
+def test_the_wlcg_tape_api_stages_from_a_tape_store_through_the_scheduler(
+    live_server, tape_store, tape_files, start_worker, broker
+):
+    files, _ = tape_files
+    library = library_for(tape_store)
+    start_worker(concurrency=3, **FAST_DISPATCH)
+    headers = {"Authorization": f"Bearer {token_create(username='alice', role=Role.DATA_USER)}"}
+    api = f"{live_server.url}/tape/api/v1"
+
+    created = requests.post(
+        f"{api}/stage",
+        json={"files": [{"path": f"/tape/{f.path}"} for f in files]},
+        headers=headers,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    body = poll(
+        f"{api}/stage/{created.json()['requestId']}",
+        headers,
+        lambda b: all(f["state"] not in ("SUBMITTED", "STARTED") for f in b["files"]),
+    )
+
+    assert {f["state"] for f in body["files"]} == {"COMPLETED"}
+    assert sum(TapeDrive.objects.filter(library=library).values_list("mounts", flat=True)) == 3
+    archiveinfo = requests.post(
+        f"{api}/archiveinfo", json={"paths": [f"/tape/{files[0].path}"]}, headers=headers
+    )
+    assert archiveinfo.json()[0]["locality"] == "DISK_AND_TAPE"
