@@ -154,8 +154,10 @@ def drive_read(
     position: int | None,
     size: int,
     path: str,
+    sleep: bool = True,
 ) -> ReadCost:
-    """Mount, locate and read one file on the held drive, sleeping the modelled time. The
+    """Mount, locate and read one file on the held drive, sleeping the modelled time (unless
+    not ``sleep``: the caller spends it, e.g. on its bookkeeping while the cartridge mounts). The
     drive's row (its cartridge, head, counters, and its lease renewed for the time the read
     takes) is written before a mount, and otherwise once DRIVE_WRITE_SECONDS have passed; the
     rest waits on the object until ``drive_release``. Raises DriveLost when another worker
@@ -183,7 +185,7 @@ def drive_read(
     written = drive.__dict__.get("written_at", 0.0)
     if cost.mount or time.monotonic() - written >= DRIVE_WRITE_SECONDS:
         _drive_write(drive, worker, reading=path, ahead=cost.total)
-    if cost.total:
+    if sleep and cost.total:
         time.sleep(cost.total)
     return cost
 
@@ -206,11 +208,20 @@ def _drive_write(drive: TapeDrive, worker: str, *, reading: str, ahead: float = 
 DRIVE_COUNTERS = ("mounts", "bytes_read", "files_read", "seek_seconds", "mount_seconds")
 
 
-def drive_mount(*, library: TapeLibrary, drive: TapeDrive, worker: str, vid: str) -> ReadCost:
+def drive_mount(
+    *, library: TapeLibrary, drive: TapeDrive, worker: str, vid: str, sleep: bool = True
+) -> ReadCost:
     """Mount ``vid`` in the held drive if it is not there (no read): the time of an unmount and
     a mount, or nothing."""
     return drive_read(
-        library=library, drive=drive, worker=worker, vid=vid, position=None, size=0, path=""
+        library=library,
+        drive=drive,
+        worker=worker,
+        vid=vid,
+        position=None,
+        size=0,
+        path="",
+        sleep=sleep,
     )
 
 

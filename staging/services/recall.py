@@ -292,14 +292,20 @@ def cartridge_run(*, subjob_id: int, worker: str, task_id: str) -> str | None:
     claimed: list[_Claimed] = []
     with contextlib.ExitStack() as leases:
         try:
-            # Mounted first: what is dispatched for the cartridge meanwhile joins the first pass.
-            drive_mount(library=library, drive=drive, worker=worker, vid=vid)
+            # The sub-jobs waiting are claimed while the cartridge mounts, and what was dispatched
+            # for it meanwhile joins them before the first file is read.
+            mounting = time.monotonic()
+            mount = drive_mount(library=library, drive=drive, worker=worker, vid=vid, sleep=False)
+            claimed += _gather(store, vid, worker, task_id, stack=leases)
+            time.sleep(max(0.0, mount.total - (time.monotonic() - mounting)))
+            batch = list(claimed)
             while True:
-                batch = _gather(store, vid, worker, task_id, stack=leases)
+                batch += _gather(store, vid, worker, task_id, stack=leases)
                 if not batch and _nothing_left(library, store, vid, drive, worker):
                     break
-                claimed += batch
+                claimed += [entry for entry in batch if entry not in claimed]
                 _read_in_position_order(library, drive, worker, vid, batch)
+                batch = []
         except BaseException as exc:
             # A warm shutdown, the drive lost, the database gone: every sub-job goes back.
             drive_release(drive=drive, worker=worker)

@@ -55,13 +55,10 @@ def library_for(store, **fields) -> TapeLibrary:
     return TapeLibrary.objects.create(store=store, **{**settings, **fields})
 
 
-def active_cartridges(store) -> int:
-    return (
-        SubJob.objects.filter(job__store=store, status=JobStatus.RUNNING)
-        .values("tape_vid")
-        .distinct()
-        .count()
-    )
+def cartridges_read(library) -> int:
+    """Cartridges that workers hold a drive for now."""
+    held = TapeDrive.objects.filter(library=library).exclude(holder="")
+    return held.values("holder_vid").distinct().count()
 
 
 def sample_until_done(jobs, sample, *, timeout: float = 120) -> list:
@@ -104,7 +101,7 @@ def test_three_requests_over_three_cartridges_mount_each_once_in_position_order(
     samples = sample_until_done(
         jobs,
         lambda: (
-            active_cartridges(tape_store),
+            cartridges_read(library),
             TapeDrive.objects.filter(library=library).exclude(holder="").count(),
         ),
     )
