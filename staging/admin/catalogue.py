@@ -75,6 +75,7 @@ class TapeLibraryInline(admin.StackedInline):
     extra = 0
     max_num = 1
     verbose_name = "simulated tape library and recall scheduler"
+    verbose_name_plural = "simulated tape library and recall scheduler"
     fieldsets = [
         (
             "Library (what a read costs; docs/tape.md)",

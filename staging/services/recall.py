@@ -34,7 +34,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
-from staging.models import File, Item, JobStatus, Store, SubJob
+from staging.models import File, Item, JobStatus, Store, StoreKind, SubJob
 from staging.models_tape import TapeDrive, TapeLibrary
 from staging.selectors_dispatch import DISPATCHED, UNCAPPED_TASKS, subjobs_waiting
 from staging.services import transitions
@@ -62,7 +62,9 @@ def recall_libraries() -> dict[int, TapeLibrary]:
     """The libraries whose store's waiting work the recall scheduler dispatches, by store id."""
     return {
         library.store_id: library
-        for library in TapeLibrary.objects.filter(scheduler=True).select_related("store")
+        for library in TapeLibrary.objects.filter(
+            scheduler=True, store__kind=StoreKind.POSIX_TAPE
+        ).select_related("store")
     }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from staging.models import File, Job, JobStatus, SubJob, TapeDrive, TapeLibrary
+from staging.models import File, Job, JobStatus, TapeDrive, TapeLibrary
 from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.jobs import job_create_staging
