@@ -73,10 +73,14 @@ def tape_overview() -> list[LibraryView]:
             for d in TapeDrive.objects.filter(library=library, number__lte=library.drives)
         ]
         queues = list(cartridge_queues(library.store, library).values())
+        queues.sort(key=lambda q: (not q.active, not q.eligible(library, now), -q.files))
+        # The free drives go to the eligible cartridges in this order (the scheduler's, less
+        # priorities and fair share): the first take them, the rest wait for one.
         free = library.drives - sum(q.active for q in queues)
         for queue in queues:
             queue.reason = queue_reason(queue, library, free_drives=free, now=now)
-        queues.sort(key=lambda q: (not q.active, not q.eligible(library, now), -q.files))
+            if not queue.active and queue.eligible(library, now):
+                free -= 1
         totals = {name: 0 for name in ("mounts", "bytes_read", "files_read")}
         totals |= {"seek_seconds": 0.0, "mount_seconds": 0.0}
         for row in TapeDrive.objects.filter(library=library).values(*totals):
