@@ -46,7 +46,7 @@ def queue_reason(queue: CartridgeQueue, library: TapeLibrary, *, free_drives: in
         if queue.mounted:
             return "mounted: read at the next pass"
         if free_drives <= 0:
-            return f"eligible: waiting for a drive (all {library.drives} busy)"
+            return "eligible: next when a drive frees"
         return "eligible: mounted at the next pass"
     waited = int((now - queue.oldest).total_seconds()) if queue.oldest else 0
     parts = [f"{queue.files} of {library.min_files} files"]

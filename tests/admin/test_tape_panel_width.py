@@ -63,4 +63,4 @@ def test_the_tape_panel_and_a_tape_store_fit_the_page(live_server, busy_library,
     assert "waiting for more: 14 of 10 files" not in panel_text  # 14 ≥ 10: eligible
     # One drive free: the biggest eligible cartridge takes it, the others wait for one.
     assert panel_text.count("eligible: mounted at the next pass") == 1
-    assert panel_text.count("eligible: waiting for a drive (all 2 busy)") == 2
+    assert panel_text.count("eligible: next when a drive frees") == 2
