@@ -23,6 +23,7 @@ sub-job), reads all their items in position order, looks again for late arrivals
 back and only then writes each sub-job's end. So leases, the reaper, the reconciler, cancels and
 deadlines hold as for any sub-job: each item ends exactly once, through its own sub-job."""
 
+import bisect
 import contextlib
 import logging
 import time
@@ -298,16 +299,12 @@ def cartridge_run(*, subjob_id: int, worker: str, task_id: str) -> str | None:
             # for it meanwhile joins them before the first file is read.
             mounting = time.monotonic()
             mount = drive_mount(library=library, drive=drive, worker=worker, vid=vid, sleep=False)
-            claimed += _gather(store, vid, worker, task_id, stack=leases)
+            first = _gather(store, vid, worker, task_id, stack=leases)
+            claimed += first
             time.sleep(max(0.0, mount.total - (time.monotonic() - mounting)))
-            batch = list(claimed)
-            while True:
-                batch += _gather(store, vid, worker, task_id, stack=leases)
-                if not batch and _nothing_left(library, store, vid, drive, worker):
-                    break
-                claimed += [entry for entry in batch if entry not in claimed]
-                _read_in_position_order(library, drive, worker, vid, batch)
-                batch = []
+            _read_cartridge(
+                _Cartridge(library, store, vid, drive, worker, task_id, leases, claimed), first
+            )
         except BaseException as exc:
             # A warm shutdown, the drive lost, the database gone: every sub-job goes back.
             drive_release(drive=drive, worker=worker)
@@ -389,29 +386,77 @@ def _nothing_left(library, store, vid, drive, worker) -> bool:
         return not waiting
 
 
-def _read_in_position_order(library, drive, worker, vid, batch: list[_Claimed]) -> None:
-    """Every pending item of ``batch`` in position order on the drive, each through its own
-    sub-job's reporter (a sub-job cancelled, past its deadline or whose lease is lost stops
-    alone)."""
+@dataclass
+class _Cartridge:
+    library: TapeLibrary
+    store: Store
+    vid: str
+    drive: TapeDrive
+    worker: str
+    task_id: str
+    leases: contextlib.ExitStack
+    claimed: list
+
+
+# While reading, how often the holder looks for sub-jobs of its cartridge dispatched since.
+LOOK_SECONDS = 0.25
+# Looks in a row that find dispatched sub-jobs but claim none (another worker's claim racing
+# ours) before the drive is given up anyway.
+EMPTY_LOOKS = 20
+
+
+def _read_cartridge(cartridge: _Cartridge, first: list[_Claimed]) -> None:
+    """Read every pending item of the claimed sub-jobs as an elevator does: the nearest file at
+    or past the head next, back to the start of the cartridge once none is ahead. Sub-jobs
+    dispatched meanwhile (late arrivals) are claimed every LOOK_SECONDS and their files join the
+    sweep (those ahead of the head in this pass, the others in the next); once nothing is left
+    the drive is let go (``_nothing_left``). Each item goes through its own sub-job's reporter:
+    a sub-job cancelled, past its deadline or whose lease is lost stops alone."""
     from staging.services.execution import _run_item, stage_file_copy
+
+    c = cartridge
+    keys: list[tuple[int, int]] = []  # (position, item id), sorted
+    by_key: dict[tuple[int, int], tuple[_Claimed, Item]] = {}
+
+    def take(entries: list[_Claimed]) -> None:
+        for entry in entries:
+            for item in entry.pending:
+                key = (_position(item), item.pk)
+                bisect.insort(keys, key)
+                by_key[key] = (entry, item)
 
     def work(item, store, reporter):
         drive_read(
-            library=library,
-            drive=drive,
-            worker=worker,
-            vid=vid,
+            library=c.library,
+            drive=c.drive,
+            worker=c.worker,
+            vid=c.vid,
             position=item.tape_position,
             size=item.size,
             path=item.path,
         )
         stage_file_copy(item, store, reporter)
 
-    order = sorted(
-        ((entry, item) for entry in batch for item in entry.pending),
-        key=lambda pair: (_position(pair[1]), pair[1].pk),
-    )
-    for entry, item in order:
+    take(first)
+    looked, empty_looks = time.monotonic(), 0
+    while True:
+        if not keys or time.monotonic() - looked >= LOOK_SECONDS:
+            joined = _gather(c.store, c.vid, c.worker, c.task_id, stack=c.leases)
+            c.claimed += joined
+            take(joined)
+            looked = time.monotonic()
+        if not keys:
+            if _nothing_left(c.library, c.store, c.vid, c.drive, c.worker):
+                return
+            empty_looks += 1
+            if empty_looks >= EMPTY_LOOKS:
+                drive_release(drive=c.drive, worker=c.worker)
+                return
+            time.sleep(DRIVE_POLL_SECONDS)
+            continue
+        empty_looks = 0
+        at = bisect.bisect_left(keys, (c.drive.head_position, -1))
+        entry, item = by_key.pop(keys.pop(at if at < len(keys) else 0))
         reporter = entry.reporter
         if entry.stopped or item.pk in reporter.cancelled_items:
             continue
