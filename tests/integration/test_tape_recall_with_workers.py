@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from staging.models import File, Job, JobStatus, TapeDrive, TapeLibrary
+from staging.models import File, Job, JobStatus, SubJob, TapeDrive, TapeLibrary
 from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.jobs import job_create_staging
@@ -221,3 +221,32 @@ def test_the_wlcg_tape_api_stages_from_a_tape_store_through_the_scheduler(
         f"{api}/archiveinfo", json={"paths": [f"/tape/{files[0].path}"]}, headers=headers
     )
     assert archiveinfo.json()[0]["locality"] == "DISK_AND_TAPE"
+
+
+def test_a_request_for_a_mounted_cartridge_joins_it_before_it_unmounts(
+    tape_store, tape_files, start_worker, start_beat
+):
+    files, layout = tape_files
+    on_v1 = [f for f in files if layout[f.path][0] == "V1"]
+    on_v2 = [f for f in files if layout[f.path][0] == "V2"]
+    # One drive and a slow mount: the later requests arrive while V1 mounts.
+    library = library_for(tape_store, drives=1, mount_seconds=1.5)
+    start_worker(concurrency=3, **FAST_DISPATCH)
+    start_beat(**FAST_DISPATCH)
+    owner = UserFactory()
+
+    first = job_create_staging(owner=owner, store=tape_store, files=on_v1[:2], source="api")
+    drive = TapeDrive.objects.filter(library=library)
+    wait_until(lambda: drive.filter(holder_vid="V1").exists(), timeout=30, what="V1 mounting")
+    other = job_create_staging(owner=owner, store=tape_store, files=on_v2, source="api")
+    late = job_create_staging(owner=owner, store=tape_store, files=on_v1[2:], source="api")
+    jobs = [first, other, late]
+    sample_until_done(jobs, lambda: None)
+
+    statuses = Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", flat=True)
+    assert set(statuses) == {JobStatus.FINISHED}
+    # The late V1 files were claimed by the run that held V1's drive (its task id) and read on
+    # that one mount, before V2 took the drive: two mounts.
+    run_of = dict(SubJob.objects.filter(tape_vid="V1").values_list("job_id", "celery_task_id"))
+    assert run_of[late.pk] == run_of[first.pk]
+    assert drive.get().mounts == 2
