@@ -117,7 +117,9 @@ def _choose() -> list[int]:
         recall_choose(capacity, libraries, blocked=staging_full)
     if capacity.room <= 0:
         return chosen + capacity.chosen
-    capped = waiting.exclude(job__task__in=UNCAPPED_TASKS).exclude(job__store_id__in=libraries)
+    capped = waiting.exclude(job__task__in=UNCAPPED_TASKS).exclude(
+        job__store_id__in=list(libraries)
+    )
     full_stores = {pk for pk in capacity.store_limit if capacity.store_full(pk)}
     full_stores |= staging_full  # no room in the staging area
     # Who has work waiting, by priority: one row per (priority, owner), with the oldest job.

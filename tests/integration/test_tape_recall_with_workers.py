@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from staging.models import File, Job, JobStatus, SubJob, TapeDrive, TapeLibrary
+from staging.models import File, Item, Job, JobStatus, SubJob, TapeDrive, TapeLibrary
 from staging.roles import Role
 from staging.services.accounts import token_create
-from staging.services.jobs import job_create_staging
+from staging.services.jobs import job_cancel, job_create_staging
 from tests.factories import UserFactory
 from tests.workers import wait_until
 
@@ -250,3 +250,33 @@ def test_a_request_for_a_mounted_cartridge_joins_it_before_it_unmounts(
     run_of = dict(SubJob.objects.filter(tape_vid="V1").values_list("job_id", "celery_task_id"))
     assert run_of[late.pk] == run_of[first.pk]
     assert drive.get().mounts == 2
+
+
+def test_a_job_cancelled_while_its_cartridge_is_read_stops_and_the_other_job_goes_on(
+    tape_store, tape_files, start_worker, start_beat
+):
+    files, layout = tape_files
+    on_v1 = [f for f in files if layout[f.path][0] == "V1"]
+    on_v2 = [f for f in files if layout[f.path][0] == "V2"]
+    # Slow reads (about 0.5 s a file): the cancel lands while V1 is being read.
+    library = library_for(tape_store, drives=1, read_mb_per_second=0.004)
+    knobs = {**FAST_DISPATCH, "STAGING_PROGRESS_INTERVAL_SECONDS": "0.1"}
+    start_worker(concurrency=2, **knobs)
+    start_beat(**knobs)
+    owner = UserFactory()
+    doomed = job_create_staging(owner=owner, store=tape_store, files=on_v1, source="api")
+    wait_until(
+        lambda: Item.objects.filter(job=doomed, status=JobStatus.FINISHED).exists(),
+        timeout=30,
+        what="V1's first file read",
+    )
+    kept = job_create_staging(owner=owner, store=tape_store, files=on_v2, source="api")
+    job_cancel(job=Job.objects.get(pk=doomed.pk))
+    sample_until_done([doomed, kept], lambda: None)
+
+    assert Job.objects.get(pk=doomed.pk).status == JobStatus.CANCELLED
+    staged = [f for f in on_v1 if (Path(tape_store.staging_root) / f.path).exists()]
+    assert 1 <= len(staged) < len(on_v1)
+    assert Job.objects.get(pk=kept.pk).status == JobStatus.FINISHED
+    drive = TapeDrive.objects.get(library=library)
+    assert drive.holder == "" and drive.mounts == 2
