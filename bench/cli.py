@@ -37,6 +37,7 @@ BENCHMARKS = {
     "D2": ("bench.store_limit", "store limit"),
     "D3": ("bench.broker_bound", "broker bounded"),
     "W1": ("bench.webhooks", "webhooks"),
+    "P10": ("bench.tape_recall", "tape recall"),
 }
 NEEDS_WEB = {"P1", "P6", "P8", "W3", "P4", "P9", "W2"}
 

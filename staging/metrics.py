@@ -158,6 +158,7 @@ class StagingCollector(Collector):
         yield queues
         yield up
         yield from dispatch_metrics()
+        yield from tape_metrics()
 
 
 def _per_store(name: str, documentation: str) -> GaugeMetricFamily:
@@ -274,6 +275,47 @@ def dispatch_metrics() -> Iterator[Metric]:
     for owner_id, n in top:
         per_owner.add_metric([names.get(owner_id, "")], n)
     yield per_owner
+
+
+def tape_metrics() -> Iterator[Metric]:
+    """The simulated tape libraries: mounts, bytes read and seek time per store (counters since
+    the drives were created), bytes per mount, and busy drives and waiting cartridges now."""
+    from prometheus_client.core import CounterMetricFamily
+
+    from staging.selectors_tape import tape_overview
+
+    families = {
+        "mounts": CounterMetricFamily(
+            "stagingsvc_tape_mounts", "Cartridges mounted by a store's drives.", labels=["store"]
+        ),
+        "bytes_read": CounterMetricFamily(
+            "stagingsvc_tape_read_bytes", "Bytes read by a store's drives.", labels=["store"]
+        ),
+        "seek_seconds": CounterMetricFamily(
+            "stagingsvc_tape_seek_seconds",
+            "Seconds a store's drives spent locating along cartridges.",
+            labels=["store"],
+        ),
+        "mount_seconds": CounterMetricFamily(
+            "stagingsvc_tape_mount_seconds",
+            "Seconds a store's drives spent mounting and unmounting.",
+            labels=["store"],
+        ),
+    }
+    per_mount = _per_store("stagingsvc_tape_bytes_per_mount", "Bytes read per mount, on average.")
+    busy = _per_store("stagingsvc_tape_drives_busy", "Drives held by a worker now.")
+    waiting = _per_store(
+        "stagingsvc_tape_cartridges_waiting", "Cartridges with files waiting, not being read."
+    )
+    for view in tape_overview():
+        store = view.library.store.slug
+        for name, family in families.items():
+            family.add_metric([store], view.totals[name])
+        per_mount.add_metric([store], view.bytes_per_mount)
+        busy.add_metric([store], sum(d.busy for d in view.drives))
+        waiting.add_metric([store], sum(not q.active for q in view.queues) + view.more_cartridges)
+    yield from families.values()
+    yield from (per_mount, busy, waiting)
 
 
 def metrics_exposition() -> bytes:

@@ -174,6 +174,14 @@ class File(models.Model):
         help_text="This file's own DTS metadata, over its store's: {\"credit\": {...}, "
         '"sources": [...]}.',
     )
+    # Where a posix-tape store's file lives on tape: read by the scan from the file's extended
+    # attributes (user.tape.vid, user.tape.position) or imported from a tape map (tapemap).
+    tape_vid = models.CharField(
+        "tape cartridge (VID)", max_length=64, blank=True, help_text="Blank: not known."
+    )
+    tape_position = models.BigIntegerField(
+        null=True, blank=True, help_text="The file's position on its cartridge."
+    )
 
     class Meta:
         ordering = ["store", "path"]
@@ -379,6 +387,9 @@ class SubJob(models.Model):
         default=0, help_text="Copy rate over the last progress interval (0 when not running)."
     )
     error = models.TextField(blank=True)
+    # Set on the sub-jobs the recall scheduler builds for a tape library (staging.services.
+    # recall): the cartridge all of its items are on; blank for every other sub-job.
+    tape_vid = models.CharField(max_length=80, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -515,6 +526,7 @@ class Pin(models.Model):
 
 # Defined in their own module; imported here so that Django registers them with the app.
 from staging.models_limits import AccountLimits  # noqa: E402, F401
+from staging.models_tape import TapeDrive, TapeLibrary  # noqa: E402, F401
 from staging.models_webhooks import (  # noqa: E402, F401
     JobCallback,
     WebhookAttempt,

@@ -136,6 +136,11 @@ ADMIN_SITE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "staging.change_accountlimits",
             "staging.delete_accountlimits",
             "staging.view_accountlimits",
+            # A tape store's simulated library and recall scheduler, an inline of its page.
+            "staging.add_tapelibrary",
+            "staging.change_tapelibrary",
+            "staging.delete_tapelibrary",
+            "staging.view_tapelibrary",
         }
     ),
     Role.DATA_ADMIN: frozenset(
@@ -148,6 +153,7 @@ ADMIN_SITE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "staging.view_pin",
             "staging.view_file",
             "staging.view_store",
+            "staging.view_tapelibrary",
             "django_celery_results.view_taskresult",
             # Webhooks: switch an endpoint off; change_webhookdelivery is what "send again" needs.
             "staging.view_webhookendpoint",

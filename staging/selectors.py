@@ -320,7 +320,12 @@ RESULT_COLUMNS = (
     "started_at",
     "pinned_until",
     "released_at",
+    # Where the file is on tape (posix-tape stores with a tape map; blank otherwise).
+    "tape_vid",
+    "tape_position",
 )
+# Result columns read from the item's catalogue file.
+FILE_RESULT_FIELDS = {"tape_vid": F("file__tape_vid"), "tape_position": F("file__tape_position")}
 
 
 def job_subjobs(*, job: Job) -> QuerySet[SubJob]:
@@ -537,6 +542,7 @@ def job_item_rows(*, job: Job, columns: Sequence[str], chunk_size: int = 2000) -
     fields = [c for c in columns if c in ITEM_RESULT_FIELDS]
     extra = [c for c in columns if c not in ITEM_RESULT_FIELDS]
     times = {name: value for name, value in item_times().items() if name in fields}
+    times |= {name: value for name, value in FILE_RESULT_FIELDS.items() if name in fields}
     items = Item.objects.filter(job=job).annotate(**times)
     values = items.order_by("pk").values_list(*fields, "result")
     for row in values.iterator(chunk_size=chunk_size):

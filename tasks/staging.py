@@ -11,6 +11,7 @@ from celery.signals import worker_shutting_down
 from django.db import InterfaceError, OperationalError
 
 from staging.services.execution import subjob_run, worker_identity
+from staging.services.recall import cartridge_run, is_cartridge_subjob
 from tasks.catalogue import item_work_for
 
 
@@ -29,9 +30,12 @@ def stage_subjob(self, subjob_id: int) -> dict:
     the only one): the work per item is the task's, looked up in the catalogue by the job's
     task. A duplicate delivery returns without doing anything."""
     worker = worker_identity(self.request.hostname)
-    status = subjob_run(
-        subjob_id=subjob_id, worker=worker, task_id=self.request.id, work_for=item_work_for
-    )
+    if is_cartridge_subjob(subjob_id):  # a tape library's cartridge, with the others queued
+        status = cartridge_run(subjob_id=subjob_id, worker=worker, task_id=self.request.id)
+    else:
+        status = subjob_run(
+            subjob_id=subjob_id, worker=worker, task_id=self.request.id, work_for=item_work_for
+        )
     return {"subjob": subjob_id, "status": status, "worker": worker}
 
 

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from staging.admin.base import ReadOnlyAdmin
 from staging.errors import ServiceError
-from staging.models import File, Store
+from staging.models import File, Store, TapeLibrary
 from staging.services.deadlines import deadline_parse
 from staging.services.stores import store_roots_validate
 
@@ -67,9 +67,39 @@ class StoreForm(forms.ModelForm):
                 self.add_error(field, f"{root} cannot be created: {exc.strerror}")
 
 
+class TapeLibraryInline(admin.StackedInline):
+    """The simulated tape library of a posix-tape store and its recall scheduler."""
+
+    model = TapeLibrary
+    can_delete = True
+    extra = 0
+    max_num = 1
+    verbose_name = "simulated tape library and recall scheduler"
+    verbose_name_plural = "simulated tape library and recall scheduler"
+    fieldsets = [
+        (
+            "Library (what a read costs; docs/tape.md)",
+            {
+                "fields": [
+                    "drives",
+                    "mount_seconds",
+                    "unmount_seconds",
+                    "locate_seconds_per_position",
+                    "read_mb_per_second",
+                ]
+            },
+        ),
+        (
+            "Recall scheduler (when a cartridge is mounted)",
+            {"fields": ["scheduler", "min_files", "min_bytes", "max_wait"]},
+        ),
+    ]
+
+
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
     form = StoreForm
+    inlines = [TapeLibraryInline]
     list_display = [
         "slug",
         "kind",
@@ -143,6 +173,8 @@ class FileAdmin(ReadOnlyAdmin):
         "adler32",
         "present",
         "last_seen_at",
+        "tape_vid",
+        "tape_position",
         "metadata",
     ]
     readonly_fields = [name for name in fields if name != "metadata"]

@@ -24,6 +24,7 @@ from staging.selectors_dashboard import (
     subjobs_running_by_node,
 )
 from staging.selectors_dispatch import WaitReason, dispatch_overview
+from staging.selectors_tape import tape_overview
 
 # A dead broker costs the page at most about this long per step (connect, queues, ping).
 BROKER_TIMEOUT_SECONDS = 1.0
@@ -152,5 +153,6 @@ def dashboard(request, *, site):
         # Nodes holding leases that did not answer the ping: busy, partitioned or dead.
         "silent_nodes": sorted(busy.items()),
         **_dispatch_context(),
+        "tape_libraries": tape_overview(),
     }
     return TemplateResponse(request, "admin/staging/dashboard.html", context)

@@ -104,6 +104,7 @@ class ItemAdmin(ReadOnlyAdmin):
         "path",
         "job",
         "file",
+        "tape_location",
         "subjob",
         "status",
         "size",
@@ -117,10 +118,25 @@ class ItemAdmin(ReadOnlyAdmin):
         "pinned_until_shown",
         "released",
     ]
-    readonly_fields = ["queued", "started", "finished", "pinned_until_shown", "released"]
+    readonly_fields = [
+        "queued",
+        "started",
+        "finished",
+        "pinned_until_shown",
+        "released",
+        "tape_location",
+    ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(**item_times())
+
+    @admin.display(description="on tape")
+    def tape_location(self, item):
+        file = item.file
+        if file is None or not file.tape_vid:
+            return "—"
+        position = "" if file.tape_position is None else f" at position {file.tape_position}"
+        return f"{file.tape_vid}{position}"
 
     @admin.display(description="job")
     def job_id_link(self, item):

@@ -26,6 +26,7 @@ from staging.models import File, Store, StoreKind
 from staging.selectors import files_by_paths, files_rows_by_paths, values_in
 from staging.services.stores import store_roots_validate
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path, resolve_under
+from staging.tape_maps import tape_location_of, tape_locations_record
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,12 @@ def catalogue_scan(
         os.close(start_fd)
 
 
+def tape_locations_flush(store: Store, locations: dict | None) -> None:
+    if locations:
+        tape_locations_record(store=store, locations=locations)
+        locations.clear()
+
+
 def _catalogue_scan_from(
     *,
     store: Store,
@@ -198,6 +205,8 @@ def _catalogue_scan_from(
     should_stop: Callable[[], bool],
 ) -> ScanSummary:
     reads_content = store.kind != StoreKind.POSIX_TAPE
+    # A tape store's files may say where they are on tape (user.tape.vid, user.tape.position).
+    tape_locations: dict[str, tuple[str, int | None]] | None = None if reads_content else {}
     existing_qs = File.objects.filter(store=store)
     if prefix:
         existing_qs = existing_qs.filter(path__startswith=prefix + "/")
@@ -288,9 +297,13 @@ def _catalogue_scan_from(
                 summary.updated += 1
         if on_file is not None:
             on_file(relative, stat, kept)
+        if tape_locations is not None and (location := tape_location_of(found)):
+            tape_locations[relative] = location
         if len(to_create) + len(to_update) + len(unchanged_ids) >= SCAN_BATCH:
             flush()
+            tape_locations_flush(store, tape_locations)
     flush()
+    tape_locations_flush(store, tape_locations)
 
     vanished_ids = [file_id for file_id, _, _, present, _ in existing.values() if present]
     for start_at in range(0, len(vanished_ids), SCAN_BATCH):

@@ -46,6 +46,7 @@ from staging.selectors_dispatch import (
     subjobs_waiting,
 )
 from staging.services.preemption import give_way_ask
+from staging.services.recall import recall_choose, recall_libraries
 from staging.services.staging_space import stores_full
 
 logger = logging.getLogger(__name__)
@@ -115,16 +116,23 @@ def _choose() -> list[int]:
     chosen = list(
         waiting.filter(job__task__in=UNCAPPED_TASKS).order_by("pk").values_list("pk", flat=True)
     )
+    # A tape library's work goes by cartridge (staging.services.recall), bounded by its drives.
+    libraries = recall_libraries()
+    staging_full = stores_full() if libraries or capacity.room > 0 else set()
+    if libraries:
+        recall_choose(capacity, libraries, blocked=staging_full)
     if capacity.room <= 0:
-        return chosen
-    capped = waiting.exclude(job__task__in=UNCAPPED_TASKS)
+        return chosen + capacity.chosen
+    capped = waiting.exclude(job__task__in=UNCAPPED_TASKS).exclude(
+        job__store_id__in=list(libraries)
+    )
     full_stores = {pk for pk in capacity.store_limit if capacity.store_full(pk)}
-    full_stores |= stores_full()  # no room in the staging area
+    full_stores |= staging_full  # no room in the staging area
     # Who has work waiting, by priority: one row per (priority, owner), with the oldest job.
     levels: dict[int, dict[int | None, int]] = defaultdict(dict)
     queues = (
         jobs_with_capped_work_waiting()
-        .exclude(store_id__in=full_stores)
+        .exclude(store_id__in=full_stores | set(libraries))
         .values_list("priority", "owner_id")
         .annotate(oldest=Min("pk"))
     )

@@ -43,6 +43,7 @@ from staging.storage import (
     pid_alive,
     stage_file,
 )
+from staging.tape_library import tape_read_for_copy
 
 logger = logging.getLogger(__name__)
 
@@ -431,9 +432,16 @@ ItemWork = Callable[[Item, Store, "ProgressReporter"], None]
 
 def stage_item(item: Item, store: Store, reporter: ProgressReporter) -> None:
     """The work of a staging task: a complete, verified copy of the item in the staging area.
-    Where the catalogue has no MD5 for the file, the copy records the MD5 of what it read."""
-    if store.simulated_latency_ms:
+    Where the catalogue has no MD5 for the file, the copy records the MD5 of what it read.
+    A store with a simulated tape library reads through one of its drives first; another
+    store's simulated latency is a flat delay per item."""
+    if not tape_read_for_copy(item, store, worker=reporter.worker) and store.simulated_latency_ms:
         time.sleep(store.simulated_latency_ms / 1000)
+    stage_file_copy(item, store, reporter)
+
+
+def stage_file_copy(item: Item, store: Store, reporter: ProgressReporter) -> None:
+    """The copy of ``stage_item``, once the file is readable."""
     record_md5 = None
     lacks_md5 = getattr(item, "catalogue_lacks_md5", None)  # read with the claimed items
     if lacks_md5 is None:

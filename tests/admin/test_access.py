@@ -77,6 +77,9 @@ def test_the_admin_role_can_add_a_store(admin_role_client, tmp_path):
             "archive_root": str(tmp_path / "a"),
             "staging_root": str(tmp_path / "s"),
             "simulated_latency_ms": 0,
+            # The tape library inline, left empty.
+            "tape_library-TOTAL_FORMS": "0",
+            "tape_library-INITIAL_FORMS": "0",
         },
     )
 

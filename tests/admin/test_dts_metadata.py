@@ -23,6 +23,9 @@ def store_form(tmp_path, **fields) -> dict:
         "credit": "{}",
         "sources": "[]",
         **fields,
+        # The tape library inline, left empty.
+        "tape_library-TOTAL_FORMS": "0",
+        "tape_library-INITIAL_FORMS": "0",
     }
 
 

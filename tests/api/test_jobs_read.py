@@ -244,6 +244,8 @@ def test_the_result_is_json_by_default(api_as):
         "started_at",
         "pinned_until",
         "released_at",
+        "tape_vid",
+        "tape_position",
     }
 
 

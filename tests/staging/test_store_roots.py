@@ -38,6 +38,9 @@ def store_form(archive: str, staging: str, slug: str = "tape2") -> dict:
         "archive_root": archive,
         "staging_root": staging,
         "simulated_latency_ms": 0,
+        # The tape library inline, left empty.
+        "tape_library-TOTAL_FORMS": "0",
+        "tape_library-INITIAL_FORMS": "0",
     }
 
 

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from staging.errors import ServiceError
 from staging.models import StoreKind
 from staging.services.deadlines import deadline_parse
+from staging.services.recall import library_configure, library_settings_check
 from staging.services.stores import store_create
 
 
@@ -52,6 +53,41 @@ class Command(BaseCommand):
             "one): seconds (7200) or an ISO 8601 duration (PT2H, P1D). Default: none. Change "
             "it later with storelimit.",
         )
+        tape = parser.add_argument_group(
+            "simulated tape library (posix-tape stores; docs/tape.md#the-recall-scheduler)"
+        )
+        tape.add_argument(
+            "--tape-drives",
+            type=int,
+            default=None,
+            help="Give the store a simulated tape library with this many drives (replaces "
+            "--latency-ms) and the recall scheduler.",
+        )
+        tape.add_argument("--tape-mount-seconds", type=float, default=None)
+        tape.add_argument("--tape-unmount-seconds", type=float, default=None)
+        tape.add_argument(
+            "--tape-locate-seconds", type=float, default=None, help="Seconds per position."
+        )
+        tape.add_argument("--tape-read-mbps", type=float, default=None, help="Read MB/s.")
+        tape.add_argument(
+            "--recall-min-files",
+            type=int,
+            default=None,
+            help="Mount a cartridge once this many of its files wait (default 1).",
+        )
+        tape.add_argument(
+            "--recall-min-bytes", type=int, default=None, help="… or this many bytes."
+        )
+        tape.add_argument(
+            "--recall-max-wait",
+            default=None,
+            help="… or once its oldest file waited this long: seconds or ISO 8601 (PT5M).",
+        )
+        tape.add_argument(
+            "--no-recall-scheduler",
+            action="store_true",
+            help="Keep the library but dispatch in request order.",
+        )
         parser.add_argument(
             "--credit",
             default=None,
@@ -72,6 +108,9 @@ class Command(BaseCommand):
             deadline = None
             if options["deadline"] is not None:
                 deadline = deadline_parse(options["deadline"], field="--deadline")
+            library = _library_options(options)
+            if library is not None:
+                library_settings_check(kind=options["kind"], **library)
             store = store_create(
                 slug=options["slug"],
                 archive_root=options["archive_root"],
@@ -86,12 +125,34 @@ class Command(BaseCommand):
                 max_active=options["max_active"],
                 default_deadline=deadline,
             )
+            if library is not None:
+                library_configure(store=store, **library)
         except ServiceError as exc:
             raise CommandError(exc.detail) from exc
         self.stdout.write(
             f"store {store.slug} ({store.kind}{', primary' if store.is_primary else ''}): "
             f"archive {store.archive_root}, staging {store.staging_root}"
         )
+
+
+def _library_options(options) -> dict | None:
+    """The library's settings given, or None when no --tape-drives was."""
+    if options["tape_drives"] is None:
+        return None
+    max_wait = options["recall_max_wait"]
+    return {
+        "drives": options["tape_drives"],
+        "mount_seconds": options["tape_mount_seconds"],
+        "unmount_seconds": options["tape_unmount_seconds"],
+        "locate_seconds_per_position": options["tape_locate_seconds"],
+        "read_mb_per_second": options["tape_read_mbps"],
+        "min_files": options["recall_min_files"],
+        "min_bytes": options["recall_min_bytes"],
+        "max_wait": None
+        if max_wait is None
+        else deadline_parse(max_wait, field="--recall-max-wait"),
+        "scheduler": not options["no_recall_scheduler"],
+    }
 
 
 def _json_option(raw: str | None, option: str):

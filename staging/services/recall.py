@@ -1,0 +1,550 @@
+"""The recall scheduler of a tape library: waiting files grouped by cartridge, a cartridge sent
+to a drive once enough of it waits, each cartridge read once, in position order.
+
+Dispatch side (``recall_choose``, called by each dispatcher pass for the stores whose library
+has the scheduler on):
+
+1. The waiting items of such a store are regrouped, per job, into one sub-job per cartridge
+   (``SubJob.tape_vid``), moved out of the request-order sub-jobs they were created in. Only
+   sub-jobs never dispatched are touched, inside the dispatcher's lock: no worker holds them.
+2. A cartridge with sub-jobs in flight is *active*; at most ``drives`` are. The waiting sub-jobs
+   of an active cartridge are dispatched at once (late arrivals join the read in progress).
+3. A cartridge becomes eligible when ``min_files`` or ``min_bytes`` of it wait, when its oldest
+   waiting file has waited ``max_wait``, or when it is still mounted in a drive (no mount to
+   pay). Eligible cartridges take the free drives by priority, then fair share (the owner with
+   the fewest sub-jobs in flight per weight), then a mounted one, then the most files waiting,
+   then the oldest wait.
+
+Worker side (``cartridge_run``, for a sub-job with a ``tape_vid``): the worker takes the drive
+the cartridge is in, or a free one (``staging.tape_library``). When another worker holds the
+cartridge's drive, it does nothing: that worker gathers this sub-job before it lets the drive go.
+The holder claims every dispatched sub-job of the cartridge (each under its own lease, as any
+sub-job), reads all their items in position order, looks again for late arrivals, gives the drive
+back and only then writes each sub-job's end. So leases, the reaper, the reconciler, cancels and
+deadlines hold as for any sub-job: each item ends exactly once, through its own sub-job."""
+
+import bisect
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Count, Max, Sum
+from django.utils import timezone
+
+from staging.models import File, Item, JobStatus, Store, StoreKind, SubJob
+from staging.models_tape import TapeDrive, TapeLibrary
+from staging.selectors_dispatch import DISPATCHED, UNCAPPED_TASKS, subjobs_waiting
+from staging.services import transitions
+from staging.services.transitions import LeaseLost
+from staging.storage import StagingCancelled
+from staging.tape_library import (
+    BUSY,
+    DRIVE_POLL_SECONDS,
+    drive_acquire,
+    drive_mount,
+    drive_read,
+    drive_release,
+    group_of,
+    library_of,
+)
+
+logger = logging.getLogger(__name__)
+
+# Items regrouped by cartridge per store and pass: a million-file request is regrouped over
+# several passes, the oldest first.
+REGROUP_STEP = 20_000
+
+
+def recall_libraries() -> dict[int, TapeLibrary]:
+    """The libraries whose store's waiting work the recall scheduler dispatches, by store id."""
+    return {
+        library.store_id: library
+        for library in TapeLibrary.objects.filter(
+            scheduler=True, store__kind=StoreKind.POSIX_TAPE
+        ).select_related("store")
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch side
+
+
+def _regroup(store: Store) -> int:
+    """Move the waiting items of ``store`` that are not in a cartridge sub-job yet into one per
+    job and cartridge; returns how many items moved."""
+    waiting_plain = (
+        subjobs_waiting()
+        .filter(job__store=store, tape_vid="")
+        .exclude(job__task__in=UNCAPPED_TASKS)
+    )
+    rows = list(
+        Item.objects.filter(subjob__in=waiting_plain, status=JobStatus.NOT_STARTED)
+        .order_by("pk")
+        .values_list("pk", "job_id", "subjob_id", "size", "file_id", "path", "file__tape_vid")[
+            :REGROUP_STEP
+        ]
+    )
+    if not rows:
+        return 0
+    groups: dict[tuple[int, str], list[tuple[int, int]]] = defaultdict(list)
+    emptied: set[int] = set()
+    for pk, job_id, subjob_id, size, file_id, path, vid in rows:
+        groups[(job_id, group_of(vid=vid or "", file_id=file_id, path=path))].append((pk, size))
+        emptied.add(subjob_id)
+    # Cartridge sub-jobs of these jobs still waiting take more of the same cartridge (a retry).
+    existing = {
+        (job_id, vid): pk
+        for pk, job_id, vid in subjobs_waiting()
+        .filter(job_id__in={job_id for job_id, _ in groups})
+        .exclude(tape_vid="")
+        .values_list("pk", "job_id", "tape_vid")
+    }
+    next_sequence = dict(
+        SubJob.objects.filter(job_id__in={job_id for job_id, _ in groups})
+        .values_list("job_id")
+        .annotate(top=Max("sequence"))
+    )
+    created = []
+    for job_id, vid in groups:
+        if (job_id, vid) not in existing:
+            next_sequence[job_id] += 1
+            created.append(SubJob(job_id=job_id, sequence=next_sequence[job_id], tape_vid=vid))
+    for subjob in SubJob.objects.bulk_create(created):
+        existing[(subjob.job_id, subjob.tape_vid)] = subjob.pk
+    for key, items in groups.items():
+        Item.objects.filter(pk__in=[pk for pk, _ in items]).update(subjob_id=existing[key])
+    _totals_refresh(set(existing.values()) | emptied)
+    # The request-order sub-jobs left without items go: they were never handed out.
+    SubJob.objects.filter(pk__in=emptied, dispatched_at__isnull=True, items__isnull=True).delete()
+    return len(rows)
+
+
+def _totals_refresh(subjob_ids: set[int]) -> None:
+    totals = {
+        row["subjob_id"]: row
+        for row in Item.objects.filter(subjob_id__in=subjob_ids)
+        .values("subjob_id")
+        .annotate(files=Count("pk"), size=Sum("size"))
+    }
+    for pk in subjob_ids:
+        row = totals.get(pk, {"files": 0, "size": 0})
+        SubJob.objects.filter(pk=pk).update(files_total=row["files"], bytes_total=row["size"] or 0)
+
+
+@dataclass
+class CartridgeQueue:
+    """The waiting work of one cartridge of a store, and why it waits."""
+
+    vid: str
+    files: int = 0
+    bytes: int = 0
+    oldest: datetime | None = None
+    priority: int = 0
+    owners: set = field(default_factory=set)
+    subjobs: list[tuple[int, int | None]] = field(default_factory=list)  # (sub-job, owner)
+    active: bool = False
+    mounted: bool = False
+    reason: str = ""
+
+    def eligible(self, library: TapeLibrary, now: datetime) -> bool:
+        if self.active or self.mounted:
+            return True
+        if self.files >= max(library.min_files, 1):
+            return True
+        if library.min_bytes and self.bytes >= library.min_bytes:
+            return True
+        return self.oldest is not None and now - self.oldest >= library.max_wait
+
+
+def cartridge_queues(store: Store, library: TapeLibrary) -> dict[str, CartridgeQueue]:
+    """The store's waiting cartridge sub-jobs grouped by cartridge, marked active (sub-jobs in
+    flight) and mounted (in a drive)."""
+    queues: dict[str, CartridgeQueue] = {}
+    rows = (
+        subjobs_waiting()
+        .filter(job__store=store)
+        .exclude(tape_vid="")
+        .values_list(
+            "pk",
+            "tape_vid",
+            "files_total",
+            "bytes_total",
+            "job__created_at",
+            "job__priority",
+            "job__owner_id",
+        )
+        .order_by("job__created_at", "pk")
+    )
+    for pk, vid, files, size, created, priority, owner_id in rows:
+        queue = queues.setdefault(vid, CartridgeQueue(vid))
+        queue.files += files
+        queue.bytes += size
+        queue.oldest = created if queue.oldest is None else min(queue.oldest, created)
+        queue.priority = max(queue.priority, priority)
+        queue.owners.add(owner_id)
+        queue.subjobs.append((pk, owner_id))
+    for vid in active_vids(store):
+        queues.setdefault(vid, CartridgeQueue(vid)).active = True
+    for vid in (
+        TapeDrive.objects.filter(library=library)
+        .exclude(mounted_vid="")
+        .values_list("mounted_vid", flat=True)
+    ):
+        if vid in queues:
+            queues[vid].mounted = True
+    return queues
+
+
+def active_vids(store: Store) -> set[str]:
+    """Cartridges handed out and not read yet, or being read: with sub-jobs dispatched and not
+    yet claimed, or a drive held for them. (Sub-jobs whose reads are over but whose ends are
+    still being written hold no drive: the next cartridge may go.)"""
+    unclaimed = (
+        SubJob.objects.filter(DISPATCHED, job__store=store, status=JobStatus.NOT_STARTED)
+        .exclude(tape_vid="")
+        .values_list("tape_vid", flat=True)
+        .distinct()
+    )
+    held = TapeDrive.objects.filter(
+        library__store=store, lease_expires_at__gt=timezone.now()
+    ).exclude(holder="")
+    return set(unclaimed) | set(held.values_list("holder_vid", flat=True))
+
+
+def recall_choose(capacity, libraries: dict[int, TapeLibrary], blocked: set[int]) -> None:
+    """Add to ``capacity.chosen`` the cartridge sub-jobs to dispatch now (see the module)."""
+    now = timezone.now()
+    for store_id, library in libraries.items():
+        if store_id in blocked:
+            continue
+        store = library.store
+        _regroup(store)
+        queues = cartridge_queues(store, library)
+        active = [q for q in queues.values() if q.active]
+        free_drives = library.drives - len(active)
+        capacity.learn_owners({owner for q in queues.values() for owner in q.owners})
+        chosen = list(active)
+        waiting = [q for q in queues.values() if not q.active and q.subjobs]
+        eligible = [q for q in waiting if q.eligible(library, now)]
+        eligible.sort(
+            key=lambda q: (
+                -q.priority,
+                min(capacity.share(owner) for owner in q.owners),
+                not q.mounted,
+                -q.files,  # the biggest batch first: most read per mount
+                q.oldest,
+            )
+        )
+        chosen += eligible[: max(free_drives, 0)]
+        for queue in chosen:
+            for pk, owner_id in queue.subjobs:
+                _take_outside_bound(capacity, pk, store_id, owner_id)
+
+
+def _take_outside_bound(capacity, pk: int, store_id: int, owner_id) -> None:
+    """Dispatch a cartridge sub-job without spending the in-flight bound: the drives bound a
+    library's work (one worker per active cartridge reads, the other deliveries return at once),
+    and a cartridge's sub-jobs must all be handed out for its one read to gather them."""
+    capacity.store_used[store_id] += 1
+    capacity.owner_used[owner_id] += 1
+    capacity.chosen.append(pk)
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side
+
+
+def is_cartridge_subjob(subjob_id: int) -> bool:
+    return (
+        SubJob.objects.filter(pk=subjob_id)
+        .exclude(tape_vid="")
+        .filter(job__store__tape_library__isnull=False)
+        .exists()
+    )
+
+
+@dataclass
+class _Claimed:
+    subjob: SubJob
+    reporter: object
+    pending: list = field(default_factory=list)
+    # Set when its run stopped: an unexpected error, or the copy in hand stopped (a deadline).
+    error: BaseException | None = None
+    in_hand: Item | None = None
+    stopped: bool = False
+
+
+def cartridge_run(*, subjob_id: int, worker: str, task_id: str) -> str | None:
+    """Run a cartridge sub-job with the tape library (see the module): this one and every other
+    dispatched sub-job of its cartridge, in position order, on one drive. Returns this sub-job's
+    final status when this worker ran it, else None."""
+    from staging.services.dispatch import dispatch_after_end
+    from staging.services.execution import _interrupted
+
+    row = SubJob.objects.select_related("job__store").get(pk=subjob_id)
+    store, vid = row.job.store, row.tape_vid
+    library = library_of(store)
+    drive = _drive_wait(library, vid, worker, subjob_id)
+    if drive is None:
+        return None  # the cartridge's holder reads it, or it is over
+    finals: dict[int, str | None] = {}
+    claimed: list[_Claimed] = []
+    with contextlib.ExitStack() as leases:
+        try:
+            # The sub-jobs waiting are claimed while the cartridge mounts, and what was dispatched
+            # for it meanwhile joins them before the first file is read.
+            mounting = time.monotonic()
+            mount = drive_mount(library=library, drive=drive, worker=worker, vid=vid, sleep=False)
+            first = _gather(store, vid, worker, task_id, stack=leases)
+            claimed += first
+            time.sleep(max(0.0, mount.total - (time.monotonic() - mounting)))
+            _read_cartridge(
+                _Cartridge(library, store, vid, drive, worker, task_id, leases, claimed), first
+            )
+        except BaseException as exc:
+            # A warm shutdown, the drive lost, the database gone: every sub-job goes back.
+            drive_release(drive=drive, worker=worker)
+            for entry in claimed:
+                _interrupted(entry.subjob.pk, worker, entry.reporter, exc)
+            raise
+        drive_release(drive=drive, worker=worker)
+        dispatch_after_end()  # the drive is free: the next cartridge may go now
+        for entry in claimed:
+            finals[entry.subjob.pk] = _end(entry, worker)
+    dispatch_after_end()
+    return finals.get(subjob_id)
+
+
+def _drive_wait(library: TapeLibrary, vid: str, worker: str, subjob_id: int):
+    """A drive for ``vid``, waiting while every drive is held; None when another worker holds
+    the cartridge's drive or the sub-job no longer waits for anyone."""
+    while True:
+        got = drive_acquire(library=library, vid=vid, worker=worker)
+        if got == BUSY:
+            return None
+        if got is not None:
+            return got
+        if not SubJob.objects.filter(
+            pk=subjob_id, status=JobStatus.NOT_STARTED, dispatched_at__isnull=False
+        ).exists():
+            return None
+        time.sleep(DRIVE_POLL_SECONDS)
+
+
+def _gather(store, vid, worker, task_id, *, stack) -> list[_Claimed]:
+    """Claim every dispatched, unclaimed sub-job of the cartridge, each with its heartbeat."""
+    from staging.services.execution import LeaseHeartbeat, ProgressReporter, subjob_claim
+
+    ids = list(_dispatched_unclaimed(store, vid).order_by("pk").values_list("pk", flat=True))
+    batch = []
+    for pk in ids:
+        claimed_at = time.monotonic()
+        subjob = subjob_claim(subjob_id=pk, worker=worker, task_id=task_id)
+        if subjob is None:
+            continue
+        heartbeat = stack.enter_context(
+            LeaseHeartbeat(subjob_id=pk, worker=worker, claimed_at=claimed_at)
+        )
+        reporter = ProgressReporter(subjob=subjob, worker=worker, heartbeat=heartbeat)
+        pending = [i for i in subjob.claimed_items if i.status in transitions.ACTIVE_ITEM]
+        batch.append(_Claimed(subjob, reporter, pending))
+    positions = dict(
+        File.objects.filter(
+            pk__in={i.file_id for entry in batch for i in entry.pending if i.file_id}
+        ).values_list("pk", "tape_position")
+    )
+    for entry in batch:
+        for item in entry.pending:
+            item.tape_position = positions.get(item.file_id)
+    return batch
+
+
+def _dispatched_unclaimed(store, vid):
+    return SubJob.objects.filter(
+        job__store=store, tape_vid=vid, status=JobStatus.NOT_STARTED, dispatched_at__isnull=False
+    )
+
+
+def _nothing_left(library, store, vid, drive, worker) -> bool:
+    """Under the library's lock (as ``drive_acquire`` takes it), whether no dispatched sub-job of
+    the cartridge waits to be read; when none does, the drive is let go in the same transaction,
+    so a sub-job dispatched after this finds the drive free and takes it itself."""
+    with transaction.atomic():
+        TapeLibrary.objects.select_for_update().filter(pk=library.pk).exists()
+        waiting = SubJob.objects.filter(
+            job__store=store,
+            tape_vid=vid,
+            status=JobStatus.NOT_STARTED,
+            dispatched_at__isnull=False,
+        ).exists()
+        if not waiting:
+            drive_release(drive=drive, worker=worker)
+        return not waiting
+
+
+@dataclass
+class _Cartridge:
+    library: TapeLibrary
+    store: Store
+    vid: str
+    drive: TapeDrive
+    worker: str
+    task_id: str
+    leases: contextlib.ExitStack
+    claimed: list
+
+
+# While reading, how often the holder looks for sub-jobs of its cartridge dispatched since.
+LOOK_SECONDS = 0.25
+# Looks in a row that find dispatched sub-jobs but claim none (another worker's claim racing
+# ours) before the drive is given up anyway.
+EMPTY_LOOKS = 20
+
+
+def _read_cartridge(cartridge: _Cartridge, first: list[_Claimed]) -> None:
+    """Read every pending item of the claimed sub-jobs as an elevator does: the nearest file at
+    or past the head next, back to the start of the cartridge once none is ahead. Sub-jobs
+    dispatched meanwhile (late arrivals) are claimed every LOOK_SECONDS and their files join the
+    sweep (those ahead of the head in this pass, the others in the next); once nothing is left
+    the drive is let go (``_nothing_left``). Each item goes through its own sub-job's reporter:
+    a sub-job cancelled, past its deadline or whose lease is lost stops alone."""
+    from staging.services.execution import _run_item, stage_file_copy
+
+    c = cartridge
+    keys: list[tuple[int, int]] = []  # (position, item id), sorted
+    by_key: dict[tuple[int, int], tuple[_Claimed, Item]] = {}
+
+    def take(entries: list[_Claimed]) -> None:
+        for entry in entries:
+            for item in entry.pending:
+                key = (_position(item), item.pk)
+                bisect.insort(keys, key)
+                by_key[key] = (entry, item)
+
+    def work(item, store, reporter):
+        drive_read(
+            library=c.library,
+            drive=c.drive,
+            worker=c.worker,
+            vid=c.vid,
+            position=item.tape_position,
+            size=item.size,
+            path=item.path,
+        )
+        stage_file_copy(item, store, reporter)
+
+    take(first)
+    looked, empty_looks = time.monotonic(), 0
+    while True:
+        if not keys or time.monotonic() - looked >= LOOK_SECONDS:
+            joined = _gather(c.store, c.vid, c.worker, c.task_id, stack=c.leases)
+            c.claimed += joined
+            take(joined)
+            looked = time.monotonic()
+        if not keys:
+            if _nothing_left(c.library, c.store, c.vid, c.drive, c.worker):
+                return
+            empty_looks += 1
+            if empty_looks >= EMPTY_LOOKS:
+                drive_release(drive=c.drive, worker=c.worker)
+                return
+            time.sleep(DRIVE_POLL_SECONDS)
+            continue
+        empty_looks = 0
+        at = bisect.bisect_left(keys, (c.drive.head_position, -1))
+        entry, item = by_key.pop(keys.pop(at if at < len(keys) else 0))
+        reporter = entry.reporter
+        if entry.stopped or item.pk in reporter.cancelled_items:
+            continue
+        if reporter.should_stop():
+            entry.stopped = True
+            continue
+        try:
+            _run_item(item, entry.subjob.job.store, reporter, work)
+        except StagingCancelled:
+            entry.stopped, entry.in_hand = True, item
+        except LeaseLost:
+            entry.stopped = True  # its end hands it back, or writes nothing
+
+
+def _position(item: Item) -> int:
+    position = getattr(item, "tape_position", None)
+    return -1 if position is None else position
+
+
+def _end(entry: _Claimed, worker: str) -> str | None:
+    """Write one sub-job's end, as subjob_run does for a sub-job of its own: its files not read
+    by its deadline fail, and a lost lease writes nothing."""
+    from staging.services.execution import _interrupted, _lease_given_up
+
+    reporter, subjob_id = entry.reporter, entry.subjob.pk
+    try:
+        stopped = entry.stopped and not reporter.cancelled and not reporter.lease_lost()
+        if stopped and reporter.deadline_passed():
+            done = set(reporter.ran) | set(reporter.outcomes.finished)
+            done |= set(reporter.outcomes.failed)
+            left = [i for i in entry.pending if i.pk not in done]
+            reporter.items_past_deadline(left, in_hand=entry.in_hand)
+        return reporter.finish()
+    except LeaseLost:
+        _lease_given_up(subjob_id, worker)
+        return None
+    except Exception as exc:
+        _interrupted(subjob_id, worker, reporter, exc)
+        return None
+    finally:
+        reporter.sync.close()
+        reporter.directories.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+LIBRARY_FIELDS = {
+    "drives": "drives",
+    "mount_seconds": "mount seconds",
+    "unmount_seconds": "unmount seconds",
+    "locate_seconds_per_position": "locate seconds per position",
+    "read_mb_per_second": "read MB/s",
+    "min_files": "min files",
+    "min_bytes": "min bytes",
+}
+
+
+def library_settings_check(*, kind: str, **fields) -> None:
+    """Refuse settings a library cannot have, naming the setting and its range."""
+    from staging.errors import ServiceError
+    from staging.models import StoreKind
+
+    if kind != StoreKind.POSIX_TAPE:
+        raise ServiceError(
+            "only a posix-tape store has a tape library (add it with --kind posix-tape)",
+            field="kind",
+        )
+    if fields.get("drives") is not None and fields["drives"] < 1:
+        raise ServiceError("a tape library has at least 1 drive", field="drives")
+    for name, label in LIBRARY_FIELDS.items():
+        value = fields.get(name)
+        if value is not None and value < 0:
+            raise ServiceError(f"{label} cannot be negative (got {value})", field=name)
+    if fields.get("read_mb_per_second") == 0:
+        raise ServiceError("read MB/s must be above 0", field="read_mb_per_second")
+    max_wait = fields.get("max_wait")
+    if max_wait is not None and max_wait < timedelta(0):
+        raise ServiceError("max wait cannot be negative", field="max_wait")
+
+
+def library_configure(*, store: Store, **fields) -> TapeLibrary:
+    """Give ``store`` a simulated tape library, or change its settings (fields left None keep
+    theirs, or the defaults); applies at the next dispatch pass and the next drive taken."""
+    library_settings_check(kind=store.kind, **fields)
+    library, _ = TapeLibrary.objects.get_or_create(store=store)
+    for name, value in fields.items():
+        if value is not None:
+            setattr(library, name, value)
+    library.save()
+    return library
