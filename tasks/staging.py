@@ -11,7 +11,7 @@ from celery.signals import worker_shutting_down
 from django.db import InterfaceError, OperationalError
 
 from staging.services.execution import subjob_run, worker_identity
-from staging.services.recall import cartridge_run, is_cartridge_subjob
+from staging.services.recall import cartridge_run
 from tasks.catalogue import item_work_for
 
 
@@ -25,12 +25,13 @@ from tasks.catalogue import item_work_for
     retry_backoff_max=60,
     max_retries=5,
 )
-def stage_subjob(self, subjob_id: int) -> dict:
+def stage_subjob(self, subjob_id: int, cartridge: bool = False) -> dict:
     """Run one sub-job of a job of any catalogue task (the name dates from when staging was
     the only one): the work per item is the task's, looked up in the catalogue by the job's
-    task. A duplicate delivery returns without doing anything."""
+    task. A duplicate delivery returns without doing anything. ``cartridge``: a tape
+    library's cartridge sub-job (its message says so: staging.services.jobs)."""
     worker = worker_identity(self.request.hostname)
-    if is_cartridge_subjob(subjob_id):  # a tape library's cartridge, with the others queued
+    if cartridge:  # a tape library's cartridge, with the others queued
         status = cartridge_run(subjob_id=subjob_id, worker=worker, task_id=self.request.id)
     else:
         status = subjob_run(

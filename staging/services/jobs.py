@@ -11,7 +11,7 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Value, When
+from django.db.models import BooleanField, Case, ExpressionWrapper, Q, Value, When
 from django.utils import timezone
 
 from staging.errors import ConflictError, ServiceError
@@ -414,13 +414,19 @@ def _messages_send(task_ids: dict[int, str]) -> None:
     """Publish one stage_subjob message per sub-job through one producer, buffered by kombu's
     publish batch (a Redis pipeline: one round trip per PUBLISH_BATCH messages, task-sent
     events included); transports without batches publish one by one. Release sub-jobs go to
-    the control queue, the others to the staging queue."""
+    the control queue, the others to the staging queue. A tape library's cartridge sub-job
+    says so in its message, so the worker needs no query to tell (staging.services.recall)."""
     queues = current_app.amqp.queues
-    on_control = set(
-        SubJob.objects.filter(pk__in=list(task_ids), job__task__in=UNCAPPED_TASKS).values_list(
-            "pk", flat=True
-        )
+    kinds = SubJob.objects.filter(pk__in=list(task_ids)).values_list(
+        "pk",
+        ExpressionWrapper(Q(job__task__in=UNCAPPED_TASKS), output_field=BooleanField()),
+        ExpressionWrapper(
+            ~Q(tape_vid="") & Q(job__store__tape_library__isnull=False),
+            output_field=BooleanField(),
+        ),
     )
+    on_control = {pk for pk, control, _ in kinds if control}
+    cartridges = {pk for pk, _, cartridge in kinds if cartridge}
     with current_app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH * 4):
         for subjob_id, task_id in task_ids.items():
             queue = queues[CONTROL_QUEUE if subjob_id in on_control else STAGING_QUEUE]
@@ -429,6 +435,7 @@ def _messages_send(task_ids: dict[int, str]) -> None:
             current_app.send_task(
                 STAGE_SUBJOB_TASK,
                 args=[subjob_id],
+                kwargs={"cartridge": True} if subjob_id in cartridges else {},
                 task_id=task_id,
                 queue=queue,
                 declare=[queue],

@@ -258,15 +258,6 @@ def _take_outside_bound(capacity, pk: int, store_id: int, owner_id) -> None:
 # Worker side
 
 
-def is_cartridge_subjob(subjob_id: int) -> bool:
-    return (
-        SubJob.objects.filter(pk=subjob_id)
-        .exclude(tape_vid="")
-        .filter(job__store__tape_library__isnull=False)
-        .exists()
-    )
-
-
 @dataclass
 class _Claimed:
     subjob: SubJob
