@@ -12,9 +12,11 @@ def endpoints_list(*, user) -> QuerySet[WebhookEndpoint]:
 
 def endpoint_get(*, endpoint_id: str, user) -> WebhookEndpoint:
     """One of the user's endpoints; another user's is alike unknown (404)."""
+    text = str(endpoint_id)
+    # ASCII digits only: str.isdigit also takes '²' and '٣', which int() refuses.
     endpoint = (
-        WebhookEndpoint.objects.filter(owner=user, pk=int(endpoint_id)).first()
-        if str(endpoint_id).isdigit() and len(str(endpoint_id)) <= 18
+        WebhookEndpoint.objects.filter(owner=user, pk=int(text)).first()
+        if text.isascii() and text.isdecimal() and len(text) <= 18
         else None
     )
     if endpoint is None:

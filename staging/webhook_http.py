@@ -58,6 +58,10 @@ def _allowed_networks() -> list:
     return [ipaddress.ip_network(n, strict=False) for n in settings.WEBHOOK_ALLOWED_NETWORKS]
 
 
+# 192.0.0.0/24: Python calls most of it global; no webhook receiver lives there.
+IETF_PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
+
+
 @cache
 def _own_addresses() -> frozenset:
     """This host's addresses as its name resolves (a receiver must not be the service itself)."""
@@ -72,12 +76,26 @@ def _why_refused(address) -> str:
     """Why ``address`` may not be called, or "" when it may."""
     if any(address in network for network in _allowed_networks()):
         return ""
-    mapped = getattr(address, "ipv4_mapped", None)
+    # IPv6 forms that carry an IPv4 address (mapped, 6to4, Teredo's client) are judged by it.
+    mapped = getattr(address, "ipv4_mapped", None) or getattr(address, "sixtofour", None)
     if mapped is not None:
         return _why_refused(mapped)
-    for reason in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
-        if getattr(address, f"is_{reason}"):
+    teredo = getattr(address, "teredo", None)
+    if teredo is not None:
+        return _why_refused(teredo[1])
+    for reason in (
+        "loopback",
+        "link_local",
+        "site_local",
+        "private",
+        "multicast",
+        "unspecified",
+        "reserved",
+    ):
+        if getattr(address, f"is_{reason}", False):
             return reason.replace("_", "-")
+    if address in IETF_PROTOCOL_ASSIGNMENTS:
+        return "reserved"
     if not address.is_global:
         return "not globally routable"
     if address in _own_addresses():

@@ -235,6 +235,8 @@ def _stage_request_write(
         )
         for relative in missing
     )
+    if create is None:
+        transitions.job_created_ended(job.pk, JobStatus.FAILED)
     job.refresh_from_db()
     return job
 

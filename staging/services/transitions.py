@@ -118,6 +118,12 @@ def _job_moved(job_id: int, status: str, *, listened: bool | None = None) -> Non
     deliveries_for_job_status(job_id, status, listened=listened)
 
 
+def job_created_ended(job_id: int, status: str) -> None:
+    """A job created already in a terminal status (a tape request none of whose files is in
+    the archive) owes what a move into that status owes."""
+    _job_moved(job_id, status)
+
+
 def job_mark_running(job_id: int, *, listened: bool | None = None) -> bool:
     """NOT_STARTED → RUNNING. ``listened``: whether anything listens to the job's webhooks, when
     the caller read it already (staging.services.webhooks.job_listened)."""

@@ -12,8 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from stagingsvc.logconfig import logging_config
+from stagingsvc.process_priority import parse_ionice
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -341,7 +343,8 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "in
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_TASK_ROUTES = {"tasks.staging.*": {"queue": "staging"}}
 # tasks/ is a plain package, not an installed app, so autodiscovery would not find it.
-# tasks.instrumentation holds no task: it connects the log context and metrics signals.
+# tasks.instrumentation holds no task: it connects the log context and metrics signals;
+# tasks.worker_priority neither: it lowers a staging worker's priority.
 # tasks.database comes first: its task_prerun handler waits out a database outage before the
 # other handlers (and the task) query the database.
 CELERY_IMPORTS = [
@@ -349,6 +352,7 @@ CELERY_IMPORTS = [
     "tasks.staging",
     "tasks.maintenance",
     "tasks.instrumentation",
+    "tasks.worker_priority",
 ]
 # Keep worker connections between tasks; tasks.database recycles them as Django does per request.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
@@ -475,6 +479,13 @@ STAGING = {
     # Progress is written at most this often per sub-job.
     "PROGRESS_INTERVAL_SECONDS": env.float("STAGING_PROGRESS_INTERVAL_SECONDS", default=1.0),
     "COPY_CHUNK_BYTES": env.int("STAGING_COPY_CHUNK_BYTES", default=8 * 1024**2),
+    # The pool processes of a worker that takes the staging queue lower their CPU priority to
+    # this niceness (0: unchanged) and their I/O priority to this class (best-effort:N with N
+    # from 0 to 7, idle, or none: unchanged), so that the web on the same machine answers a
+    # status poll without waiting for a copy. A worker of the control queue alone keeps the
+    # normal priority. See docs/deployment.md, "Priorities".
+    "WORKER_NICE": env.int("STAGING_WORKER_NICE", default=10),
+    "WORKER_IONICE": env("STAGING_WORKER_IONICE", default="best-effort:7"),
     # Retry-After of the asynchronous API calls: how long a client should wait between polls.
     "POLL_INTERVAL_SECONDS": env.int("STAGING_POLL_INTERVAL_SECONDS", default=5),
     # How long staged copies stay pinned when a request does not say (the DTS needs 7 days).
@@ -489,6 +500,16 @@ STAGING = {
     # Jobs deleted per transaction by the purge.
     "RETENTION_BATCH": env.int("STAGING_RETENTION_BATCH", default=200),
 }
+# A wrong priority is refused at start, by every process, rather than found by the first worker.
+try:
+    parse_ionice(STAGING["WORKER_IONICE"])
+except ValueError as exc:
+    raise ImproperlyConfigured(f"STAGING_WORKER_IONICE: {exc}") from None
+if not 0 <= STAGING["WORKER_NICE"] <= 19:
+    raise ImproperlyConfigured(
+        f"STAGING_WORKER_NICE: {STAGING['WORKER_NICE']} is not a niceness: use 0 (unchanged) "
+        "to 19 (lowest CPU priority)"
+    )
 
 # --- Long polling and event streams ------------------------------------------------------
 

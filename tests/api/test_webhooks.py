@@ -174,3 +174,40 @@ def test_deliveries_are_listed_with_their_attempts(alice, archive_files):
     assert delivery["attempts"] == []
     assert delivery["payload"]["data"]["statusuri"].endswith(f"/api/v1/task_status/{job_id}")
     assert WebhookDelivery.objects.count() == 1
+
+
+@pytest.mark.parametrize("endpoint_id", ["%C2%B2", "%D9%A3", "1%C2%B2"])
+def test_an_id_of_digits_that_are_not_ascii_is_a_404(alice, endpoint_id):
+    # '²' and '٣' are digits to str.isdigit, not to int().
+    for route in ("", "rotate", "deliveries/"):
+        method = alice.post if route == "rotate" else alice.get
+        response = method(f"{HOOKS}{endpoint_id}/{route}")
+        assert response.status_code == 404, (route, response.content)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:7f00:1::]/hook",  # 6to4 around 127.0.0.1
+        "http://[2002:a00:1::]/hook",  # 6to4 around 10.0.0.1
+        "http://[fec0::1]/hook",  # site-local (deprecated, still routed by some hosts)
+        "http://192.0.0.8/hook",  # IETF protocol assignments
+    ],
+)
+def test_addresses_that_wrap_or_are_not_public_are_refused(alice, url):
+    response = register(alice, url=url)
+    assert_problem(response, 400)
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_tape_request_born_failed_owes_its_job_failed_event(client_for, store):
+    client = client_for(Role.DATA_USER, username="tina")
+    assert register(client).status_code == 201
+
+    response = client.post("/tape/api/v1/stage", {"files": [{"path": "/gone.txt"}]}, format="json")
+
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(uuid=response.json()["requestId"])
+    assert job.status == "FAILED"
+    (delivery,) = WebhookDelivery.objects.filter(job=job)
+    assert delivery.event == "job.failed"

@@ -139,3 +139,12 @@ def test_the_control_queue_has_a_worker_of_its_own():
 def test_the_web_runs_gunicorn_with_the_project_config():
     (command,) = parse("stagingsvc-web.service")["Service"]["ExecStart"]
     assert command.endswith("gunicorn -c stagingsvc/gunicorn.conf.py stagingsvc.wsgi")
+
+
+def test_the_workers_copy_below_the_web_and_may_lower_their_own_priority():
+    worker = parse("stagingsvc-worker@.service")["Service"]
+    web = parse("stagingsvc-web.service")["Service"]
+    assert int(worker["CPUWeight"][0]) < int(web.get("CPUWeight", ["100"])[0])
+    assert int(worker["IOWeight"][0]) < int(web.get("IOWeight", ["100"])[0])
+    # STAGING_WORKER_NICE / STAGING_WORKER_IONICE: without these the filter kills the worker.
+    assert "setpriority ioprio_set" in worker["SystemCallFilter"]
