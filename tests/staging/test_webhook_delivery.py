@@ -23,6 +23,7 @@ from staging.models_webhooks import DeliveryStatus
 from staging.services import transitions
 from staging.services.jobs import job_cancel
 from staging.services.webhooks import (
+    deliveries_publish,
     delivery_send,
     endpoint_create,
     endpoint_rotate,
@@ -394,3 +395,14 @@ def test_a_late_duplicate_attempt_cannot_undo_a_delivery(owner, loopback_allowed
     assert delivery.next_attempt_at is None
     assert outcomes == [None]  # the late attempt's outcome was not recorded as the delivery's
     assert sorted(a.status_code for a in delivery.attempt_rows.all()) == [204, 500]
+
+
+def test_sends_travel_on_a_queue_of_their_own(owner, loopback_allowed, broker, settings):
+    hook(owner, "http://127.0.0.1:9/hooks")
+    delivery = WebhookDelivery.objects.get(job=finished_job(owner))
+
+    deliveries_publish([delivery.pk])
+
+    assert broker.llen(f"{settings.BROKER_KEY_PREFIX}control") == 0
+    (message,) = broker.lrange(f"{settings.BROKER_KEY_PREFIX}webhooks", 0, -1)
+    assert json.loads(message)["headers"]["task"] == "tasks.maintenance.webhook_send"
