@@ -255,7 +255,8 @@ def delivery_send(delivery_id: int) -> str | None:
     """One attempt at a due delivery: claimed by a compare-and-set (a duplicate message does
     nothing), POSTed, its attempt recorded, then DELIVERED, due again after the next backoff
     step, or FAILED once WEBHOOK_GIVE_UP_HOURS have passed. Returns the status, or None when it
-    was not due (sent already, or being sent)."""
+    was not due (sent already, or being sent) or the attempt outlived its claim (its outcome is
+    then kept as an attempt only)."""
     now = timezone.now()
     claimed_until = now + _claim_window()
     claimed = WebhookDelivery.objects.filter(
