@@ -314,7 +314,7 @@ class Supervisor:
         database: str,
         *,
         concurrency: int,
-        queues: str = "staging,control",
+        queues: str = "staging,control,webhooks",
         **extra_env: str,
     ) -> None:
         """A `celery worker` with ``concurrency`` processes on both queues, as the Procfile

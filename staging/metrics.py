@@ -39,7 +39,7 @@ from staging.broker import broker_queue_lengths
 
 logger = logging.getLogger(__name__)
 
-QUEUES = ("staging", "control")
+QUEUES = ("staging", "control", "webhooks")
 # Owners are users: an unbounded label. Only the owners with most waiting sub-jobs get a series
 # of their own (who is flooding the queue is what an alert needs); the rest are counted per
 # priority in stagingsvc_owners_waiting.

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
+import math
 import secrets
 import socket
 import ssl
@@ -150,33 +151,94 @@ def url_checked(url: str, *, field: str = "url") -> CheckedURL:
     return CheckedURL(parts.scheme, parts.hostname, port, target, addresses[0])
 
 
+def _deadline_passed() -> TimeoutError:
+    return TimeoutError(
+        f"no answer within the attempt's {settings.WEBHOOK_ATTEMPT_SECONDS:g} s "
+        "(WEBHOOK_ATTEMPT_SECONDS)"
+    )
+
+
+class _DeadlineMixin:
+    """A socket whose every send and receive waits at most the per-operation timeout and never
+    past the attempt's deadline (time.monotonic()): a receiver that drips its answer a byte at
+    a time, each within the read timeout, is still cut off when the attempt's time is up."""
+
+    deadline = math.inf
+    operation_timeout = math.inf
+
+    def _timeout_set(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _deadline_passed()
+        self.settimeout(min(self.operation_timeout, left))
+
+    def recv_into(self, *args, **kwargs):
+        self._timeout_set()
+        return super().recv_into(*args, **kwargs)
+
+    def recv(self, *args, **kwargs):
+        self._timeout_set()
+        return super().recv(*args, **kwargs)
+
+    def sendall(self, *args, **kwargs):
+        self._timeout_set()
+        return super().sendall(*args, **kwargs)
+
+
+class _DeadlineSocket(_DeadlineMixin, socket.socket):
+    pass
+
+
+class _DeadlineSSLSocket(_DeadlineMixin, ssl.SSLSocket):
+    pass
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to the checked address; the Host header still names the host."""
 
-    def __init__(self, checked: CheckedURL, **kwargs):
+    def __init__(self, checked: CheckedURL, *, deadline: float, **kwargs):
         super().__init__(checked.host, checked.port, **kwargs)
         self.address = checked.address
+        self.deadline = deadline
 
     def connect(self):
-        self.sock = _connected(self.address, self.port)
+        self.sock = _connected(self.address, self.port, self.deadline)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """As _PinnedHTTPConnection, with TLS verified against the host's name."""
 
-    def __init__(self, checked: CheckedURL, **kwargs):
-        super().__init__(checked.host, checked.port, context=ssl.create_default_context(), **kwargs)
+    def __init__(self, checked: CheckedURL, *, deadline: float, **kwargs):
+        context = ssl.create_default_context()
+        context.sslsocket_class = _DeadlineSSLSocket
+        super().__init__(checked.host, checked.port, context=context, **kwargs)
         self.address = checked.address
+        self.deadline = deadline
 
     def connect(self):
-        self.sock = self._context.wrap_socket(
-            _connected(self.address, self.port), server_hostname=self.host
+        # The handshake runs under the socket's timeout, capped by the time left.
+        sock = self._context.wrap_socket(
+            _connected(self.address, self.port, self.deadline), server_hostname=self.host
         )
+        sock.deadline = self.deadline
+        sock.operation_timeout = settings.WEBHOOK_READ_TIMEOUT
+        self.sock = sock
 
 
-def _connected(address: str, port: int) -> socket.socket:
-    sock = socket.create_connection((address, port), timeout=settings.WEBHOOK_CONNECT_TIMEOUT)
-    sock.settimeout(settings.WEBHOOK_READ_TIMEOUT)
+def _connected(address: str, port: int, deadline: float) -> socket.socket:
+    """A socket connected to ``address`` within WEBHOOK_CONNECT_TIMEOUT and the deadline."""
+    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    sock = _DeadlineSocket(family, socket.SOCK_STREAM)
+    try:
+        sock.deadline = deadline
+        sock.operation_timeout = settings.WEBHOOK_CONNECT_TIMEOUT
+        sock._timeout_set()
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.operation_timeout = settings.WEBHOOK_READ_TIMEOUT
+    sock._timeout_set()
     return sock
 
 
@@ -195,8 +257,10 @@ class PostOutcome:
 def post(url: str, body: bytes, headers: dict[str, str]) -> PostOutcome:
     """POST ``body`` once to ``url`` (checked again now: DNS may have changed since it was
     registered). Never raises for what the receiver or the network does; no redirect followed,
-    at most RESPONSE_PREFIX_BYTES of the answer read."""
+    at most RESPONSE_PREFIX_BYTES of the answer read, and all of it (connecting, sending,
+    reading) over within WEBHOOK_ATTEMPT_SECONDS: a slow receiver cannot hold a sender longer."""
     started = time.monotonic()
+    deadline = started + settings.WEBHOOK_ATTEMPT_SECONDS
 
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
@@ -206,7 +270,7 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> PostOutcome:
     except UnsafeWebhookURL as exc:
         return PostOutcome(None, elapsed(), error=f"refused: {exc.detail}"[:500])
     kind = _PinnedHTTPSConnection if checked.scheme == "https" else _PinnedHTTPConnection
-    connection = kind(checked)
+    connection = kind(checked, deadline=deadline)
     try:
         connection.request(
             "POST",
@@ -222,6 +286,8 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> PostOutcome:
         prefix = response.read(RESPONSE_PREFIX_BYTES).decode("utf-8", errors="replace")
         return PostOutcome(response.status, elapsed(), response_prefix=prefix[:256])
     except (OSError, http.client.HTTPException) as exc:
+        if isinstance(exc, TimeoutError) and time.monotonic() >= deadline:
+            exc = _deadline_passed()  # name the bound that ended the attempt, not the socket's
         return PostOutcome(None, elapsed(), error=f"{type(exc).__name__}: {exc}"[:500])
     finally:
         connection.close()

@@ -3,6 +3,8 @@
 from dataclasses import asdict
 
 from celery import shared_task
+from django.conf import settings
+from django.db import connection
 
 from staging.services.deadlines import jobs_past_deadline_fail
 from staging.services.dispatch import dispatch_woken
@@ -13,7 +15,12 @@ from staging.services.recovery import (
     subjobs_reconcile,
 )
 from staging.services.retention import jobs_purge
-from staging.services.webhooks import deliveries_resend_due, delivery_send, pins_expiring_notify
+from staging.services.webhooks import (
+    CLAIM_MARGIN_SECONDS,
+    deliveries_resend_due,
+    delivery_send,
+    pins_expiring_notify,
+)
 
 
 # No result row: a pass runs every few seconds and after every submission.
@@ -52,11 +59,21 @@ def purge_old_jobs() -> dict:
     return asdict(jobs_purge())
 
 
-# Sent on the control queue (CELERY_TASK_DEFAULT_QUEUE), never behind staging work; the delivery
-# row is the record, so no result row.
-@shared_task(ignore_result=True)
+# Sent on the webhooks queue (CELERY_TASK_ROUTES) to a worker of its own; the delivery row is
+# the record, so no result row. post() ends every attempt within WEBHOOK_ATTEMPT_SECONDS; the
+# time limits are a backstop where the pool enforces them (prefork; a thread pool does not).
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=settings.WEBHOOK_ATTEMPT_SECONDS + CLAIM_MARGIN_SECONDS / 2,
+    time_limit=settings.WEBHOOK_ATTEMPT_SECONDS + CLAIM_MARGIN_SECONDS,
+)
 def webhook_send(delivery_id: int) -> str | None:
-    return delivery_send(delivery_id)
+    try:
+        return delivery_send(delivery_id)
+    finally:
+        # A thread pool keeps each thread's connection; sends are few and far between, so
+        # none is held idle by a sender thread between them.
+        connection.close()
 
 
 @shared_task(ignore_result=True)

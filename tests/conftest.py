@@ -111,16 +111,22 @@ def broker():
 
 @pytest.fixture
 def start_worker(transactional_db, broker, tmp_path: Path, results_root: Path):
-    """Start real `celery worker` processes: ``start_worker(concurrency=2)``. All are stopped
-    at the end of the test; their logs are in the test's temporary directory."""
+    """Start real `celery worker` processes: ``start_worker(concurrency=2)``, or with another
+    pool as the Procfile runs it (``pool="threads"``). All are stopped at the end of the test;
+    their logs are in the test's temporary directory."""
     started: list[WorkerProcess] = []
 
     def start(
-        *, concurrency: int = 2, queues: str = "staging,control", **env: str
+        *,
+        concurrency: int = 2,
+        queues: str = "staging,control,webhooks",
+        pool: str = "",
+        **env: str,
     ) -> WorkerProcess:
         worker = WorkerProcess(
             concurrency=concurrency,
             queues=queues,
+            pool=pool,
             log_path=tmp_path / f"worker-{len(started)}.log",
             env=worker_environment(RESULTS_ROOT=str(results_root), **env),
         )

@@ -101,6 +101,7 @@ class WorkerProcess(CeleryProcess):
         log_path: Path,
         env: dict[str, str],
         command_prefix: Sequence[str] = (),
+        pool: str = "",
     ):
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         super().__init__(
@@ -116,6 +117,7 @@ class WorkerProcess(CeleryProcess):
                 "INFO",
                 "--without-gossip",
                 "--without-mingle",
+                *(["--pool", pool] if pool else []),
             ],
             log_path=log_path,
             env=env,

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The image's entry point: `web`, `worker`, `control`, `beat`, `flower` or `migrate` run that
+# The image's entry point: `web`, `worker`, `control`, `webhooks`, `beat`, `flower` or `migrate` run that
 # process (exec'd, so it receives the container's SIGTERM itself); anything else is run as
 # given, e.g. `python manage.py createtoken alice --role data-user`.
 set -eu
@@ -31,6 +31,14 @@ case "${1:-web}" in
         metrics_dir
         exec celery -A stagingsvc worker -Q control --loglevel INFO \
             --concurrency "${CONTROL_CONCURRENCY:-2}" --hostname "control@%h" "$@"
+        ;;
+    webhooks)
+        # Webhook sends wait on receivers' networks: threads (I/O bound), and a queue of their
+        # own so a slow receiver never holds up the control queue.
+        shift
+        metrics_dir
+        exec celery -A stagingsvc worker -Q webhooks --pool threads --loglevel INFO \
+            --concurrency "${WEBHOOK_CONCURRENCY:-8}" --hostname "webhooks@%h" "$@"
         ;;
     beat)
         shift

@@ -15,12 +15,13 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from staging.broker import broker_queue_lengths
+from staging.broker import broker_queue_lengths, broker_queue_task_count
 from staging.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job, JobStatus, Pin, Store, SubJob
 from staging.selectors_dispatch import UNCAPPED_TASKS
 from staging.services import transitions
 from staging.services.jobs import (
     CONTROL_QUEUE,
+    STAGE_SUBJOB_TASK,
     STAGING_QUEUE,
     jobs_cancel_queued_subjobs,
     subjobs_publish,
@@ -111,15 +112,21 @@ def subjobs_reconcile() -> int:
     else:
         lost, missing = [], 0
         cutoff = timezone.now() - timedelta(seconds=settings.STAGING["REDISPATCH_AFTER_SECONDS"])
-        lengths = broker_queue_lengths((STAGING_QUEUE, CONTROL_QUEUE))
-        # Release sub-jobs travel on the control queue, the others on the staging queue; the
-        # control queue also carries beat's tasks, so its count can only underestimate what
-        # is missing there (found once it drains).
-        for queue, on_it in (
-            (STAGING_QUEUE, waiting.exclude(job__task__in=UNCAPPED_TASKS)),
-            (CONTROL_QUEUE, waiting.filter(job__task__in=UNCAPPED_TASKS)),
+        # Release sub-jobs travel on the control queue among beat's passes and wakes: there only
+        # their own messages count (read only when a release waits). The staging queue carries
+        # sub-jobs alone.
+        for on_it, held in (
+            (
+                waiting.exclude(job__task__in=UNCAPPED_TASKS),
+                lambda: broker_queue_lengths((STAGING_QUEUE,))[STAGING_QUEUE],
+            ),
+            (
+                waiting.filter(job__task__in=UNCAPPED_TASKS),
+                lambda: broker_queue_task_count(CONTROL_QUEUE, STAGE_SUBJOB_TASK),
+            ),
         ):
-            missing_here = on_it.count() - lengths[queue]
+            expected = on_it.count()
+            missing_here = expected - held() if expected else 0
             if missing_here <= 0:
                 continue
             missing += missing_here

@@ -41,6 +41,10 @@ _READY = (JobStatus.FINISHED, JobStatus.PARTIALLY_FAILED)
 # A pass of beat sends again at most this many due deliveries, and warns of at most this many
 # jobs' expiring pins: bounded work, the rest next pass.
 PASS_LIMIT = 500
+WEBHOOKS_QUEUE = "webhooks"
+# The claim outlasts an attempt's bound (WEBHOOK_ATTEMPT_SECONDS) by this much: the database
+# writes before and after the POST.
+CLAIM_MARGIN_SECONDS = 30
 
 
 def _event_types_checked(event_types: list[str]) -> list[str]:
@@ -209,12 +213,13 @@ def _deliveries_create(job_id: int, event: str, extra: dict | None = None) -> in
 
 
 def deliveries_publish(delivery_ids: list[int], *, countdown: float = 0) -> None:
-    """Hand deliveries to the control queue. A lost message is harmless: beat sends what is
-    overdue (deliveries_resend_due)."""
+    """Hand deliveries to the webhooks queue (its own worker: a slow receiver never delays the
+    control queue). A lost message is harmless: beat sends what is overdue
+    (deliveries_resend_due)."""
     for delivery_id in delivery_ids:
         try:
             current_app.send_task(
-                SEND_TASK, args=[delivery_id], queue="control", countdown=countdown or None
+                SEND_TASK, args=[delivery_id], queue=WEBHOOKS_QUEUE, countdown=countdown or None
             )
         except Exception:
             logger.warning("could not publish webhook delivery %s; beat will", delivery_id)
@@ -241,19 +246,22 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def _claim_window() -> timedelta:
-    """How long a sender holds a delivery it is sending (no other sender takes it meanwhile)."""
-    return timedelta(seconds=settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_READ_TIMEOUT + 30)
+    """How long a sender holds a delivery it is sending (no other sender takes it meanwhile):
+    the whole bound of an attempt, with a margin for the database writes around it."""
+    return timedelta(seconds=settings.WEBHOOK_ATTEMPT_SECONDS + CLAIM_MARGIN_SECONDS)
 
 
 def delivery_send(delivery_id: int) -> str | None:
     """One attempt at a due delivery: claimed by a compare-and-set (a duplicate message does
     nothing), POSTed, its attempt recorded, then DELIVERED, due again after the next backoff
     step, or FAILED once WEBHOOK_GIVE_UP_HOURS have passed. Returns the status, or None when it
-    was not due (sent already, or being sent)."""
+    was not due (sent already, or being sent) or the attempt outlived its claim (its outcome is
+    then kept as an attempt only)."""
     now = timezone.now()
+    claimed_until = now + _claim_window()
     claimed = WebhookDelivery.objects.filter(
         pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-    ).update(next_attempt_at=now + _claim_window())
+    ).update(next_attempt_at=claimed_until)
     if not claimed:
         return None
     delivery = (
@@ -281,11 +289,15 @@ def delivery_send(delivery_id: int) -> str | None:
             ),
         },
     )
-    return _attempt_record(delivery, outcome)
+    return _attempt_record(delivery, outcome, claimed_until=claimed_until)
 
 
 @transaction.atomic
-def _attempt_record(delivery: WebhookDelivery, outcome) -> str:
+def _attempt_record(delivery: WebhookDelivery, outcome, *, claimed_until) -> str | None:
+    """Keep the attempt, and move the delivery on only while this sender still holds its claim
+    (PENDING, due at ``claimed_until``): an attempt that outlived its claim may have been
+    overtaken by another sender or by "send again", whose outcome stands. Returns the
+    delivery's new status, or None when the outcome came too late to count."""
     WebhookAttempt.objects.create(
         delivery=delivery,
         status_code=outcome.status_code,
@@ -296,6 +308,8 @@ def _attempt_record(delivery: WebhookDelivery, outcome) -> str:
     now = timezone.now()
     attempts = delivery.attempts + 1
     changes: dict = {"attempts": attempts}
+    republish_in = None
+    gone = outcome.status_code == 410 and delivery.endpoint_id
     if outcome.ok:
         changes.update(status=DeliveryStatus.DELIVERED, delivered_at=now, next_attempt_at=None)
     else:
@@ -305,14 +319,20 @@ def _attempt_record(delivery: WebhookDelivery, outcome) -> str:
             changes.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
         else:
             changes["next_attempt_at"] = due
-            transaction.on_commit(
-                lambda: deliveries_publish([delivery.pk], countdown=(due - now).total_seconds())
-            )
-        if outcome.status_code == 410 and delivery.endpoint_id:
-            # 410 Gone: the receiver says it will never want these again.
-            WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(active=False)
+            republish_in = (due - now).total_seconds()
+        if gone:
             changes.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(**changes)
+    still_claimed = WebhookDelivery.objects.filter(
+        pk=delivery.pk, status=DeliveryStatus.PENDING, next_attempt_at=claimed_until
+    ).update(**changes)
+    if not still_claimed:
+        logger.warning("webhook delivery %s: a late attempt's outcome was not kept", delivery.pk)
+        return None
+    if gone:
+        # 410 Gone: the receiver says it will never want these again.
+        WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(active=False)
+    elif republish_in is not None:
+        transaction.on_commit(lambda: deliveries_publish([delivery.pk], countdown=republish_in))
     return changes.get("status", DeliveryStatus.PENDING)
 
 

@@ -341,7 +341,12 @@ DATABASE_OUTAGE_WAIT_SECONDS = env.int("DATABASE_OUTAGE_WAIT_SECONDS", default=3
 # Publishing happens inside HTTP requests: give up quickly and let the reconciler re-dispatch.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 CELERY_TASK_DEFAULT_QUEUE = "control"
-CELERY_TASK_ROUTES = {"tasks.staging.*": {"queue": "staging"}}
+# Webhook sends wait on receivers' networks: a queue and worker of their own (thread pool), so
+# a slow receiver never holds up the control queue's dispatch passes and releases.
+CELERY_TASK_ROUTES = {
+    "tasks.staging.*": {"queue": "staging"},
+    "tasks.maintenance.webhook_send": {"queue": "webhooks"},
+}
 # tasks/ is a plain package, not an installed app, so autodiscovery would not find it.
 # tasks.instrumentation holds no task: it connects the log context and metrics signals;
 # tasks.worker_priority neither: it lowers a staging worker's priority.
@@ -408,6 +413,9 @@ CELERY_BEAT_SCHEDULE = {
 WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
 WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
 WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=10.0)
+# The whole of one attempt (connect, send, read the answer) ends within this, however slowly a
+# receiver answers; a sender is then free for the next delivery.
+WEBHOOK_ATTEMPT_SECONDS = env.float("WEBHOOK_ATTEMPT_SECONDS", default=10.0)
 # Waits after the 1st, 2nd, … failed attempt; the last repeats. Given up after GIVE_UP_HOURS.
 WEBHOOK_BACKOFF_SECONDS = [
     float(step)

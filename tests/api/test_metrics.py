@@ -44,6 +44,7 @@ def test_it_reports_the_length_of_each_broker_queue(client, broker, settings):
 
     assert found[("stagingsvc_queue_length", (("queue", "staging"),))] == 3
     assert found[("stagingsvc_queue_length", (("queue", "control"),))] == 0
+    assert found[("stagingsvc_queue_length", (("queue", "webhooks"),))] == 0
     assert found[("stagingsvc_broker_up", ())] == 1
 
 

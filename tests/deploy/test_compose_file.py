@@ -46,12 +46,13 @@ def test_it_runs_every_process_of_the_service_and_its_servers(compose):
         "web",
         "worker",
         "control",
+        "webhooks",
         "beat",
         "flower",
         "redis",
         "postgres",
     }
-    for name in ("web", "worker", "control", "beat", "flower", "migrate"):
+    for name in ("web", "worker", "control", "webhooks", "beat", "flower", "migrate"):
         assert compose["services"][name]["command"] == [name]
 
 
@@ -62,6 +63,12 @@ def test_workers_can_be_scaled_to_many_copies(compose):
     assert "ports" not in worker
     assert worker["stop_signal"] == "SIGTERM"
     assert worker["stop_grace_period"] == "15m"
+
+
+def test_webhook_sends_have_a_worker_of_their_own(compose):
+    webhooks = compose["services"]["webhooks"]
+    assert webhooks["environment"]["WEBHOOK_CONCURRENCY"] == "${WEBHOOK_CONCURRENCY:-8}"
+    assert webhooks["stop_signal"] == "SIGTERM"
 
 
 def test_beat_is_never_more_than_one(compose):

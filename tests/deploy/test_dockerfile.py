@@ -84,6 +84,7 @@ def test_the_entry_point_is_valid_shell_and_runs_each_process():
         "exec gunicorn -c stagingsvc/gunicorn.conf.py stagingsvc.wsgi",
         "exec celery -A stagingsvc worker -Q staging ",
         "exec celery -A stagingsvc worker -Q control ",
+        "exec celery -A stagingsvc worker -Q webhooks --pool threads ",
         "exec celery -A stagingsvc beat",
         "exec celery -A stagingsvc flower",
     ):

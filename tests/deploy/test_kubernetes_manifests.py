@@ -57,6 +57,7 @@ def test_web_worker_and_beat_deployments_run_the_image_entry_points(k8s_document
         "stagingsvc-web",
         "stagingsvc-worker",
         "stagingsvc-control",
+        "stagingsvc-webhooks",
         "stagingsvc-beat",
     }
     for name, deployment in deployments.items():

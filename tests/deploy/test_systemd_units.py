@@ -15,6 +15,7 @@ SERVICES = (
     "stagingsvc-web.service",
     "stagingsvc-worker@.service",
     "stagingsvc-control.service",
+    "stagingsvc-webhooks.service",
     "stagingsvc-beat.service",
 )
 
@@ -134,6 +135,16 @@ def test_the_control_queue_has_a_worker_of_its_own():
     (command,) = parse("stagingsvc-control.service")["Service"]["ExecStart"]
     assert "celery -A stagingsvc worker -Q control " in command
     assert "--hostname control@%H" in command
+
+
+def test_webhook_sends_have_a_threaded_worker_of_their_own():
+    # A slow receiver must never hold up the control worker's dispatch passes and releases.
+    service = parse("stagingsvc-webhooks.service")["Service"]
+    (command,) = service["ExecStart"]
+    assert "celery -A stagingsvc worker -Q webhooks --pool threads " in command
+    assert "--hostname webhooks@%H" in command
+    assert "--concurrency ${WEBHOOK_CONCURRENCY}" in command
+    assert "WEBHOOK_CONCURRENCY=8" in service["Environment"]
 
 
 def test_the_web_runs_gunicorn_with_the_project_config():

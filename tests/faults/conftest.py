@@ -110,7 +110,7 @@ class StagingService:
         self,
         *,
         concurrency: int = 2,
-        queues: str = "staging,control",
+        queues: str = "staging,control,webhooks",
         on: IsolatedHost | None = None,
         **env: str,
     ) -> WorkerProcess:

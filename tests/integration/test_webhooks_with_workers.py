@@ -59,7 +59,9 @@ def test_a_staged_job_is_announced_to_its_endpoint_and_its_callback(
     callback_receiver = Receiver().start()
     try:
         (file,) = archive_files({"run1/reads.fastq": b"ACGT\n"})
-        start_worker(concurrency=2, **LOOPBACK)
+        # Shaped as the Procfile runs them: sends on a threaded worker of their own.
+        start_worker(concurrency=2, queues="staging,control", **LOOPBACK)
+        start_worker(concurrency=4, queues="webhooks", pool="threads", **LOOPBACK)
 
         created = api.post(
             f"{api.base}/api/v1/jobs/",
@@ -167,7 +169,7 @@ def test_beat_sends_a_delivery_whose_message_the_broker_lost(
     broker.flush_test_keys()  # ... and lost with the broker's data
     assert WebhookDelivery.objects.get(job=job).status == DeliveryStatus.PENDING
 
-    start_worker(concurrency=1, queues="control", **LOOPBACK)
+    start_worker(concurrency=1, queues="control,webhooks", **LOOPBACK)
     start_beat(WEBHOOK_RESEND_INTERVAL_SECONDS="1", WEBHOOK_RESEND_AFTER_SECONDS="1")
 
     wait_until(lambda: receiver.received, timeout=60, what="the delivery sent by beat")

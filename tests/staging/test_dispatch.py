@@ -6,6 +6,7 @@ import json
 import threading
 
 import pytest
+from celery import current_app
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
@@ -368,3 +369,21 @@ def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
     assert not thread.is_alive()  # it did not wait for the lock
     assert queued() == 0 and dispatched(job) == 1  # nothing handed out beside the other pass
     assert broker.llen(control) == 1  # a pass is asked for, to follow the one running
+
+
+def test_a_lost_release_message_is_republished_while_other_control_work_waits(
+    broker, queued, settings
+):
+    settings.STAGING = {**settings.STAGING, "REDISPATCH_AFTER_SECONDS": 0}
+    subjobs_reconcile()  # leaves the marker: the broker did not lose its data below
+    release = job_with(2, task="release")
+    subjobs_dispatch()
+    broker.delete(f"{settings.BROKER_KEY_PREFIX}control")  # both release messages lost
+    for _ in range(2):  # beat's work waits on the control queue meanwhile
+        current_app.send_task("tasks.maintenance.resend_due_webhooks", queue="control")
+
+    assert subjobs_reconcile() == 2
+    messages = broker.lrange(f"{settings.BROKER_KEY_PREFIX}control", 0, -1)
+    tasks = sorted(json.loads(m)["headers"]["task"] for m in messages)
+    assert tasks.count("tasks.staging.stage_subjob") == 2
+    assert dispatched(release) == 2

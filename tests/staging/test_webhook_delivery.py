@@ -7,11 +7,15 @@ import hashlib
 import hmac
 import importlib.util
 import json
+import socket
+import threading
 import time
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 from django.utils import timezone
 
 from staging.models import JobStatus, WebhookDelivery, WebhookEndpoint
@@ -19,6 +23,7 @@ from staging.models_webhooks import DeliveryStatus
 from staging.services import transitions
 from staging.services.jobs import job_cancel
 from staging.services.webhooks import (
+    deliveries_publish,
     delivery_send,
     endpoint_create,
     endpoint_rotate,
@@ -296,3 +301,108 @@ def test_a_cancelled_queued_job_owes_job_cancelled(owner, loopback_allowed):
 def test_a_job_nobody_listens_to_owes_nothing(owner):
     job_cancel(job=make_job(owner=owner))
     assert not WebhookDelivery.objects.exists()
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_attempt_deadline(
+    owner, loopback_allowed, settings
+):
+    settings.WEBHOOK_ATTEMPT_SECONDS = 1
+    settings.WEBHOOK_READ_TIMEOUT = 2  # each byte comes well within it
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            peer.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\n" * 6:
+                if stop.wait(0.1):
+                    return
+                try:
+                    peer.sendall(bytes([byte]))
+                except OSError:
+                    return  # the sender hung up
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    hook(owner, f"http://127.0.0.1:{listener.getsockname()[1]}/hooks")
+    delivery = WebhookDelivery.objects.get(job=finished_job(owner))
+    try:
+        assert delivery_send(delivery.pk) == DeliveryStatus.PENDING
+    finally:
+        stop.set()
+        dripper.join()
+        listener.close()
+
+    (attempt,) = delivery.attempt_rows.all()
+    assert attempt.status_code is None
+    assert "TimeoutError" in attempt.error
+    assert "WEBHOOK_ATTEMPT_SECONDS" in attempt.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_duplicate_attempt_cannot_undo_a_delivery(owner, loopback_allowed):
+    """The first attempt outlives its claim; a second send claims the delivery and delivers it;
+    the first then hears a 500 and must not turn DELIVERED back into PENDING."""
+    first_arrived, first_may_answer = threading.Event(), threading.Event()
+    requests: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            requests.append(1)
+            if len(requests) == 1:
+                first_arrived.set()
+                first_may_answer.wait(30)
+                self.send_response(500)
+            else:
+                self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook(owner, f"http://127.0.0.1:{server.server_address[1]}/hooks")
+    delivery = WebhookDelivery.objects.get(job=finished_job(owner))
+    outcomes: list = []
+
+    def first_send() -> None:
+        try:
+            outcomes.append(delivery_send(delivery.pk))
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=first_send)
+    first.start()
+    try:
+        assert first_arrived.wait(30)
+        # The first sender's claim ran out (as it does when an attempt outlives its window).
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            next_attempt_at=timezone.now() - timedelta(seconds=1)
+        )
+        assert delivery_send(delivery.pk) == DeliveryStatus.DELIVERED
+    finally:
+        first_may_answer.set()
+        first.join()
+        server.shutdown()
+        server.server_close()
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert delivery.next_attempt_at is None
+    assert outcomes == [None]  # the late attempt's outcome was not recorded as the delivery's
+    assert sorted(a.status_code for a in delivery.attempt_rows.all()) == [204, 500]
+
+
+def test_sends_travel_on_a_queue_of_their_own(owner, loopback_allowed, broker, settings):
+    hook(owner, "http://127.0.0.1:9/hooks")
+    delivery = WebhookDelivery.objects.get(job=finished_job(owner))
+
+    deliveries_publish([delivery.pk])
+
+    assert broker.llen(f"{settings.BROKER_KEY_PREFIX}control") == 0
+    (message,) = broker.lrange(f"{settings.BROKER_KEY_PREFIX}webhooks", 0, -1)
+    assert json.loads(message)["headers"]["task"] == "tasks.maintenance.webhook_send"
