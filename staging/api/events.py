@@ -12,6 +12,7 @@ STREAM_MAX_SECONDS is closed after its last event (so no one holds a waiting slo
 the EventSource reconnects with Last-Event-ID and misses nothing."""
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,10 +34,11 @@ from staging.api.permissions import RolePolicy
 from staging.api.renderers import EventStreamRenderer
 from staging.api.task_status import status_body
 from staging.errors import BusyError, NotFoundError
-from staging.live import job_watcher, release_database_connection, watched_columns
+from staging.live import NoTurnFree, job_watcher, release_database_connection, watched_columns
 from staging.models import TERMINAL_STATUSES
 from staging.selectors import job_status_error, job_status_row
 
+logger = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # How long an EventSource waits before reconnecting after the connection drops.
@@ -55,6 +57,18 @@ def _event(kind: str, identifier: str, body: dict) -> str:
 
 
 def job_events(*, job_id: str, user, row: dict, last_event_id: str, slot) -> Iterator[str]:
+    """The stream's text (see _events); it ends early when no ordinary turn comes free for a
+    read (the server is overloaded): the client reconnects after RECONNECT_MILLISECONDS with
+    Last-Event-ID, and misses nothing."""
+    try:
+        yield from _events(
+            job_id=job_id, user=user, row=row, last_event_id=last_event_id, slot=slot
+        )
+    except NoTurnFree:
+        logger.warning("an event stream of job %s ended: no request thread came free", row["id"])
+
+
+def _events(*, job_id: str, user, row: dict, last_event_id: str, slot) -> Iterator[str]:
     """The stream's text, from ``row`` (read by the view) until the job's terminal event, or
     until the stream is STREAM_MAX_SECONDS old (the client reconnects with Last-Event-ID and
     goes on where it was). Every read runs on an ordinary turn (``slot.database_turn``)."""

@@ -379,7 +379,7 @@ def test_waiters_woken_at_once_share_the_ordinary_connections(serve):
     most = sampled.stop()
 
     assert statuses == [200] * len(users)
-    # 2 processes, each 1 ordinary turn + 1 watcher), where each waiter used to open its own.
+    # 2 processes of 1 ordinary turn and 1 watcher each; each waiter used to open its own.
     assert most <= 2 * (1 + 1), most
 
 
