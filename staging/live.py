@@ -230,19 +230,20 @@ class LiveSlot:
         self._budget = budget
         self._semaphore = semaphore
         self._held = True
-        self._user_key = None
+        self._claimed = False
+        self._user_key = None  # whom it counts against, once claimed (None: anonymous)
         self._turn: OrdinaryTurn | None = None
         self._lock = threading.Lock()
 
     def claim_for(self, user) -> bool:
         """Count this slot against ``user`` (once): False when the user holds
         CONNECTIONS_PER_USER slots already; the request must then not wait."""
-        if self._user_key is not None:
+        if self._claimed:
             return True
         key = user.pk if user.is_authenticated else None
         if not self._budget.claim_for_user(key):
             return False
-        self._user_key = (key,)
+        self._claimed, self._user_key = True, key
         return True
 
     def take_turn(self) -> None:
@@ -281,14 +282,14 @@ class LiveSlot:
     def release(self) -> None:
         try:
             self.drop_turn()
-        finally:
             release_database_connection()
-        with self._lock:
-            if self._held:
-                self._held = False
-                self._semaphore.release()
-                if self._user_key is not None:
-                    self._budget.unclaim_for_user(self._user_key[0])
+        finally:  # the slot comes back even when a connection fails to close
+            with self._lock:
+                if self._held:
+                    self._held = False
+                    self._semaphore.release()
+                    if self._claimed:
+                        self._budget.unclaim_for_user(self._user_key)
 
 
 _budget: ThreadBudget | None = None

@@ -140,3 +140,18 @@ def test_anonymous_callers_share_one_per_user_allowance():
     threads = budget_of(live=10, live_per_user=1)
     assert threads.take_live().claim_for(AnonymousUser())
     assert not threads.take_live().claim_for(AnonymousUser())
+
+
+def test_a_request_that_finds_every_turn_busy_too_long_answers_503(client, monkeypatch):
+    threads = budget_of(turn_wait=0.1)
+    monkeypatch.setattr("staging.live._budget", threads)
+    taken = threads.ordinary_turn()  # a request that never ends
+    try:
+        answer = client.get("/api/v1/jobs/")
+    finally:
+        taken.release()
+
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert "request thread" in answer.json()["detail"]
+    assert client.get("/api/v1/jobs/").status_code == 401  # served again once a turn is free
