@@ -183,6 +183,18 @@ def unavailable_response(request, dependency: str) -> JsonResponse:
     return _page_problem(request, **_unavailable(dependency))
 
 
+def service_error_response(request, exc: ServiceError) -> JsonResponse:
+    """The problem response of a ServiceError raised outside DRF views (middleware)."""
+    return _page_problem(
+        request,
+        exc.status_code,
+        exc.detail,
+        title=exc.title,
+        headers=exc.headers or None,
+        **exc.extra,
+    )
+
+
 def nul_byte_problem(request, where: str, field: str | None = None) -> JsonResponse:
     """A 400 for a NUL byte in the URL (see stagingsvc.middleware), in the dialect's own error
     form: DuraStore clients read errors as text/plain, everyone else as a problem body."""

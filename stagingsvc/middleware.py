@@ -6,8 +6,8 @@ from django.urls import Resolver404, resolve
 
 from staging.api.long_poll import may_wait
 from staging.dependencies import BROKER, BrokerUnavailable, broker_ensure_reachable
-from staging.live import LiveSlot, release_database_connection, thread_budget
-from stagingsvc.exceptions import nul_byte_problem, unavailable_response
+from staging.live import NoTurnFree, release_database_connection, thread_budget
+from stagingsvc.exceptions import nul_byte_problem, service_error_response, unavailable_response
 
 # The routes whose POST creates sub-jobs for the broker to hand out: new jobs in every dialect,
 # and retries. Cancel, release and delete change only rows, so they go on working.
@@ -80,16 +80,25 @@ class ThreadBudgetMiddleware:
 
     def __call__(self, request):
         budget = thread_budget()
-        held = budget.take_live() if _may_wait(request) else None
-        request.live_slot = held
-        if held is None:
-            held = budget.ordinary_turn()
+        slot = budget.take_live() if _may_wait(request) else None
+        request.live_slot = slot
+        try:
+            if slot is not None:
+                slot.take_turn()  # its reads run on a turn too; it lets it go while it waits
+                held = slot
+            else:
+                held = budget.ordinary_turn()
+        except NoTurnFree as exc:
+            if slot is not None:
+                slot.release()
+            return service_error_response(request, exc)
         try:
             response = self.get_response(request)
         except BaseException:
             held.release()
             raise
-        if response.streaming and isinstance(held, LiveSlot):  # an event stream
+        if response.streaming and slot is not None:  # an event stream
+            slot.drop_turn()  # it takes a turn for each read (LiveSlot.database_turn)
             response.streaming_content = _after_last_chunk(response.streaming_content, held.release)
             return response
         held.release()

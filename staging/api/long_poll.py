@@ -2,7 +2,8 @@
 (RFC 7240) with an ``If-None-Match`` that still holds makes the call wait until its answer
 would differ, or N seconds, instead of answering 304 at once. The wait is one request, so it
 counts once against the caller's rate limit; it holds one of the process's waiting slots
-(staging.live), and without a free one the call answers at once as before."""
+(staging.live), and without a free one, or when the caller holds LIVE_CONNECTIONS_PER_USER
+already, the call answers at once as before."""
 
 import re
 import time
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter
 
-from staging.live import job_watcher, release_database_connection, watched_columns
+from staging.live import job_watcher, watched_columns
 
 PREFER = OpenApiParameter(
     "Prefer",
@@ -57,14 +58,21 @@ def long_polled(request, answer: Callable[[], tuple[HttpResponse, dict]]) -> Htt
     job to change and answer again, until it is not a 304 or the wait is over."""
     response, row = answer()
     wait = preferred_wait(request)
-    if wait is None or not may_wait(request) or getattr(request, "live_slot", None) is None:
+    slot = getattr(request, "live_slot", None)
+    if wait is None or not may_wait(request) or slot is None:
         return response
+    if not slot.claim_for(request.user):
+        return response  # the caller waits in LIVE_CONNECTIONS_PER_USER calls already
     deadline = time.monotonic() + wait
     while response.status_code == 304 and (remaining := deadline - time.monotonic()) > 0:
-        release_database_connection()
-        if job_watcher.wait_for_change(
-            job_id=row["id"], seen=watched_columns(row), timeout=remaining
-        ):
+        # No turn and no connection while waiting; the read again runs on a turn, so the
+        # waiters woken at once by one change queue for the turns rather than each opening
+        # a connection of its own.
+        with slot.off_turn():
+            changed = job_watcher.wait_for_change(
+                job_id=row["id"], seen=watched_columns(row), timeout=remaining
+            )
+        if changed:
             response, row = answer()
     response["Preference-Applied"] = f"wait={wait}"
     return response

@@ -530,6 +530,13 @@ if not 0 <= STAGING["WORKER_NICE"] <= 19:
 LIVE = {
     "ORDINARY_THREADS": env.int("WEB_THREADS", default=4),
     "CONNECTIONS": env.int("LIVE_CONNECTIONS", default=200),
+    # Of those, one user holds at most this many (beyond: a long poll answers at once, a
+    # stream is refused with 503), so one busy client cannot take every slot.
+    "CONNECTIONS_PER_USER": env.int("LIVE_CONNECTIONS_PER_USER", default=20),
+    # An event stream is closed after this long (the client reconnects with Last-Event-ID).
+    "STREAM_MAX_SECONDS": env.float("LIVE_STREAM_MAX_SECONDS", default=300.0),
+    # A request waits this long for an ordinary turn (all WEB_THREADS busy), then answers 503.
+    "TURN_WAIT_SECONDS": env.float("LIVE_TURN_WAIT_SECONDS", default=30.0),
     # How often the one watcher of a web process reads the watched jobs (one query for all).
     "WATCH_INTERVAL_SECONDS": env.float("LIVE_WATCH_INTERVAL_SECONDS", default=0.05),
     # An event stream sends a comment this often while nothing happens, so proxies keep it.

@@ -51,7 +51,9 @@ tune_database(DATABASES["default"])
 # Worker processes started by the tests connect to the database pytest-django created.
 if env("STAGINGSVC_TEST_DB_NAME", default=""):
     DATABASES["default"]["NAME"] = env("STAGINGSVC_TEST_DB_NAME")
-DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Connections are not kept, except by a server a test starts to count them as production keeps
+# them (tests/integration/test_live_status.py).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("STAGINGSVC_TEST_CONN_MAX_AGE", default=0)
 
 CELERY_BROKER_URL = TEST_REDIS_URL
 # Without Redis (a laptop, never CI) the API tests still submit jobs, which then wait unpublished

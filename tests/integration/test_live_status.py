@@ -4,10 +4,12 @@ process, or a real worker finishing the job), a stream resumes with Last-Event-I
 jobs are 404, and open streams never keep an ordinary request from being answered."""
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from django.contrib.auth import get_user_model
@@ -290,3 +292,143 @@ def _done_within(future, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+# --- limits: database connections, one user's share, a stream's lifetime --------------------
+
+
+@pytest.fixture
+def serve(transactional_db, broker, tmp_path: Path, results_root: Path):
+    """Starts gunicorn with the given settings (besides those of ``web``); yields its URL."""
+    with ExitStack() as servers:
+
+        def start(**env: str) -> str:
+            settings = {
+                "RESULTS_ROOT": str(results_root),
+                "WEB_THREADS": str(WEB_THREADS),
+                "LIVE_CONNECTIONS": str(LIVE_CONNECTIONS),
+                "LIVE_KEEPALIVE_SECONDS": "1",
+                **env,
+            }
+            log = tmp_path / f"gunicorn-{len(servers._exit_callbacks)}.log"
+            return servers.enter_context(gunicorn_serving(log, **settings))
+
+        yield start
+
+
+class ServerConnections:
+    """The most database connections the servers held at once, sampled from pg_stat_activity
+    (every client backend on the test database but this process's own) until ``stop``."""
+
+    def __init__(self):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid(), current_database()")
+            self._own_pid, self._database = cursor.fetchone()
+        self.most = 0
+        self._stopped = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        from django.db import connection
+
+        params = connection.get_connection_params()
+        with psycopg.connect(**params, autocommit=True) as sampling:
+            while not self._stopped.is_set():
+                (count,) = sampling.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+                    "AND pid <> %s",
+                    [self._database, self._own_pid],
+                ).fetchone()
+                self.most = max(self.most, count)
+
+    def stop(self) -> int:
+        self._stopped.set()
+        self._sampler.join(timeout=30)
+        return self.most
+
+
+def test_waiters_woken_at_once_share_the_ordinary_connections(serve):
+    # One ordinary thread per process and room for many waiters: the waiters read on the
+    # ordinary turn, so no more connections than turns plus the watcher, per process. The
+    # connections are kept as in production (CONN_MAX_AGE), so none is counted twice while
+    # it closes.
+    web = serve(WEB_THREADS="1", LIVE_CONNECTIONS="16", STAGINGSVC_TEST_CONN_MAX_AGE="60")
+    users = [f"waiter{n}" for n in range(12)]
+    headers = {user: bearer(user) for user in users}
+    jobs = {user: job_of(user) for user in users}
+    polls = {}
+    for user in users:
+        etag = requests.get(peek_url(web, jobs[user]), headers=headers[user], timeout=10)
+        polls[user] = {**headers[user], "If-None-Match": etag.headers["ETag"], "Prefer": "wait=60"}
+
+    sampled = ServerConnections()
+    with ThreadPoolExecutor(max_workers=len(users)) as executor:
+        answers = [
+            executor.submit(requests.get, peek_url(web, job), headers=polls[user], timeout=90)
+            for user, job in jobs.items()
+        ]
+        assert not _done_within(answers[0], 1.0)
+        Job.objects.filter(pk__in=[job.pk for job in jobs.values()]).update(
+            updated_at=timezone.now(), status=JobStatus.FINISHED
+        )
+        statuses = [answer.result(timeout=90).status_code for answer in answers]
+    most = sampled.stop()
+
+    assert statuses == [200] * len(users)
+    # 2 processes of 1 ordinary turn and 1 watcher each; each waiter used to open its own.
+    assert most <= 2 * (1 + 1), most
+
+
+def test_one_user_cannot_take_every_waiting_slot(serve, alice):
+    web = serve(LIVE_CONNECTIONS_PER_USER="1")
+    job, bob = job_of("alice"), bearer("bob")
+    with ExitStack() as open_streams:
+        # Two processes, one slot each for alice: the rest of hers are refused.
+        answers = [open_streams.enter_context(open_stream(web, job, alice)) for _ in range(4)]
+        statuses = [answer.status_code for answer in answers]
+        bobs = open_streams.enter_context(open_stream(web, job_of("bob"), bob))
+
+        assert 1 <= statuses.count(200) <= 2 and statuses.count(503) >= 2, statuses
+        refused = next(answer for answer in answers if answer.status_code == 503)
+        assert refused.headers["Retry-After"].isdigit()
+        assert "LIVE_CONNECTIONS_PER_USER" in refused.json()["detail"]
+        assert bobs.status_code == 200  # slots are left for the others
+
+
+def test_a_long_poll_beyond_the_users_share_answers_at_once(serve, alice):
+    # No waiting slot for anyone's calls: each answers as a plain conditional GET would.
+    web = serve(LIVE_CONNECTIONS_PER_USER="0")
+    job = job_of("alice")
+    etag = requests.get(peek_url(web, job), headers=alice, timeout=10).headers["ETag"]
+
+    answer = requests.get(
+        peek_url(web, job),
+        headers={**alice, "If-None-Match": etag, "Prefer": "wait=60"},
+        timeout=20,  # far less than the wait asked for: it must not have waited
+    )
+
+    assert answer.status_code == 304
+    assert "Preference-Applied" not in answer.headers
+
+
+def test_a_stream_closed_for_its_age_resumes_with_last_event_id(serve, alice):
+    web = serve(LIVE_STREAM_MAX_SECONDS="2")
+    job = job_of("alice", files_done=1, bytes_done=10)
+
+    with open_stream(web, job, alice) as first:
+        first_events = list(events_only(first))  # ends by itself, the job still running
+    assert [event["event"] for event in first_events] == ["status"]
+    assert json.loads(first_events[0]["data"])["status"] == "RUNNING"
+
+    with open_stream(web, job, alice, **{"Last-Event-ID": first_events[0]["id"]}) as resumed:
+        assert resumed.status_code == 200
+        job_update(job, files_done=2, bytes_done=20)
+        resumed_events = list(events_only(resumed))
+
+    # Nothing sent twice, nothing missed: the progress made after the reconnect only.
+    assert [event["event"] for event in resumed_events] == ["progress"]
+    assert json.loads(resumed_events[0]["data"])["progress"]["files_done"] == 2
