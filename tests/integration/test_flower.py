@@ -70,7 +70,7 @@ def flower(broker, tmp_path):
 
 
 def test_flower_lists_our_running_worker(flower, start_worker):
-    worker = start_worker(concurrency=1)
+    worker = start_worker(concurrency=1, queues="staging,control")
     node_prefix = worker.name.split("@")[0] + "@"
     deadline = time.monotonic() + 60
     listed: dict = {}
