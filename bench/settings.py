@@ -60,3 +60,7 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 
 # W1's receiver listens on loopback, which webhooks may otherwise never call.
 WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+# W2 and W3 watch hundreds of jobs as one bench user: the per-user share of waiting slots
+# (a fairness rule between users) would hold them to a few; the slots per process still bound.
+LIVE = {**LIVE, "CONNECTIONS_PER_USER": LIVE["CONNECTIONS"]}  # noqa: F405
