@@ -8,8 +8,7 @@ from django.utils import timezone
 
 from staging.models import JobStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from staging.models_webhooks import DeliveryStatus
-from tests.admin.conftest import staff
-from tests.admin.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, browser_or_skip
+from tests.admin.test_browser import ARTIFACTS, staff_page
 from tests.api.helpers import make_job
 from tests.factories import UserFactory
 
@@ -92,37 +91,18 @@ def test_an_endpoint_page_never_shows_its_secret(operator_client):
     assert endpoint.secret not in page.content.decode()
 
 
-def test_the_webhook_pages_at_two_widths(live_server, transactional_db, tmp_path):
-    sync_playwright = browser_or_skip()
-    staff("heidi", "data-admin")
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_the_webhook_pages_at_two_widths(live_server, transactional_db, width):
     _, rows = deliveries_of_every_kind()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            user_data_dir=str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            args=CHROMIUM_FLAGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-        )
-        try:
-            page = context.new_page()
-            page.goto(f"{live_server.url}/admin/login/?next={DELIVERIES}")
-            page.fill("#id_username", "heidi")
-            page.fill("#id_password", "correct horse battery staple")
-            page.click("input[type=submit]")
-            page.wait_for_url(f"**{DELIVERIES}")
-            for width in (1280, 1920):
-                page.set_viewport_size({"width": width, "height": 900})
-                page.goto(f"{live_server.url}{DELIVERIES}")
-                assert page.locator("#result_list tbody tr").count() == 3
-                # Nothing wider than the window: no horizontal scrolling.
-                assert page.evaluate("document.documentElement.scrollWidth") <= width
-                page.screenshot(path=ARTIFACTS / f"webhook-deliveries-{width}.png", full_page=True)
-                page.goto(f"{live_server.url}{DELIVERIES}{rows['failed'].pk}/change/")
-                assert page.locator(".tabular tbody tr").count() >= 3
-                page.screenshot(path=ARTIFACTS / f"webhook-delivery-{width}.png", full_page=True)
-                page.goto(f"{live_server.url}/admin/staging/webhookendpoint/")
-                page.screenshot(path=ARTIFACTS / f"webhook-endpoints-{width}.png", full_page=True)
-        finally:
-            context.close()
+    with staff_page(live_server.url, width=width) as page:
+        page.goto(f"{live_server.url}{DELIVERIES}")
+        assert page.locator("#result_list tbody tr").count() == 3
+        # Nothing wider than the window: no horizontal scrolling.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=ARTIFACTS / f"webhook-deliveries-{width}.png", full_page=True)
+        page.goto(f"{live_server.url}{DELIVERIES}{rows['failed'].pk}/change/")
+        assert page.locator(".tabular tbody tr").count() >= 3
+        page.screenshot(path=ARTIFACTS / f"webhook-delivery-{width}.png", full_page=True)
+        page.goto(f"{live_server.url}/admin/staging/webhookendpoint/")
+        page.screenshot(path=ARTIFACTS / f"webhook-endpoints-{width}.png", full_page=True)
