@@ -17,6 +17,7 @@ from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.jobs import job_cancel, job_create_staging
 from tests.factories import UserFactory
+from tests.integration.test_dispatch_with_workers import sample_until_done
 from tests.workers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -59,17 +60,6 @@ def cartridges_read(library) -> int:
     """Cartridges that workers hold a drive for now."""
     held = TapeDrive.objects.filter(library=library).exclude(holder="")
     return held.values("holder_vid").distinct().count()
-
-
-def sample_until_done(jobs, sample, *, timeout: float = 120) -> list:
-    samples = []
-    deadline = time.monotonic() + timeout
-    active = [JobStatus.NOT_STARTED, JobStatus.RUNNING, JobStatus.CANCELLING]
-    while Job.objects.filter(pk__in=[j.pk for j in jobs], status__in=active).exists():
-        assert time.monotonic() < deadline, "jobs did not finish"
-        samples.append(sample())
-        time.sleep(0.02)
-    return samples
 
 
 def least_locate_seconds(layout) -> float:
