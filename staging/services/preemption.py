@@ -42,11 +42,17 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count
 
 from staging.dependencies import broker_client
-from staging.models import Job, JobStatus, SubJob
+from staging.models import Job, JobStatus
 from staging.selectors_accounts import limits_of
+from staging.selectors_dispatch import (
+    UNCAPPED_TASKS,
+    jobs_with_capped_work_waiting,
+    subjobs_in_flight,
+    subjobs_waiting,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +62,6 @@ ASK_KEY = "stagingsvc.give-way"
 ALL = "all"
 # Asks live this many dispatch periods: a pass (beat's at the latest) writes them again.
 ASK_PERIODS = 2
-UNCAPPED_TASKS = ("release",)
 
 # Take one slot of the first ask among the fields ``ARGV`` that holds one; 1 when taken. One
 # round trip, and two workers never take the same slot.
@@ -188,11 +193,7 @@ def subjobs_submitted(*, store_id: int, task: str) -> None:
 
 def _in_flight():
     return (
-        SubJob.objects.filter(
-            Q(status=JobStatus.RUNNING)
-            | Q(status=JobStatus.NOT_STARTED, dispatched_at__isnull=False)
-        )
-        .exclude(job__task__in=UNCAPPED_TASKS)
+        subjobs_in_flight()
         .values_list(
             "job__store_id", "job__store__max_active", "job__owner_id", "job__priority", "status"
         )
@@ -250,12 +251,7 @@ def _asks() -> tuple[dict[str, int], set[int | str]]:
 
 def _waiting_by_store_and_priority(stores: set[int] | None) -> dict[tuple, list]:
     """(store, priority) → owners with undispatched work there, oldest job first."""
-    from staging.services.dispatch import subjobs_waiting
-
-    jobs = Job.objects.filter(
-        Exists(subjobs_waiting().filter(job=OuterRef("pk"))),
-        status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
-    ).exclude(task__in=UNCAPPED_TASKS)
+    jobs = jobs_with_capped_work_waiting()
     if stores is not None:
         jobs = jobs.filter(store_id__in=stores)
     found: dict[tuple, list] = defaultdict(list)
@@ -270,8 +266,6 @@ def _waiting_by_store_and_priority(stores: set[int] | None) -> dict[tuple, list]
 def _waiting_count(owners: dict, stores: set[int], priority: int, pool_waiting: dict) -> None:
     """How many undispatched sub-jobs each waiting owner has in the pool, counted up to what
     the pool's slots could take (a count of 100,000 waiting would tell nothing more)."""
-    from staging.services.dispatch import subjobs_waiting
-
     cap = sum(owner.running + owner.queued for owner in owners.values())
     waiting_owners = {o for (_, p), found in pool_waiting.items() if p == priority for o in found}
     for owner_id in waiting_owners:
