@@ -40,7 +40,7 @@ from staging.services.jobs import (
     staging_rows_copy,
     store_links_cheaply,
 )
-from staging.services.recovery import job_release
+from staging.services.releases import job_release
 from staging.storage import UnsafePathError, resolve_under
 
 logger = logging.getLogger(__name__)
