@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate
 
 
 def _grant_admin_permissions(sender, **kwargs):
@@ -13,11 +13,18 @@ class StagingConfig(AppConfig):
     verbose_name = "Staging"
 
     def ready(self) -> None:
-        # Connect receivers: the token memory forgets a token revoked or a role changed through
-        # this process; a deleted job's results file is removed.
+        # Every receiver of the app is connected here. The token memory's own receivers (it
+        # forgets a token revoked or a role changed through this process) connect on import,
+        # beside the memory they clear.
+        from staging import signals
         from staging.api import token_cache  # noqa: F401
-        from staging.services import results  # noqa: F401
+        from staging.models import Job
 
+        post_delete.connect(
+            signals.results_file_of_deleted_job_remove,
+            sender=Job,
+            dispatch_uid="staging_results_file_of_deleted_job",
+        )
         # After every migrate (and test database flush), once the permissions exist: the role
         # groups get their admin-site permissions without a manual step.
         post_migrate.connect(
