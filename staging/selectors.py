@@ -31,7 +31,7 @@ from django.template.defaultfilters import pluralize
 
 from staging.errors import NotFoundError, ServiceError
 from staging.models import File, Item, Job, JobStatus, Pin, Store, SubJob
-from staging.results import results_file_read
+from staging.result_files import results_file_read
 from staging.roles import JobScope, job_scope
 from staging.statements import statements
 from staging.storage import UnsafePathError, clean_relative_path, resolve_under

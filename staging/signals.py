@@ -6,7 +6,7 @@ import logging
 from django.db import transaction
 
 from staging.models import Job
-from staging.results import results_file_delete
+from staging.result_files import results_file_delete
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """A job's results kept outside the database, as the job records them: the results file a task
-wrote (the file itself: staging.results; its removal with the job: staging.signals)."""
+wrote (the file itself: staging.result_files; its removal with the job: staging.signals)."""
 
 from staging.models import Job
 

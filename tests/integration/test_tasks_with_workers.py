@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from staging.models import File, Job, JobStatus, Pin, Store
-from staging.results import results_file_path
+from staging.result_files import results_file_path
 from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.recovery import staged_copies_sweep
