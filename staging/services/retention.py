@@ -10,7 +10,7 @@ kept until their pins are gone.
 Deletion runs in batches, one transaction each, so a purge of millions of rows never holds
 long locks: items, sub-jobs, the jobs' TaskResult rows, then the jobs (and what cascades from
 them). TaskResult rows older than the cut-off that belong to no sub-job still in the database
-(earlier dispatches, periodic tasks) go too.
+(earlier dispatches, periodic Celery tasks) go too.
 """
 
 import logging
