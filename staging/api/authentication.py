@@ -17,7 +17,6 @@ from knox.signals import token_expired
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
 
-from staging.api.token_cache import token_cache
 from staging.roles import remember_roles
 from staging.selectors_accounts import (
     LIMIT_NAMES,
@@ -25,6 +24,7 @@ from staging.selectors_accounts import (
     limit_rows_of,
     remember_limit_rows,
 )
+from staging.token_cache import token_cache
 
 CREATETOKEN = ".venv/bin/python manage.py createtoken NAME --role data-user"
 SEND_BEARER = "send the header as 'Authorization: Bearer <token>'"

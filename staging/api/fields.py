@@ -1,6 +1,7 @@
 """Serializer fields shared by the API dialects."""
 
 import re
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -169,3 +170,13 @@ class DeadlineField(serializers.Field):
 
     def to_representation(self, value):
         return iso_duration_text(value)
+
+
+def parse_job_id(raw: str | None) -> uuid.UUID:
+    """A job id given as a query parameter; a missing or malformed one is a 400 naming ``id``."""
+    if not raw:
+        raise ServiceError("the job id is missing", field="id")
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError as exc:
+        raise ServiceError(f"{raw!r} is not a valid job id (a UUID)", field="id") from exc

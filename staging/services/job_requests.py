@@ -25,7 +25,7 @@ from staging.services.jobs import (
     staging_rows_copy,
     store_links_cheaply,
 )
-from staging.services.recovery import job_release
+from staging.services.releases import job_release
 from staging.services.tasks import task_perform
 from staging.services.webhooks import job_callback_create
 from staging.storage import UnsafePathError, clean_relative_path

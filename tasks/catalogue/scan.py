@@ -15,11 +15,11 @@ from rest_framework import serializers
 from staging.api.fields import StrictStringField
 from staging.errors import ServiceError
 from staging.models import Item
-from staging.results import ResultsWriter
+from staging.result_files import ResultsWriter
 from staging.services.catalogue import catalogue_scan, catalogue_scan_prefix_check
 from staging.services.execution import ItemFailed, item_result_record
+from staging.services.job_results import job_result_file_set
 from staging.services.jobs import job_create
-from staging.services.results import job_result_file_set
 from staging.storage import StagingCancelled
 from tasks.catalogue._base import (
     TaskParameters,

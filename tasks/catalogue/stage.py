@@ -4,7 +4,7 @@ the DTS and the jobs API ask for), optionally verifying each copy against the ca
 from django.template.defaultfilters import pluralize
 from rest_framework import serializers
 
-from staging.services.checksums import staged_copy_verify
+from staging.services.catalogue_checksums import staged_copy_verify
 from staging.services.execution import stage_item
 from staging.services.jobs import job_create_staging
 from staging.services.staged_copies import subjob_temporaries_remove
