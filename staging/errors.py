@@ -52,6 +52,32 @@ def listed_names(names: list[str], limit: int = LISTED_AT_MOST) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def validation_errors(detail, prefix: str = "") -> list[tuple[str, str]]:
+    """DRF validation details as (field, message) pairs: nested fields joined with dots, an
+    entry of a list of objects by its position (``files[2].path``), errors of the whole object
+    with no field."""
+    if isinstance(detail, dict):
+        pairs = []
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            pairs += validation_errors(
+                value, f"{prefix}.{name}" if prefix and name else prefix or name
+            )
+        return pairs
+    if isinstance(detail, list):
+        pairs = []
+        for position, value in enumerate(detail):
+            nested = isinstance(value, (dict, list))
+            pairs += validation_errors(value, f"{prefix}[{position}]" if nested else prefix)
+        return pairs
+    return [(prefix, str(detail))]
+
+
+def validation_detail(pairs: list[tuple[str, str]]) -> str:
+    """``path: This field is required.; priority: …``: the pairs as one line for a detail."""
+    return "; ".join(f"{field}: {message}" if field else message for field, message in pairs)
+
+
 def unknown_names(kind: str, names: list[str], limit: int = LISTED_AT_MOST) -> dict:
     """The problem's extra members for names that matched nothing: ``unknown_<kind>`` (the
     first ``limit``) and ``unknown_<kind>_count`` (all of them)."""
