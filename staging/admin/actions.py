@@ -3,7 +3,7 @@ reports what it did with ``message_user``, and says plainly which jobs it refuse
 
 from django.contrib import admin, messages
 
-from staging.errors import ConflictError
+from staging.errors import ConflictError, listed_names
 from staging.models import JobStatus
 from staging.services.dispatch import jobs_prioritize
 from staging.services.job_requests import job_cancel_requested
@@ -15,8 +15,7 @@ MAX_JOBS_PER_ACTION = 500
 
 
 def _ids(jobs, limit: int = 5) -> str:
-    shown = ", ".join(str(job.uuid) for job in jobs[:limit])
-    return shown + (f" and {len(jobs) - limit} more" if len(jobs) > limit else "")
+    return listed_names([str(job.uuid) for job in jobs[:limit]], limit, count=len(jobs))
 
 
 def _plural(n: int, word: str) -> str:
