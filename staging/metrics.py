@@ -90,7 +90,7 @@ class StagingCollector(Collector):
         # Imported here: this module is imported by the Celery app before Django is set up.
         from django.db.models import Count
 
-        from staging.models import ACTIVE_STATUSES, Job, JobStatus, SubJob
+        from staging.models import PENDING_STATUSES, Job, JobStatus, SubJob
 
         jobs = GaugeMetricFamily(
             "stagingsvc_jobs", "Jobs in the database by status.", labels=["status"]
@@ -106,12 +106,12 @@ class StagingCollector(Collector):
             labels=["status"],
         )
         active = dict(
-            SubJob.objects.filter(status__in=ACTIVE_STATUSES)
+            SubJob.objects.filter(status__in=PENDING_STATUSES)
             .order_by()
             .values_list("status")
             .annotate(n=Count("pk"))
         )
-        for status in (JobStatus.NOT_STARTED, JobStatus.RUNNING):
+        for status in PENDING_STATUSES:
             subjobs.add_metric([status], active.get(status, 0))
         yield subjobs
 

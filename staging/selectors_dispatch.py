@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, Min, OuterRef, Q
 from django.utils import timezone
 
-from staging.models import Job, JobStatus, Store, SubJob
+from staging.models import PENDING_STATUSES, Job, JobStatus, Store, SubJob
 from staging.selectors_accounts import limits_of
 
 # Release jobs free space and take no drive: they never wait for capacity (and run on the
@@ -47,13 +47,9 @@ def _undispatched() -> Q:
     )
 
 
-# The statuses of a job that still wants its sub-jobs run.
-WANTING = (JobStatus.NOT_STARTED, JobStatus.RUNNING)
-
-
 def subjobs_waiting():
     """Sub-jobs the dispatcher may hand out: undispatched, of a job that still wants them."""
-    return SubJob.objects.filter(_undispatched(), job__status__in=WANTING)
+    return SubJob.objects.filter(_undispatched(), job__status__in=PENDING_STATUSES)
 
 
 def jobs_with_capped_work_waiting():
@@ -62,7 +58,7 @@ def jobs_with_capped_work_waiting():
     probes each active job's sub-jobs by the job's index (about 1 ms with 100,000 sub-jobs
     waiting) instead of reading every waiting sub-job into a hash (about 40 ms)."""
     return (
-        Job.objects.filter(status__in=WANTING)
+        Job.objects.filter(status__in=PENDING_STATUSES)
         .exclude(task__in=UNCAPPED_TASKS)
         .filter(Exists(SubJob.objects.filter(_undispatched(), job=OuterRef("pk"))))
     )
@@ -324,7 +320,7 @@ def _priority_queue(priority, owners: dict, state: DispatchState, names) -> Prio
 def job_waiting_reason(*, job: Job, now: datetime | None = None) -> str:
     """Why an active job's sub-jobs wait, in words for the admin's job page ("store tape1 at its
     limit (2 of 2 in flight)"); "" when none of them waits for the dispatcher."""
-    if job.status not in (JobStatus.NOT_STARTED, JobStatus.RUNNING):
+    if job.status not in PENDING_STATUSES:
         return ""
     job_waiting = subjobs_waiting().filter(job=job)
     if job.task in UNCAPPED_TASKS or not job_waiting.exists():

@@ -10,7 +10,7 @@ import pytest
 from celery import current_app
 from django.conf import settings
 
-from staging.models import Item, Job, JobStatus, SubJob
+from staging.models import PENDING_STATUSES, Item, Job, JobStatus, SubJob
 from staging.services.jobs import job_cancel, job_create
 from tests.factories import UserFactory
 from tests.integration.test_engine_recovery import (
@@ -116,9 +116,7 @@ def test_a_cancel_racing_a_warm_shutdown_hand_back_ends_cancelled(
 
     job = wait_for_job(job, timeout=60)
     assert job.status == JobStatus.CANCELLED
-    assert not Item.objects.filter(
-        job=job, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
-    ).exists()
+    assert not Item.objects.filter(job=job, status__in=PENDING_STATUSES).exists()
 
 
 def test_the_janitor_on_beat_rolls_up_a_job_whose_roll_up_was_lost(
