@@ -64,6 +64,24 @@ def jobs_with_capped_work_waiting():
     )
 
 
+class OwnerLimits:
+    """Owners' ``dispatch_weight`` and ``max_active_subjobs`` (their own or their role's), each
+    read once for a pass: by the dispatcher and by the give-way asks."""
+
+    def __init__(self):
+        self.known: dict[int | None, tuple[int, int | None]] = {}
+
+    def learn(self, owner_ids: Iterable[int | None]) -> None:
+        unknown = {pk for pk in owner_ids if pk is not None and pk not in self.known}
+        for user in get_user_model().objects.filter(pk__in=unknown):
+            limits = limits_of(user)
+            self.known[user.pk] = (limits.dispatch_weight or 1, limits.max_active_subjobs)
+
+    def of(self, owner_id: int | None) -> tuple[int, int | None]:
+        """(weight, limit); an owner with neither set (or no owner) weighs 1 without a limit."""
+        return self.known.get(owner_id, (1, None))
+
+
 class DispatchCapacity:
     """Slots in use and free per store, per owner and in all, as one pass sees them."""
 
@@ -83,27 +101,25 @@ class DispatchCapacity:
         self.bound = settings.STAGING["DISPATCH_MAX_IN_FLIGHT"]
         self.room = self.bound - self.store_used.total()
         self.store_limit = dict(Store.objects.values_list("pk", "max_active"))
-        self.owner_limit: dict[int | None, int | None] = {None: None}
-        self.owner_weight: dict[int | None, int | None] = {None: None}
+        self.owners = OwnerLimits()
         self.chosen: list[int] = []
 
     def learn_owners(self, owner_ids: Iterable[int | None]) -> None:
-        unknown = {pk for pk in owner_ids if pk not in self.owner_limit}
-        for user in get_user_model().objects.filter(pk__in=unknown):
-            limits = limits_of(user)
-            self.owner_limit[user.pk] = limits.max_active_subjobs
-            self.owner_weight[user.pk] = limits.dispatch_weight
+        self.owners.learn(owner_ids)
 
     def store_full(self, store_id: int) -> bool:
         limit = self.store_limit.get(store_id)
         return limit is not None and self.store_used[store_id] >= limit
 
+    def owner_limit(self, owner_id: int | None) -> int | None:
+        return self.owners.of(owner_id)[1]
+
     def owner_full(self, owner_id: int | None) -> bool:
-        limit = self.owner_limit.get(owner_id)
+        limit = self.owner_limit(owner_id)
         return limit is not None and self.owner_used[owner_id] >= limit
 
     def weight(self, owner_id: int | None) -> int:
-        return self.owner_weight.get(owner_id) or 1
+        return self.owners.of(owner_id)[0]
 
     def share(self, owner_id: int | None) -> float:
         """Sub-jobs in flight per unit of the owner's weight (``dispatch_weight``)."""
@@ -301,7 +317,7 @@ def _priority_queue(priority, owners: dict, state: DispatchState, names) -> Prio
             waiting=sum(g.subjobs for g in groups),
             in_flight=capacity.owner_used[owner_id],
             weight=capacity.weight(owner_id),
-            limit=capacity.owner_limit.get(owner_id),
+            limit=capacity.owner_limit(owner_id),
             held_back=held_back,
         )
         oldest = min(g.oldest_job_id for g in groups)
@@ -337,7 +353,7 @@ def job_waiting_reason(*, job: Job, now: datetime | None = None) -> str:
         used = capacity.store_used[job.store_id]
         return f"store {store.slug} at its limit ({used} of {store.max_active} in flight)"
     if reason == WaitReason.OWNER_LIMIT:
-        used, limit = capacity.owner_used[job.owner_id], capacity.owner_limit[job.owner_id]
+        used, limit = capacity.owner_used[job.owner_id], capacity.owner_limit(job.owner_id)
         return f"owner {job.owner} at their limit ({used} of {limit} in flight)"
     if reason == WaitReason.HIGHER_PRIORITY:
         return (
