@@ -19,7 +19,7 @@ from tests.integration.test_engine_recovery import (
     running_with_progress,
     slow_store,
 )
-from tests.integration.test_metrics_and_logs_with_workers import free_port, scrape
+from tests.integration.test_metrics_and_logs_with_workers import scrape, start_metrics_worker
 from tests.workers import wait_for_job, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -184,13 +184,8 @@ def test_the_janitors_repairs_are_counted_in_the_workers_metrics(
     job = create_job(store, files)
     # What a cancel request that died right after its first write leaves behind.
     Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLING)
-    port = free_port()
-    start_worker(
-        concurrency=1,
-        queues="control",
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
-        WORKER_METRICS_PORT=str(port),
-        WORKER_METRICS_ADDRESS="127.0.0.1",
+    _, url = start_metrics_worker(
+        start_worker, tmp_path / "prometheus", concurrency=1, queues="control"
     )
 
     current_app.send_task("tasks.maintenance.janitor", queue="control")
@@ -199,7 +194,6 @@ def test_the_janitors_repairs_are_counted_in_the_workers_metrics(
         "stagingsvc_recovery_actions_total",
         (("action", "cancelled"), ("task", "janitor")),
     )
-    url = f"http://127.0.0.1:{port}/metrics"
     wait_until(lambda: repaired in scrape(url), timeout=30, what="the janitor's count")
     assert scrape(url)[repaired] == 1
     assert wait_for_job(job, timeout=10).status == JobStatus.CANCELLED
