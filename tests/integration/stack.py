@@ -41,8 +41,9 @@ def wait_until_ready(
 
 @contextmanager
 def gunicorn_serving(log_path: Path, **env: str) -> Iterator[str]:
-    """gunicorn as production runs it (its configuration file, two worker processes) on a
-    free loopback port, on this test run's database and broker; yields its base URL."""
+    """gunicorn as production runs it (its configuration file, two worker processes unless
+    ``WEB_CONCURRENCY`` says otherwise) on a free loopback port, on this test run's database and
+    broker; yields its base URL once it is ready."""
     from tests.workers import REPO_ROOT, worker_environment
 
     port = free_port()
@@ -57,7 +58,9 @@ def gunicorn_serving(log_path: Path, **env: str) -> Iterator[str]:
                 "stagingsvc.wsgi",
             ],
             cwd=REPO_ROOT,
-            env=worker_environment(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", **env),
+            env=worker_environment(
+                **{"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", **env}
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
