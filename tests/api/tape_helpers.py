@@ -5,7 +5,6 @@ from pathlib import Path
 from staging.models import Job, Store
 
 API = "/tape/api/v1"
-PROBLEM = "application/problem+json"
 
 
 def stage(client, *paths: str, slash: str = "", **file_fields):
@@ -18,16 +17,6 @@ def staged_job(client, *paths: str, **file_fields) -> Job:
     response = stage(client, *paths, **file_fields)
     assert response.status_code == 201, response.content
     return Job.objects.get(uuid=response.json()["requestId"])
-
-
-def assert_problem(response, status: int, *words: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status
-    for word in words:
-        assert word in body["detail"], body
-    return body
 
 
 def second_store(tmp_path: Path, slug: str = "cold") -> Store:
