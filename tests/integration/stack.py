@@ -14,6 +14,16 @@ from pathlib import Path
 import pytest
 import requests
 
+# gunicorn as production starts it: its configuration file, run from the repository root.
+GUNICORN = [
+    sys.executable,
+    "-m",
+    "gunicorn",
+    "-c",
+    "stagingsvc/gunicorn.conf.py",
+    "stagingsvc.wsgi",
+]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -49,14 +59,7 @@ def gunicorn_serving(log_path: Path, **env: str) -> Iterator[str]:
     port = free_port()
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "stagingsvc/gunicorn.conf.py",
-                "stagingsvc.wsgi",
-            ],
+            GUNICORN,
             cwd=REPO_ROOT,
             env=worker_environment(
                 **{"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", **env}
