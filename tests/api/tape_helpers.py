@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from staging.models import Job, Store
+from tests.factories import store_with_roots
 
 API = "/tape/api/v1"
 
@@ -20,7 +21,4 @@ def staged_job(client, *paths: str, **file_fields) -> Job:
 
 
 def second_store(tmp_path: Path, slug: str = "cold") -> Store:
-    archive, staging = tmp_path / f"{slug}-archive", tmp_path / f"{slug}-staging"
-    archive.mkdir()
-    staging.mkdir()
-    return Store.objects.create(slug=slug, archive_root=str(archive), staging_root=str(staging))
+    return store_with_roots(tmp_path, slug=slug, prefix=f"{slug}-")
