@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -251,21 +250,6 @@ def service_environment(
     )
     env.update(overrides)
     return env
-
-
-def manage(env: dict[str, str], *arguments: str, timeout: float = 120) -> str:
-    """Run a management command of the service under test; returns its output."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", *arguments],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(arguments)} failed:\n{done.stderr}")
-    return done.stdout.strip()
 
 
 class Gunicorn:

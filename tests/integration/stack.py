@@ -31,6 +31,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def manage(env: dict[str, str], *arguments: str, timeout: float = 120) -> str:
+    """Run a management command of the service under test; returns its output."""
+    from tests.workers import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(arguments)} failed:\n{done.stderr}")
+    return done.stdout.strip()
+
+
 def wait_until_ready(
     base: str, process: subprocess.Popen, log_path: Path, *, timeout: float = 60
 ) -> None:

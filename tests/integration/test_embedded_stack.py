@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.integration.dts_client import dts_stage
-from tests.integration.stack import free_port, wait_until_ready
+from tests.integration.stack import free_port, manage, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
@@ -60,19 +60,6 @@ def embedded_env(tmp_path: Path) -> dict[str, str]:
         WORKER_CONCURRENCY="1",
     )
     return env
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_path: Path):
