@@ -7,7 +7,6 @@ import signal
 import time
 
 import pytest
-from celery import current_app
 from django.conf import settings
 
 from staging.models import PENDING_STATUSES, Item, Job, JobStatus, SubJob
@@ -19,7 +18,10 @@ from tests.integration.test_engine_recovery import (
     running_with_progress,
     slow_store,
 )
-from tests.integration.test_metrics_and_logs_with_workers import scrape, start_metrics_worker
+from tests.integration.test_metrics_and_logs_with_workers import (
+    repairs_counted,
+    start_metrics_worker,
+)
 from tests.workers import wait_for_job, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -188,14 +190,7 @@ def test_the_janitors_repairs_are_counted_in_the_workers_metrics(
         start_worker, tmp_path / "prometheus", concurrency=1, queues="control"
     )
 
-    current_app.send_task("tasks.maintenance.janitor", queue="control")
-
-    repaired = (
-        "stagingsvc_recovery_actions_total",
-        (("action", "cancelled"), ("task", "janitor")),
-    )
-    wait_until(lambda: repaired in scrape(url), timeout=30, what="the janitor's count")
-    assert scrape(url)[repaired] == 1
+    assert repairs_counted(url, "janitor", "cancelled") == 1
     assert wait_for_job(job, timeout=10).status == JobStatus.CANCELLED
 
 

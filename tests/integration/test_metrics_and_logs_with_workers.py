@@ -36,6 +36,15 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
     }
 
 
+def repairs_counted(worker_url: str, task: str, action: str) -> float:
+    """Run the periodic task ``tasks.maintenance.<task>`` on the control queue and wait until
+    the worker's metrics count its ``action``; that count."""
+    celery_app.send_task(f"tasks.maintenance.{task}", queue="control")
+    counted = ("stagingsvc_recovery_actions_total", (("action", action), ("task", task)))
+    wait_until(lambda: counted in scrape(worker_url), timeout=30, what=f"the {task} count")
+    return scrape(worker_url)[counted]
+
+
 def jobs(found: dict, status: str) -> float:
     return found[("stagingsvc_jobs", (("status", status),))]
 
@@ -101,14 +110,7 @@ def test_the_worker_counts_the_repairs_of_periodic_tasks(store, metrics_worker):
         job=job, store=store, path="old/copy.dat", expires_at=timezone.now() - timedelta(days=1)
     )
 
-    celery_app.send_task("tasks.maintenance.sweep_unpinned_copies", queue="control")
-
-    swept = (
-        "stagingsvc_recovery_actions_total",
-        (("action", "copies_removed"), ("task", "sweep_unpinned_copies")),
-    )
-    wait_until(lambda: swept in scrape(worker_url), timeout=30, what="the sweeper's count")
-    assert scrape(worker_url)[swept] == 1
+    assert repairs_counted(worker_url, "sweep_unpinned_copies", "copies_removed") == 1
     assert not staged.exists()
 
 
@@ -118,14 +120,7 @@ def test_the_retention_task_purges_old_jobs_on_a_worker_and_counts_them(store, m
     old = JobFactory(store=store, status=JobStatus.FINISHED, finished_at=ended)
     recent = JobFactory(store=store, status=JobStatus.FINISHED, finished_at=timezone.now())
 
-    celery_app.send_task("tasks.maintenance.purge_old_jobs", queue="control")
-
-    purged = (
-        "stagingsvc_recovery_actions_total",
-        (("action", "jobs_purged"), ("task", "purge_old_jobs")),
-    )
-    wait_until(lambda: purged in scrape(worker_url), timeout=30, what="the purge's count")
-    assert scrape(worker_url)[purged] == 1
+    assert repairs_counted(worker_url, "purge_old_jobs", "jobs_purged") == 1
     assert not Job.objects.filter(pk=old.pk).exists()
     assert Job.objects.filter(pk=recent.pk).exists()
 
