@@ -101,6 +101,11 @@ def dispatch_after_end() -> None:
     try:
         with transaction.atomic():
             if _lock_dispatch(wait=False):
+                # Most ends leave nothing waiting (a burst is over, or all was handed out):
+                # one index probe instead of a pass. Work submitted after this read wakes a
+                # pass of its own (subjobs_submitted), as it finds this slot already free.
+                if not subjobs_waiting().exists():
+                    return
                 chosen = _choose()
                 if chosen:
                     subjobs_publish(subjob_ids=chosen)
