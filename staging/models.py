@@ -419,7 +419,14 @@ class Item(models.Model):
 
     # No single-column indexes on job and subjob: item_job_status_id and item_subjob_status
     # lead with them, and every index is one more write per file of a million-file request.
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items", db_index=False)
+    # No foreign-key constraint on job either: its check at commit, once per item, was a sixth
+    # of a million-file request's time and guards nothing. Items are written only in the
+    # transaction that creates their job, their job never changes, and a job goes only through
+    # the ORM (the retention purge deletes its items first). The sub-job keeps its constraint:
+    # items move between sub-jobs (a tape recall's regrouping) while sub-jobs are deleted.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="items", db_index=False, db_constraint=False
+    )
     subjob = models.ForeignKey(
         SubJob,
         on_delete=models.SET_NULL,
@@ -479,11 +486,15 @@ class Pin(models.Model):
     """A job's hold on a staged copy. A staged file stays while any pin on it lives; the
     sweeper deletes copies whose pins have all been released or have expired."""
 
-    # Indexed by unique_pin_per_job_path and pin_store_path, which lead with them. The store is
-    # always the job's, which the job's own constraint guarantees: a second foreign-key check
-    # at commit, per pin of a million-file request, would guard nothing more (the ORM still
-    # deletes a store's pins with it).
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pins", db_index=False)
+    # Indexed by unique_pin_per_job_path and pin_store_path, which lead with them. Neither keeps
+    # a foreign-key constraint: one check per pin at commit of a million-file request would
+    # guard nothing. Pins are written only in the transaction that creates their job or, for a
+    # retry, after it reopened the job (a row lock the purge waits for, and a reopened job is no
+    # longer purgeable); their job never changes; jobs and stores go only through the ORM,
+    # which deletes their pins. The store is always the job's.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="pins", db_index=False, db_constraint=False
+    )
     store = models.ForeignKey(
         Store, on_delete=models.CASCADE, related_name="pins", db_index=False, db_constraint=False
     )
