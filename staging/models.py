@@ -439,8 +439,8 @@ class Item(models.Model):
     # of every file of a request (a million row locks for the largest) to guard against a
     # deletion that never happens outside the ORM (the catalogue marks vanished files, and the
     # ORM still sets this to NULL when an entry is deleted). The item keeps its own path and
-    # size; this link says which catalogue entry they came from. Indexed by item_file: the
-    # field's own index would come with a second, pattern one no query uses.
+    # size; this link says which catalogue entry they came from. No index: the admin's search
+    # by catalogue id goes through the file's path (item_path).
     file = models.ForeignKey(
         File,
         on_delete=models.SET_NULL,
@@ -472,10 +472,9 @@ class Item(models.Model):
             # scan that stops at the page, not a sort of a million-file job's items.
             models.Index(fields=["job", "status", "id"], name="item_job_status_id"),
             models.Index(fields=["subjob", "status"], name="item_subjob_status"),
-            # Admin search of jobs by file path or prefix (LIKE 'prefix%' on PostgreSQL).
+            # Admin search of jobs by file path or prefix (LIKE 'prefix%' on PostgreSQL), and by
+            # catalogue id through the file's path (selectors_admin.items_of_file).
             models.Index(fields=["path"], name="item_path", opclasses=["varchar_pattern_ops"]),
-            # Admin search of jobs by catalogue id (an exact match).
-            models.Index(fields=["file"], name="item_file"),
         ]
 
     def __str__(self) -> str:
