@@ -202,3 +202,95 @@ def test_a_delivery_that_finds_its_dead_siblings_job_cancelled_clears_its_tempor
     job_request_cancel(job.pk)
     assert subjob_claim(subjob_id=subjob_id, worker=f"node@h:{os.getpid()}", task_id="2") is None
     assert not os.path.exists(leftover)
+
+
+def file_fsyncs_and_renames(monkeypatch, on_rename=lambda name: None):
+    """Record, in order, ("fsync", inode) of every regular file fsynced and ("rename", name) of
+    every copy renamed into place; ``on_rename`` is called before each rename."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        found = os.fstat(fd)
+        if stat.S_ISREG(found.st_mode):
+            events.append(("fsync", found.st_ino))
+        return real_fsync(fd)
+
+    def replace(source, target, **kwargs):
+        on_rename(target)
+        inode = os.stat(source, dir_fd=kwargs.get("src_dir_fd"), follow_symlinks=False).st_ino
+        events.append(("rename", inode))
+        return real_replace(source, target, **kwargs)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    monkeypatch.setattr(storage.os, "replace", replace)
+    return events
+
+
+def test_small_copies_take_their_names_only_once_fsynced_and_before_their_items_finish(
+    store, archive_files, monkeypatch
+):
+    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, 6)})
+    job = create_job(store, entries)
+    statuses_at_rename = []
+    events = file_fsyncs_and_renames(
+        monkeypatch,
+        lambda name: statuses_at_rename.append(set(job.items.values_list("status", flat=True))),
+    )
+    assert run(job) == JobStatus.FINISHED
+    renamed = [inode for event, inode in events if event == "rename"]
+    assert len(renamed) == 5
+    for inode in renamed:  # each copy reached the disk before it took its name
+        assert events.index(("fsync", inode)) < events.index(("rename", inode))
+    assert JobStatus.FINISHED not in set().union(*statuses_at_rename)
+    for entry in entries:
+        staged = os.path.join(store.staging_root, entry.path)
+        assert os.path.getsize(staged) == entry.size
+    assert not [n for n in os.listdir(os.path.join(store.staging_root, "run1")) if ".part" in n]
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.FINISHED}
+
+
+def test_a_copy_fsync_that_fails_leaves_its_batch_unfinished_and_nothing_named(
+    store, archive_files, monkeypatch
+):
+    entries = archive_files({"run1/a.txt": b"a", "run1/b.txt": b"b"})
+    job = create_job(store, entries)
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "injected")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    with pytest.raises(OSError, match="injected"):
+        run(job)
+    # Neither copy reached the disk: neither takes its name, neither is ready, no leftover.
+    assert os.listdir(os.path.join(store.staging_root, "run1")) == []
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.NOT_STARTED}
+    subjob = SubJob.objects.get(job=job)
+    assert (subjob.status, subjob.failures) == (JobStatus.NOT_STARTED, 1)
+    monkeypatch.setattr(storage.os, "fsync", real_fsync)
+    assert run(job) == JobStatus.FINISHED  # the next attempt copies them again
+    with open(os.path.join(store.staging_root, "run1/b.txt"), "rb") as copy:
+        assert copy.read() == b"b"
+
+
+def test_a_worker_that_lost_its_lease_names_none_of_the_copies_it_held(
+    store, archive_files, monkeypatch
+):
+    entries = archive_files({"run1/a.txt": b"a", "run1/b.txt": b"b"})
+    job = create_job(store, entries)
+    (subjob,) = job.subjobs.all()
+
+    def work_then_lose_the_lease(item, store_, reporter):
+        item_work_for(job)(item, store_, reporter)
+        if item.path == "run1/b.txt":  # both copies written, neither named yet
+            reporter.heartbeat._lost.set()
+
+    assert (
+        subjob_run(subjob_id=subjob.pk, worker="n@h:1", task_id="t", work=work_then_lose_the_lease)
+        is None
+    )
+    assert os.listdir(os.path.join(store.staging_root, "run1")) == []
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.NOT_STARTED}
