@@ -463,9 +463,6 @@ def stage_file_copy(item: Item, store: Store, reporter: ProgressReporter) -> Non
         on_staged=functools.partial(reporter.copy_staged, item),
         sync=reporter.sync,
         cache=reporter.directories,
-        # Small copies are fsynced and named a batch at a time, before the batch is recorded;
-        # a verifying job reads each copy under its name as soon as it is made.
-        defer_naming=not reporter.subjob.job.parameters.get("verify"),
     )
 
 

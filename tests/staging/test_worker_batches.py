@@ -227,7 +227,7 @@ def file_fsyncs_and_renames(monkeypatch, on_rename=lambda name: None):
     return events
 
 
-def test_small_copies_take_their_names_only_once_fsynced_and_before_their_items_finish(
+def test_copies_take_their_names_only_once_fsynced_and_before_their_items_finish(
     store, archive_files, monkeypatch
 ):
     entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, 6)})
@@ -248,49 +248,3 @@ def test_small_copies_take_their_names_only_once_fsynced_and_before_their_items_
         assert os.path.getsize(staged) == entry.size
     assert not [n for n in os.listdir(os.path.join(store.staging_root, "run1")) if ".part" in n]
     assert set(job.items.values_list("status", flat=True)) == {JobStatus.FINISHED}
-
-
-def test_a_copy_fsync_that_fails_leaves_its_batch_unfinished_and_nothing_named(
-    store, archive_files, monkeypatch
-):
-    entries = archive_files({"run1/a.txt": b"a", "run1/b.txt": b"b"})
-    job = create_job(store, entries)
-    real_fsync = os.fsync
-
-    def fsync(fd):
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EIO, "injected")
-        return real_fsync(fd)
-
-    monkeypatch.setattr(storage.os, "fsync", fsync)
-    with pytest.raises(OSError, match="injected"):
-        run(job)
-    # Neither copy reached the disk: neither takes its name, neither is ready, no leftover.
-    assert os.listdir(os.path.join(store.staging_root, "run1")) == []
-    assert set(job.items.values_list("status", flat=True)) == {JobStatus.NOT_STARTED}
-    subjob = SubJob.objects.get(job=job)
-    assert (subjob.status, subjob.failures) == (JobStatus.NOT_STARTED, 1)
-    monkeypatch.setattr(storage.os, "fsync", real_fsync)
-    assert run(job) == JobStatus.FINISHED  # the next attempt copies them again
-    with open(os.path.join(store.staging_root, "run1/b.txt"), "rb") as copy:
-        assert copy.read() == b"b"
-
-
-def test_a_worker_that_lost_its_lease_names_none_of_the_copies_it_held(
-    store, archive_files, monkeypatch
-):
-    entries = archive_files({"run1/a.txt": b"a", "run1/b.txt": b"b"})
-    job = create_job(store, entries)
-    (subjob,) = job.subjobs.all()
-
-    def work_then_lose_the_lease(item, store_, reporter):
-        item_work_for(job)(item, store_, reporter)
-        if item.path == "run1/b.txt":  # both copies written, neither named yet
-            reporter.heartbeat._lost.set()
-
-    assert (
-        subjob_run(subjob_id=subjob.pk, worker="n@h:1", task_id="t", work=work_then_lose_the_lease)
-        is None
-    )
-    assert os.listdir(os.path.join(store.staging_root, "run1")) == []
-    assert set(job.items.values_list("status", flat=True)) == {JobStatus.NOT_STARTED}
