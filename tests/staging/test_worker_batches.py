@@ -28,6 +28,12 @@ def create_job(store, files):
     return job_create_staging(owner=UserFactory(), store=store, files=files, source="api")
 
 
+def job_of_sized_files(store, archive_files, count):
+    """A job for ``count`` files run1/f<n>.txt of n bytes each; (their entries, the job)."""
+    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, count + 1)})
+    return entries, create_job(store, entries)
+
+
 def run(job, subjob_id=None):
     subjob_id = subjob_id or job.subjobs.get().pk
     return subjob_run(
@@ -89,8 +95,7 @@ def test_each_directory_is_fsynced_once_per_batch_and_outcomes_written_in_one_up
     store, archive_files, monkeypatch
 ):
     # More files than go into the pins' lifetime UPDATE: their stamps are joined from VALUES.
-    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, 11)})
-    job = create_job(store, entries)
+    entries, job = job_of_sized_files(store, archive_files, 10)
     fsynced = directory_fsyncs(monkeypatch)
     with CaptureQueriesContext(connection) as ran:
         assert run(job) == JobStatus.FINISHED
@@ -230,8 +235,7 @@ def file_fsyncs_and_renames(monkeypatch, on_rename=lambda name: None):
 def test_copies_take_their_names_only_once_fsynced_and_before_their_items_finish(
     store, archive_files, monkeypatch
 ):
-    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, 6)})
-    job = create_job(store, entries)
+    entries, job = job_of_sized_files(store, archive_files, 5)
     statuses_at_rename = []
     events = file_fsyncs_and_renames(
         monkeypatch,
