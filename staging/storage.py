@@ -12,7 +12,9 @@ temporary created exclusively in the destination directory, fsynced, its size ch
 ``fstat``, renamed, and the directory fsynced; a reader never sees half a file and a worker killed
 mid-copy leaves nothing that looks staged. A worker staging many files defers the directory
 fsyncs to a ``DirectorySync``, which fsyncs each directory once per batch before the batch is
-recorded as done. A copy carries its archive file's mtime, so "already
+recorded as done; it may defer the fsync and the rename of small copies too, so that one
+journal commit makes a batch of them durable instead of one commit per file (they still take
+their names only once durable). A copy carries its archive file's mtime, so "already
 staged" means the same size and the same mtime as the archive file has now.
 """
 
@@ -165,13 +167,83 @@ def _symlink_refusal(directory_fd: int, name: str, where: str) -> UnsafePathErro
     return None
 
 
+class _Unnamed:
+    """A copy written under its temporary name whose fsync and rename a DirectorySync holds."""
+
+    __slots__ = ("directory_fd", "fd", "name", "temp")
+
+    def __init__(self, directory_fd: int, fd: int, temp: str, name: str):
+        self.directory_fd, self.fd, self.temp, self.name = directory_fd, fd, temp, name
+
+    def forget(self, *, remove: bool) -> None:
+        os.close(self.fd)
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp, dir_fd=self.directory_fd)
+        os.close(self.directory_fd)
+
+
 class DirectorySync:
     """Directories whose entries changed (a copy renamed in, a directory made) and must be
     fsynced before anyone is told the files are there: each once, however many files of a batch
-    went into it. Holds a duplicate descriptor of each until ``flush``."""
+    went into it. Holds a duplicate descriptor of each until ``flush``.
+
+    It also holds the copies ``stage_file`` left unnamed (``defer_naming``): written, their
+    writeback begun, not yet fsynced. ``name_deferred`` fsyncs them all, then renames each to
+    its final name: the first fsync's journal commit carries the others' metadata, where one
+    fsync right after each copy pays a commit per file. ``flush`` names them before it fsyncs
+    the directories. A copy that could not be made durable or named fails every later
+    ``flush``: its item is not to be recorded as staged."""
+
+    # Unnamed copies held at most, so a batch's open descriptors and unsynced bytes stay few.
+    MAX_UNNAMED_FILES = 64
+    MAX_UNNAMED_BYTES = 64 * 1024**2
 
     def __init__(self):
         self._pending: dict[tuple[int, int], int] = {}
+        self._unnamed: list[_Unnamed] = []
+        self._unnamed_bytes = 0
+        self._naming_failed: OSError | None = None
+
+    def defer_naming(self, directory_fd: int, fd: int, temp: str, name: str, size: int) -> bool:
+        """Take over ``fd`` (the written temporary ``temp``, to become ``name`` in
+        ``directory_fd``); True when enough are held that the caller should name them now."""
+        self._unnamed.append(_Unnamed(os.dup(directory_fd), fd, temp, name))
+        self._unnamed_bytes += size
+        return (
+            len(self._unnamed) >= self.MAX_UNNAMED_FILES
+            or self._unnamed_bytes >= self.MAX_UNNAMED_BYTES
+        )
+
+    def name_deferred(self) -> None:
+        """fsync every unnamed copy, then rename each into place (its directory then pending).
+        On an error the copies not yet named are removed, and this and every later call raise
+        it: the items they belong to were counted as copied and must not be recorded."""
+        unnamed, self._unnamed, self._unnamed_bytes = self._unnamed, [], 0
+        named = 0
+        try:
+            if self._naming_failed is not None:
+                raise self._naming_failed
+            for copy in unnamed:
+                os.fsync(copy.fd)
+            for copy in unnamed:
+                os.replace(
+                    copy.temp,
+                    copy.name,
+                    src_dir_fd=copy.directory_fd,
+                    dst_dir_fd=copy.directory_fd,
+                )
+                named += 1
+                self.add(copy.directory_fd)
+        except BaseException as exc:
+            # Even a warm shutdown's SystemExit here leaves items counted whose copies go.
+            self._naming_failed = (
+                exc if isinstance(exc, OSError) else OSError(errno.EINTR, "naming interrupted")
+            )
+            raise
+        finally:
+            for position, copy in enumerate(unnamed):
+                copy.forget(remove=position >= named)
 
     def add(self, directory_fd: int) -> None:
         found = os.fstat(directory_fd)
@@ -183,8 +255,9 @@ class DirectorySync:
         return len(self._pending)
 
     def flush(self) -> None:
-        """fsync every pending directory; the first error is raised once all were tried, and
-        a directory that failed stays pending."""
+        """Name the unnamed copies, then fsync every pending directory; the first error is
+        raised once all were tried, and a directory that failed stays pending."""
+        self.name_deferred()
         failed: OSError | None = None
         for key, fd in list(self._pending.items()):
             try:
@@ -198,7 +271,11 @@ class DirectorySync:
             raise failed
 
     def close(self) -> None:
-        """Forget what is pending without syncing it (the batch it belonged to was abandoned)."""
+        """Forget what is pending without syncing it (the batch it belonged to was abandoned);
+        unnamed copies are removed."""
+        for copy in self._unnamed:
+            copy.forget(remove=True)
+        self._unnamed, self._unnamed_bytes, self._naming_failed = [], 0, None
         for fd in self._pending.values():
             os.close(fd)
         self._pending.clear()
@@ -551,22 +628,34 @@ def _copy_to_temporary(
     chunk_bytes: int,
     on_chunk: Callable[[int], None],
     on_bytes: Callable[[memoryview], None] | None = None,
-) -> None:
+    *,
+    keep_unsynced: bool = False,
+) -> int | None:
+    """Write the temporary, fsynced; with ``keep_unsynced`` it is not fsynced but its
+    writeback is begun, and its descriptor returned open for whoever fsyncs it later."""
     # 0600 while it is written: a half copy is readable by no one else.
     fd = os.open(temp, _TEMPORARY_FLAGS, 0o600, dir_fd=directory_fd)
     try:
         _copy_data(source_fd, fd, source.st_size, chunk_bytes, on_chunk, on_bytes)
         _give_mode_of(fd, source)
         os.utime(fd, ns=(source.st_atime_ns, source.st_mtime_ns))
-        os.fsync(fd)
+        if keep_unsynced:
+            _start_writeback(fd, 0, 0)  # 0 bytes: to the end of the file
+        else:
+            os.fsync(fd)
         written = os.fstat(fd).st_size
-    finally:
+        if written != source.st_size:
+            raise SizeMismatchError(f"the copy has {written} bytes, expected {source.st_size}")
+        after = os.fstat(source_fd)
+        if (after.st_size, after.st_mtime_ns) != (source.st_size, source.st_mtime_ns):
+            raise SourceChangedError("the archive file changed while it was copied")
+    except BaseException:
         os.close(fd)
-    if written != source.st_size:
-        raise SizeMismatchError(f"the copy has {written} bytes, expected {source.st_size}")
-    after = os.fstat(source_fd)
-    if (after.st_size, after.st_mtime_ns) != (source.st_size, source.st_mtime_ns):
-        raise SourceChangedError("the archive file changed while it was copied")
+        raise
+    if keep_unsynced:
+        return fd
+    os.close(fd)
+    return None
 
 
 def _writable_by_service(found: os.stat_result) -> bool:
@@ -623,6 +712,7 @@ def stage_file(
     on_staged: Callable[[os.stat_result], None] | None = None,
     sync: DirectorySync | None = None,
     cache: DirectoryCache | None = None,
+    defer_naming: bool = False,
 ) -> str:
     """Put a complete copy of ``source`` at ``destination``; returns how ("skipped", "linked",
     "copied"). Paths from ``resolve_under`` are reached beneath their roots. With ``hard_link``
@@ -630,10 +720,11 @@ def stage_file(
     writable by the service.
 
     With ``on_md5`` a copy reads the archive file through this process (pread/pwrite instead
-    of the kernel's copy paths), hashes it on the way, and once the copy has its final name
-    calls ``on_md5(md5=<hex>, copied=<stat>)`` with the archive file's stat, which held from
-    the start of the copy to its end (a file that changed meanwhile raises SourceChangedError
-    instead). A file already staged or hard-linked is not read, and ``on_md5`` is not called.
+    of the kernel's copy paths), hashes it on the way, and once the copy has its final name (or
+    is handed to ``sync`` to be named) calls ``on_md5(md5=<hex>, copied=<stat>)`` with the
+    archive file's stat, which held from the start of the copy to its end (a file that changed
+    meanwhile raises SourceChangedError instead). A file already staged or hard-linked is not
+    read, and ``on_md5`` is not called.
 
     ``should_stop`` is polled at chunk boundaries, and once more when the data is written and
     fsynced, right before it takes the final name; when it answers True the temporary file is
@@ -644,7 +735,14 @@ def stage_file(
     intact): the copy has its size and mtime. With ``sync`` the directories whose entries
     changed are added to it instead of being fsynced here; the caller fsyncs them (``flush``)
     before it tells anyone the file is staged. With ``cache`` the directories of both paths
-    are reached through the descriptors it lends (opened once per batch)."""
+    are reached through the descriptors it lends (opened once per batch).
+
+    With ``sync`` and ``defer_naming``, a copy of at most one chunk is left under its temporary
+    name, unsynced, when this returns "copied": ``sync`` fsyncs and names it at its ``flush`` (or
+    once it holds a batch of such copies, on a later call), so the copy is in place only after
+    the flush the caller makes before it tells anyone. ``should_stop`` is then asked last when
+    the data is written: a copy that passed it is named at the flush (a caller that must publish
+    nothing more, having lost its lease, ``close``s ``sync`` instead)."""
     source_fd, opened = _open_regular(source, cache)
     try:
         if opened.st_size != expected_size:
@@ -672,6 +770,7 @@ def stage_file(
                     on_md5=on_md5,
                     sync=sync,
                     cache=cache,
+                    defer_naming=defer_naming and sync is not None and expected_size <= chunk_bytes,
                 )
     finally:
         os.close(source_fd)
@@ -694,9 +793,10 @@ def _stage_into(
     on_md5: Callable[..., None] | None,
     sync: DirectorySync | None,
     cache: DirectoryCache | None,
+    defer_naming: bool,
 ) -> str:
     temp = _temp_name(name)
-    md5, renamed = None, False
+    md5, renamed, unsynced_fd, batch_full = None, False, None, False
     try:
         linkable = hard_link and not _writable_by_service(opened)
         if linkable and _link_temporary(source, opened, directory_fd, temp, cache):
@@ -707,7 +807,7 @@ def _stage_into(
             )
             # A new hash per copy: one fed by an earlier, failed attempt would be wrong.
             md5 = hashlib.md5(usedforsecurity=False) if on_md5 is not None else None
-            _copy_to_temporary(
+            unsynced_fd = _copy_to_temporary(
                 source_fd,
                 opened,
                 directory_fd,
@@ -715,19 +815,29 @@ def _stage_into(
                 chunk_bytes,
                 on_chunk,
                 on_bytes=md5.update if md5 is not None else None,
+                keep_unsynced=defer_naming,
             )
             how = "copied"
-        # Asked last, with the data durable: a worker that must stop (a cancel, or its lease
-        # lost to another worker) publishes nothing under the final name.
+        # Asked last, with the data written (durable, unless the naming is deferred): a worker
+        # that must stop (a cancel, or its lease lost to another worker) publishes nothing
+        # under the final name.
         if should_stop():
             raise StagingCancelled()
-        os.replace(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
-        renamed = True
-        _sync_directory(directory_fd, sync)
+        if unsynced_fd is not None:
+            batch_full = sync.defer_naming(directory_fd, unsynced_fd, temp, name, opened.st_size)
+            unsynced_fd, renamed = None, True  # the temporary is sync's now
+        else:
+            os.replace(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
+            renamed = True
+            _sync_directory(directory_fd, sync)
     finally:
+        if unsynced_fd is not None:
+            os.close(unsynced_fd)
         if not renamed:  # one system call (and one exception) less per staged file
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp, dir_fd=directory_fd)
+    if batch_full:
+        sync.name_deferred()
     if how == "linked":
         on_progress(opened.st_size)
     elif md5 is not None:

@@ -500,3 +500,115 @@ def test_deferred_directory_fsyncs_happen_once_per_directory_at_flush(tmp_path, 
     assert synced == [] and len(sync) == 2  # staging (d made in it) and staging/d
     sync.flush()
     assert sorted(synced) == sorted([staging.stat().st_ino, (staging / "d").stat().st_ino])
+
+
+def staged_names(directory: Path) -> tuple[list[str], list[str]]:
+    """(final names, temporaries) in ``directory``."""
+    names = sorted(os.listdir(directory))
+    return [n for n in names if not n.startswith(TEMP_PREFIX)], [
+        n for n in names if n.startswith(TEMP_PREFIX)
+    ]
+
+
+def deferred_copy(archive: Path, staging: Path, name: str, sync: DirectorySync, **options):
+    return stage_file(
+        resolve_under(archive, name),
+        resolve_under(staging, name),
+        expected_size=(archive / name).stat().st_size,
+        sync=sync,
+        defer_naming=True,
+        **options,
+    )
+
+
+def test_a_deferred_copy_takes_its_name_only_at_the_flush(tmp_path: Path):
+    archive, staging = tmp_path / "archive", tmp_path / "staging"
+    archive.mkdir()
+    (archive / "f").write_bytes(b"data")
+    sync = DirectorySync()
+    assert deferred_copy(archive, staging, "f", sync) == "copied"
+    assert staged_names(staging)[0] == [] and len(staged_names(staging)[1]) == 1
+    assert not is_staged_intact(staging / "f", (archive / "f").stat())
+    sync.flush()
+    assert staged_names(staging) == (["f"], [])
+    assert (staging / "f").read_bytes() == b"data"
+    assert is_staged_intact(staging / "f", (archive / "f").stat())
+
+
+def test_a_copy_larger_than_a_chunk_is_named_at_once(tmp_path: Path):
+    archive, staging = tmp_path / "archive", tmp_path / "staging"
+    archive.mkdir()
+    (archive / "big").write_bytes(b"x" * 10)
+    sync = DirectorySync()
+    assert deferred_copy(archive, staging, "big", sync, chunk_bytes=4) == "copied"
+    assert staged_names(staging) == (["big"], [])
+    sync.flush()
+
+
+def test_a_full_batch_of_deferred_copies_is_named_by_the_call_that_fills_it(
+    tmp_path: Path, monkeypatch
+):
+    archive, staging = tmp_path / "archive", tmp_path / "staging"
+    archive.mkdir()
+    for name in "abc":
+        (archive / name).write_bytes(name.encode())
+    monkeypatch.setattr(DirectorySync, "MAX_UNNAMED_FILES", 2)
+    sync = DirectorySync()
+    deferred_copy(archive, staging, "a", sync)
+    assert staged_names(staging)[0] == []
+    deferred_copy(archive, staging, "b", sync)
+    assert staged_names(staging) == (["a", "b"], [])
+    deferred_copy(archive, staging, "c", sync)
+    assert staged_names(staging)[0] == ["a", "b"]
+    sync.flush()
+    assert staged_names(staging) == (["a", "b", "c"], [])
+
+
+def test_closing_a_sync_removes_the_copies_it_had_not_named(tmp_path: Path):
+    archive, staging = tmp_path / "archive", tmp_path / "staging"
+    archive.mkdir()
+    (archive / "f").write_bytes(b"data")
+    sync = DirectorySync()
+    deferred_copy(archive, staging, "f", sync)
+    sync.close()  # the batch was abandoned (a lost lease)
+    assert staged_names(staging) == ([], [])
+    sync.flush()  # nothing left to name
+    assert staged_names(staging) == ([], [])
+
+
+def test_a_deferred_copy_that_cannot_be_made_durable_fails_every_later_flush(
+    tmp_path: Path, monkeypatch
+):
+    archive, staging = tmp_path / "archive", tmp_path / "staging"
+    archive.mkdir()
+    for name in "ab":
+        (archive / name).write_bytes(b"data")
+    sync = DirectorySync()
+    deferred_copy(archive, staging, "a", sync)
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        raise OSError(errno.EIO, "injected")
+
+    monkeypatch.setattr("staging.storage.os.fsync", failing_fsync)
+    with pytest.raises(OSError, match="injected"):
+        sync.flush()
+    monkeypatch.setattr("staging.storage.os.fsync", real_fsync)
+    assert staged_names(staging) == ([], [])
+    # A copy counted as staged was lost: the batch it belongs to must never be recorded.
+    deferred_copy(archive, staging, "b", sync)
+    with pytest.raises(OSError, match="injected"):
+        sync.flush()
+    assert staged_names(staging) == ([], [])
+    sync.close()
+
+
+def test_a_deferred_copy_told_to_stop_is_not_handed_to_the_sync(tmp_path: Path):
+    archive, staging = tmp_path / "archive", tmp_path / "staging"
+    archive.mkdir()
+    (archive / "f").write_bytes(b"data")
+    sync = DirectorySync()
+    with pytest.raises(StagingCancelled):
+        deferred_copy(archive, staging, "f", sync, should_stop=lambda: True)
+    sync.flush()
+    assert staged_names(staging) == ([], [])

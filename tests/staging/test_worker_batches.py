@@ -29,6 +29,12 @@ def create_job(store, files):
     return job_create_staging(owner=UserFactory(), store=store, files=files, source="api")
 
 
+def job_of_sized_files(store, archive_files, count):
+    """A job for ``count`` files run1/f<n>.txt of n bytes each; (their entries, the job)."""
+    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, count + 1)})
+    return entries, create_job(store, entries)
+
+
 def run(job, subjob_id=None):
     subjob_id = subjob_id or job.subjobs.get().pk
     return subjob_run(
@@ -90,8 +96,7 @@ def test_each_directory_is_fsynced_once_per_batch_and_outcomes_written_in_one_up
     store, archive_files, monkeypatch
 ):
     # More files than go into the pins' lifetime UPDATE: their stamps are joined from VALUES.
-    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, 11)})
-    job = create_job(store, entries)
+    entries, job = job_of_sized_files(store, archive_files, 10)
     fsynced = directory_fsyncs(monkeypatch)
     with CaptureQueriesContext(connection) as ran:
         assert run(job) == JobStatus.FINISHED
@@ -232,3 +237,48 @@ def test_a_claim_reads_the_sub_job_and_all_its_items_in_one_query(store, archive
     assert (first.status, first.attempts, first.started_at) == (JobStatus.FINISHED, 2, started)
     assert (second.status, second.error, second.result) == (JobStatus.FAILED, "gone", {"a": 1})
     assert (items[2].path, items[2].size, items[2].file_id) == ("run1/f3.txt", 3, entries[2].pk)
+
+
+def file_fsyncs_and_renames(monkeypatch, on_rename=lambda name: None):
+    """Record, in order, ("fsync", inode) of every regular file fsynced and ("rename", name) of
+    every copy renamed into place; ``on_rename`` is called before each rename."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        found = os.fstat(fd)
+        if stat.S_ISREG(found.st_mode):
+            events.append(("fsync", found.st_ino))
+        return real_fsync(fd)
+
+    def replace(source, target, **kwargs):
+        on_rename(target)
+        inode = os.stat(source, dir_fd=kwargs.get("src_dir_fd"), follow_symlinks=False).st_ino
+        events.append(("rename", inode))
+        return real_replace(source, target, **kwargs)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    monkeypatch.setattr(storage.os, "replace", replace)
+    return events
+
+
+def test_copies_take_their_names_only_once_fsynced_and_before_their_items_finish(
+    store, archive_files, monkeypatch
+):
+    entries, job = job_of_sized_files(store, archive_files, 5)
+    statuses_at_rename = []
+    events = file_fsyncs_and_renames(
+        monkeypatch,
+        lambda name: statuses_at_rename.append(set(job.items.values_list("status", flat=True))),
+    )
+    assert run(job) == JobStatus.FINISHED
+    renamed = [inode for event, inode in events if event == "rename"]
+    assert len(renamed) == 5
+    for inode in renamed:  # each copy reached the disk before it took its name
+        assert events.index(("fsync", inode)) < events.index(("rename", inode))
+    assert JobStatus.FINISHED not in set().union(*statuses_at_rename)
+    for entry in entries:
+        staged = os.path.join(store.staging_root, entry.path)
+        assert os.path.getsize(staged) == entry.size
+    assert not [n for n in os.listdir(os.path.join(store.staging_root, "run1")) if ".part" in n]
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.FINISHED}
