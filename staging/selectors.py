@@ -31,7 +31,6 @@ from django.template.defaultfilters import pluralize
 
 from staging.errors import NotFoundError, ServiceError
 from staging.models import File, Item, Job, JobStatus, Pin, Store, SubJob
-from staging.results import results_file_read
 from staging.roles import JobScope, job_scope
 from staging.statements import statements
 from staging.storage import UnsafePathError, clean_relative_path, resolve_under
@@ -305,7 +304,7 @@ def job_items(*, job: Job, status: str = "", subjob: int | None = None) -> Query
 
 
 # Columns of a job's result rows (JSON objects and CSV lines alike) for tasks whose rows are its
-# files (stage, restore-content); other tasks name theirs (tasks.catalogue, job_result_table).
+# files (stage, restore-content); other tasks name theirs (staging.catalogue.result_table).
 RESULT_COLUMNS = (
     "path",
     "file_id",
@@ -528,15 +527,6 @@ def _locality(mapped: TapePath, catalogued_size: int | None) -> dict:
 ITEM_RESULT_FIELDS = frozenset(RESULT_COLUMNS)
 
 
-@dataclass
-class ResultTable:
-    """A job's results: named columns, rows read lazily, and the summary beside them."""
-
-    columns: tuple[str, ...]
-    rows: Iterator[Sequence]
-    summary: dict
-
-
 def job_item_rows(*, job: Job, columns: Sequence[str], chunk_size: int = 2000) -> Iterator[tuple]:
     """The job's items as rows of ``columns``, streamed from the database in chunks."""
     fields = [c for c in columns if c in ITEM_RESULT_FIELDS]
@@ -550,30 +540,6 @@ def job_item_rows(*, job: Job, columns: Sequence[str], chunk_size: int = 2000) -
         result = row[-1] or {}
         named.update({c: result.get(c) for c in extra})
         yield tuple(named[c] for c in columns)
-
-
-def job_result_table(*, job: Job) -> ResultTable:
-    """The job's results as its task declares them: rows from its results file when it has
-    one (a scan), else one row per item; the summary is the job's outcome (plus, for tasks of
-    one item, what that item found)."""
-    # The catalogue imports services that import this module: look it up at call time.
-    from tasks.catalogue import task_type_get
-
-    task = task_type_get(job.task)
-    summary = dict(job.result or {})
-    if task is not None and task.summary_from_item:
-        summary.update(
-            Item.objects.filter(job=job).order_by("pk").values_list("result", flat=True).first()
-            or {}
-        )
-    if job.result_file:
-        columns, rows = results_file_read(job.result_file)
-        return ResultTable(columns, rows, summary)
-    if task is not None and task.results_in_file:
-        # Its work wrote no file (it failed, was cancelled, or has not run yet): no rows.
-        return ResultTable(tuple(task.columns_for(job)), iter(()), summary)
-    columns = task.columns_for(job) if task is not None else RESULT_COLUMNS
-    return ResultTable(tuple(columns), job_item_rows(job=job, columns=columns), summary)
 
 
 def item_failure_reason():

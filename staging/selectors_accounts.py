@@ -12,9 +12,9 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import JSONObject
 from rest_framework.settings import api_settings
 
-from staging.api.token_cache import token_cache
 from staging.models import ACTIVE_STATUSES, AccountLimits, Job
 from staging.roles import roles_of
+from staging.token_cache import token_cache
 
 # Outside an API request (whose authentication reads the rows with the token), a user's rows
 # are read from the database at most this often; an admin change bumps the version, so it

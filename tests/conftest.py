@@ -7,11 +7,11 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from staging.api.token_cache import token_cache
 from staging.models import File, Store, StoreKind
 from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.catalogue import catalogue_scan
+from staging.token_cache import token_cache
 from tests.workers import BeatProcess, WorkerProcess, worker_environment
 
 

@@ -17,7 +17,6 @@ from knox.signals import token_expired
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
 
-from staging.api.token_cache import token_cache
 from staging.roles import remember_roles
 from staging.selectors_accounts import (
     LIMIT_NAMES,
@@ -25,6 +24,7 @@ from staging.selectors_accounts import (
     limit_rows_of,
     remember_limit_rows,
 )
+from staging.token_cache import token_cache
 
 CREATETOKEN = ".venv/bin/python manage.py createtoken NAME --role data-user"
 SEND_BEARER = "send the header as 'Authorization: Bearer <token>'"
@@ -49,7 +49,7 @@ class BearerTokenAuthentication(TokenAuthentication):
     well-formed bearer token is refused with what to send instead.
 
     The token, its user, the user's roles and account limits are read in one query, and
-    remembered by the process for ``AUTH_CACHE_SECONDS`` (``staging.api.token_cache``), so a
+    remembered by the process for ``AUTH_CACHE_SECONDS`` (``staging.token_cache``), so a
     warm status poll spends its one query on the job."""
 
     def authenticate(self, request):

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 from django.http import StreamingHttpResponse
 
+from staging.catalogue.result_table import job_result_table
 from staging.models import Job
 from staging.results import encode_csv, encode_json, encode_json_lines
-from staging.selectors import FAILED_STATUSES, job_error_text, job_result_table
+from staging.selectors import FAILED_STATUSES, job_error_text
 
 RESULT_MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from staging.catalogue import UnsupportedTaskError
+from staging.catalogue.parameters import lifetime_text
 from staging.errors import IdempotencyKeyReusedError, NotFoundError, ServiceError, unknown_names
 from staging.models import DEFAULT_PRIORITY, Job, JobStatus, Store
 from staging.selectors import files_rows_by_ids, job_by_idempotency_key, job_paths_not_in
@@ -29,8 +31,6 @@ from staging.services.recovery import job_release
 from staging.services.tasks import task_perform
 from staging.services.webhooks import job_callback_create
 from staging.storage import UnsafePathError, clean_relative_path
-from tasks.catalogue import UnsupportedTaskError
-from tasks.catalogue._params import lifetime_text
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from django.db import connection
 from django.utils import timezone
 from knox.models import AuthToken
 
-from staging.api.token_cache import TokenCache, token_cache
 from staging.models import JobStatus
 from staging.roles import Role
+from staging.token_cache import TokenCache, token_cache
 from tests.api.helpers import make_job
 
 POLLS = ["/api/v1/task_status/{id}/peek", "/api/v1/task_status/{id}", "/dts/staging?id={id}"]

@@ -8,11 +8,7 @@ from pathlib import Path
 import pytest
 from rest_framework import serializers
 
-from staging.models import Item, Job, JobStatus, StoreKind
-from staging.services.execution import item_result_record, subjob_run
-from staging.services.jobs import job_create
-from staging.services.tasks import task_perform
-from tasks.catalogue import (
+from staging.catalogue import (
     TaskParameters,
     TaskType,
     item_work_for,
@@ -21,6 +17,10 @@ from tasks.catalogue import (
     task_types,
     unregister,
 )
+from staging.models import Item, Job, JobStatus, StoreKind
+from staging.services.execution import item_result_record, subjob_run
+from staging.services.jobs import job_create
+from staging.services.tasks import task_perform
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -164,8 +164,8 @@ def readme_example_module() -> str:
 
 @pytest.fixture
 def readme_task():
-    """docs/tasks.md's example task module, imported as tasks/catalogue/line_count.py."""
-    module = types.ModuleType("tasks.catalogue.line_count")
+    """docs/tasks.md's example task module, as staging/catalogue/types/line_count.py."""
+    module = types.ModuleType("staging.catalogue.types.line_count")
     exec(compile(readme_example_module(), "docs/tasks.md", "exec"), module.__dict__)
     yield task_type_get("line-count")
     unregister("line-count")

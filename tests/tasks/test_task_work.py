@@ -15,6 +15,7 @@ import pytest
 from django.utils import timezone
 
 from staging.api.results import results_stream
+from staging.catalogue import item_work_for
 from staging.errors import ConflictError
 from staging.models import File, Job, JobStatus, Pin
 from staging.results import results_file_path
@@ -25,7 +26,6 @@ from staging.services.results import job_delete
 from staging.services.retention import jobs_purge
 from staging.services.tasks import task_perform
 from staging.storage import TEMP_PREFIX, TEMP_SUFFIX
-from tasks.catalogue import item_work_for
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,9 @@ copy is deleted by the sweeper once no job pins it any more."""
 
 from rest_framework import serializers
 
-from staging.api.fields import FileListField, StrictStringField
+from staging.catalogue.fields import FileListField, StrictStringField
+from staging.catalogue.parameters import TaskParameters, files_of_store
+from staging.catalogue.registry import TaskRequest, TaskType, register
 from staging.errors import ConflictError, NotFoundError, ServiceError
 from staging.models import ACTIVE_STATUSES, Item, Job, Pin
 from staging.selectors import visible_jobs
@@ -11,8 +13,6 @@ from staging.services.execution import ItemFailed, item_result_record
 from staging.services.jobs import job_create
 from staging.services.recovery import job_release, paths_release
 from staging.storage import UnsafePathError, clean_relative_path
-from tasks.catalogue._base import TaskParameters, TaskRequest, TaskType, register
-from tasks.catalogue._params import files_of_store
 
 
 class ReleaseParameters(TaskParameters):

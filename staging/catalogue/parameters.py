@@ -1,0 +1,180 @@
+"""How a task's parameters are read: the base serializer every task's parameters extend, the
+fields several tasks share (files by id or path, a lifetime), a DuraStore body's usual reading,
+and the JSON Schema our APIs list."""
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.conf import settings
+from rest_framework import serializers
+
+from staging.catalogue.fields import FileListField, StrictStringField, iso_duration_text
+from staging.errors import NotFoundError, ServiceError, listed_names, unknown_names
+from staging.models import File, Store
+from staging.selectors import files_by_ids
+from staging.services.catalogue import catalogue_upsert_paths
+from staging.storage import UnsafePathError, clean_relative_path
+
+
+class TaskParameters(serializers.Serializer):
+    """Base of every task's parameters: a JSON object whose unknown keys are refused (a
+    misspelt parameter must not be silently ignored). ``self.context`` holds the ``store`` and
+    the ``owner`` (the user asking)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": [f"parameters must be a JSON object, not {_kind(data)}"]}
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {key: ["This parameter is not one this task takes."] for key in unknown}
+            )
+        return super().to_internal_value(data)
+
+
+def _kind(value) -> str:
+    return {list: "an array", str: "a string", type(None): "null"}.get(type(value), "a value")
+
+
+def text_as_json_or_paths(raw: str) -> dict:
+    """The usual reading of a DuraStore body: a JSON object, or one path per line (the
+    simplest thing to send with curl), or nothing at all."""
+    text = raw.strip()
+    if not text:
+        return {}
+    if text[0] in "{[":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ServiceError(f"the body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ServiceError("the body is not valid JSON: it nests too deeply") from exc
+    return {"paths": [line.strip() for line in text.splitlines() if line.strip()]}
+
+
+_JSON_TYPES: Sequence[tuple[type, str]] = (
+    (serializers.BooleanField, "boolean"),
+    (serializers.IntegerField, "integer"),
+    (serializers.ListField, "array"),
+    (serializers.DictField, "object"),
+    (serializers.JSONField, "object"),
+)
+
+
+def _field_schema(field: serializers.Field) -> dict:
+    schema: dict = {"type": "string"}
+    for field_class, json_type in _JSON_TYPES:
+        if isinstance(field, field_class):
+            schema = {"type": json_type}
+            break
+    if isinstance(field, serializers.ChoiceField):
+        schema["enum"] = list(field.choices)
+    if isinstance(field, serializers.ListField):
+        schema["items"] = _field_schema(field.child)
+        if field.max_length is not None:
+            schema["maxItems"] = field.max_length
+    if isinstance(field, serializers.DurationField):
+        schema["format"] = "duration"
+    if isinstance(field, serializers.UUIDField):
+        schema["format"] = "uuid"
+    if field.help_text:
+        schema["description"] = str(field.help_text)
+    if field.default is not serializers.empty:
+        schema["default"] = field.default
+    return schema
+
+
+def parameters_schema(parameters: type[TaskParameters]) -> dict:
+    """A JSON Schema (draft 2020-12 subset) of a task's parameters, from its serializer."""
+    fields = parameters().fields
+    schema = {
+        "type": "object",
+        "properties": {name: _field_schema(f) for name, f in fields.items()},
+        "additionalProperties": False,
+    }
+    required = [name for name, f in fields.items() if f.required]
+    if required:
+        schema["required"] = required
+    if parameters.__doc__:
+        schema["description"] = " ".join(parameters.__doc__.split())
+    return schema
+
+
+def files_of_store(store: Store, *, ids: list[str] | None, paths: list[str] | None) -> list[File]:
+    """Catalogue entries of ``store`` named by id or by path, in the order given without
+    repeats, by the rule every dialect follows:
+
+    - an id must be one the catalogue gave out (ids come from a scan or an earlier request);
+    - a path names a file in the archive, scanned or not: one no scan has indexed yet is
+      catalogued now, from a stat (a client need not run a scan before asking);
+    - names that match nothing are a 404 listing them (at most ``LISTED_AT_MOST``, with the
+      count); a path not written as a relative path is a 400 saying how to write it."""
+    if ids is not None:
+        wanted = list(dict.fromkeys(ids))
+        found = files_by_ids(ids=wanted, full=False)
+        unknown = [i for i in wanted if i not in found or found[i].store_id != store.pk]
+        if unknown:
+            raise NotFoundError(
+                f"{len(unknown)} of {len(wanted)} ids are not files of store {store.slug}: "
+                f"{listed_names(unknown)}",
+                field="ids",
+                extra=unknown_names("ids", unknown),
+            )
+        return [found[i] for i in wanted]
+    cleaned: list[str] = []
+    for raw in paths or []:
+        try:
+            cleaned.append(clean_relative_path(raw))
+        except UnsafePathError as exc:
+            raise serializers.ValidationError({"paths": [str(exc)]}) from exc
+    return catalogue_upsert_paths(store=store, paths=list(dict.fromkeys(cleaned)))
+
+
+class FilesParameters(TaskParameters):
+    """Files of the store, by catalogue id or by path (one of the two)."""
+
+    ids = FileListField(
+        child=StrictStringField(max_length=64),
+        required=False,
+        allow_empty=False,
+        help_text="Catalogue ids of the files (GET /api/v1/files/ lists them).",
+    )
+    paths = FileListField(
+        child=StrictStringField(max_length=1024),
+        required=False,
+        allow_empty=False,
+        help_text="Paths of the files, relative to the store's archive root.",
+    )
+
+    def validate(self, attrs):
+        ids, paths = attrs.get("ids"), attrs.get("paths")
+        if (ids is None) == (paths is None):
+            raise serializers.ValidationError("name the files by ids or by paths (one of the two)")
+        attrs["files"] = files_of_store(self.context["store"], ids=ids, paths=paths)
+        return attrs
+
+
+class LifetimeField(serializers.DurationField):
+    """An ISO 8601 duration (``P7D``, ``PT12H``) between a second and the longest pin
+    (``STAGING["MAX_LIFETIME"]``, read per request so that the setting applies at once)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", timedelta(seconds=1))
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        lifetime = super().to_internal_value(data)
+        longest = settings.STAGING["MAX_LIFETIME"]
+        if lifetime > longest:
+            self.fail("max_value", max_value=iso_duration_text(longest))
+        return lifetime
+
+    def to_representation(self, value):
+        return iso_duration_text(value)
+
+
+def lifetime_text(lifetime: timedelta | None) -> str | None:
+    return iso_duration_text(lifetime) if lifetime is not None else None
