@@ -10,11 +10,9 @@ from django.conf import settings
 from rest_framework import serializers
 
 from staging.catalogue.fields import FileListField, StrictStringField, iso_duration_text
-from staging.errors import NotFoundError, ServiceError, listed_names, unknown_names
-from staging.models import File, Store
-from staging.selectors import files_by_ids
-from staging.services.catalogue import catalogue_upsert_paths
-from staging.storage import UnsafePathError, clean_relative_path
+from staging.errors import ServiceError
+from staging.services.staging_jobs import staging_files_resolve
+from staging.storage import UnsafePathError
 
 
 class TaskParameters(serializers.Serializer):
@@ -103,36 +101,6 @@ def parameters_schema(parameters: type[TaskParameters]) -> dict:
     return schema
 
 
-def files_of_store(store: Store, *, ids: list[str] | None, paths: list[str] | None) -> list[File]:
-    """Catalogue entries of ``store`` named by id or by path, in the order given without
-    repeats, by the rule every dialect follows:
-
-    - an id must be one the catalogue gave out (ids come from a scan or an earlier request);
-    - a path names a file in the archive, scanned or not: one no scan has indexed yet is
-      catalogued now, from a stat (a client need not run a scan before asking);
-    - names that match nothing are a 404 listing them (at most ``LISTED_AT_MOST``, with the
-      count); a path not written as a relative path is a 400 saying how to write it."""
-    if ids is not None:
-        wanted = list(dict.fromkeys(ids))
-        found = files_by_ids(ids=wanted, full=False)
-        unknown = [i for i in wanted if i not in found or found[i].store_id != store.pk]
-        if unknown:
-            raise NotFoundError(
-                f"{len(unknown)} of {len(wanted)} ids are not files of store {store.slug}: "
-                f"{listed_names(unknown)}",
-                field="ids",
-                extra=unknown_names("ids", unknown),
-            )
-        return [found[i] for i in wanted]
-    cleaned: list[str] = []
-    for raw in paths or []:
-        try:
-            cleaned.append(clean_relative_path(raw))
-        except UnsafePathError as exc:
-            raise serializers.ValidationError({"paths": [str(exc)]}) from exc
-    return catalogue_upsert_paths(store=store, paths=list(dict.fromkeys(cleaned)))
-
-
 class FilesParameters(TaskParameters):
     """Files of the store, by catalogue id or by path (one of the two)."""
 
@@ -153,7 +121,11 @@ class FilesParameters(TaskParameters):
         ids, paths = attrs.get("ids"), attrs.get("paths")
         if (ids is None) == (paths is None):
             raise serializers.ValidationError("name the files by ids or by paths (one of the two)")
-        attrs["files"] = files_of_store(self.context["store"], ids=ids, paths=paths)
+        store = self.context["store"]
+        try:
+            attrs["files"] = staging_files_resolve(store=store, ids=ids, paths=paths)
+        except UnsafePathError as exc:
+            raise serializers.ValidationError({"paths": [str(exc)]}) from exc
         return attrs
 
 
