@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from staging.checksums import stream_checksum
+from staging.checksum_algorithms import stream_checksum
 from staging.storage import TEMP_PREFIX, UnsafePathError, clean_relative_path
 
 logger = logging.getLogger(__name__)

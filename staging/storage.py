@@ -373,6 +373,18 @@ def stat_beneath(path: Path) -> os.stat_result:
         os.close(directory_fd)
 
 
+def regular_file_size(root: str, relative: str) -> int | None:
+    """Size of the regular file at ``relative`` under ``root``; None if there is none. Raises
+    IsADirectoryError for a directory and OSError when the file system cannot answer."""
+    try:
+        info = resolve_under(root, relative).stat()
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(relative)
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
 def mark_copy_stale(path: Path) -> bool:
     """Give the staged copy at ``path`` an mtime no archive file has (the epoch), so that it
     no longer passes as staged and the next copy is renamed over it; readers keep their bytes.

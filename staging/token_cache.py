@@ -7,7 +7,7 @@ deactivated user or a changed role takes effect in one web process. Expiry stays
 entry carries the token's expiry and is dropped as soon as it has passed. It lives in process
 memory, not the Django cache, because a round-trip to a shared cache would cost what it saves.
 A change made through this process (a token revoked, a user saved, groups changed) is forgotten
-at once; the bound is for changes made by other processes."""
+at once (receivers in staging.signals); the bound is for changes made by other processes."""
 
 import copy
 import threading
@@ -17,11 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db.models.signals import m2m_changed, post_delete, post_save
-from django.dispatch import receiver
 from django.utils import timezone
-from knox.models import AuthToken
 
 # Enough for every token a site polls with; beyond it the least recently used entry goes.
 MAX_ENTRIES = 10_000
@@ -87,22 +83,3 @@ class TokenCache:
 
 
 token_cache = TokenCache()
-
-
-@receiver(post_delete, sender=AuthToken, dispatch_uid="token_cache_forget_revoked")
-def _forget_revoked(sender, instance, **kwargs) -> None:
-    token_cache.forget(instance.digest)
-
-
-@receiver(post_save, sender=get_user_model(), dispatch_uid="token_cache_forget_on_user_save")
-def _forget_on_user_save(sender, **kwargs) -> None:
-    # A user saved may be deactivated or lose superuser status; entries are not indexed by
-    # user, and such saves are rare next to polls.
-    token_cache.clear()
-
-
-@receiver(
-    m2m_changed, sender=get_user_model().groups.through, dispatch_uid="token_cache_forget_roles"
-)
-def _forget_on_role_change(sender, **kwargs) -> None:
-    token_cache.clear()

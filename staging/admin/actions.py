@@ -8,7 +8,7 @@ from staging.models import JobStatus
 from staging.services.dispatch import jobs_prioritize
 from staging.services.job_requests import job_cancel_requested
 from staging.services.jobs import job_retry
-from staging.services.recovery import job_release
+from staging.services.releases import job_release
 
 # "Select all" on a list of a million jobs must not start a million cancels in one request.
 MAX_JOBS_PER_ACTION = 500

@@ -9,14 +9,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, not_modified
-from staging.api.fields import StrictStringField, validated
+from staging.api.fields import StrictStringField, parse_job_id, validated
 from staging.api.long_poll import PREFER, PREFERENCE_APPLIED, long_polled
 from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import ServiceError
 from staging.models import JobStatus
 from staging.orcid import ORCID_EXAMPLE
-from staging.selectors import files_by_ids, job_status_error, job_status_get, parse_job_id
+from staging.selectors import files_by_ids, job_status_error, job_status_get
 from staging.selectors_dts import (
     SEARCH_DEFAULT_LIMIT,
     SEARCH_MAX_LIMIT,

@@ -2,6 +2,7 @@
 live in staging.catalogue.fields, and are imported from here by the dialects as well)."""
 
 import re
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -127,6 +128,16 @@ class DeadlineField(serializers.Field):
         return iso_duration_text(value)
 
 
+def parse_job_id(raw: str | None) -> uuid.UUID:
+    """A job id given as a query parameter; a missing or malformed one is a 400 naming ``id``."""
+    if not raw:
+        raise ServiceError("the job id is missing", field="id")
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError as exc:
+        raise ServiceError(f"{raw!r} is not a valid job id (a UUID)", field="id") from exc
+
+
 __all__ = [
     "DeadlineField",
     "FileListField",
@@ -134,6 +145,7 @@ __all__ = [
     "StrictStringField",
     "iso_duration_text",
     "parse_iso_duration",
+    "parse_job_id",
     "path_lengths_check",
     "validated",
 ]

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import serializers
 
 from staging.api.fields import IsoDurationField
-from staging.api.results import results_response
+from staging.api.result_streams import results_response
 from staging.models import TERMINAL_STATUSES, Job, JobStatus, SubJob
 
 # Parameters and headers the OpenAPI description shares between the job views.
@@ -299,6 +299,7 @@ class ResultSerializer(serializers.Serializer):
 
 
 def result_response(job: Job, *, as_csv: bool, headers: dict | None = None):
-    """The job's results streamed, in the columns its task declares (staging.api.results): rows
-    are read from the database in chunks, or from the job's results file, while they are sent."""
+    """The job's results streamed, in the columns its task declares (staging.api.result_streams):
+    rows are read from the database in chunks, or from the job's results file, while they are
+    sent."""
     return results_response(job=job, fmt="csv" if as_csv else "json", headers=headers)

@@ -5,7 +5,7 @@ import io
 
 from rest_framework.renderers import BaseRenderer
 
-from staging.results import csv_safe
+from staging.api.result_streams import csv_safe
 
 
 def _flat(row: dict, prefix: str = "") -> dict:

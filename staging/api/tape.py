@@ -1,7 +1,7 @@
 """The WLCG Tape REST API v1, as FTS3 and gfal2 speak it to dCache, StoRM and EOS/CTA: discover
 the endpoint, stage files by path, poll, cancel, delete, release, ask where files are.
 
-Paths map into stores by the rule in ``staging.selectors`` (``/<storeID>/…``, or the primary
+Paths map into stores by the rule in ``staging.tape_namespace`` (``/<storeID>/…``, or the primary
 store); answers echo each path as the client sent it, repeated slashes collapsed, because
 clients find their files in an answer by path. Every POST route also answers with a trailing
 slash (gfal2 2.21 posts to ``/stage/``, newer releases to ``/stage``).
@@ -26,7 +26,7 @@ from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.errors import ServiceError
 from staging.models import TERMINAL_STATUSES, Job, JobStatus
-from staging.selectors import file_localities, stage_request_get
+from staging.selectors import stage_request_get
 from staging.services.deadlines import deadline_parse
 from staging.services.tape import (
     StageFile,
@@ -37,6 +37,7 @@ from staging.services.tape import (
     stage_request_release,
     stage_requests_release_for_owner,
 )
+from staging.tape_namespace import file_localities
 
 TAPE_API_PATH = "tape/api/v1"
 # The longest path a file's row can hold (Item.path, File.path): a longer one is a 400 that
@@ -416,7 +417,7 @@ class ReleaseView(APIView):
 
 
 class ArchiveInfoView(APIView):
-    """``POST {uri}/archiveinfo``: where each file is (see ``staging.selectors.Locality``)."""
+    """``POST {uri}/archiveinfo``: where each file is (see ``staging.tape_namespace.Locality``)."""
 
     role_policy = "tape"
     permission_classes = [RolePolicy]

@@ -59,7 +59,7 @@ class TaskType:
     - ``work``: what a worker does for one item (``None``: the task's jobs have no items).
     - ``result_columns``: the columns of its result rows; values come from the item's fields or
       its ``result`` JSON, or, when ``results_in_file``, from the results file its work wrote
-      (``staging.results.ResultsWriter``, then ``job_result_file_set``).
+      (``staging.result_files.ResultsWriter``, then ``job_result_file_set``).
     """
 
     name: str

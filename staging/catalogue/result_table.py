@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from staging.catalogue.registry import task_type_get
 from staging.models import Item, Job
-from staging.results import results_file_read
+from staging.result_files import results_file_read
 from staging.selectors import RESULT_COLUMNS, job_item_rows
 
 

@@ -1,1 +1,2 @@
-"""Every write of the staging domain. Views and tasks call these; nothing else writes models."""
+"""Every write of the staging domain. Views and Celery tasks call these; nothing else writes
+models."""

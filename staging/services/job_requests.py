@@ -22,7 +22,7 @@ from staging.services.deadlines import deadline_columns
 from staging.services.jobs import (
     job_cancel,
 )
-from staging.services.recovery import job_release
+from staging.services.releases import job_release
 from staging.services.staging_jobs import (
     staging_files_in_chunks,
     staging_job_create,

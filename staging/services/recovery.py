@@ -1,7 +1,8 @@
 """Periodic repairs run by beat: take back sub-jobs of dead workers (the reaper), re-publish work
 the broker lost (the reconciler), settle every state a crash can strand (the janitor), and
-delete staged copies nobody pins any more (the sweeper). The database is the record of what
-must run; the broker is only how work is handed out."""
+delete staged copies nobody pins any more (the sweeper; jobs let go of their pins through
+staging.services.releases). The database is the record of what must run; the broker is only
+how work is handed out."""
 
 import logging
 import time
@@ -193,26 +194,6 @@ def jobs_janitor(*, batch: int = 500) -> JanitorSummary:
 
 def _live_pins() -> Q:
     return Q(released_at__isnull=True, expires_at__gt=timezone.now())
-
-
-@transaction.atomic
-def job_release(*, job: Job, paths: list[str] | None = None) -> int:
-    """Drop the job's pins (all, or those of ``paths``); the sweeper deletes the staged copies
-    once no other job pins them. Returns how many pins were released."""
-    pins = Pin.objects.filter(job=job, released_at__isnull=True)
-    if paths is not None:
-        pins = pins.filter(path__in=paths)
-    return pins.update(released_at=timezone.now())
-
-
-@transaction.atomic
-def paths_release(*, store: Store, paths: list[str], jobs) -> int:
-    """Drop the pins that ``jobs`` (a queryset: the jobs a caller may steer) hold on ``paths`` of
-    ``store``, as ``job_release`` does for one job; returns how many pins were released."""
-    pins = Pin.objects.filter(
-        store=store, path__in=paths, released_at__isnull=True, job__in=jobs.values("pk")
-    )
-    return pins.update(released_at=timezone.now())
 
 
 def staged_copies_sweep(*, batch: int = 500) -> int:

@@ -1,6 +1,6 @@
-"""Retention: delete finished jobs, and everything recorded about them, once they are older than
-the configured age (``STAGING["RETENTION"]``, 30 days unless set; the DTS may ask about a request
-for 7).
+"""Deleting jobs: retention deletes finished jobs, and everything recorded about them, once they
+are older than the configured age (``STAGING["RETENTION"]``, 30 days unless set; the DTS may ask
+about a request for 7); ``job_delete`` deletes one job on request, by the same rules.
 
 A job is purged when it is terminal, ended before the cut-off, and holds no pin any more: while a
 pin row exists its staged copy is still held, or the sweeper has yet to delete it, and the pin is
@@ -10,7 +10,7 @@ kept until their pins are gone.
 Deletion runs in batches, one transaction each, so a purge of millions of rows never holds
 long locks: items, sub-jobs, the jobs' TaskResult rows, then the jobs (and what cascades from
 them). TaskResult rows older than the cut-off that belong to no sub-job still in the database
-(earlier dispatches, periodic tasks) go too.
+(earlier dispatches, periodic Celery tasks) go too.
 """
 
 import logging
@@ -24,13 +24,14 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from staging.models import TERMINAL_STATUSES, Item, Job, Pin, SubJob
+from staging.errors import ConflictError
+from staging.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Item, Job, Pin, SubJob
 
 logger = logging.getLogger(__name__)
 
 # Sent once a batch of jobs is deleted and committed, with ``job_ids`` and ``job_uuids``, for
 # whatever else must go with them. (A job's results file needs no receiver here: it is removed
-# on the job's post_delete by staging.services.results, however the job was deleted.)
+# on the job's post_delete by staging.signals, however the job was deleted.)
 jobs_purged = Signal()
 
 
@@ -54,6 +55,23 @@ def jobs_purgeable(*, cutoff: datetime) -> QuerySet[Job]:
         .filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, updated_at__lt=cutoff))
         .exclude(Exists(Pin.objects.filter(job=OuterRef("pk"))))
     )
+
+
+@transaction.atomic
+def job_delete(*, job: Job) -> None:
+    """Delete a job that has ended and holds no staged copy, with everything recorded about it
+    (its results file goes once the deletion commits). A job still at work, or whose pins the
+    sweeper has yet to clear, is a conflict: deleting its pins would leave its copies on disk
+    with nothing to find them by."""
+    status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+    if status in ACTIVE_STATUSES:
+        raise ConflictError(f"job {job.uuid} is {status}; cancel it before deleting it")
+    if Pin.objects.filter(job=job).exists():
+        raise ConflictError(
+            f"job {job.uuid} still pins staged copies; release them and let the sweeper remove "
+            "them before deleting the job"
+        )
+    job.delete()
 
 
 def _orphan_task_results(*, cutoff: datetime) -> QuerySet[TaskResult]:

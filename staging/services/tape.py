@@ -27,16 +27,17 @@ from django.utils import timezone
 
 from staging.errors import ConflictError, ServiceError
 from staging.models import DEFAULT_PRIORITY, Item, Job, JobStatus, Store, SubJob
-from staging.selectors import TAPE_SOURCE, TapePath, tape_path_map, tape_paths_map, tape_stores
+from staging.selectors import TAPE_SOURCE
 from staging.services import transitions
 from staging.services.catalogue import catalogue_files_register, catalogue_rows_register
 from staging.services.deadlines import deadline_columns, deadline_parse
 from staging.services.dispatch import dispatch_wake
 from staging.services.job_rows import ROWS_CHUNK, chunked
 from staging.services.jobs import job_cancel
-from staging.services.recovery import job_release
+from staging.services.releases import job_release
 from staging.services.staging_jobs import staging_job_create, staging_rows_read
 from staging.storage import UnsafePathError, resolve_under
+from staging.tape_namespace import TapePath, tape_path_map, tape_paths_map, tape_stores
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import pytest
 
 from staging.api.renderers import CSVRenderer
 from staging.models import JobStatus
-from staging.results import ResultsWriter
+from staging.result_files import ResultsWriter
 from staging.roles import Role
-from staging.services.results import job_result_file_set
+from staging.services.job_results import job_result_file_set
 from tests.api.helpers import content_of, make_job
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from celery import current_app
 from staging.models import Item, Job, JobStatus, Pin, Store, SubJob
 from staging.services.dispatch import subjobs_dispatch
 from staging.services.jobs import job_cancel, job_create_staging
-from staging.services.recovery import job_release
+from staging.services.releases import job_release
 from tests.factories import UserFactory
 from tests.workers import wait_for_job, wait_until
 

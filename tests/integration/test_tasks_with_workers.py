@@ -16,11 +16,11 @@ import pytest
 import requests
 
 from staging.models import File, Job, JobStatus, Pin, Store
-from staging.results import results_file_path
+from staging.result_files import results_file_path
 from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.recovery import staged_copies_sweep
-from staging.services.results import job_delete
+from staging.services.retention import job_delete
 from tests.workers import wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

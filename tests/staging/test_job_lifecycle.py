@@ -17,10 +17,10 @@ from staging.services.jobs import _Slicer, job_cancel, job_retry, job_rollup
 from staging.services.jobs import job_create_staging as create
 from staging.services.recovery import (
     WORKER_LOST,
-    job_release,
     staged_copies_sweep,
     subjobs_reap_expired,
 )
+from staging.services.releases import job_release
 from staging.storage import remove_dead_temporaries
 from tests.factories import UserFactory
 

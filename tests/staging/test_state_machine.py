@@ -25,11 +25,11 @@ from staging.services.execution import (
 )
 from staging.services.jobs import job_cancel, job_create_staging, job_retry
 from staging.services.recovery import (
-    job_release,
     staged_copies_sweep,
     subjobs_reap_expired,
     subjobs_reconcile,
 )
+from staging.services.releases import job_release
 from staging.services.tape import StageFile, stage_request_cancel, stage_request_create
 from tests.factories import UserFactory
 

@@ -14,16 +14,15 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from staging.api.results import results_stream
+from staging.api.result_streams import results_stream
 from staging.catalogue import item_work_for
 from staging.errors import ConflictError
 from staging.models import File, Job, JobStatus, Pin
-from staging.results import results_file_path
+from staging.result_files import results_file_path
 from staging.services.execution import subjob_run
 from staging.services.jobs import job_create_staging, job_retry
 from staging.services.recovery import staged_copies_sweep
-from staging.services.results import job_delete
-from staging.services.retention import jobs_purge
+from staging.services.retention import job_delete, jobs_purge
 from staging.services.tasks import task_perform
 from staging.storage import TEMP_PREFIX, TEMP_SUFFIX
 from tests.factories import UserFactory

@@ -11,7 +11,7 @@ from staging.models import ACTIVE_STATUSES, Item, Job, Pin
 from staging.selectors import visible_jobs
 from staging.services.execution import ItemFailed, item_result_record
 from staging.services.jobs import job_create
-from staging.services.recovery import job_release, paths_release
+from staging.services.releases import job_release, paths_release
 from staging.services.staging_jobs import staging_files_resolve
 from staging.storage import UnsafePathError, clean_relative_path
 

@@ -17,11 +17,11 @@ from staging.catalogue.parameters import TaskParameters, text_as_json_or_paths
 from staging.catalogue.registry import TaskRequest, TaskType, register
 from staging.errors import ServiceError
 from staging.models import Item
-from staging.results import ResultsWriter
+from staging.result_files import ResultsWriter
 from staging.services.catalogue import catalogue_scan, catalogue_scan_prefix_check
 from staging.services.execution import ItemFailed, item_result_record
+from staging.services.job_results import job_result_file_set
 from staging.services.jobs import job_create
-from staging.services.results import job_result_file_set
 from staging.storage import StagingCancelled
 
 COLUMNS = (

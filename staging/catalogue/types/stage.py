@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from staging.catalogue.parameters import FilesParameters, LifetimeField, lifetime_text
 from staging.catalogue.registry import TaskRequest, TaskType, register
-from staging.services.checksums import staged_copy_verify
+from staging.services.catalogue_checksums import staged_copy_verify
 from staging.services.execution import stage_item
 from staging.services.staged_copies import subjob_temporaries_remove
 from staging.services.staging_jobs import staging_job_create

@@ -1,5 +1,5 @@
-"""Job results as rows of named columns: the results file that holds results too large for a
-database row, and the CSV and JSON encodings clients read them in.
+"""A job's results file: results as rows of named columns, too large for a database row (the
+CSV and JSON encodings clients read them in are staging.api.result_streams).
 
 A results file lives under ``settings.RESULTS_ROOT`` and is named after its job. It is JSON
 lines: the first line the list of column names, then one JSON array per row, so values keep
@@ -9,11 +9,9 @@ killed mid-write leaves nothing that looks finished. Nothing here touches the da
 """
 
 import contextlib
-import csv
-import io
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from django.conf import settings
@@ -21,8 +19,6 @@ from django.conf import settings
 from staging.errors import ServiceError
 
 RESULTS_SUFFIX = ".jsonl"
-# Rows per chunk of an encoded stream: a few hundred rows make one write to the client.
-CHUNK_ROWS = 500
 
 
 class ResultsGone(ServiceError):
@@ -125,70 +121,3 @@ def results_file_delete(name: str) -> bool:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return existed
-
-
-def _cell(value):
-    if value is None:
-        return None
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def _chunks(rows: Iterable[Sequence], size: int = CHUNK_ROWS) -> Iterator[list[Sequence]]:
-    chunk: list[Sequence] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-# A spreadsheet takes a cell starting with one of these for a formula (=HYPERLINK(...) in a
-# file name would run); OWASP's rule is to put a ' before it, which the spreadsheet hides.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value):
-    """``value`` as a CSV cell that no spreadsheet evaluates: text that starts like a formula
-    gets a leading '; numbers (a negative size) stay as they are."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def encode_csv(columns: Sequence[str], rows: Iterable[Sequence]) -> Iterator[str]:
-    """A header line, then one line per row (RFC 4180 quoting by the csv module; an empty
-    cell for a missing value; formula-like text quoted by ``csv_safe``)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
-    for chunk in _chunks(rows):
-        writer.writerows([["" if c is None else csv_safe(_cell(c)) for c in row] for row in chunk])
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
-    if out.tell():
-        yield out.getvalue()
-
-
-def encode_json_lines(columns: Sequence[str], rows: Iterable[Sequence]) -> Iterator[str]:
-    """One JSON object per line (application/x-ndjson), keys in column order."""
-    for chunk in _chunks(rows):
-        yield "".join(
-            json.dumps(dict(zip(columns, map(_cell, row), strict=True))) + "\n" for row in chunk
-        )
-
-
-def encode_json(head: dict, columns: Sequence[str], rows: Iterable[Sequence]) -> Iterator[str]:
-    """``head`` with a ``files`` array of one object per row, written as the rows arrive."""
-    opening = json.dumps({**head, "files": []})
-    yield opening[:-2]  # everything up to the empty array's closing "]}"
-    first = True
-    for chunk in _chunks(rows):
-        text = ",".join(
-            json.dumps(dict(zip(columns, map(_cell, row), strict=True))) for row in chunk
-        )
-        yield text if first else "," + text
-        first = False
-    yield "]}"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from staging.checksums import ALGORITHMS, file_checksum
+from staging.checksum_algorithms import ALGORITHMS, file_checksum
 from staging.models import File, Item, Store
 from staging.services.execution import ItemFailed, item_result_record
 from staging.services.staged_copies import staged_copy_mismatch, staged_copy_verified
