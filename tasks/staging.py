@@ -58,11 +58,23 @@ def _subjob_run(request, subjob_id: int, cartridge: bool) -> dict:
 
 @worker_shutting_down.connect
 def hand_back_running_subjobs(sig, how, exitcode, **kwargs):
-    """On a warm shutdown, signal the pool processes too: each running sub-job then stops,
-    keeps its finished files and goes back to the queue, instead of holding the shutdown until
-    its last copy ends. A supervisor that signals the whole process group (honcho, systemd)
-    reaches them directly; one that signals only the main process (Kubernetes, Docker) reaches
-    them this way."""
+    """On a warm shutdown, signal the pool processes too: each running sub-job then stops (the
+    pool's SIGTERM handler raises SystemExit), keeps its finished files and goes back to the
+    queue, instead of holding the shutdown until its last copy ends. A supervisor that signals
+    the whole process group (honcho) reaches them directly; one that signals only the main
+    process (Kubernetes, Docker, systemd's KillMode=mixed) reaches them this way.
+
+    Celery's soft shutdown (worker_soft_shutdown_timeout) does not replace this relay. It is a
+    wait before a cold shutdown, and a SIGTERM starts one only with REMAP_SIGTERM=SIGQUIT in
+    the worker's environment: billiard reads it when the celery command starts, before this
+    app is loaded, so every deployment would have to set it, and the control and webhooks
+    workers would then cancel the tasks a SIGTERM finds running instead of finishing them.
+    In the wait a sub-job copies on rather than stopping at its next file. After it, Celery
+    signals each running task's process (SIGQUIT: SystemExit, the hand-back starts) and, once
+    its consumer has closed, terminates the pool with the same signal, which kills a process
+    still writing its hand-back by then (the first signal reset its handler): that sub-job
+    waits for its lease to expire. A warm shutdown, which this relay signals into, waits for
+    the pool processes to exit."""
     if how != "Warm":
         return
     pid = os.getpid()

@@ -39,9 +39,10 @@ class BearerTokenAuthentication(TokenAuthentication):
     """Knox tokens under the ``Bearer`` scheme (set by REST_KNOX["AUTH_HEADER_PREFIX"]).
 
     Knox also scans all of the user's other tokens on every request to delete expired ones: a
-    second query on every status poll. Here only the presented token is checked (an expired one
-    is deleted and refused, as knox does); other expired tokens are refused whenever they are
-    presented, so nothing is lost by not sweeping them on each call.
+    second query on every status poll. Here only the presented token is checked, once its digest
+    matched, in knox's public ``validate_user`` (an expired one is deleted and refused, as knox
+    does); other expired tokens are refused whenever they are presented, so nothing is lost by
+    not sweeping them on each call.
 
     Knox passes over a header of another scheme (so the client hears "credentials were not
     provided", although it sent some) and fails with a 500 on a token that is not UTF-8. No
@@ -108,7 +109,6 @@ class BearerTokenAuthentication(TokenAuthentication):
                 limit_rows=limit_rows_as_json(OuterRef("user_id")),
             )
         for auth_token in candidates:
-            self._cleanup_token(auth_token)
             if compare_digest(digest, auth_token.digest):
                 user, auth_token = self.validate_user(auth_token)
                 if in_one_query:
@@ -131,10 +131,12 @@ class BearerTokenAuthentication(TokenAuthentication):
             f"removed); ask for a new one (an operator runs {CREATETOKEN})."
         )
 
-    def _cleanup_token(self, auth_token) -> bool:
+    def validate_user(self, auth_token):
+        """Knox's check of the presented token's user, after an expired token is deleted and
+        refused (with the signal knox sends)."""
         if auth_token.expiry is not None and auth_token.expiry < timezone.now():
             username = auth_token.user.get_username()
             auth_token.delete()
             token_expired.send(sender=self.__class__, username=username, source="auth_token")
             raise ExpiredTokenError()
-        return False
+        return super().validate_user(auth_token)

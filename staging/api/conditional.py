@@ -1,14 +1,24 @@
 """ETag and If-None-Match for the status calls: a poller that sends back the ETag it was given
-gets an empty 304 while nothing changed."""
+gets an empty 304 while nothing changed. Django judges the request's preconditions
+(``get_conditional_response``, RFC 9110 §13.2.2: weak comparison, lists, ``*``)."""
 
 import hashlib
 
-from django.http import HttpResponseNotModified
-from django.utils.http import parse_etags
+from django.http import HttpResponse
+from django.utils.cache import get_conditional_response
 
 # Status answers change at any moment: caches must ask again every time, and only the caller's
 # own cache may keep them (they depend on the caller's token).
 STATUS_CACHE_CONTROL = "private, no-cache"
+
+# Most polls send no validator at all; for them Django's parsing of every precondition header
+# would be most of what the ETag costs a poll.
+_PRECONDITIONS = (
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_UNMODIFIED_SINCE",
+)
 
 
 def etag_for(*parts) -> str:
@@ -17,21 +27,18 @@ def etag_for(*parts) -> str:
     return f'W/"{digest}"'
 
 
-def _opaque(tag: str) -> str:
-    return tag.removeprefix("W/")
-
-
-def not_modified(request, etag: str, headers: dict | None = None) -> HttpResponseNotModified | None:
-    """A 304 when If-None-Match names ``etag`` (weak comparison, RFC 9110 §13.1.2), else None."""
-    header = request.headers.get("If-None-Match", "")
-    if not header:
+def precondition_response(request, headers: dict) -> HttpResponse | None:
+    """Django's answer when the request's preconditions on ``headers["ETag"]`` decide the call
+    (a 304 for an If-None-Match that still holds), else None. Asked before the full answer is
+    built, so a 304 costs no serialisation. ``headers`` are those of the full answer: a 304
+    carries them all, beyond the few Django copies, because a poller reads Location and
+    Retry-After from it too."""
+    # The HttpRequest itself: through DRF's Request each header read costs a failed lookup first.
+    request = getattr(request, "_request", request)
+    if not any(name in request.META for name in _PRECONDITIONS):
         return None
-    tags = parse_etags(header)
-    if "*" not in tags and _opaque(etag) not in {_opaque(t) for t in tags}:
-        return None
-    response = HttpResponseNotModified()
-    response["ETag"] = etag
-    response["Cache-Control"] = STATUS_CACHE_CONTROL
-    for name, value in (headers or {}).items():
-        response[name] = value
+    response = get_conditional_response(request, etag=headers["ETag"])
+    if response is not None and response.status_code == 304:
+        for name, value in headers.items():
+            response[name] = value
     return response

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, not_modified
+from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, precondition_response
 from staging.api.fields import StrictStringField, parse_job_id, validated
 from staging.api.long_poll import PREFER, PREFERENCE_APPLIED, long_polled
 from staging.api.permissions import RolePolicy
@@ -226,9 +226,9 @@ class DtsStagingView(APIView):
         row = job_status_get(job_uuid=job_uuid, user=request.user)
         word = DTS_STATUS[row["status"]]
         headers = {"ETag": etag_for("dts", job_uuid, word), "Cache-Control": STATUS_CACHE_CONTROL}
-        unchanged = not_modified(request, headers["ETag"])
-        if unchanged is not None:
-            return unchanged, row
+        decided = precondition_response(request, headers)
+        if decided is not None:
+            return decided, row
         body = {"status": word}
         # Beside the contract's one field, for a failed request only: the DTS ignores it, a
         # person reading the answer learns why.

@@ -4,9 +4,13 @@ health probes. (The schema and docs views are in staging.api.schema.)"""
 
 from http import HTTPStatus
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerFieldExtension,
+)
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from drf_spectacular.plumbing import build_basic_type, build_bearer_security_scheme_object
+from drf_spectacular.types import OpenApiTypes
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -41,6 +45,17 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         return build_bearer_security_scheme_object(
             header_name="Authorization", token_prefix="Bearer"
         )
+
+
+class IsoDurationInput(OpenApiSerializerFieldExtension):
+    """DRF's DurationField reads ISO 8601 durations (``P7D``), the spelling our documents and
+    clients use; spectacular calls it a plain string."""
+
+    target_class = "rest_framework.fields.DurationField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        return build_basic_type(OpenApiTypes.DURATION)
 
 
 TAGS = (

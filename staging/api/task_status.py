@@ -21,7 +21,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, not_modified
+from staging.api.conditional import STATUS_CACHE_CONTROL, etag_for, precondition_response
 from staging.api.job_output import (
     JOB_ID,
     ResultSerializer,
@@ -95,9 +95,9 @@ class TaskStatusPeekView(APIView):
     def _answer(self, request, job_id: str):
         row = job_status_row(job_id=job_id, user=request.user)
         headers = {"ETag": _etag("peek", job_id, row), "Cache-Control": STATUS_CACHE_CONTROL}
-        unchanged = not_modified(request, headers["ETag"])
-        if unchanged is not None:
-            return unchanged, row
+        decided = precondition_response(request, headers)
+        if decided is not None:
+            return decided, row
         return Response(status_body(row, job_status_error(row)), headers=headers), row
 
 
@@ -163,11 +163,11 @@ class TaskStatusView(APIView):
         if row["status"] not in TERMINAL_STATUSES:
             headers["Location"] = status_uri(request, job_uuid)
             headers["Retry-After"] = str(poll_interval())
-            unchanged = not_modified(request, headers["ETag"], headers)
-            return unchanged or Response(status_body(row), headers=headers), row
+            decided = precondition_response(request, headers)
+            return decided or Response(status_body(row), headers=headers), row
         headers["Location"] = headers["Content-Location"] = results_uri(request, job_uuid)
-        unchanged = not_modified(request, headers["ETag"], headers)
-        if unchanged is not None:
-            return unchanged, row
+        decided = precondition_response(request, headers)
+        if decided is not None:
+            return decided, row
         job = job_get(job_id=job_id, user=request.user)
         return result_response(job, as_csv=as_csv, headers=headers), row

@@ -1,6 +1,7 @@
 """The task catalogue in API v1: a store's tasks with their parameter schemas, and performing
 one, which answers 202 Accepted with ``Location:`` the job's task status (seed 001)."""
 
+from drf_spectacular.plumbing import ComponentRegistry, get_doc
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -14,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from staging.api.job_output import LOCATION, SubmittedJobSerializer, status_uri
+from staging.api.openapi import StagingAutoSchema
 from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
 from staging.catalogue import task_types_for
@@ -50,7 +52,49 @@ def store_id_param(request) -> str | None:
 )
 class ParametersSchemaField(serializers.Field):
     def to_representation(self, task):
-        return task.schema()
+        return parameters_schema(task.parameters)
+
+
+# Spectacular's additions to what the catalogue has always published: string lengths, and the
+# id it matches enums by to hoist them into OpenAPI components.
+_UNPUBLISHED = ("minLength", "maxLength", "x-spec-enum-id")
+
+
+def parameters_schema(parameters: type[serializers.Serializer]) -> dict:
+    """The JSON Schema of a task's parameters: drf-spectacular's schema of its serializer, as
+    the POST body of TaskPerformView. Unknown keys are refused (TaskParameters), so
+    additionalProperties is false; required keys are listed in the fields' order."""
+    auto_schema = StagingAutoSchema()
+    auto_schema.registry = ComponentRegistry()
+    auto_schema.view = TaskPerformView(request=None)
+    generated = auto_schema.resolve_serializer(parameters, "request").schema or {}
+    fields = parameters().fields
+    schema = {
+        "type": "object",
+        "properties": {
+            name: _published(generated["properties"][name], field) for name, field in fields.items()
+        },
+        "additionalProperties": False,
+    }
+    required = [name for name, field in fields.items() if field.required]
+    if required:
+        schema["required"] = required
+    # Spectacular describes a serializer by its docstring, but not one without fields (noop).
+    description = " ".join(get_doc(parameters).split())
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _published(schema: dict, field: serializers.Field) -> dict:
+    """A parameter's schema less _UNPUBLISHED, described by its own help text (spectacular
+    appends an enum's choices to it)."""
+    published = {key: value for key, value in schema.items() if key not in _UNPUBLISHED}
+    if "items" in published:
+        published["items"] = _published(published["items"], field.child)
+    if field.help_text:
+        published["description"] = str(field.help_text)
+    return published
 
 
 class TaskListView(APIView):
