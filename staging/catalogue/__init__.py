@@ -7,7 +7,7 @@ are read (and the ones several tasks take), ``fields`` the serializer fields the
 the API, ``result_table`` a job's results as its task declares them.
 """
 
-from staging.catalogue.parameters import TaskParameters, parameters_schema, text_as_json_or_paths
+from staging.catalogue.parameters import TaskParameters, text_as_json_or_paths
 from staging.catalogue.registry import (
     ITEM_COLUMNS,
     TaskRequest,
@@ -30,7 +30,6 @@ __all__ = [
     "TaskType",
     "UnsupportedTaskError",
     "item_work_for",
-    "parameters_schema",
     "register",
     "task_type_for",
     "task_type_get",

@@ -1,9 +1,8 @@
 """How a task's parameters are read: the base serializer every task's parameters extend, the
-fields several tasks share (files by id or path, a lifetime), a DuraStore body's usual reading,
-and the JSON Schema our APIs list."""
+fields several tasks share (files by id or path, a lifetime), and a DuraStore body's usual
+reading. (The schema our APIs list is drf-spectacular's of each serializer: staging.api.tasks.)"""
 
 import json
-from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -51,54 +50,6 @@ def text_as_json_or_paths(raw: str) -> dict:
         except RecursionError as exc:
             raise ServiceError("the body is not valid JSON: it nests too deeply") from exc
     return {"paths": [line.strip() for line in text.splitlines() if line.strip()]}
-
-
-_JSON_TYPES: Sequence[tuple[type, str]] = (
-    (serializers.BooleanField, "boolean"),
-    (serializers.IntegerField, "integer"),
-    (serializers.ListField, "array"),
-    (serializers.DictField, "object"),
-    (serializers.JSONField, "object"),
-)
-
-
-def _field_schema(field: serializers.Field) -> dict:
-    schema: dict = {"type": "string"}
-    for field_class, json_type in _JSON_TYPES:
-        if isinstance(field, field_class):
-            schema = {"type": json_type}
-            break
-    if isinstance(field, serializers.ChoiceField):
-        schema["enum"] = list(field.choices)
-    if isinstance(field, serializers.ListField):
-        schema["items"] = _field_schema(field.child)
-        if field.max_length is not None:
-            schema["maxItems"] = field.max_length
-    if isinstance(field, serializers.DurationField):
-        schema["format"] = "duration"
-    if isinstance(field, serializers.UUIDField):
-        schema["format"] = "uuid"
-    if field.help_text:
-        schema["description"] = str(field.help_text)
-    if field.default is not serializers.empty:
-        schema["default"] = field.default
-    return schema
-
-
-def parameters_schema(parameters: type[TaskParameters]) -> dict:
-    """A JSON Schema (draft 2020-12 subset) of a task's parameters, from its serializer."""
-    fields = parameters().fields
-    schema = {
-        "type": "object",
-        "properties": {name: _field_schema(f) for name, f in fields.items()},
-        "additionalProperties": False,
-    }
-    required = [name for name, f in fields.items() if f.required]
-    if required:
-        schema["required"] = required
-    if parameters.__doc__:
-        schema["description"] = " ".join(parameters.__doc__.split())
-    return schema
 
 
 class FilesParameters(TaskParameters):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from staging.catalogue.parameters import TaskParameters, parameters_schema, text_as_json_or_paths
+from staging.catalogue.parameters import TaskParameters, text_as_json_or_paths
 from staging.errors import ServiceError
 from staging.models import Job, Store, StoreKind
 from staging.selectors import RESULT_COLUMNS
@@ -100,9 +100,6 @@ class TaskType:
 
     def parse_text(self, raw: str, *, store: Store, owner=None) -> dict:
         return self.parse(self.text_body(raw), store=store, owner=owner)
-
-    def schema(self) -> dict:
-        return parameters_schema(self.parameters)
 
 
 def _flatten(detail, prefix: str = "") -> list[tuple[str, str]]:
