@@ -1,5 +1,7 @@
 """The one error type services raise; stagingsvc.exceptions turns it into a problem response."""
 
+from collections.abc import Sequence
+
 
 class ServiceError(Exception):
     """A request the service refuses: bad input (400) unless a subclass says otherwise."""
@@ -46,10 +48,39 @@ class IdempotencyKeyReusedError(ServiceError):
 LISTED_AT_MOST = 20
 
 
-def listed_names(names: list[str], limit: int = LISTED_AT_MOST) -> str:
-    """``a, b, c and 9997 more``: the names for a problem's detail."""
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+def listed_names(
+    names: Sequence[str], limit: int = LISTED_AT_MOST, *, count: int | None = None
+) -> str:
+    """``a, b, c and 9997 more``: the first ``limit`` names for a detail or a message, and how
+    many more of ``count`` (all of ``names`` unless said: a query may return only the first)."""
+    more = (len(names) if count is None else count) - min(len(names), limit)
+    return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def validation_errors(detail, prefix: str = "") -> list[tuple[str, str]]:
+    """DRF validation details as (field, message) pairs: nested fields joined with dots, an
+    entry of a list of objects by its position (``files[2].path``), errors of the whole object
+    with no field."""
+    if isinstance(detail, dict):
+        pairs = []
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            pairs += validation_errors(
+                value, f"{prefix}.{name}" if prefix and name else prefix or name
+            )
+        return pairs
+    if isinstance(detail, list):
+        pairs = []
+        for position, value in enumerate(detail):
+            nested = isinstance(value, (dict, list))
+            pairs += validation_errors(value, f"{prefix}[{position}]" if nested else prefix)
+        return pairs
+    return [(prefix, str(detail))]
+
+
+def validation_detail(pairs: list[tuple[str, str]]) -> str:
+    """``path: This field is required.; priority: …``: the pairs as one line for a detail."""
+    return "; ".join(f"{field}: {message}" if field else message for field, message in pairs)
 
 
 def unknown_names(kind: str, names: list[str], limit: int = LISTED_AT_MOST) -> dict:

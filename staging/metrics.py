@@ -20,9 +20,7 @@ HTTP and database metrics of Django come from django-prometheus (``django_http_*
 """
 
 import logging
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 from prometheus_client import (
     REGISTRY,
@@ -36,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from staging.broker import broker_queue_lengths
+from staging.metrics_multiprocess import multiprocess_dir
 
 logger = logging.getLogger(__name__)
 
@@ -74,24 +73,6 @@ RECOVERY_ACTIONS = Counter(
 )
 
 
-def multiprocess_dir() -> Path | None:
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    return Path(path) if path else None
-
-
-def multiprocess_dir_reset(*, keep_pid: int | None = None) -> None:
-    """Empty the multiprocess directory when a process group starts: files left by a previous
-    run would otherwise be added to this run's counters. The files of ``keep_pid`` (the calling
-    process, which may have counted something already) stay; their names end in ``_<pid>``."""
-    path = multiprocess_dir()
-    if path is None:
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        if keep_pid is None or stale.stem.rsplit("_", 1)[-1] != str(keep_pid):
-            stale.unlink(missing_ok=True)
-
-
 def process_registry() -> CollectorRegistry:
     """What this host's processes counted: the sum over every process in multiprocess mode,
     else this process's default registry."""
@@ -102,12 +83,6 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
-def process_exited(pid: int) -> None:
-    """Tell multiprocess mode a child is gone, so its live gauges stop being reported."""
-    if multiprocess_dir() is not None:
-        multiprocess.mark_process_dead(pid)
-
-
 class StagingCollector(Collector):
     """Metrics read from the database and the broker when Prometheus scrapes."""
 
@@ -115,7 +90,7 @@ class StagingCollector(Collector):
         # Imported here: this module is imported by the Celery app before Django is set up.
         from django.db.models import Count
 
-        from staging.models import ACTIVE_STATUSES, Job, JobStatus, SubJob
+        from staging.models import PENDING_STATUSES, Job, JobStatus, SubJob
 
         jobs = GaugeMetricFamily(
             "stagingsvc_jobs", "Jobs in the database by status.", labels=["status"]
@@ -131,12 +106,12 @@ class StagingCollector(Collector):
             labels=["status"],
         )
         active = dict(
-            SubJob.objects.filter(status__in=ACTIVE_STATUSES)
+            SubJob.objects.filter(status__in=PENDING_STATUSES)
             .order_by()
             .values_list("status")
             .annotate(n=Count("pk"))
         )
-        for status in (JobStatus.NOT_STARTED, JobStatus.RUNNING):
+        for status in PENDING_STATUSES:
             subjobs.add_metric([status], active.get(status, 0))
         yield subjobs
 

@@ -38,6 +38,9 @@ TERMINAL_STATUSES = frozenset(
     {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.PARTIALLY_FAILED, JobStatus.CANCELLED}
 )
 ACTIVE_STATUSES = frozenset({JobStatus.NOT_STARTED, JobStatus.RUNNING, JobStatus.CANCELLING})
+# Active and not being cancelled: the work is still wanted (dispatch, deadlines, repairs, the
+# cancel and priority actions). A tuple in the state machine's order, so queries read the same.
+PENDING_STATUSES = (JobStatus.NOT_STARTED, JobStatus.RUNNING)
 DEFAULT_PRIORITY = 3
 
 
@@ -336,7 +339,8 @@ class Job(models.Model):
                 name="job_deadline_active",
                 condition=Q(
                     deadline_at__isnull=False,
-                    status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
+                    # A list, as migration 0014 recorded it.
+                    status__in=list(PENDING_STATUSES),
                 ),
             ),
         ]

@@ -24,7 +24,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Left, Length, RowNumber, Substr
 from django.template.defaultfilters import pluralize
 
-from staging.errors import NotFoundError
+from staging.errors import NotFoundError, listed_names
 from staging.models import File, Item, Job, JobStatus, Pin, Store, SubJob
 from staging.roles import JobScope, job_scope
 from staging.statements import statements
@@ -434,12 +434,6 @@ def failed_items_by_reason(*, job_ids: Sequence[int], paths: int) -> QuerySet[It
     )
 
 
-def paths_listed(paths: Sequence[str], count: int) -> str:
-    """``a, b and 7 more``: the first few of ``count`` paths."""
-    more = count - len(paths)
-    return ", ".join(paths) + (f" and {more} more" if more > 0 else "")
-
-
 def job_failure_text(
     *, job_id: int, own_error: str | None = None, reasons: int = 3, paths: int = 3
 ) -> str:
@@ -478,7 +472,7 @@ def job_failure_text(
             grouped.setdefault(reason, (items, []))[1].append(path)
     failed = rows[0][3]
     shown = "; ".join(
-        f"{reason} ({items}: {paths_listed(listed, items)})"
+        f"{reason} ({items}: {listed_names(listed, count=items)})"
         for reason, (items, listed) in grouped.items()
     )
     others = failed - sum(items for items, _ in grouped.values())

@@ -12,8 +12,9 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from staging.broker import broker_queue_lengths
+from staging.errors import listed_names
 from staging.models import Job, JobStatus, SubJob
-from staging.selectors import FAILED_STATUSES, failed_items_by_reason, paths_listed
+from staging.selectors import FAILED_STATUSES, failed_items_by_reason
 from staging.selectors_admin import rows_count
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def failure_reasons_by_job(
     return {
         job_id: [
             {
-                "error": f"{reason} ({paths_listed(row['paths'], row['items'])})",
+                "error": f"{reason} ({listed_names(row['paths'], count=row['items'])})",
                 "items": row["items"],
             }
             for reason, row in reasons.items()

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, Min, OuterRef, Q
 from django.utils import timezone
 
-from staging.models import Job, JobStatus, Store, SubJob
+from staging.models import PENDING_STATUSES, Job, JobStatus, Store, SubJob
 from staging.selectors_accounts import limits_of
 
 # Release jobs free space and take no drive: they never wait for capacity (and run on the
@@ -47,13 +47,9 @@ def _undispatched() -> Q:
     )
 
 
-# The statuses of a job that still wants its sub-jobs run.
-WANTING = (JobStatus.NOT_STARTED, JobStatus.RUNNING)
-
-
 def subjobs_waiting():
     """Sub-jobs the dispatcher may hand out: undispatched, of a job that still wants them."""
-    return SubJob.objects.filter(_undispatched(), job__status__in=WANTING)
+    return SubJob.objects.filter(_undispatched(), job__status__in=PENDING_STATUSES)
 
 
 def jobs_with_capped_work_waiting():
@@ -62,10 +58,28 @@ def jobs_with_capped_work_waiting():
     probes each active job's sub-jobs by the job's index (about 1 ms with 100,000 sub-jobs
     waiting) instead of reading every waiting sub-job into a hash (about 40 ms)."""
     return (
-        Job.objects.filter(status__in=WANTING)
+        Job.objects.filter(status__in=PENDING_STATUSES)
         .exclude(task__in=UNCAPPED_TASKS)
         .filter(Exists(SubJob.objects.filter(_undispatched(), job=OuterRef("pk"))))
     )
+
+
+class OwnerLimits:
+    """Owners' ``dispatch_weight`` and ``max_active_subjobs`` (their own or their role's), each
+    read once for a pass: by the dispatcher and by the give-way asks."""
+
+    def __init__(self):
+        self.known: dict[int | None, tuple[int, int | None]] = {}
+
+    def learn(self, owner_ids: Iterable[int | None]) -> None:
+        unknown = {pk for pk in owner_ids if pk is not None and pk not in self.known}
+        for user in get_user_model().objects.filter(pk__in=unknown):
+            limits = limits_of(user)
+            self.known[user.pk] = (limits.dispatch_weight or 1, limits.max_active_subjobs)
+
+    def of(self, owner_id: int | None) -> tuple[int, int | None]:
+        """(weight, limit); an owner with neither set (or no owner) weighs 1 without a limit."""
+        return self.known.get(owner_id, (1, None))
 
 
 class DispatchCapacity:
@@ -87,27 +101,25 @@ class DispatchCapacity:
         self.bound = settings.STAGING["DISPATCH_MAX_IN_FLIGHT"]
         self.room = self.bound - self.store_used.total()
         self.store_limit = dict(Store.objects.values_list("pk", "max_active"))
-        self.owner_limit: dict[int | None, int | None] = {None: None}
-        self.owner_weight: dict[int | None, int | None] = {None: None}
+        self.owners = OwnerLimits()
         self.chosen: list[int] = []
 
     def learn_owners(self, owner_ids: Iterable[int | None]) -> None:
-        unknown = {pk for pk in owner_ids if pk not in self.owner_limit}
-        for user in get_user_model().objects.filter(pk__in=unknown):
-            limits = limits_of(user)
-            self.owner_limit[user.pk] = limits.max_active_subjobs
-            self.owner_weight[user.pk] = limits.dispatch_weight
+        self.owners.learn(owner_ids)
 
     def store_full(self, store_id: int) -> bool:
         limit = self.store_limit.get(store_id)
         return limit is not None and self.store_used[store_id] >= limit
 
+    def owner_limit(self, owner_id: int | None) -> int | None:
+        return self.owners.of(owner_id)[1]
+
     def owner_full(self, owner_id: int | None) -> bool:
-        limit = self.owner_limit.get(owner_id)
+        limit = self.owner_limit(owner_id)
         return limit is not None and self.owner_used[owner_id] >= limit
 
     def weight(self, owner_id: int | None) -> int:
-        return self.owner_weight.get(owner_id) or 1
+        return self.owners.of(owner_id)[0]
 
     def share(self, owner_id: int | None) -> float:
         """Sub-jobs in flight per unit of the owner's weight (``dispatch_weight``)."""
@@ -305,7 +317,7 @@ def _priority_queue(priority, owners: dict, state: DispatchState, names) -> Prio
             waiting=sum(g.subjobs for g in groups),
             in_flight=capacity.owner_used[owner_id],
             weight=capacity.weight(owner_id),
-            limit=capacity.owner_limit.get(owner_id),
+            limit=capacity.owner_limit(owner_id),
             held_back=held_back,
         )
         oldest = min(g.oldest_job_id for g in groups)
@@ -324,7 +336,7 @@ def _priority_queue(priority, owners: dict, state: DispatchState, names) -> Prio
 def job_waiting_reason(*, job: Job, now: datetime | None = None) -> str:
     """Why an active job's sub-jobs wait, in words for the admin's job page ("store tape1 at its
     limit (2 of 2 in flight)"); "" when none of them waits for the dispatcher."""
-    if job.status not in (JobStatus.NOT_STARTED, JobStatus.RUNNING):
+    if job.status not in PENDING_STATUSES:
         return ""
     job_waiting = subjobs_waiting().filter(job=job)
     if job.task in UNCAPPED_TASKS or not job_waiting.exists():
@@ -341,7 +353,7 @@ def job_waiting_reason(*, job: Job, now: datetime | None = None) -> str:
         used = capacity.store_used[job.store_id]
         return f"store {store.slug} at its limit ({used} of {store.max_active} in flight)"
     if reason == WaitReason.OWNER_LIMIT:
-        used, limit = capacity.owner_used[job.owner_id], capacity.owner_limit[job.owner_id]
+        used, limit = capacity.owner_used[job.owner_id], capacity.owner_limit(job.owner_id)
         return f"owner {job.owner} at their limit ({used} of {limit} in flight)"
     if reason == WaitReason.HIGHER_PRIORITY:
         return (

@@ -15,28 +15,11 @@ from rest_framework.response import Response
 
 from staging.api.authentication import CREATETOKEN
 from staging.dependencies import unreachable_dependency
-from staging.errors import ServiceError
+from staging.errors import ServiceError, validation_detail, validation_errors
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-
-
-def _flatten(detail, prefix: str = "") -> list[tuple[str, str]]:
-    """DRF validation details as (field, message) pairs, nested fields joined with dots."""
-    if isinstance(detail, dict):
-        pairs = []
-        for key, value in detail.items():
-            name = key if key != "non_field_errors" else ""
-            pairs += _flatten(value, f"{prefix}.{name}" if prefix and name else prefix or name)
-        return pairs
-    if isinstance(detail, list):
-        pairs = []
-        for position, value in enumerate(detail):
-            nested = isinstance(value, (dict, list))
-            pairs += _flatten(value, f"{prefix}[{position}]" if nested else prefix)
-        return pairs
-    return [(prefix, str(detail))]
 
 
 def problem_response(
@@ -89,9 +72,9 @@ def problem_exception_handler(exc, context):
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
         if isinstance(exc, exceptions.ValidationError):
-            pairs = _flatten(exc.detail)
+            pairs = validation_errors(exc.detail)
             errors = [{"field": f, "message": m} for f, m in pairs]
-            detail = "; ".join(f"{f}: {m}" if f else m for f, m in pairs)
+            detail = validation_detail(pairs)
             fields = {f for f, _ in pairs if f}
             return problem_response(
                 request,

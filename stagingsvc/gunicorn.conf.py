@@ -1,6 +1,5 @@
 """gunicorn settings; HOST/PORT/WEB_CONCURRENCY from the environment."""
 
-import glob
 import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
@@ -33,19 +32,16 @@ if os.environ.get("LOG_FORMAT") == "json":
 control_socket_disable = True
 
 
-# Prometheus multiprocess mode (PROMETHEUS_MULTIPROC_DIR): the master imports nothing of the
-# application, so these hooks use prometheus_client directly.
+# Prometheus multiprocess mode (PROMETHEUS_MULTIPROC_DIR): the master loads none of the
+# application, only staging.metrics_multiprocess (the standard library and prometheus_client).
 def on_starting(server):
     """Counters of a previous run must not add to this one's."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-        for stale in glob.glob(os.path.join(directory, "*.db")):
-            os.unlink(stale)
+    from staging.metrics_multiprocess import multiprocess_dir_reset
+
+    multiprocess_dir_reset()
 
 
 def child_exit(server, worker):
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    from staging.metrics_multiprocess import process_exited
 
-        multiprocess.mark_process_dead(worker.pid)
+    process_exited(worker.pid)

@@ -10,6 +10,7 @@ from celery import signals
 from prometheus_client import start_http_server
 
 from staging import metrics
+from staging.metrics_multiprocess import multiprocess_dir_reset, process_exited
 from staging.services.jobs import SUBJOB_TASK_NAMES
 from stagingsvc.logconfig import log_context_reset, log_context_set, worker_host
 
@@ -41,7 +42,7 @@ def metrics_exporter_start(**kwargs) -> None:
     """In the worker's main process, before the pool forks: drop what earlier runs left in the
     multiprocess directory and serve the pool's metrics on WORKER_METRICS_PORT (unset or 0: not
     served)."""
-    metrics.multiprocess_dir_reset(keep_pid=os.getpid())
+    multiprocess_dir_reset(keep_pid=os.getpid())
     port = int(os.environ.get("WORKER_METRICS_PORT") or 0)
     if port:
         address = os.environ.get("WORKER_METRICS_ADDRESS", "0.0.0.0")
@@ -51,7 +52,7 @@ def metrics_exporter_start(**kwargs) -> None:
 
 @signals.worker_process_shutdown.connect
 def metrics_process_exited(pid=None, **kwargs) -> None:
-    metrics.process_exited(pid or os.getpid())
+    process_exited(pid or os.getpid())
 
 
 def _subjob_context(subjob_id) -> dict:

@@ -12,6 +12,7 @@ from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.catalogue import catalogue_scan
 from staging.token_cache import token_cache
+from tests.factories import store_with_roots
 from tests.workers import BeatProcess, WorkerProcess, worker_environment
 
 
@@ -25,26 +26,13 @@ def results_root(settings, tmp_path: Path) -> Path:
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     """The primary store, with empty archive and staging roots in a temporary directory."""
-    archive, staging = tmp_path / "archive", tmp_path / "staging"
-    archive.mkdir()
-    staging.mkdir()
-    return Store.objects.create(
-        slug="primary", archive_root=str(archive), staging_root=str(staging), is_primary=True
-    )
+    return store_with_roots(tmp_path, slug="primary", is_primary=True)
 
 
 @pytest.fixture
 def tape_store(tmp_path: Path) -> Store:
     """A second store, of the posix-tape kind (restore-content is its own task)."""
-    archive, staging = tmp_path / "tape-archive", tmp_path / "tape-staging"
-    archive.mkdir()
-    staging.mkdir()
-    return Store.objects.create(
-        slug="tape",
-        kind=StoreKind.POSIX_TAPE,
-        archive_root=str(archive),
-        staging_root=str(staging),
-    )
+    return store_with_roots(tmp_path, slug="tape", prefix="tape-", kind=StoreKind.POSIX_TAPE)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """factory_boy factories for the staging domain."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import factory
 from django.contrib.auth import get_user_model
@@ -31,6 +32,17 @@ class StoreFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"store{n}")
     archive_root = "/nonexistent/archive"
     staging_root = "/nonexistent/staging"
+
+
+def store_with_roots(directory: Path, *, slug: str, prefix: str = "", **fields) -> Store:
+    """A store whose archive and staging roots are new empty directories in ``directory``
+    (``<prefix>archive`` and ``<prefix>staging``)."""
+    archive, staging = directory / f"{prefix}archive", directory / f"{prefix}staging"
+    archive.mkdir()
+    staging.mkdir()
+    return Store.objects.create(
+        slug=slug, archive_root=str(archive), staging_root=str(staging), **fields
+    )
 
 
 class FileFactory(factory.django.DjangoModelFactory):

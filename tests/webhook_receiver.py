@@ -4,7 +4,6 @@ from the specification, independent of the service's own signing code."""
 
 import base64
 import hmac
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -74,13 +73,6 @@ class Receiver:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (a receiver that is down)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:

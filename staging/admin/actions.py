@@ -3,8 +3,8 @@ reports what it did with ``message_user``, and says plainly which jobs it refuse
 
 from django.contrib import admin, messages
 
-from staging.errors import ConflictError
-from staging.models import JobStatus
+from staging.errors import ConflictError, listed_names
+from staging.models import PENDING_STATUSES, JobStatus
 from staging.services.dispatch import jobs_prioritize
 from staging.services.job_requests import job_cancel_requested
 from staging.services.jobs import job_retry
@@ -15,8 +15,7 @@ MAX_JOBS_PER_ACTION = 500
 
 
 def _ids(jobs, limit: int = 5) -> str:
-    shown = ", ".join(str(job.uuid) for job in jobs[:limit])
-    return shown + (f" and {len(jobs) - limit} more" if len(jobs) > limit else "")
+    return listed_names([str(job.uuid) for job in jobs[:limit]], limit, count=len(jobs))
 
 
 def _plural(n: int, word: str) -> str:
@@ -140,7 +139,7 @@ def raise_priority(modeladmin, request, queryset):
     jobs = _selected(modeladmin, request, queryset)
     if jobs is None:
         return
-    waiting = [job for job in jobs if job.status in (JobStatus.NOT_STARTED, JobStatus.RUNNING)]
+    waiting = [job for job in jobs if job.status in PENDING_STATUSES]
     changed = jobs_prioritize(job_ids=[job.pk for job in waiting], priority=5)
     for job in waiting:
         modeladmin.log_change(request, job, "Priority raised to 5 from the admin.")

@@ -27,7 +27,7 @@ from staging.admin.display import (
 )
 from staging.admin.filters import OwnerFilter, TaskFilter
 from staging.admin.paginator import EstimatedCountPaginator
-from staging.models import TERMINAL_STATUSES, Job, JobStatus
+from staging.models import PENDING_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from staging.selectors import job_progress
 from staging.selectors_admin import (
     job_failure_reasons,
@@ -238,7 +238,7 @@ class JobAdmin(admin.ModelAdmin):
                     (
                         "cancel",
                         "Cancel job",
-                        job.status in (JobStatus.NOT_STARTED, JobStatus.RUNNING),
+                        job.status in PENDING_STATUSES,
                     ),
                     ("retry", "Retry failed items", job.status in FAILED_STATUSES),
                     ("release", "Release pins", pins > 0),

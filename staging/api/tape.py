@@ -24,7 +24,7 @@ from staging.api.fields import (
 from staging.api.parsers import NDJSON, JSONParser, NDJSONParser, body_drained, nul_character_at
 from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
-from staging.errors import ServiceError
+from staging.errors import ServiceError, validation_detail, validation_errors
 from staging.models import TERMINAL_STATUSES, Job, JobStatus
 from staging.selectors import stage_request_get
 from staging.services.deadlines import deadline_parse
@@ -264,7 +264,8 @@ class StageView(APIView):
                     continue
                 entry = validated(self.InputSerializer.FileSerializer, value)
             except serializers.ValidationError as exc:
-                raise ServiceError(f"{where}: {_flattened(exc.detail)}", field="files") from exc
+                detail = validation_detail(validation_errors(exc.detail))
+                raise ServiceError(f"{where}: {detail}", field="files") from exc
             yield (
                 where,
                 StageFile(
@@ -283,15 +284,6 @@ class StageView(APIView):
                 f"Ensure path has no more than {MAX_PATH_LENGTH} characters."
             )
         return path_lengths_check(path)
-
-
-def _flattened(detail) -> str:
-    """A serializer's errors as one line: ``path: This field is required.``"""
-    if isinstance(detail, dict):
-        return "; ".join(f"{name}: {_flattened(value)}" for name, value in detail.items())
-    if isinstance(detail, list):
-        return " ".join(_flattened(value) for value in detail)
-    return str(detail)
 
 
 class StageRequestView(APIView):

@@ -250,18 +250,7 @@ def _catalogue_scan_from(
         known = existing.pop(relative, None)
         if known is None:
             kept = {**NO_CHECKSUMS, "md5": md5_of(found)}
-            to_create.append(
-                File(
-                    id=File.id_for(store.slug, relative),
-                    store=store,
-                    path=relative,
-                    size=stat.st_size,
-                    mtime=mtime,
-                    media_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
-                    last_seen_at=now,
-                    md5=kept["md5"],
-                )
-            )
+            to_create.append(_file_found(store, relative, stat, last_seen_at=now, md5=kept["md5"]))
             summary.added += 1
         else:
             file_id, size, old_mtime, present, checksums = known
@@ -345,6 +334,19 @@ def catalogue_rows_register(
     return rows
 
 
+def _file_found(store: Store, relative: str, stat: os.stat_result, **fields) -> File:
+    """The catalogue row of a regular file found in the archive, from its ``stat``."""
+    return File(
+        id=File.id_for(store.slug, relative),
+        store=store,
+        path=relative,
+        size=stat.st_size,
+        mtime=catalogue_mtime(stat),
+        media_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
+        **fields,
+    )
+
+
 def _catalogue_unknown_enter(store: Store, paths: Sequence[str]) -> bool:
     """Enter in the catalogue those of ``paths`` (not yet catalogued as present) that are
     regular files in the archive, by stat; returns whether there were any."""
@@ -358,17 +360,7 @@ def _catalogue_unknown_enter(store: Store, paths: Sequence[str]) -> bool:
             continue
         if not stat_mode.S_ISREG(info.st_mode) or Path(relative).name.startswith(TEMP_PREFIX):
             continue
-        found.append(
-            File(
-                id=File.id_for(store.slug, relative),
-                store=store,
-                path=relative,
-                size=info.st_size,
-                mtime=catalogue_mtime(info),
-                media_type=mimetypes.guess_type(relative)[0] or "application/octet-stream",
-                last_seen_at=now,
-            )
-        )
+        found.append(_file_found(store, relative, info, last_seen_at=now))
     if found:
         # Two requests may register the same new file at once: the second one refreshes it.
         File.objects.bulk_create(

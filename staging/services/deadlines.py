@@ -22,7 +22,7 @@ from django.db.models.functions import Now
 from django.utils.dateparse import parse_duration
 
 from staging.errors import ServiceError
-from staging.models import Job, JobStatus, SubJob
+from staging.models import PENDING_STATUSES, Job, JobStatus, SubJob
 from staging.services import transitions
 
 logger = logging.getLogger(__name__)
@@ -78,9 +78,7 @@ def jobs_past_deadline_fail(*, batch: int = EXPIRE_BATCH) -> int:
     Returns how many sub-jobs failed."""
     queued = SubJob.objects.filter(job=OuterRef("pk"), status=JobStatus.NOT_STARTED)
     expired = list(
-        Job.objects.filter(
-            deadline_at__lte=Now(), status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
-        )
+        Job.objects.filter(deadline_at__lte=Now(), status__in=PENDING_STATUSES)
         .filter(Exists(queued))
         .order_by("deadline_at")
         .values_list("pk", flat=True)[:batch]

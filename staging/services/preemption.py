@@ -41,14 +41,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db.models import Count
 
 from staging.dependencies import broker_client
 from staging.models import Job, JobStatus
-from staging.selectors_accounts import limits_of
 from staging.selectors_dispatch import (
     UNCAPPED_TASKS,
+    OwnerLimits,
     jobs_with_capped_work_waiting,
     subjobs_in_flight,
     subjobs_waiting,
@@ -224,7 +223,7 @@ def _asks() -> tuple[dict[str, int], set[int | str]]:
         # A slot given back under the bound goes to a store with room under its own limit.
         pools.append((ALL, {s for s, _ in waiting if s not in full}))
     asks: dict[str, int] = {}
-    weights = _Weights()
+    owner_limits = OwnerLimits()
     for pool, stores in pools:
         pool_waiting = {k: v for k, v in waiting.items() if k[0] in stores}
         if not pool_waiting:
@@ -241,7 +240,9 @@ def _asks() -> tuple[dict[str, int], set[int | str]]:
                 owner.queued += queued
         if len(owners) < 2:
             continue  # an owner alone never gives way to itself
-        weights.fill(owners)
+        owner_limits.learn(owners)
+        for owner_id, owner in owners.items():
+            owner.weight, owner.limit = owner_limits.of(owner_id)
         _waiting_count(owners, stores, top, pool_waiting)
         slots = sum(owner.in_flight for owner in owners.values())
         for owner_id, n in give_back(slots, owners).items():
@@ -275,21 +276,6 @@ def _waiting_count(owners: dict, stores: set[int], priority: int, pool_waiting: 
             .exclude(job__task__in=UNCAPPED_TASKS)[:cap]
             .count()
         )
-
-
-class _Weights:
-    """Owners' weights and limits (``dispatch_weight``, ``max_active_subjobs``), read once."""
-
-    def __init__(self):
-        self.known: dict = {}
-
-    def fill(self, owners: dict) -> None:
-        unknown = [pk for pk in owners if pk is not None and pk not in self.known]
-        for user in get_user_model().objects.filter(pk__in=unknown):
-            limits = limits_of(user)
-            self.known[user.pk] = (limits.dispatch_weight or 1, limits.max_active_subjobs)
-        for pk, owner in owners.items():
-            owner.weight, owner.limit = self.known.get(pk, (1, None))
 
 
 def _asks_write(asks: dict[str, int]) -> None:

@@ -35,10 +35,9 @@ from django.db import transaction
 from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
-from staging.models import File, Item, JobStatus, Store, StoreKind, SubJob
+from staging.models import PENDING_STATUSES, File, Item, JobStatus, Store, StoreKind, SubJob
 from staging.models_tape import TapeDrive, TapeLibrary
 from staging.selectors_dispatch import DISPATCHED, UNCAPPED_TASKS, subjobs_waiting
-from staging.services import transitions
 from staging.services.transitions import LeaseLost
 from staging.storage import StagingCancelled
 from staging.tape_library import (
@@ -341,7 +340,7 @@ def _gather(store, vid, worker, task_id, *, stack) -> list[_Claimed]:
             LeaseHeartbeat(subjob_id=pk, worker=worker, claimed_at=claimed_at)
         )
         reporter = ProgressReporter(subjob=subjob, worker=worker, heartbeat=heartbeat)
-        pending = [i for i in subjob.claimed_items if i.status in transitions.ACTIVE_ITEM]
+        pending = [i for i in subjob.claimed_items if i.status in PENDING_STATUSES]
         batch.append(_Claimed(subjob, reporter, pending))
     positions = dict(
         File.objects.filter(

@@ -17,7 +17,16 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from staging.broker import broker_queue_lengths, broker_queue_task_count
-from staging.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job, JobStatus, Pin, Store, SubJob
+from staging.models import (
+    ACTIVE_STATUSES,
+    PENDING_STATUSES,
+    TERMINAL_STATUSES,
+    Job,
+    JobStatus,
+    Pin,
+    Store,
+    SubJob,
+)
 from staging.selectors_dispatch import UNCAPPED_TASKS
 from staging.services import transitions
 from staging.services.jobs import (
@@ -105,7 +114,7 @@ def subjobs_reconcile() -> int:
         status=JobStatus.NOT_STARTED,
         dispatched_at__isnull=False,
         failures__lt=settings.STAGING["MAX_ATTEMPTS"],
-        job__status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING],
+        job__status__in=PENDING_STATUSES,
     ).order_by("dispatched_at", "pk")
     if broker_lost_its_data():
         lost = list(waiting.values_list("pk", flat=True))  # published in batches
@@ -178,7 +187,7 @@ def jobs_janitor(*, batch: int = 500) -> JanitorSummary:
                 logger.warning("janitor: sub-job %s failed too often: %s", subjob_id, error)
                 transitions.job_settle(job_id)
     ended = (
-        Job.objects.filter(status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING])
+        Job.objects.filter(status__in=PENDING_STATUSES)
         .filter(Exists(SubJob.objects.filter(job=OuterRef("pk"))))
         .exclude(
             Exists(SubJob.objects.filter(job=OuterRef("pk")).exclude(status__in=TERMINAL_STATUSES))

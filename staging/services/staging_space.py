@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from staging.errors import ServiceError
-from staging.models import Job, JobStatus, Store, SubJob
+from staging.models import PENDING_STATUSES, Job, Store, SubJob
 from staging.space import space_bytes
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def stores_full(*, now: datetime | None = None) -> set[int]:
 def _jobs_waiting_mark(*, full: set[int], others: set[int]) -> None:
     """Active jobs with sub-jobs waiting on a full store say so; those on the other watched
     stores no longer do (an ended job's reason is never shown)."""
-    active = Job.objects.filter(status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING])
+    active = Job.objects.filter(status__in=PENDING_STATUSES)
     waiting = SubJob.objects.filter(job=OuterRef("pk"), dispatched_at__isnull=True)
     active.filter(store_id__in=full).filter(Exists(waiting)).exclude(
         waiting=STAGING_AREA_FULL

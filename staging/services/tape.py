@@ -26,7 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from staging.errors import ConflictError, ServiceError
-from staging.models import DEFAULT_PRIORITY, Item, Job, JobStatus, Store, SubJob
+from staging.models import DEFAULT_PRIORITY, PENDING_STATUSES, Item, Job, JobStatus, Store, SubJob
 from staging.selectors import TAPE_SOURCE
 from staging.services import transitions
 from staging.services.catalogue import catalogue_files_register, catalogue_rows_register
@@ -40,8 +40,6 @@ from staging.storage import UnsafePathError, resolve_under
 from staging.tape_namespace import TapePath, tape_path_map, tape_paths_map, tape_stores
 
 logger = logging.getLogger(__name__)
-
-ACTIVE_ITEM_STATUSES = (JobStatus.NOT_STARTED, JobStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -272,7 +270,7 @@ def stage_request_cancel(*, job: Job, paths: Sequence[str]) -> int:
             job_cancel(job=job)
         return cancelled
     emptied = SubJob.objects.filter(job=job, status=JobStatus.NOT_STARTED).exclude(
-        items__status__in=ACTIVE_ITEM_STATUSES
+        items__status__in=PENDING_STATUSES
     )
     freed = 0
     for subjob_id in emptied.values_list("pk", flat=True):
@@ -312,7 +310,7 @@ def stage_requests_release_for_owner(*, owner, paths: Sequence[str]) -> int:
 def stage_request_delete(*, job: Job) -> None:
     """Cancel what still runs, release every pin, and hide the request (see the module
     docstring for why the row stays)."""
-    if job.status in (JobStatus.NOT_STARTED, JobStatus.RUNNING):
+    if job.status in PENDING_STATUSES:
         with contextlib.suppress(ConflictError):  # it ended meanwhile
             job_cancel(job=job)
     job_release(job=job)

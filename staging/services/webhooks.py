@@ -196,26 +196,17 @@ def _deliveries_create(job_id: int, event: str, extra: dict | None = None) -> in
         return 0
     job = Job.objects.select_related("store", "owner").get(pk=job_id)
     now = timezone.now()
-    rows = [
-        WebhookDelivery(
-            endpoint=e,
-            job=job,
-            event=event,
-            next_attempt_at=now,
-            payload=job_payload(job=job, event=event, api_base=e.api_base, extra=extra),
+
+    def delivery(receiver, kind: str) -> WebhookDelivery:
+        """To ``receiver``, a registered endpoint or the job's own callback (``kind``)."""
+        payload = job_payload(job=job, event=event, api_base=receiver.api_base, extra=extra)
+        return WebhookDelivery(
+            **{kind: receiver}, job=job, event=event, next_attempt_at=now, payload=payload
         )
-        for e in endpoints
-    ]
+
+    rows = [delivery(e, "endpoint") for e in endpoints]
     if callback is not None:
-        rows.append(
-            WebhookDelivery(
-                callback=callback,
-                job=job,
-                event=event,
-                next_attempt_at=now,
-                payload=job_payload(job=job, event=event, api_base=callback.api_base, extra=extra),
-            )
-        )
+        rows.append(delivery(callback, "callback"))
     created = WebhookDelivery.objects.bulk_create(rows)
     ids = [d.pk for d in created]
     transaction.on_commit(lambda: deliveries_publish(ids))

@@ -70,6 +70,16 @@ def staff_page(live_server_url: str, *, width: int, height: int = 900) -> Iterat
             browser.close()
 
 
+def overflow_at(page, url: str, ready: str) -> int:
+    """Open ``url`` and, once ``ready`` (a selector) is shown, how many pixels the page runs
+    off sideways (0 or less: none)."""
+    page.goto(url)
+    page.wait_for_selector(ready)
+    return page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+
+
 @pytest.fixture
 def jobs_to_steer(transactional_db):
     store = StoreFactory(slug="tape-lib")

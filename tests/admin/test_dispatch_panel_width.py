@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from staging.models import AccountLimits, JobStatus, SubJob
-from tests.admin.test_browser import ARTIFACTS, staff_page
+from tests.admin.test_browser import ARTIFACTS, overflow_at, staff_page
 from tests.factories import JobFactory, StoreFactory, UserFactory
 
 
@@ -58,19 +58,18 @@ def waiting_work(transactional_db, settings):
 @pytest.mark.parametrize("width", [1280, 1920])
 def test_the_dispatch_panel_and_a_waiting_job_fit_the_page(live_server, waiting_work, width):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    overflow = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
     with staff_page(live_server.url, width=width) as page:
-        page.goto(f"{live_server.url}/admin/dashboard/")
-        page.wait_for_selector("#dispatch-heading")
-        dashboard_overflow = page.evaluate(overflow)
+        dashboard_overflow = overflow_at(
+            page, f"{live_server.url}/admin/dashboard/", "#dispatch-heading"
+        )
         panel_text = page.inner_text(".dashboard-dispatch")
         page.locator(".dashboard-dispatch").screenshot(
             path=str(ARTIFACTS / f"dispatch-panel-{width}.png")
         )
         page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}.png"), full_page=True)
-        page.goto(f"{live_server.url}/admin/staging/job/{waiting_work.pk}/change/")
-        page.wait_for_selector(".job-waiting")
-        job_overflow = page.evaluate(overflow)
+        job_overflow = overflow_at(
+            page, f"{live_server.url}/admin/staging/job/{waiting_work.pk}/change/", ".job-waiting"
+        )
         waiting_text = page.inner_text(".job-waiting")
         page.screenshot(path=str(ARTIFACTS / f"waiting-job-{width}.png"), full_page=True)
 

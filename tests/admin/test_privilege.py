@@ -41,8 +41,9 @@ def root(db):
 
 
 @pytest.fixture
-def olivia(db):
-    return staff("olivia", Role.DATA_ADMIN)
+def olivia(operator):
+    """The data-admin staff member (conftest's operator), by the name the tests use."""
+    return operator
 
 
 def change_form(user, **overrides) -> dict:

@@ -16,33 +16,51 @@ DASHBOARD = "/admin/dashboard/"
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def library():
-    store = StoreFactory(slug="tape1", kind=StoreKind.POSIX_TAPE)
-    library = TapeLibrary.objects.create(
-        store=store, drives=2, min_files=10, max_wait=timedelta(minutes=5)
-    )
+def library_reading(
+    slug: str, *, reading: dict, idle: dict, waiting: list[dict], **limits
+) -> TapeLibrary:
+    """A tape store's library of two drives: drive 1 reads its mounted cartridge for a running
+    sub-job (``reading``: the drive's fields), drive 2 has ``idle`` mounted and nobody reading,
+    and the same job has a sub-job waiting for each of ``waiting`` (their fields)."""
+    store = StoreFactory(slug=slug, kind=StoreKind.POSIX_TAPE)
+    library = TapeLibrary.objects.create(store=store, drives=2, **limits)
     now = timezone.now()
+    vid = reading["mounted_vid"]
     TapeDrive.objects.create(
         library=library,
         number=1,
-        mounted_vid="VOL001",
-        holder="celery@host:42",
-        holder_vid="VOL001",
-        reading_path="run1/a.fastq",
-        head_position=17,
-        lease_expires_at=now + timedelta(seconds=30),
-        mounts=4,
-        bytes_read=4_000_000,
-        seek_seconds=1.5,
+        holder_vid=vid,
+        lease_expires_at=now + timedelta(minutes=5),
+        **reading,
     )
-    TapeDrive.objects.create(library=library, number=2, mounted_vid="VOL009", mounts=1)
+    TapeDrive.objects.create(library=library, number=2, **idle)
     job = JobFactory(store=store, status=JobStatus.RUNNING)
     SubJob.objects.create(
-        job=job, sequence=1, tape_vid="VOL001", status=JobStatus.RUNNING, dispatched_at=now
+        job=job, sequence=1, tape_vid=vid, status=JobStatus.RUNNING, dispatched_at=now
     )
-    SubJob.objects.create(job=job, sequence=2, tape_vid="VOL002", files_total=3, bytes_total=300)
+    for sequence, fields in enumerate(waiting, start=2):
+        SubJob.objects.create(job=job, sequence=sequence, **fields)
     return library
+
+
+@pytest.fixture
+def library():
+    return library_reading(
+        "tape1",
+        reading={
+            "mounted_vid": "VOL001",
+            "holder": "celery@host:42",
+            "reading_path": "run1/a.fastq",
+            "head_position": 17,
+            "mounts": 4,
+            "bytes_read": 4_000_000,
+            "seek_seconds": 1.5,
+        },
+        idle={"mounted_vid": "VOL009", "mounts": 1},
+        waiting=[{"tape_vid": "VOL002", "files_total": 3, "bytes_total": 300}],
+        min_files=10,
+        max_wait=timedelta(minutes=5),
+    )
 
 
 def test_the_dashboard_shows_drives_and_why_each_cartridge_waits(operator_client, library):

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from staging.models import Job, Store
+from tests.factories import store_with_roots
 
 API = "/tape/api/v1"
-PROBLEM = "application/problem+json"
 
 
 def stage(client, *paths: str, slash: str = "", **file_fields):
@@ -20,18 +20,5 @@ def staged_job(client, *paths: str, **file_fields) -> Job:
     return Job.objects.get(uuid=response.json()["requestId"])
 
 
-def assert_problem(response, status: int, *words: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status
-    for word in words:
-        assert word in body["detail"], body
-    return body
-
-
 def second_store(tmp_path: Path, slug: str = "cold") -> Store:
-    archive, staging = tmp_path / f"{slug}-archive", tmp_path / f"{slug}-staging"
-    archive.mkdir()
-    staging.mkdir()
-    return Store.objects.create(slug=slug, archive_root=str(archive), staging_root=str(staging))
+    return store_with_roots(tmp_path, slug=slug, prefix=f"{slug}-")

@@ -7,24 +7,14 @@ import pytest
 from staging.errors import LISTED_AT_MOST
 from staging.models import Item, Job, JobStatus, SubJob
 from staging.roles import Role
+from tests.api.helpers import assert_problem
 from tests.factories import FileFactory, JobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-PROBLEM = "application/problem+json"
-
 
 def post_ids(client, body, **kwargs):
     return client.post("/dts/staging", body, format="json", **kwargs)
-
-
-def assert_problem(response, status: int, *words: str) -> None:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status
-    for word in words:
-        assert word in body["detail"], body
 
 
 def test_it_creates_a_staging_request_and_answers_201_with_its_uuid(client_for, archive_files):

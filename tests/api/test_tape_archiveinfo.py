@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from staging.roles import Role
-from tests.api.tape_helpers import API, assert_problem, second_store
+from tests.api.helpers import assert_problem
+from tests.api.tape_helpers import API, second_store
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,8 @@ from django.utils import timezone
 from staging.models import Item, Job, JobStatus, Pin, SubJob
 from staging.roles import Role
 from staging.services.execution import stage_item, subjob_run
-from tests.api.tape_helpers import API, assert_problem, staged_job
+from tests.api.helpers import assert_problem
+from tests.api.tape_helpers import API, staged_job
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,8 @@ import pytest
 
 from staging.models import Job, Pin
 from staging.roles import Role
-from tests.api.tape_helpers import API, assert_problem, staged_job
+from tests.api.helpers import assert_problem
+from tests.api.tape_helpers import API, staged_job
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,8 @@ from rest_framework.test import APIClient
 
 from staging.models import File, Item, Job, JobStatus, Pin
 from staging.roles import Role
-from tests.api.tape_helpers import API, assert_problem, second_store, stage, staged_job
+from tests.api.helpers import assert_problem
+from tests.api.tape_helpers import API, second_store, stage, staged_job
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,8 @@ import pytest
 
 from staging.models import Item, Job, JobStatus, Pin
 from staging.roles import Role
-from tests.api.tape_helpers import API, assert_problem, second_store
+from tests.api.helpers import assert_problem
+from tests.api.tape_helpers import API, second_store
 
 pytestmark = pytest.mark.django_db
 

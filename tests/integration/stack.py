@@ -14,11 +14,38 @@ from pathlib import Path
 import pytest
 import requests
 
+# gunicorn as production starts it: its configuration file, run from the repository root.
+GUNICORN = [
+    sys.executable,
+    "-m",
+    "gunicorn",
+    "-c",
+    "stagingsvc/gunicorn.conf.py",
+    "stagingsvc.wsgi",
+]
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def manage(env: dict[str, str], *arguments: str, timeout: float = 120) -> str:
+    """Run a management command of the service under test; returns its output."""
+    from tests.workers import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(arguments)} failed:\n{done.stderr}")
+    return done.stdout.strip()
 
 
 def wait_until_ready(
@@ -41,23 +68,19 @@ def wait_until_ready(
 
 @contextmanager
 def gunicorn_serving(log_path: Path, **env: str) -> Iterator[str]:
-    """gunicorn as production runs it (its configuration file, two worker processes) on a
-    free loopback port, on this test run's database and broker; yields its base URL."""
+    """gunicorn as production runs it (its configuration file, two worker processes unless
+    ``WEB_CONCURRENCY`` says otherwise) on a free loopback port, on this test run's database and
+    broker; yields its base URL once it is ready."""
     from tests.workers import REPO_ROOT, worker_environment
 
     port = free_port()
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "stagingsvc/gunicorn.conf.py",
-                "stagingsvc.wsgi",
-            ],
+            GUNICORN,
             cwd=REPO_ROOT,
-            env=worker_environment(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", **env),
+            env=worker_environment(
+                **{"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", **env}
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

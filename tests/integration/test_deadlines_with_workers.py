@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import requests
 
 from staging.models import Item, Job, JobStatus, Store
 from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.jobs import job_create_staging
 from tests.factories import UserFactory
+from tests.integration.dts_client import dts_headers, dts_stage, poll
 from tests.integration.test_api_v1_with_workers import TERMINAL, Client
 from tests.integration.test_dispatch_with_workers import one_file_subjobs, slow  # noqa: F401
 from tests.workers import wait_for_job, wait_until
@@ -93,21 +93,13 @@ def test_a_dts_request_gets_its_store_default_deadline_and_reports_the_failure(
     holder = job_create_staging(owner=UserFactory(), store=store, files=files, source="api")
     Job.objects.filter(pk=holder.pk).update(deadline_at=None)  # this one may take its time
     wait_until(lambda: holder.subjobs.filter(status=JobStatus.RUNNING).exists(), what="a slot")
-    headers = {"Authorization": f"Bearer {token_create(username='dts', role=Role.SERVICE_USER)}"}
+    headers = dts_headers()
 
-    created = requests.post(
-        f"{live_server.url}/dts/staging", json={"ids": [wanted.id]}, headers=headers, timeout=10
-    )
+    request_id, status_url = dts_stage(live_server.url, [wanted.id], headers)
 
-    assert created.status_code == 201, created.text
-    job = Job.objects.get(uuid=created.json()["request_id"])
+    job = Job.objects.get(uuid=request_id)
     assert job.deadline_at == job.created_at + timedelta(seconds=1)
-    status_url = f"{live_server.url}/dts/staging?id={job.uuid}"
-    wait_until(
-        lambda: requests.get(status_url, headers=headers, timeout=10).json()["status"] != "staging",
-        what="the DTS status to change",
-    )
-    body = requests.get(status_url, headers=headers, timeout=10).json()
+    body = poll(status_url, headers, lambda b: b["status"] != "staging")
     assert body["status"] == "failed"
     assert "deadline exceeded" in body["error"]
 

@@ -10,7 +10,15 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import override_settings
 
-from staging.models import TERMINAL_STATUSES, AccountLimits, Job, JobStatus, Store, SubJob
+from staging.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    AccountLimits,
+    Job,
+    JobStatus,
+    Store,
+    SubJob,
+)
 from staging.services.jobs import job_create_staging
 from staging.services.recovery import broker_lost_its_data
 from tests.factories import UserFactory
@@ -36,8 +44,7 @@ def sample_until_done(jobs: list[Job], sample, *, timeout: float = 120) -> list:
     """Call ``sample()`` every 20 ms until every job is terminal; returns the samples."""
     samples = []
     deadline = time.monotonic() + timeout
-    active = [JobStatus.NOT_STARTED, JobStatus.RUNNING, JobStatus.CANCELLING]
-    while Job.objects.filter(pk__in=[j.pk for j in jobs], status__in=active).exists():
+    while Job.objects.filter(pk__in=[j.pk for j in jobs], status__in=ACTIVE_STATUSES).exists():
         assert time.monotonic() < deadline, "jobs did not finish"
         samples.append(sample())
         time.sleep(0.02)

@@ -5,7 +5,6 @@ that resources announced (what Globus then verifies)."""
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from staging.models import File, Job, JobStatus
 from staging.roles import Role
 from staging.services.accounts import token_create, user_orcid_set
 from staging.services.catalogue import catalogue_scan
+from tests.integration.dts_client import dts_stage, poll_until_not_staging
 from tests.workers import wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -23,14 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def _staged_as_the_dts_polls(base: str, ids: list[str], headers: dict) -> str:
     """Ask to stage ``ids`` and poll the request until it is no longer "staging" (at most 90 s);
     its last status."""
-    created = requests.post(f"{base}/dts/staging", json={"ids": ids}, headers=headers, timeout=10)
-    assert created.status_code == 201, created.text
-    status_url = f"{base}/dts/staging?id={created.json()['request_id']}"
-    status, deadline = "staging", time.monotonic() + 90
-    while status == "staging" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        status = requests.get(status_url, headers=headers, timeout=10).json()["status"]
-    return status
+    _, status_url = dts_stage(base, ids, headers)
+    return poll_until_not_staging(status_url, headers)
 
 
 def test_the_dts_finds_describes_stages_and_gets_every_file_with_its_md5(

@@ -2,32 +2,17 @@
 test database (PostgreSQL whenever it answers; always in CI)."""
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from staging.models import File, Item, Job, JobStatus
-from staging.roles import Role
-from staging.services.accounts import token_create
 from staging.services.execution import subjob_run
+from tests.integration.dts_client import dts_headers, dts_stage, poll_until_not_staging
 from tests.workers import wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def poll_until_not_staging(url: str, headers: dict, *, timeout: float = 90) -> str:
-    """Poll as the DTS does (faster); every answer before the last must be "staging"."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = requests.get(url, headers=headers, timeout=10)
-        assert response.status_code == 200, response.text
-        status = response.json()["status"]
-        if status != "staging":
-            return status
-        time.sleep(0.2)
-    raise TimeoutError(f"still staging after {timeout}s")
 
 
 def test_a_dts_request_goes_from_staging_to_ready_with_the_bytes_in_place(
@@ -39,16 +24,9 @@ def test_a_dts_request_goes_from_staging_to_ready_with_the_bytes_in_place(
         "small/empty": b"",
     }
     files = archive_files(contents)
-    headers = {"Authorization": f"Bearer {token_create(username='dts', role=Role.SERVICE_USER)}"}
+    headers = dts_headers()
 
-    created = requests.post(
-        f"{live_server.url}/dts/staging",
-        json={"ids": [f.id for f in files]},
-        headers=headers,
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
-    status_url = f"{live_server.url}/dts/staging?id={created.json()['request_id']}"
+    request_id, status_url = dts_stage(live_server.url, [f.id for f in files], headers)
     # No worker runs yet: the request is queued in Redis and the DTS is told to wait.
     assert requests.get(status_url, headers=headers, timeout=10).json() == {"status": "staging"}
 
@@ -60,7 +38,7 @@ def test_a_dts_request_goes_from_staging_to_ready_with_the_bytes_in_place(
         assert (staging_root / relative).read_bytes() == data
     leftovers = [p for p in staging_root.rglob("*") if p.is_file() and p.name.endswith(".part")]
     assert leftovers == []
-    job = Job.objects.get(uuid=created.json()["request_id"])
+    job = Job.objects.get(uuid=request_id)
     assert (job.files_done, job.bytes_done) == (3, sum(len(d) for d in contents.values()))
     assert job.started_at <= job.finished_at
 
@@ -70,19 +48,13 @@ def test_a_missing_source_fails_the_request_with_the_reason_on_the_item(
 ):
     present, vanished = archive_files({"keep.txt": b"keep", "gone.txt": b"gone"})
     (Path(store.archive_root) / "gone.txt").unlink()
-    headers = {"Authorization": f"Bearer {token_create(username='dts', role=Role.SERVICE_USER)}"}
+    headers = dts_headers()
     start_worker(concurrency=1)
 
-    created = requests.post(
-        f"{live_server.url}/dts/staging",
-        json={"ids": [present.id, vanished.id]},
-        headers=headers,
-        timeout=10,
-    )
-    status_url = f"{live_server.url}/dts/staging?id={created.json()['request_id']}"
+    request_id, status_url = dts_stage(live_server.url, [present.id, vanished.id], headers)
     assert poll_until_not_staging(status_url, headers) == "failed"
 
-    job = Job.objects.get(uuid=created.json()["request_id"])
+    job = Job.objects.get(uuid=request_id)
     assert job.status == JobStatus.PARTIALLY_FAILED
     failed = Item.objects.get(job=job, path="gone.txt")
     assert failed.status == JobStatus.FAILED

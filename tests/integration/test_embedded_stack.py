@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.stack import free_port, wait_until_ready
+from tests.integration.dts_client import dts_stage
+from tests.integration.stack import free_port, manage, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
@@ -61,19 +62,6 @@ def embedded_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_path: Path):
     env = embedded_env
     base = f"http://127.0.0.1:{env['PORT']}"
@@ -102,11 +90,7 @@ def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_pat
         headers = {"Authorization": f"Bearer {token}"}
         listing = requests.get(f"{base}/api/v1/files/?prefix=run1/", headers=headers, timeout=5)
         file_id = listing.json()["results"][0]["id"]
-        created = requests.post(
-            f"{base}/dts/staging", json={"ids": [file_id]}, headers=headers, timeout=10
-        )
-        assert created.status_code == 201, created.text
-        status_url = f"{base}/dts/staging?id={created.json()['request_id']}"
+        request_id, status_url = dts_stage(base, [file_id], headers)
         # Told rather than asking again: a long poll, answered when the job is ready (the
         # watcher polls SQLite here).
         first = requests.get(status_url, headers=headers, timeout=5)
@@ -117,7 +101,7 @@ def test_the_embedded_stack_stages_files_and_stops_cleanly(embedded_env, tmp_pat
             assert told.headers["Preference-Applied"] == "wait=60"
         assert requests.get(status_url, headers=headers, timeout=5).json() == {"status": "ready"}
         events = requests.get(
-            f"{base}/api/v1/jobs/{created.json()['request_id']}/events", headers=headers, timeout=10
+            f"{base}/api/v1/jobs/{request_id}/events", headers=headers, timeout=10
         )
         assert events.headers["Content-Type"].startswith("text/event-stream")
         # A finished job's stream: its one status event, then the end.

@@ -7,10 +7,9 @@ import signal
 import time
 
 import pytest
-from celery import current_app
 from django.conf import settings
 
-from staging.models import Item, Job, JobStatus, SubJob
+from staging.models import PENDING_STATUSES, Item, Job, JobStatus, SubJob
 from staging.services.jobs import job_cancel, job_create
 from tests.factories import UserFactory
 from tests.integration.test_engine_recovery import (
@@ -19,7 +18,10 @@ from tests.integration.test_engine_recovery import (
     running_with_progress,
     slow_store,
 )
-from tests.integration.test_metrics_and_logs_with_workers import free_port, scrape
+from tests.integration.test_metrics_and_logs_with_workers import (
+    repairs_counted,
+    start_metrics_worker,
+)
 from tests.workers import wait_for_job, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -116,9 +118,7 @@ def test_a_cancel_racing_a_warm_shutdown_hand_back_ends_cancelled(
 
     job = wait_for_job(job, timeout=60)
     assert job.status == JobStatus.CANCELLED
-    assert not Item.objects.filter(
-        job=job, status__in=[JobStatus.NOT_STARTED, JobStatus.RUNNING]
-    ).exists()
+    assert not Item.objects.filter(job=job, status__in=PENDING_STATUSES).exists()
 
 
 def test_the_janitor_on_beat_rolls_up_a_job_whose_roll_up_was_lost(
@@ -186,24 +186,11 @@ def test_the_janitors_repairs_are_counted_in_the_workers_metrics(
     job = create_job(store, files)
     # What a cancel request that died right after its first write leaves behind.
     Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLING)
-    port = free_port()
-    start_worker(
-        concurrency=1,
-        queues="control",
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
-        WORKER_METRICS_PORT=str(port),
-        WORKER_METRICS_ADDRESS="127.0.0.1",
+    _, url = start_metrics_worker(
+        start_worker, tmp_path / "prometheus", concurrency=1, queues="control"
     )
 
-    current_app.send_task("tasks.maintenance.janitor", queue="control")
-
-    repaired = (
-        "stagingsvc_recovery_actions_total",
-        (("action", "cancelled"), ("task", "janitor")),
-    )
-    url = f"http://127.0.0.1:{port}/metrics"
-    wait_until(lambda: repaired in scrape(url), timeout=30, what="the janitor's count")
-    assert scrape(url)[repaired] == 1
+    assert repairs_counted(url, "janitor", "cancelled") == 1
     assert wait_for_job(job, timeout=10).status == JobStatus.CANCELLED
 
 

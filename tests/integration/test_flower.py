@@ -3,7 +3,6 @@ our app and settings, lists our workers through its HTTP API, and refuses the AP
 credentials."""
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,17 +10,12 @@ import time
 import pytest
 import requests
 
+from tests.integration.stack import free_port
 from tests.workers import REPO_ROOT, worker_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CREDENTIALS = ("ops", "flower-secret")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

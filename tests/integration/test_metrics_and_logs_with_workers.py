@@ -16,19 +16,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from staging.models import Job, JobStatus, Pin
 from staging.roles import Role
-from staging.services.accounts import token_create
 from staging.services.dispatch import DISPATCH_TASK, subjobs_dispatch
 from stagingsvc.celery import app as celery_app
 from tests.factories import JobFactory
+from tests.integration.dts_client import dts_headers, dts_stage
+from tests.integration.stack import free_port
 from tests.workers import wait_for_job, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -41,21 +36,35 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
     }
 
 
+def repairs_counted(worker_url: str, task: str, action: str) -> float:
+    """Run the periodic task ``tasks.maintenance.<task>`` on the control queue and wait until
+    the worker's metrics count its ``action``; that count."""
+    celery_app.send_task(f"tasks.maintenance.{task}", queue="control")
+    counted = ("stagingsvc_recovery_actions_total", (("action", action), ("task", task)))
+    wait_until(lambda: counted in scrape(worker_url), timeout=30, what=f"the {task} count")
+    return scrape(worker_url)[counted]
+
+
 def jobs(found: dict, status: str) -> float:
     return found[("stagingsvc_jobs", (("status", status),))]
 
 
-@pytest.fixture
-def metrics_worker(start_worker, tmp_path):
+def start_metrics_worker(start_worker, metrics_dir: Path, *, concurrency: int = 2, **options):
     """A worker serving its metrics on a free loopback port; returns (worker, metrics URL)."""
     port = free_port()
     worker = start_worker(
-        concurrency=2,
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
+        concurrency=concurrency,
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         WORKER_METRICS_PORT=str(port),
         WORKER_METRICS_ADDRESS="127.0.0.1",
+        **options,
     )
     return worker, f"http://127.0.0.1:{port}/metrics"
+
+
+@pytest.fixture
+def metrics_worker(start_worker, tmp_path):
+    return start_metrics_worker(start_worker, tmp_path / "prometheus")
 
 
 def test_the_job_counters_move_while_a_worker_stages_a_request(
@@ -63,35 +72,21 @@ def test_the_job_counters_move_while_a_worker_stages_a_request(
 ):
     contents = {"a.txt": b"alpha", "b/c.bin": os.urandom(300_000), "empty": b""}
     files = archive_files(contents)
-    headers = {"Authorization": f"Bearer {token_create(username='dts', role=Role.SERVICE_USER)}"}
-    created = requests.post(
-        f"{live_server.url}/dts/staging",
-        json={"ids": [f.id for f in files]},
-        headers=headers,
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
+    request_id, _ = dts_stage(live_server.url, [f.id for f in files], dts_headers())
     subjobs_dispatch()  # no worker yet: the dispatch pass its wake asked for, run here
 
     before = scrape(f"{live_server.url}/metrics")
     assert (jobs(before, "NOT_STARTED"), jobs(before, "FINISHED")) == (1, 0)
     assert before[("stagingsvc_queue_length", (("queue", "staging"),))] == 1
 
-    port = free_port()
-    start_worker(
-        concurrency=2,
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
-        WORKER_METRICS_PORT=str(port),
-        WORKER_METRICS_ADDRESS="127.0.0.1",
-    )
-    job = wait_for_job(Job.objects.get(uuid=created.json()["request_id"]))
+    _, worker_url = start_metrics_worker(start_worker, tmp_path / "prometheus")
+    job = wait_for_job(Job.objects.get(uuid=request_id))
     assert job.status == JobStatus.FINISHED
 
     after = scrape(f"{live_server.url}/metrics")
     assert (jobs(after, "NOT_STARTED"), jobs(after, "FINISHED")) == (0, 1)
     assert after[("stagingsvc_queue_length", (("queue", "staging"),))] == 0
 
-    worker_url = f"http://127.0.0.1:{port}/metrics"
     completed = ("stagingsvc_subjobs_completed_total", (("status", "FINISHED"),))
     wait_until(lambda: completed in scrape(worker_url), timeout=30, what="the worker's counters")
     counted = scrape(worker_url)
@@ -115,14 +110,7 @@ def test_the_worker_counts_the_repairs_of_periodic_tasks(store, metrics_worker):
         job=job, store=store, path="old/copy.dat", expires_at=timezone.now() - timedelta(days=1)
     )
 
-    celery_app.send_task("tasks.maintenance.sweep_unpinned_copies", queue="control")
-
-    swept = (
-        "stagingsvc_recovery_actions_total",
-        (("action", "copies_removed"), ("task", "sweep_unpinned_copies")),
-    )
-    wait_until(lambda: swept in scrape(worker_url), timeout=30, what="the sweeper's count")
-    assert scrape(worker_url)[swept] == 1
+    assert repairs_counted(worker_url, "sweep_unpinned_copies", "copies_removed") == 1
     assert not staged.exists()
 
 
@@ -132,14 +120,7 @@ def test_the_retention_task_purges_old_jobs_on_a_worker_and_counts_them(store, m
     old = JobFactory(store=store, status=JobStatus.FINISHED, finished_at=ended)
     recent = JobFactory(store=store, status=JobStatus.FINISHED, finished_at=timezone.now())
 
-    celery_app.send_task("tasks.maintenance.purge_old_jobs", queue="control")
-
-    purged = (
-        "stagingsvc_recovery_actions_total",
-        (("action", "jobs_purged"), ("task", "purge_old_jobs")),
-    )
-    wait_until(lambda: purged in scrape(worker_url), timeout=30, what="the purge's count")
-    assert scrape(worker_url)[purged] == 1
+    assert repairs_counted(worker_url, "purge_old_jobs", "jobs_purged") == 1
     assert not Job.objects.filter(pk=old.pk).exists()
     assert Job.objects.filter(pk=recent.pk).exists()
 

@@ -17,6 +17,7 @@ from staging.roles import Role
 from staging.services.accounts import token_create
 from staging.services.jobs import job_cancel, job_create_staging
 from tests.factories import UserFactory
+from tests.integration.dts_client import dts_headers, dts_stage, poll
 from tests.integration.test_dispatch_with_workers import sample_until_done
 from tests.workers import wait_until
 
@@ -145,38 +146,19 @@ def test_a_worker_killed_holding_a_drive_frees_it_when_its_lease_expires(
         assert (Path(tape_store.staging_root) / file.path).exists()
 
 
-def poll(url: str, headers: dict, done, *, timeout: float = 90):
-    """GET ``url`` until ``done(body)``; returns that body."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = requests.get(url, headers=headers, timeout=10)
-        assert response.status_code == 200, response.text
-        if done(response.json()):
-            return response.json()
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not done after {timeout}s")
-
-
 def test_the_dts_stages_from_a_tape_store_through_the_scheduler(
     live_server, tape_store, tape_files, start_worker, broker
 ):
     files, _ = tape_files
     library = library_for(tape_store)
     start_worker(concurrency=3, **FAST_DISPATCH)
-    headers = {"Authorization": f"Bearer {token_create(username='dts', role=Role.SERVICE_USER)}"}
+    headers = dts_headers()
 
-    created = requests.post(
-        f"{live_server.url}/dts/staging",
-        json={"ids": [f.id for f in files]},
-        headers=headers,
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
-    status_url = f"{live_server.url}/dts/staging?id={created.json()['request_id']}"
+    request_id, status_url = dts_stage(live_server.url, [f.id for f in files], headers)
     body = poll(status_url, headers, lambda b: b["status"] != "staging")
 
     assert body == {"status": "ready"}
-    job = Job.objects.get(uuid=created.json()["request_id"])
+    job = Job.objects.get(uuid=request_id)
     assert set(job.subjobs.values_list("tape_vid", flat=True)) == set(VIDS)
     assert sum(TapeDrive.objects.filter(library=library).values_list("mounts", flat=True)) == 3
     for file in files:

@@ -16,7 +16,8 @@ from staging.services import transitions
 from staging.services.accounts import token_create
 from staging.services.webhooks import endpoint_create
 from tests.api.helpers import make_job
-from tests.webhook_receiver import Receiver, free_port, verify
+from tests.integration.stack import free_port
+from tests.webhook_receiver import Receiver, verify
 from tests.workers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

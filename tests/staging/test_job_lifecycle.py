@@ -27,17 +27,6 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staged_job(store, archive_files):
-    """A two-file job of the primary store, not yet run."""
-
-    def make(contents=None) -> Job:
-        files = archive_files(contents or {"a.txt": b"alpha", "b.txt": b"beta"})
-        return create(owner=UserFactory(), store=store, files=files, source="api")
-
-    return make
-
-
 def run_all(job: Job) -> Job:
     for subjob in job.subjobs.filter(status=JobStatus.NOT_STARTED):
         subjob_run(subjob_id=subjob.pk, worker="node@host:1", task_id="t")

@@ -23,7 +23,7 @@ from staging.services.execution import (
     subjob_hand_back,
     subjob_run,
 )
-from staging.services.jobs import job_cancel, job_create_staging, job_retry
+from staging.services.jobs import job_cancel, job_retry
 from staging.services.recovery import (
     staged_copies_sweep,
     subjobs_reap_expired,
@@ -34,15 +34,6 @@ from staging.services.tape import StageFile, stage_request_cancel, stage_request
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staged_job(store, archive_files):
-    def make(contents=None) -> Job:
-        files = archive_files(contents or {"a.txt": b"alpha", "b.txt": b"beta"})
-        return job_create_staging(owner=UserFactory(), store=store, files=files, source="api")
-
-    return make
 
 
 def status_of(row) -> str:

@@ -30,7 +30,8 @@ from staging.services.webhooks import (
     pins_expiring_notify,
 )
 from tests.api.helpers import make_job
-from tests.webhook_receiver import Receiver, free_port, verify
+from tests.integration.stack import free_port
+from tests.webhook_receiver import Receiver, verify
 from tests.workers import REPO_ROOT
 
 pytestmark = pytest.mark.django_db

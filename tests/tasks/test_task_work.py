@@ -19,22 +19,15 @@ from staging.catalogue import item_work_for
 from staging.errors import ConflictError
 from staging.models import File, Job, JobStatus, Pin
 from staging.result_files import results_file_path
-from staging.services.execution import subjob_run
 from staging.services.jobs import job_create_staging, job_retry
 from staging.services.recovery import staged_copies_sweep
 from staging.services.retention import job_delete, jobs_purge
 from staging.services.tasks import task_perform
 from staging.storage import TEMP_PREFIX, TEMP_SUFFIX
 from tests.factories import UserFactory
+from tests.tasks.test_catalogue_registry import run_all
 
 pytestmark = pytest.mark.django_db
-
-
-def run_all(job: Job) -> Job:
-    for subjob in job.subjobs.filter(status=JobStatus.NOT_STARTED):
-        subjob_run(subjob_id=subjob.pk, worker="node@host:1", task_id="t", work_for=item_work_for)
-    job.refresh_from_db()
-    return job
 
 
 def perform(store, task: str, parameters=None, owner=None) -> Job:

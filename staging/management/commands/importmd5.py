@@ -1,10 +1,6 @@
-import sys
-from pathlib import Path
+from django.core.management.base import BaseCommand
 
-from django.core.management.base import BaseCommand, CommandError
-
-from staging.errors import ServiceError
-from staging.selectors import store_get
+from staging.management.lines_import import lines_import, unknown_paths_write
 from staging.services.catalogue import catalogue_md5_import
 
 
@@ -20,24 +16,13 @@ class Command(BaseCommand):
         parser.add_argument("--store", help="Store id (default: the primary store).")
 
     def handle(self, *args, file, store=None, **options):
-        try:
-            target = store_get(slug=store)
-            if file == "-":
-                summary = catalogue_md5_import(store=target, lines=sys.stdin)
-            else:
-                with Path(file).open(encoding="utf-8", errors="surrogateescape") as lines:
-                    summary = catalogue_md5_import(store=target, lines=lines)
-        except OSError as exc:
-            raise CommandError(f"cannot read {file}: {exc.strerror}") from exc
-        except ServiceError as exc:
-            raise CommandError(exc.detail) from exc
+        target, summary = lines_import(catalogue_md5_import, store=store, file=file)
         self.stdout.write(
             f"store {target.slug}: {summary.recorded} MD5s recorded, "
             f"{len(summary.unknown_paths)} paths not in the catalogue, "
             f"{len(summary.malformed_lines)} lines not in md5sum's format"
         )
-        if summary.unknown_paths:
-            self.stderr.write("not in the catalogue: " + ", ".join(summary.unknown_paths[:20]))
+        unknown_paths_write(self, summary.unknown_paths)
         if summary.malformed_lines:
             shown = ", ".join(str(n) for n in summary.malformed_lines[:20])
             self.stderr.write(f"lines not in md5sum's format: {shown}")

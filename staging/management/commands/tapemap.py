@@ -1,10 +1,6 @@
-import sys
-from pathlib import Path
+from django.core.management.base import BaseCommand
 
-from django.core.management.base import BaseCommand, CommandError
-
-from staging.errors import ServiceError
-from staging.selectors import store_get
+from staging.management.lines_import import lines_import, unknown_paths_write
 from staging.tape_maps import tape_map_import
 
 
@@ -21,23 +17,13 @@ class Command(BaseCommand):
         parser.add_argument("file", help="CSV path,vid,position, or - for standard input")
 
     def handle(self, *args, action, store, file, **options):
-        try:
-            target = store_get(slug=store)
-            if file == "-":
-                summary = tape_map_import(store=target, lines=sys.stdin)
-            else:
-                with Path(file).open(encoding="utf-8", errors="surrogateescape", newline="") as f:
-                    summary = tape_map_import(store=target, lines=f)
-        except OSError as exc:
-            raise CommandError(f"cannot read {file}: {exc.strerror}") from exc
-        except ServiceError as exc:
-            raise CommandError(exc.detail) from exc
+        # newline="": the csv module reads the line ends itself.
+        target, summary = lines_import(tape_map_import, store=store, file=file, newline="")
         self.stdout.write(
             f"store {target.slug}: {summary.recorded} tape locations recorded, "
             f"{len(summary.unknown_paths)} paths not in the catalogue, "
             f"{len(summary.bad_lines)} bad lines"
         )
-        if summary.unknown_paths:
-            self.stderr.write("not in the catalogue: " + ", ".join(summary.unknown_paths[:20]))
+        unknown_paths_write(self, summary.unknown_paths)
         for problem in summary.bad_lines[:20]:
             self.stderr.write(problem)
