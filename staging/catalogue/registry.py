@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from staging.catalogue.parameters import TaskParameters, text_as_json_or_paths
-from staging.errors import ServiceError
+from staging.errors import ServiceError, validation_detail, validation_errors
 from staging.models import Job, Store, StoreKind
 from staging.selectors import RESULT_COLUMNS
 from staging.services.execution import ItemFailed, ItemWork
@@ -90,9 +90,9 @@ class TaskType:
             data=body if body is not None else {}, context={"store": store, "owner": owner}
         )
         if not serializer.is_valid():
-            pairs = _flatten(serializer.errors)
+            pairs = validation_errors(serializer.errors)
             raise ServiceError(
-                "; ".join(f"{name}: {message}" if name else message for name, message in pairs),
+                validation_detail(pairs),
                 field=pairs[0][0] or None,
                 extra={"errors": [{"field": n, "message": m} for n, m in pairs]},
             )
@@ -100,18 +100,6 @@ class TaskType:
 
     def parse_text(self, raw: str, *, store: Store, owner=None) -> dict:
         return self.parse(self.text_body(raw), store=store, owner=owner)
-
-
-def _flatten(detail, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(detail, dict):
-        pairs: list[tuple[str, str]] = []
-        for key, value in detail.items():
-            name = "" if key == "non_field_errors" else key
-            pairs += _flatten(value, f"{prefix}.{name}" if prefix and name else prefix or name)
-        return pairs
-    if isinstance(detail, list):
-        return [pair for value in detail for pair in _flatten(value, prefix)]
-    return [(prefix, str(detail))]
 
 
 _REGISTRY: dict[str, TaskType] = {}

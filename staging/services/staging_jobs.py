@@ -97,10 +97,9 @@ def staging_files_in_chunks(
                     first_unknown.append(name)
         yield [found[name] for _, name in fresh if name in found]
     if unknown_count:
-        more = unknown_count - len(first_unknown)
         raise NotFoundError(
             f"{unknown_count} ids are not files of store {store.slug}, the first on "
-            f"{first_where}: {', '.join(first_unknown)}" + (f" and {more} more" if more else ""),
+            f"{first_where}: {listed_names(first_unknown, count=unknown_count)}",
             field="ids",
             extra={"unknown_ids": first_unknown, "unknown_ids_count": unknown_count},
         )

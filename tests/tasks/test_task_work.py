@@ -15,7 +15,6 @@ import pytest
 from django.utils import timezone
 
 from staging.api.result_streams import results_stream
-from staging.catalogue import item_work_for
 from staging.errors import ConflictError
 from staging.models import File, Job, JobStatus, Pin
 from staging.result_files import results_file_path
