@@ -33,14 +33,14 @@ def catalogue_copy(store: Store, count: int) -> list[str]:
     ids = []
     with connection.cursor() as cursor:
         columns = "id, store_id, path, size, mtime, media_type, md5, sha256, adler32, present, "
-        columns += "last_seen_at, metadata"
+        columns += "last_seen_at, metadata, tape_vid"
         with cursor.copy(f"COPY {File._meta.db_table} ({columns}) FROM STDIN") as copy:
             for i in range(count):
                 path = f"d{i // 1000:04d}/f{i:07d}.dat"
                 file_id = File.id_for(store.slug, path)
                 ids.append(file_id)
                 copy.write_row(
-                    (file_id, store.pk, path, 1024, now, "", "", "", "", True, now, "{}")
+                    (file_id, store.pk, path, 1024, now, "", "", "", "", True, now, "{}", "")
                 )
     return ids
 

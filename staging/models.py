@@ -423,7 +423,14 @@ class Item(models.Model):
 
     # No single-column indexes on job and subjob: item_job_status_id and item_subjob_status
     # lead with them, and every index is one more write per file of a million-file request.
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items", db_index=False)
+    # No foreign-key constraint on job either: its check at commit, once per item, was a sixth
+    # of a million-file request's time and guards nothing. Items are written only in the
+    # transaction that creates their job, their job never changes, and a job goes only through
+    # the ORM (the retention purge deletes its items first). The sub-job keeps its constraint:
+    # items move between sub-jobs (a tape recall's regrouping) while sub-jobs are deleted.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="items", db_index=False, db_constraint=False
+    )
     subjob = models.ForeignKey(
         SubJob,
         on_delete=models.SET_NULL,
@@ -436,8 +443,8 @@ class Item(models.Model):
     # of every file of a request (a million row locks for the largest) to guard against a
     # deletion that never happens outside the ORM (the catalogue marks vanished files, and the
     # ORM still sets this to NULL when an entry is deleted). The item keeps its own path and
-    # size; this link says which catalogue entry they came from. Indexed by item_file: the
-    # field's own index would come with a second, pattern one no query uses.
+    # size; this link says which catalogue entry they came from. No index: the admin's search
+    # by catalogue id goes through the file's path (item_path).
     file = models.ForeignKey(
         File,
         on_delete=models.SET_NULL,
@@ -469,10 +476,9 @@ class Item(models.Model):
             # scan that stops at the page, not a sort of a million-file job's items.
             models.Index(fields=["job", "status", "id"], name="item_job_status_id"),
             models.Index(fields=["subjob", "status"], name="item_subjob_status"),
-            # Admin search of jobs by file path or prefix (LIKE 'prefix%' on PostgreSQL).
+            # Admin search of jobs by file path or prefix (LIKE 'prefix%' on PostgreSQL), and by
+            # catalogue id through the file's path (selectors_admin.items_of_file).
             models.Index(fields=["path"], name="item_path", opclasses=["varchar_pattern_ops"]),
-            # Admin search of jobs by catalogue id (an exact match).
-            models.Index(fields=["file"], name="item_file"),
         ]
 
     def __str__(self) -> str:
@@ -483,11 +489,15 @@ class Pin(models.Model):
     """A job's hold on a staged copy. A staged file stays while any pin on it lives; the
     sweeper deletes copies whose pins have all been released or have expired."""
 
-    # Indexed by unique_pin_per_job_path and pin_store_path, which lead with them. The store is
-    # always the job's, which the job's own constraint guarantees: a second foreign-key check
-    # at commit, per pin of a million-file request, would guard nothing more (the ORM still
-    # deletes a store's pins with it).
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pins", db_index=False)
+    # Indexed by unique_pin_per_job_path and pin_store_path, which lead with them. Neither keeps
+    # a foreign-key constraint: one check per pin at commit of a million-file request would
+    # guard nothing. Pins are written only in the transaction that creates their job or, for a
+    # retry, after it reopened the job (a row lock the purge waits for, and a reopened job is no
+    # longer purgeable); their job never changes; jobs and stores go only through the ORM,
+    # which deletes their pins. The store is always the job's.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="pins", db_index=False, db_constraint=False
+    )
     store = models.ForeignKey(
         Store, on_delete=models.CASCADE, related_name="pins", db_index=False, db_constraint=False
     )

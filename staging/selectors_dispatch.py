@@ -85,7 +85,8 @@ class OwnerLimits:
 class DispatchCapacity:
     """Slots in use and free per store, per owner and in all, as one pass sees them."""
 
-    def __init__(self):
+    def __init__(self, stores: Iterable[Store] | None = None):
+        """``stores``: every store, when the caller read them already (else one query)."""
         # One read of what is in flight, by store and owner; the totals are its sums.
         self.store_used: Counter = Counter()
         self.owner_used: Counter = Counter()
@@ -100,7 +101,10 @@ class DispatchCapacity:
             self.owner_used[owner_id] += n
         self.bound = settings.STAGING["DISPATCH_MAX_IN_FLIGHT"]
         self.room = self.bound - self.store_used.total()
-        self.store_limit = dict(Store.objects.values_list("pk", "max_active"))
+        if stores is None:
+            self.store_limit = dict(Store.objects.values_list("pk", "max_active"))
+        else:
+            self.store_limit = {store.pk: store.max_active for store in stores}
         self.owners = OwnerLimits()
         self.chosen: list[int] = []
 

@@ -14,6 +14,7 @@ from staging.admin.display import progress_bar, status_badge, worker_host
 from staging.admin.filters import JobFilter
 from staging.models import Item, Pin, SubJob
 from staging.selectors import item_times
+from staging.selectors_admin import items_of_file
 
 
 @admin.register(SubJob)
@@ -57,14 +58,15 @@ class SubJobAdmin(ReadOnlyAdmin):
 
 
 def _file_id_or_path(queryset, term: str):
-    """Search by exact file id, else by path prefix: both served by indexes."""
+    """Search by exact file id, else by path prefix: both served by the path index."""
     term = term.strip()
     if not term:
         return queryset
     try:
-        return queryset.filter(file_id=uuid.UUID(term).hex)
+        file_id = uuid.UUID(term).hex
     except ValueError:
         return queryset.filter(path__startswith=term)
+    return queryset.filter(items_of_file(file_id))
 
 
 def _moment(value) -> str:

@@ -38,7 +38,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from staging.errors import ServiceError
-from staging.models import Job
+from staging.models import Job, Store
 from staging.selectors_dispatch import (
     UNCAPPED_TASKS,
     DispatchCapacity,
@@ -101,6 +101,11 @@ def dispatch_after_end() -> None:
     try:
         with transaction.atomic():
             if _lock_dispatch(wait=False):
+                # Most ends leave nothing waiting (a burst is over, or all was handed out):
+                # one index probe instead of a pass. Work submitted after this read wakes a
+                # pass of its own (subjobs_submitted), as it finds this slot already free.
+                if not subjobs_waiting().exists():
+                    return
                 chosen = _choose()
                 if chosen:
                     subjobs_publish(subjob_ids=chosen)
@@ -111,14 +116,16 @@ def dispatch_after_end() -> None:
 
 
 def _choose() -> list[int]:
-    capacity = DispatchCapacity()
+    # Read once for the limits, the tape libraries and the staging-space watermarks.
+    stores = list(Store.objects.select_related("tape_library"))
+    capacity = DispatchCapacity(stores)
     waiting = subjobs_waiting()
     chosen = list(
         waiting.filter(job__task__in=UNCAPPED_TASKS).order_by("pk").values_list("pk", flat=True)
     )
     # A tape library's work goes by cartridge (staging.services.recall), bounded by its drives.
-    libraries = recall_libraries()
-    staging_full = stores_full() if libraries or capacity.room > 0 else set()
+    libraries = recall_libraries(stores)
+    staging_full = stores_full(stores=stores) if libraries or capacity.room > 0 else set()
     if libraries:
         recall_choose(capacity, libraries, blocked=staging_full)
     if capacity.room <= 0:

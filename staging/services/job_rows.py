@@ -90,11 +90,13 @@ def items_and_pins_insert(
     source: str,
     source_params: Sequence,
     expires_at: datetime,
+    paths_distinct: bool = False,
 ) -> None:
     """Insert the job's items from ``source`` (rows ``t(file_id, path, size, slice, pos)``,
     ``pos`` numbered from 1 in request order), each in the job's sub-job whose sequence is its
     ``slice``, then pin every item's path for the job. Items take ids in request order, which
-    listings follow."""
+    listings follow. ``paths_distinct``: no two rows of ``source`` share a path, so no pin can
+    meet another (without it a path named twice is pinned once)."""
     given = ["job_id", "subjob_id", "file_id", "path", "size"]
     columns, placeholders, values = _defaults(Item, given)
     pin_given = ["job_id", "store_id", "path", "expires_at"]
@@ -107,10 +109,12 @@ def items_and_pins_insert(
             "ON s.job_id = %s AND s.sequence = t.slice ORDER BY t.pos",
             [job.pk, *values, *source_params, job.pk],
         )
-        # From the rows just written, so the paths cross the network once.
+        # From the rows just written, so the paths cross the network once. ON CONFLICT costs a
+        # speculative insertion per pin (a third more for a million), so only where needed.
         cursor.execute(
             f"INSERT INTO {Pin._meta.db_table} ({', '.join(pin_given + pin_columns)}) "
             f"SELECT job_id, %s, path, %s, {', '.join(pin_placeholders)} "
-            f"FROM {Item._meta.db_table} WHERE job_id = %s ON CONFLICT DO NOTHING",
+            f"FROM {Item._meta.db_table} WHERE job_id = %s"
+            + ("" if paths_distinct else " ON CONFLICT DO NOTHING"),
             [job.store_id, expires_at, *pin_values, job.pk],
         )

@@ -224,12 +224,14 @@ def job_create_staging_from_rows(
         files = [File(id=i, store=store, path=p, size=s) for i, p, s in rows.held]
         return job_create_staging(files=files, **fields)
     job = _staging_job_begin(files_total=rows.files_total, bytes_total=rows.bytes_total, **fields)
+    # staging_rows_copy's rows come without repeats, and a path names one catalogue file.
     _staging_rows_insert(
         job,
         rows.slicer,
         source=f"{rows.table} AS t",
         source_params=[],
         expires_at=timezone.now() + job.lifetime,
+        paths_distinct=True,
     )
     return job
 
@@ -278,13 +280,23 @@ def job_deadline_set(*, job: Job, deadline: timedelta) -> None:
 
 
 def _staging_rows_insert(
-    job: Job, slicer: _Slicer, *, source: str, source_params: Sequence, expires_at
+    job: Job,
+    slicer: _Slicer,
+    *,
+    source: str,
+    source_params: Sequence,
+    expires_at,
+    paths_distinct: bool = False,
 ) -> None:
     """The sub-jobs (``slicer``'s slices), items and pins of a staging job whose item rows
-    ``source`` holds."""
+    ``source`` holds (see ``items_and_pins_insert`` for ``paths_distinct``)."""
     _subjobs_create(job, slicer.totals, first_sequence=1)
     items_and_pins_insert(
-        job=job, source=source, source_params=source_params, expires_at=expires_at
+        job=job,
+        source=source,
+        source_params=source_params,
+        expires_at=expires_at,
+        paths_distinct=paths_distinct,
     )
 
 

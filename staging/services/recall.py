@@ -28,6 +28,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -58,8 +59,18 @@ logger = logging.getLogger(__name__)
 REGROUP_STEP = 20_000
 
 
-def recall_libraries() -> dict[int, TapeLibrary]:
-    """The libraries whose store's waiting work the recall scheduler dispatches, by store id."""
+def recall_libraries(stores: Iterable[Store] | None = None) -> dict[int, TapeLibrary]:
+    """The libraries whose store's waiting work the recall scheduler dispatches, by store id.
+    ``stores``: every store read with its library (``select_related("tape_library")``), when
+    the caller read them already (else one query)."""
+    if stores is not None:
+        return {
+            store.pk: store.tape_library
+            for store in stores
+            if store.kind == StoreKind.POSIX_TAPE
+            and hasattr(store, "tape_library")
+            and store.tape_library.scheduler
+        }
     return {
         library.store_id: library
         for library in TapeLibrary.objects.filter(

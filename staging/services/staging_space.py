@@ -15,6 +15,7 @@ and is refused at once (413)."""
 
 import logging
 import os
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import Exists, OuterRef
@@ -57,12 +58,16 @@ def staging_space_admit(*, store: Store, size: int) -> None:
         )
 
 
-def stores_full(*, now: datetime | None = None) -> set[int]:
+def stores_full(*, now: datetime | None = None, stores: Iterable[Store] | None = None) -> set[int]:
     """The stores whose dispatch is paused for lack of staging space, updating each store's
-    ``staging_full_since`` (with hysteresis) and its waiting jobs' ``waiting`` reason."""
+    ``staging_full_since`` (with hysteresis) and its waiting jobs' ``waiting`` reason.
+    ``stores``: every store, when the caller read them already (else one query)."""
     now = now or timezone.now()
     full: set[int] = set()
-    watched = list(Store.objects.exclude(free_space_low=""))
+    if stores is None:
+        watched = list(Store.objects.exclude(free_space_low=""))
+    else:
+        watched = [store for store in stores if store.free_space_low]
     for store in watched:
         try:
             free, total = staging_area_space(store.staging_root)

@@ -164,6 +164,23 @@ def test_search_finds_the_jobs_that_staged_a_file_by_its_id(operator_client):
     assert rows(operator_client.get(LIST, {"q": file.id})) == [short(wanted)]
 
 
+def test_the_item_list_finds_a_files_items_by_its_id(operator_client):
+    store = StoreFactory()
+    file = FileFactory(store=store, path="run7/reads.fastq")
+    ItemFactory(job=JobFactory(store=store), file=file, path=file.path)
+    ItemFactory(job=JobFactory(store=store), path="run7/reads.fastq.md5")
+    gone = FileFactory(store=store, path="run7/gone.fastq")
+    gone_id = gone.id
+    gone.delete()
+
+    found = operator_client.get("/admin/staging/item/", {"q": file.id}).content.decode()
+    not_found = operator_client.get("/admin/staging/item/", {"q": gone_id}).content.decode()
+
+    assert "run7/reads.fastq<" in found
+    assert "run7/reads.fastq.md5" not in found
+    assert "0 results" in not_found
+
+
 def test_search_finds_jobs_by_a_path_or_the_start_of_one(operator_client):
     first, second, other = JobFactory(), JobFactory(), JobFactory()
     ItemFactory(job=first, path="run1/a.fastq")

@@ -56,6 +56,21 @@ def test_a_json_array_body_of_paths_stages_them(api_as, archive_files):
     assert list(job.items.order_by("pk").values_list("path", flat=True)) == ["run/b.bin", "a.txt"]
 
 
+def test_a_path_named_twice_in_two_spellings_is_staged_and_pinned_once(api_as, archive_files):
+    archive_files({"a.txt": b"alpha", "run/b.bin": b"beta"})
+
+    body = b'"run//b.bin"\n"a.txt"\n"run/b.bin"\n'
+    response = post_ndjson(api_as(Role.DATA_USER), body, "?by=paths")
+
+    assert response.status_code == 202, response.content
+    job = Job.objects.get(uuid=response.json()["jobId"])
+    assert list(job.items.order_by("pk").values_list("path", flat=True)) == ["run/b.bin", "a.txt"]
+    assert sorted(Pin.objects.filter(job=job).values_list("path", flat=True)) == [
+        "a.txt",
+        "run/b.bin",
+    ]
+
+
 @pytest.mark.parametrize(
     ("line", "words"),
     [

@@ -3,6 +3,7 @@ are called directly; the messages are counted in the real Redis broker.
 tests/integration/test_dispatch_with_workers.py runs it with real workers and beat."""
 
 import json
+import re
 import threading
 
 import pytest
@@ -10,8 +11,10 @@ from celery import current_app
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 
 from staging.models import AccountLimits, Job, JobStatus, Store, SubJob
+from staging.models_tape import TapeLibrary
 from staging.selectors_accounts import account_limits_changed
 from staging.services.dispatch import (
     ADVISORY_LOCK_ID,
@@ -340,6 +343,34 @@ def test_the_worker_whose_sub_job_ended_fills_its_slot_without_a_wake(
     assert queued() == 1
     assert dispatched(job) == 2
     assert broker.llen(control) == 0  # no dispatch task went through the broker
+
+
+def test_the_pass_after_an_end_with_nothing_waiting_is_two_queries(queued, worker_takes):
+    job = job_with(1)
+    assert subjobs_dispatch() == 1
+    worker_takes()  # and ends it: nothing waits now
+    JobFactory(store=job.store, status=JobStatus.FINISHED)  # a job over wants nothing
+
+    with CaptureQueriesContext(connection) as ran:
+        dispatch_after_end()
+
+    # The dispatcher's lock and whether anything waits (besides transaction control).
+    statements = [q["sql"] for q in ran.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) <= 2, statements
+    assert queued() == 0
+
+
+def test_a_pass_reads_the_stores_once(queued):
+    tape = StoreFactory(kind="posix-tape", free_space_low="1%")
+    TapeLibrary.objects.create(store=tape, scheduler=True)
+    job_with(2)
+
+    with CaptureQueriesContext(connection) as ran:
+        assert subjobs_dispatch() == 2
+
+    reads = [q["sql"] for q in ran.captured_queries if q["sql"].startswith("SELECT")]
+    of_stores = [sql for sql in reads if re.search(r'FROM "staging_(store|tapelibrary)"', sql)]
+    assert len(of_stores) == 1, of_stores
 
 
 def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(

@@ -144,3 +144,16 @@ def test_purgejobs_refuses_nonsense_arguments(args):
     with pytest.raises(CommandError):
         call_command("purgejobs", *args)
     assert exists(job)
+
+
+def test_a_job_deleted_through_the_orm_takes_its_items_and_pins_with_it():
+    # Neither row keeps a database constraint on its job: the ORM's cascade is what removes them.
+    deleted = job_with_rows(pinned=True)
+    kept = job_with_rows(pinned=True)
+
+    deleted.delete()
+
+    assert not Item.objects.filter(job_id=deleted.pk).exists()
+    assert not Pin.objects.filter(job_id=deleted.pk).exists()
+    assert Item.objects.filter(job=kept).count() == 3
+    assert Pin.objects.filter(job=kept).count() == 1

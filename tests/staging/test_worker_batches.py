@@ -11,10 +11,11 @@ import stat
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from staging import storage
 from staging.catalogue import item_work_for
-from staging.models import Item, JobStatus, Pin, SubJob
+from staging.models import File, Item, JobStatus, Pin, SubJob
 from staging.services.dispatch import ADVISORY_LOCK_ID
 from staging.services.execution import subjob_claim, subjob_run
 from staging.services.jobs import job_create_staging
@@ -202,3 +203,32 @@ def test_a_delivery_that_finds_its_dead_siblings_job_cancelled_clears_its_tempor
     job_request_cancel(job.pk)
     assert subjob_claim(subjob_id=subjob_id, worker=f"node@h:{os.getpid()}", task_id="2") is None
     assert not os.path.exists(leftover)
+
+
+def test_a_claim_reads_the_sub_job_and_all_its_items_in_one_query(store, archive_files):
+    entries = archive_files({f"run1/f{n}.txt": b"x" * n for n in range(1, 41)})
+    File.objects.filter(pk=entries[0].pk).update(md5="")  # a file the catalogue has no MD5 of
+    job = create_job(store, entries)
+    subjob_id = job.subjobs.get().pk
+    started = timezone.now()
+    ended = list(job.items.order_by("pk").values_list("pk", flat=True)[:2])
+    Item.objects.filter(pk=ended[0]).update(
+        status=JobStatus.FINISHED, attempts=2, started_at=started, finished_at=started
+    )
+    Item.objects.filter(pk=ended[1]).update(status=JobStatus.FAILED, error="gone", result={"a": 1})
+
+    with CaptureQueriesContext(connection) as ran:
+        subjob = subjob_claim(subjob_id=subjob_id, worker="node@host:1", task_id="t")
+
+    # The lease, the sub-job with its job, store and items, the job running.
+    assert len([q for q in ran.captured_queries if q["sql"].startswith("SELECT")]) == 1
+    assert len(ran.captured_queries) == 3
+    items = subjob.claimed_items
+    assert [i.pk for i in items] == list(job.items.order_by("pk").values_list("pk", flat=True))
+    assert all(item.subjob is subjob for item in items)
+    assert subjob.job.store == store and subjob.job_listened is False
+    assert [i.catalogue_lacks_md5 for i in items[:2]] == [True, False]
+    first, second = items[0], items[1]
+    assert (first.status, first.attempts, first.started_at) == (JobStatus.FINISHED, 2, started)
+    assert (second.status, second.error, second.result) == (JobStatus.FAILED, "gone", {"a": 1})
+    assert (items[2].path, items[2].size, items[2].file_id) == ("run1/f3.txt", 3, entries[2].pk)
