@@ -18,7 +18,13 @@ class StagingConfig(AppConfig):
         from knox.models import AuthToken
 
         from staging import signals
+        from staging.api.job_output import job_summary
         from staging.models import Job
+        from staging.services.webhooks import job_summary_shape_set
+
+        # Webhook bodies show a job as the API does; the API's serializers say how (the domain
+        # does not import the API).
+        job_summary_shape_set(job_summary)
 
         post_delete.connect(
             signals.results_file_of_deleted_job_remove,

@@ -1,6 +1,7 @@
 """What the broker holds, read the same way by the reconciler, the metrics and the admin."""
 
 import json
+from collections.abc import Collection
 
 from celery import current_app
 
@@ -20,14 +21,14 @@ def broker_queue_lengths(queues: tuple[str, ...], *, connection=None) -> dict[st
     return {queue: channel.queue_declare(queue=queue).message_count for queue in queues}
 
 
-def broker_queue_task_count(queue: str, task: str, *, connection=None) -> int:
-    """Messages of ``task`` waiting in ``queue``, where the queue also carries other tasks
+def broker_queue_task_count(queue: str, tasks: Collection[str], *, connection=None) -> int:
+    """Messages of any of ``tasks`` (names) waiting in ``queue``, where the queue carries others
     (the control queue: release sub-jobs among beat's passes). On Redis each message's headers
     are read (every priority level); other transports cannot be read without consuming, so
     they answer the queue's whole length, which can only overestimate."""
     if connection is None:
         with current_app.connection_for_read() as own:
-            return broker_queue_task_count(queue, task, connection=own)
+            return broker_queue_task_count(queue, tasks, connection=own)
     connection.ensure_connection(max_retries=1)
     if connection.transport.driver_type != "redis":
         return broker_queue_lengths((queue,), connection=connection)[queue]
@@ -37,7 +38,7 @@ def broker_queue_task_count(queue: str, task: str, *, connection=None) -> int:
         for priority in channel.priority_steps:
             for raw in client.lrange(channel._q_for_pri(queue, priority), 0, -1):
                 try:
-                    count += json.loads(raw)["headers"]["task"] == task
+                    count += json.loads(raw)["headers"]["task"] in tasks
                 except (ValueError, KeyError, TypeError):
                     continue  # not a task message of ours
     return count

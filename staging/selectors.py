@@ -2,7 +2,6 @@
 
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
@@ -27,7 +26,6 @@ from django.template.defaultfilters import pluralize
 
 from staging.errors import NotFoundError, listed_names
 from staging.models import File, Item, Job, JobStatus, Pin, Store, SubJob
-from staging.result_files import results_file_read
 from staging.roles import JobScope, job_scope
 from staging.statements import statements
 
@@ -291,7 +289,7 @@ def job_items(*, job: Job, status: str = "", subjob: int | None = None) -> Query
 
 
 # Columns of a job's result rows (JSON objects and CSV lines alike) for tasks whose rows are its
-# files (stage, restore-content); other tasks name theirs (tasks.catalogue, job_result_table).
+# files (stage, restore-content); other tasks name theirs (staging.catalogue.result_table).
 RESULT_COLUMNS = (
     "path",
     "file_id",
@@ -389,15 +387,6 @@ def stage_request_get(*, request_id: str, user) -> Job:
 ITEM_RESULT_FIELDS = frozenset(RESULT_COLUMNS)
 
 
-@dataclass
-class ResultTable:
-    """A job's results: named columns, rows read lazily, and the summary beside them."""
-
-    columns: tuple[str, ...]
-    rows: Iterator[Sequence]
-    summary: dict
-
-
 def job_item_rows(*, job: Job, columns: Sequence[str], chunk_size: int = 2000) -> Iterator[tuple]:
     """The job's items as rows of ``columns``, streamed from the database in chunks."""
     fields = [c for c in columns if c in ITEM_RESULT_FIELDS]
@@ -411,30 +400,6 @@ def job_item_rows(*, job: Job, columns: Sequence[str], chunk_size: int = 2000) -
         result = row[-1] or {}
         named.update({c: result.get(c) for c in extra})
         yield tuple(named[c] for c in columns)
-
-
-def job_result_table(*, job: Job) -> ResultTable:
-    """The job's results as its task declares them: rows from its results file when it has
-    one (a scan), else one row per item; the summary is the job's outcome (plus, for tasks of
-    one item, what that item found)."""
-    # The catalogue imports services that import this module: look it up at call time.
-    from tasks.catalogue import task_type_get
-
-    task = task_type_get(job.task)
-    summary = dict(job.result or {})
-    if task is not None and task.summary_from_item:
-        summary.update(
-            Item.objects.filter(job=job).order_by("pk").values_list("result", flat=True).first()
-            or {}
-        )
-    if job.result_file:
-        columns, rows = results_file_read(job.result_file)
-        return ResultTable(columns, rows, summary)
-    if task is not None and task.results_in_file:
-        # Its work wrote no file (it failed, was cancelled, or has not run yet): no rows.
-        return ResultTable(tuple(task.columns_for(job)), iter(()), summary)
-    columns = task.columns_for(job) if task is not None else RESULT_COLUMNS
-    return ResultTable(tuple(columns), job_item_rows(job=job, columns=columns), summary)
 
 
 def item_failure_reason():

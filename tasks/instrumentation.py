@@ -11,11 +11,11 @@ from prometheus_client import start_http_server
 
 from staging import metrics
 from staging.metrics_multiprocess import multiprocess_dir_reset, process_exited
+from staging.services.jobs import SUBJOB_TASK_NAMES
 from stagingsvc.logconfig import log_context_reset, log_context_set, worker_host
 
 logger = logging.getLogger(__name__)
 
-STAGE_SUBJOB = "tasks.staging.stage_subjob"
 # What each periodic task's return value reports, as (key in its result, action label).
 RECOVERY_RESULTS = {
     "tasks.maintenance.reap_expired_leases": (
@@ -65,12 +65,12 @@ def _subjob_context(subjob_id) -> dict:
 @signals.task_prerun.connect
 def task_context_enter(task_id=None, task=None, args=None, kwargs=None, **extra) -> None:
     context = {"task_id": task_id, "task_name": task.name, "worker_host": worker_host()}
-    if task.name == STAGE_SUBJOB:
+    if task.name in SUBJOB_TASK_NAMES:
         subjob_id = args[0] if args else (kwargs or {}).get("subjob_id")
         context.update(_subjob_context(subjob_id))
     token = log_context_set(**context)
     _running[task_id] = (time.monotonic(), token)
-    if task.name == STAGE_SUBJOB:
+    if task.name in SUBJOB_TASK_NAMES:
         logger.info("sub-job %s of job %s: started", context["subjob_id"], context["job_id"])
 
 
@@ -79,7 +79,7 @@ def task_context_exit(task_id=None, task=None, retval=None, state=None, **extra)
     started, token = _running.pop(task_id, (None, None))
     try:
         if state == "SUCCESS" and isinstance(retval, dict):
-            if task.name == STAGE_SUBJOB:
+            if task.name in SUBJOB_TASK_NAMES:
                 _subjob_recorded(retval, time.monotonic() - started if started else None)
             elif task.name in RECOVERY_RESULTS:
                 for key, action in RECOVERY_RESULTS[task.name]:

@@ -1,5 +1,5 @@
-"""Tasks on the ``staging`` queue: the I/O-heavy work of every catalogue task (tasks.catalogue),
-and the worker's shutdown hand-back."""
+"""Tasks on the ``staging`` queue: a sub-job of any catalogue task (staging.catalogue), and the
+worker's shutdown hand-back."""
 
 import contextlib
 import os
@@ -10,32 +10,48 @@ from celery import shared_task
 from celery.signals import worker_shutting_down
 from django.db import InterfaceError, OperationalError
 
+from staging.catalogue import item_work_for
 from staging.services.execution import subjob_run, worker_identity
+from staging.services.jobs import RUN_SUBJOB_TASK, RUN_SUBJOB_TASK_OLD_NAME
 from staging.services.recall import cartridge_run
-from tasks.catalogue import item_work_for
 
-
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
+SUBJOB_TASK_OPTIONS = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
     # A lost database connection is transient: the lease was handed back, try again later.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=5,
-)
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 5,
+}
+
+
+@shared_task(name=RUN_SUBJOB_TASK, **SUBJOB_TASK_OPTIONS)
+def run_subjob(self, subjob_id: int, cartridge: bool = False) -> dict:
+    """Run one sub-job of a job of any catalogue task: the work per item is the task's, looked
+    up in the catalogue by the job's task. A duplicate delivery returns without doing anything.
+    ``cartridge``: a tape library's cartridge sub-job (its message says so:
+    staging.services.jobs)."""
+    return _subjob_run(self.request, subjob_id, cartridge)
+
+
+# run_subjob's name until it was renamed. Messages published before an upgrade, still in the
+# broker when the new workers start (or re-delivered after), carry this name; a worker that did
+# not know it would drop them and leave their sub-jobs to the reconciler. Nothing publishes it
+# any more: remove it once no deployment upgrades from a release that did.
+@shared_task(name=RUN_SUBJOB_TASK_OLD_NAME, **SUBJOB_TASK_OPTIONS)
 def stage_subjob(self, subjob_id: int, cartridge: bool = False) -> dict:
-    """Run one sub-job of a job of any catalogue task (the name dates from when staging was
-    the only one): the work per item is the task's, looked up in the catalogue by the job's
-    task. A duplicate delivery returns without doing anything. ``cartridge``: a tape
-    library's cartridge sub-job (its message says so: staging.services.jobs)."""
-    worker = worker_identity(self.request.hostname)
+    return _subjob_run(self.request, subjob_id, cartridge)
+
+
+def _subjob_run(request, subjob_id: int, cartridge: bool) -> dict:
+    worker = worker_identity(request.hostname)
     if cartridge:  # a tape library's cartridge, with the others queued
-        status = cartridge_run(subjob_id=subjob_id, worker=worker, task_id=self.request.id)
+        status = cartridge_run(subjob_id=subjob_id, worker=worker, task_id=request.id)
     else:
         status = subjob_run(
-            subjob_id=subjob_id, worker=worker, task_id=self.request.id, work_for=item_work_for
+            subjob_id=subjob_id, worker=worker, task_id=request.id, work_for=item_work_for
         )
     return {"subjob": subjob_id, "status": status, "worker": worker}
 

@@ -50,7 +50,7 @@ class BearerTokenAuthentication(TokenAuthentication):
     well-formed bearer token is refused with what to send instead.
 
     The token, its user, the user's roles and account limits are read in one query, and
-    remembered by the process for ``AUTH_CACHE_SECONDS`` (``staging.api.token_cache``), so a
+    remembered by the process for ``AUTH_CACHE_SECONDS`` (``staging.token_cache``), so a
     warm status poll spends its one query on the job."""
 
     def authenticate(self, request):

@@ -13,8 +13,8 @@ from staging.api.fields import StrictStringField, parse_job_id, validated
 from staging.api.long_poll import PREFER, PREFERENCE_APPLIED, long_polled
 from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
-from staging.errors import NotFoundError, ServiceError, listed_names, unknown_names
-from staging.models import JobStatus, Store
+from staging.errors import ServiceError
+from staging.models import JobStatus
 from staging.orcid import ORCID_EXAMPLE
 from staging.selectors import files_by_ids, job_status_error, job_status_get
 from staging.selectors_dts import (
@@ -26,7 +26,7 @@ from staging.selectors_dts import (
     search_page,
     search_words,
 )
-from staging.services.jobs import job_create_staging
+from staging.services.staging_jobs import staging_job_create
 
 # The DTS knows four words. "ready" means every file is at its path in the staging area: a job is
 # FINISHED only after its last file was verified in place.
@@ -188,18 +188,8 @@ class DtsStagingView(APIView):
     )
     def post(self, request):
         ids = validated(self.InputSerializer, request.data)["ids"]
-        found = files_by_ids(ids=ids, full=False)
-        unknown = [file_id for file_id in ids if file_id not in found]
-        if unknown:
-            raise NotFoundError(
-                f"{len(unknown)} of {len(ids)} ids are unknown: {listed_names(unknown)}",
-                field="ids",
-                extra=unknown_names("ids", unknown),
-            )
-        files = [found[file_id] for file_id in ids]
-        # The store by reference: the job's service reads its row under the store's lock.
-        store = Store(pk=files[0].store_id)
-        job = job_create_staging(owner=request.user, store=store, files=files, source="dts")
+        # The DTS names files by id only, of any store: each id names its store.
+        job = staging_job_create(owner=request.user, ids=ids, source="dts")
         return Response({"request_id": str(job.uuid)}, status=201)
 
     @extend_schema(

@@ -23,10 +23,10 @@ from staging.api.job_output import LOCATION, status_uri
 from staging.api.permissions import RolePolicy
 from staging.api.tasks import STORE_ID, TASK_NAME, store_id_param
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
+from staging.catalogue import task_types_for
 from staging.errors import ServiceError
 from staging.selectors import store_get
 from staging.services.tasks import task_perform, task_response_text
-from tasks.catalogue import task_types_for
 
 TEXT = "text/plain; charset=utf-8"
 

@@ -1,4 +1,5 @@
-"""Serializer fields shared by the API dialects."""
+"""Serializer fields shared by the API dialects (those the catalogue's task parameters use too
+live in staging.catalogue.fields, and are imported from here by the dialects as well)."""
 
 import re
 import uuid
@@ -8,20 +9,9 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from staging.catalogue.fields import FileListField, StrictStringField, iso_duration_text
 from staging.errors import ServiceError
 from staging.services.deadlines import DEADLINE_FORMS, deadline_parse
-
-
-class StrictStringField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of quietly turning them into text."""
-
-    default_error_messages = {"not_a_string": "Must be a string, not {kind}."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("not_a_string", kind=type(data).__name__)
-        return super().to_internal_value(data)
-
 
 # What a path and one of its names may hold: an item's path column (the model's max_length) and
 # Linux's NAME_MAX, counted in bytes as the filesystem counts them.
@@ -43,21 +33,6 @@ def path_lengths_check(path: str) -> str:
                 f"{name[:40]}… has {len(name.encode('utf-8', 'surrogatepass'))}."
             )
     return path
-
-
-class FileListField(serializers.ListField):
-    """A list of files (ids or paths) of at most ``STAGING["MAX_FILES_PER_REQUEST"]`` items,
-    read per request: every task and dialect that names files is bounded by the one setting."""
-
-    default_error_messages = {
-        "too_many": "At most {limit} files per request; this one names {count}. Split it."
-    }
-
-    def to_internal_value(self, data):
-        limit = settings.STAGING["MAX_FILES_PER_REQUEST"]
-        if isinstance(data, list) and len(data) > limit:
-            self.fail("too_many", limit=limit, count=len(data))
-        return super().to_internal_value(data)
 
 
 def validated(serializer_class, data) -> dict:
@@ -118,25 +93,6 @@ class IsoDurationField(serializers.Field):
         return iso_duration_text(value)
 
 
-def iso_duration_text(value: timedelta) -> str:
-    """The shortest ISO 8601 spelling in days, hours, minutes and seconds: 7 days is ``P7D``
-    (as a client would have written it), 36 hours ``P1DT12H``, 90 seconds ``PT1M30S``."""
-    seconds = value.total_seconds()
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, rest = divmod(rest, 60)
-    fraction = seconds - whole
-    seconds_text = f"{rest + fraction:g}" if fraction else str(rest)
-    clock = "".join(
-        f"{amount}{unit}"
-        for amount, unit in ((hours, "H"), (minutes, "M"), (seconds_text, "S"))
-        if amount not in (0, "0")
-    )
-    text = "P" + (f"{days}D" if days else "") + (f"T{clock}" if clock else "")
-    return text if text != "P" else "PT0S"
-
-
 @extend_schema_field(
     {
         "oneOf": [
@@ -180,3 +136,16 @@ def parse_job_id(raw: str | None) -> uuid.UUID:
         return uuid.UUID(str(raw))
     except ValueError as exc:
         raise ServiceError(f"{raw!r} is not a valid job id (a UUID)", field="id") from exc
+
+
+__all__ = [
+    "DeadlineField",
+    "FileListField",
+    "IsoDurationField",
+    "StrictStringField",
+    "iso_duration_text",
+    "parse_iso_duration",
+    "parse_job_id",
+    "path_lengths_check",
+    "validated",
+]

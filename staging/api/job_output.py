@@ -145,6 +145,11 @@ class JobSummarySerializer(SubmittedJobSerializer):
     )
 
 
+def job_summary(job: Job, request) -> dict:
+    """A job as GET /api/v1/jobs/ lists it (a webhook's body too: staging.apps)."""
+    return JobSummarySerializer(job, context={"request": request}).data
+
+
 class SubJobCountsSerializer(serializers.Serializer):
     total = serializers.IntegerField(help_text="Sub-jobs of the job.")
     by_status = serializers.DictField(

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from django.http import StreamingHttpResponse
 
+from staging.catalogue.result_table import job_result_table
 from staging.models import Job
-from staging.selectors import FAILED_STATUSES, job_error_text, job_result_table
+from staging.selectors import FAILED_STATUSES, job_error_text
 
 # Rows per chunk of an encoded stream: a few hundred rows make one write to the client.
 CHUNK_ROWS = 500

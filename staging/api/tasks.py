@@ -18,10 +18,10 @@ from staging.api.job_output import LOCATION, SubmittedJobSerializer, status_uri
 from staging.api.openapi import StagingAutoSchema
 from staging.api.permissions import RolePolicy
 from staging.api.throttling import SubmitRateThrottle, UserRateThrottle
+from staging.catalogue import task_types_for
 from staging.models import StoreKind
 from staging.selectors import store_get
 from staging.services.tasks import task_perform
-from tasks.catalogue import task_types_for
 
 STORE_ID = OpenApiParameter(
     "storeID",

@@ -13,24 +13,23 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from staging.errors import IdempotencyKeyReusedError, NotFoundError, ServiceError, unknown_names
+from staging.catalogue import UnsupportedTaskError
+from staging.catalogue.parameters import lifetime_text
+from staging.errors import IdempotencyKeyReusedError, ServiceError
 from staging.models import DEFAULT_PRIORITY, Job, JobStatus, Store
-from staging.selectors import files_rows_by_ids, job_by_idempotency_key, job_paths_not_in
-from staging.services.catalogue import catalogue_upsert_paths
+from staging.selectors import job_by_idempotency_key, job_paths_not_in
 from staging.services.deadlines import deadline_columns
-from staging.services.job_rows import ROWS_CHUNK, chunked
 from staging.services.jobs import (
     job_cancel,
-    job_create_staging_from_rows,
-    staging_rows_copy,
-    store_links_cheaply,
 )
 from staging.services.releases import job_release
+from staging.services.staging_jobs import (
+    staging_files_in_chunks,
+    staging_job_create,
+    staging_rows_read,
+)
 from staging.services.tasks import task_perform
 from staging.services.webhooks import job_callback_create
-from staging.storage import UnsafePathError, clean_relative_path
-from tasks.catalogue import UnsupportedTaskError
-from tasks.catalogue._params import lifetime_text
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,8 @@ def job_submit_streamed(
     """``job_submit`` of a staging job for a stream of file names, however many (up to
     ``STAGING["MAX_FILES_PER_REQUEST"]``): each name is checked as it comes and a bad one
     refused naming its place, the names resolved against the catalogue a chunk at a time (a
-    repeat is dropped, as in a JSON body) and copied by ``staging_rows_copy``, the job written
-    by ``job_create_staging_from_rows``. Nothing is written unless every name is good. The
+    repeat is dropped, as in a JSON body) and read into the database by ``staging_rows_read``,
+    the job written by ``staging_job_create``. Nothing is written unless every name is good. The
     fingerprint that guards an Idempotency-Key covers ``described`` (the request's other
     parameters) and the names in order."""
     fingerprint = hashlib.sha256(described.encode())
@@ -169,14 +168,13 @@ def job_submit_streamed(
         parameters["lifetime"] = lifetime_text(request.lifetime)
     try:
         with transaction.atomic():
-            rows = staging_rows_copy(
-                _files_in_chunks(request.store, names, by=request.by),
-                linked=store_links_cheaply(request.store),
+            rows = staging_rows_read(
+                staging_files_in_chunks(request.store, names, by=request.by), store=request.store
             )
             replayed = earlier() if rows.files_total else None
             if replayed is not None:
                 return replayed, False
-            job = job_create_staging_from_rows(
+            job = staging_job_create(
                 owner=owner,
                 store=request.store,
                 rows=rows,
@@ -222,45 +220,6 @@ def _names_checked(entries, *, by: str, fingerprint) -> Iterator[tuple[str, str]
             raise ServiceError(f"At most {limit} {by} per request; {where} is one more", field=by)
         fingerprint.update(value.encode() + b"\n")
         yield where, value
-
-
-def _files_in_chunks(
-    store: Store, names: Iterable[tuple[str, str]], *, by: str
-) -> Iterator[list[tuple[str, str, int]]]:
-    """(id, path, size) of the catalogue files ``names`` name, a chunk at a time, in order and
-    without repeats. An id must be a file of ``store`` (404 naming where); a path is
-    catalogued from a stat when no scan has indexed it yet (as in a JSON body)."""
-    seen: set[str] = set()
-    for chunk in chunked(names, ROWS_CHUNK):
-        if by == "paths":
-            chunk = [(where, _path_cleaned(where, name)) for where, name in chunk]
-        fresh = []
-        for where, name in chunk:
-            if name not in seen:
-                seen.add(name)
-                fresh.append((where, name))
-        if not fresh:
-            continue
-        if by == "paths":
-            files = catalogue_upsert_paths(store=store, paths=[name for _, name in fresh])
-            yield [(f.id, f.path, f.size) for f in files]
-            continue
-        found = files_rows_by_ids(store=store, ids=[name for _, name in fresh])
-        for where, name in fresh:
-            if name not in found:
-                raise NotFoundError(
-                    f"{where}: {name!r} is not a file of store {store.slug}",
-                    field="ids",
-                    extra=unknown_names("ids", [name]),
-                )
-        yield [found[name] for _, name in fresh]
-
-
-def _path_cleaned(where: str, raw: str) -> str:
-    try:
-        return clean_relative_path(raw)
-    except UnsafePathError as exc:
-        raise ServiceError(f"{where}: {exc}", field="paths") from exc
 
 
 def _replayed(job: Job, key: str, fingerprint: str) -> Job:

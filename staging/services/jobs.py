@@ -41,7 +41,11 @@ from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
 
-STAGE_SUBJOB_TASK = "tasks.staging.stage_subjob"
+RUN_SUBJOB_TASK = "tasks.staging.run_subjob"
+# The same task's name before it was renamed: messages a broker held during the upgrade carry it,
+# so workers still serve it and queue counts include it (tasks.staging).
+RUN_SUBJOB_TASK_OLD_NAME = "tasks.staging.stage_subjob"
+SUBJOB_TASK_NAMES = frozenset({RUN_SUBJOB_TASK, RUN_SUBJOB_TASK_OLD_NAME})
 STAGING_QUEUE = "staging"
 # Release sub-jobs free space and must never wait behind staging work: they travel on the
 # control queue, which a worker process of its own consumes (Procfile's `control`).
@@ -423,7 +427,7 @@ def _task_ids_record(subjob_ids: list[int]) -> dict[int, str]:
 
 
 def _messages_send(task_ids: dict[int, str]) -> None:
-    """Publish one stage_subjob message per sub-job through one producer, buffered by kombu's
+    """Publish one run_subjob message per sub-job through one producer, buffered by kombu's
     publish batch (a Redis pipeline: one round trip per PUBLISH_BATCH messages, task-sent
     events included); transports without batches publish one by one. Release sub-jobs go to
     the control queue, the others to the staging queue. A tape library's cartridge sub-job
@@ -445,7 +449,7 @@ def _messages_send(task_ids: dict[int, str]) -> None:
             # Declaring the queue keeps messages from being dropped as undeliverable when the
             # broker lost its bindings (a flush); kombu declares it once per connection.
             current_app.send_task(
-                STAGE_SUBJOB_TASK,
+                RUN_SUBJOB_TASK,
                 args=[subjob_id],
                 kwargs={"cartridge": True} if subjob_id in cartridges else {},
                 task_id=task_id,

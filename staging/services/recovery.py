@@ -31,8 +31,8 @@ from staging.selectors_dispatch import UNCAPPED_TASKS
 from staging.services import transitions
 from staging.services.jobs import (
     CONTROL_QUEUE,
-    STAGE_SUBJOB_TASK,
     STAGING_QUEUE,
+    SUBJOB_TASK_NAMES,
     jobs_cancel_queued_subjobs,
     subjobs_publish,
 )
@@ -132,7 +132,7 @@ def subjobs_reconcile() -> int:
             ),
             (
                 waiting.filter(job__task__in=UNCAPPED_TASKS),
-                lambda: broker_queue_task_count(CONTROL_QUEUE, STAGE_SUBJOB_TASK),
+                lambda: broker_queue_task_count(CONTROL_QUEUE, SUBJOB_TASK_NAMES),
             ),
         ):
             expected = on_it.count()

@@ -33,14 +33,9 @@ from staging.services.catalogue import catalogue_files_register, catalogue_rows_
 from staging.services.deadlines import deadline_columns, deadline_parse
 from staging.services.dispatch import dispatch_wake
 from staging.services.job_rows import ROWS_CHUNK, chunked
-from staging.services.jobs import (
-    job_cancel,
-    job_create_staging,
-    job_create_staging_from_rows,
-    staging_rows_copy,
-    store_links_cheaply,
-)
+from staging.services.jobs import job_cancel
 from staging.services.releases import job_release
+from staging.services.staging_jobs import staging_job_create, staging_rows_read
 from staging.storage import UnsafePathError, resolve_under
 from staging.tape_namespace import TapePath, tape_path_map, tape_paths_map, tape_stores
 
@@ -145,7 +140,7 @@ def stage_request_create(*, owner, files: Sequence[StageFile]) -> Job:
     found = catalogue_files_register(store=request.store, paths=relatives)
     present = [found[relative] for relative in relatives if relative in found]
     missing = [relative for relative in relatives if relative not in found]
-    create = partial(job_create_staging, files=present) if present else None
+    create = partial(staging_job_create, files=present) if present else None
     return _stage_request_write(owner=owner, request=request, create=create, missing=missing)
 
 
@@ -153,7 +148,7 @@ def stage_request_create(*, owner, files: Sequence[StageFile]) -> Job:
 def stage_request_create_streamed(*, owner, files: Iterable[tuple[str, StageFile]]) -> Job:
     """``stage_request_create`` for a request too big to hold: ``files`` come as they are read
     (each with ``where`` it is, for errors: ``line 3``), are mapped and catalogued a chunk at a
-    time and copied into the database by ``staging_rows_copy``; the web process keeps the
+    time and read into the database by ``staging_rows_read``; the web process keeps the
     names it has seen (to stage a file named twice once) and the files that are not in the
     archive (FAILED items). A path the tape API refuses is a 400 naming where it is."""
     stores, primary = tape_stores()
@@ -175,12 +170,10 @@ def stage_request_create_streamed(*, owner, files: Iterable[tuple[str, StageFile
             yield [found[relative] for relative in relatives if relative in found]
 
     # The store is known once the first file is mapped, before that file is placed.
-    rows = staging_rows_copy(
-        chunks(), linked=lambda: request.store is not None and store_links_cheaply(request.store)
-    )
+    rows = staging_rows_read(chunks(), store=lambda: request.store)
     if request.store is None:
         raise ServiceError("a stage request needs at least one file", field="files")
-    create = partial(job_create_staging_from_rows, rows=rows) if rows.files_total else None
+    create = partial(staging_job_create, rows=rows) if rows.files_total else None
     return _stage_request_write(owner=owner, request=request, create=create, missing=missing)
 
 
@@ -191,7 +184,7 @@ def _stage_request_write(
     create: Callable[..., Job] | None,
     missing: Sequence[str],
 ) -> Job:
-    """The request's job (by ``create``, a staging job's service given the request's owner,
+    """The request's job (by ``create``, ``staging_job_create`` given the request's owner,
     store, lifetime and parameters; without one, nothing is to be staged, so nothing will ever
     run: the request is born FAILED) and a FAILED item, with why, for each ``missing`` path."""
     store = request.store

@@ -3,8 +3,8 @@ its job. Both task APIs (DuraStore and API v1) come through here."""
 
 from django.db import transaction
 
+from staging.catalogue import TaskRequest, task_type_for
 from staging.models import Job, Store
-from tasks.catalogue import TaskRequest, task_type_for
 
 
 @transaction.atomic

@@ -6,7 +6,9 @@ staging.models_webhooks for a delivery's states and staging.webhook_http for the
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -124,12 +126,20 @@ class _BaseURL:
         return self.base + path
 
 
+# The wire shape of a job lives in one place, the API's serializers, and the domain does not
+# import the API: the API hands its shape over when the app starts (staging.apps).
+_job_summary: Callable[[Job, Any], dict] | None = None
+
+
+def job_summary_shape_set(shape: Callable[[Job, Any], dict]) -> None:
+    """How a job is shown (``shape(job, request)``), as GET /api/v1/jobs/ lists it."""
+    global _job_summary
+    _job_summary = shape
+
+
 def job_payload(*, job: Job, event: str, api_base: str, extra: dict | None = None) -> dict:
     """The body of a job event: the job as GET /api/v1/jobs/ lists it (with its status URI)."""
-    # The wire shape of a job lives in one place, the API's serializers.
-    from staging.api.job_output import JobSummarySerializer
-
-    data = JobSummarySerializer(job, context={"request": _BaseURL(api_base)}).data
+    data = _job_summary(job, _BaseURL(api_base))
     return {
         "type": event,
         "timestamp": timezone.now().isoformat(),

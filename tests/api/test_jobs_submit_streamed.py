@@ -119,6 +119,19 @@ def test_an_unknown_id_is_a_404_naming_its_line(api_as, archive_files):
     assert not Job.objects.exists()
 
 
+def test_unknown_ids_are_a_404_listing_them_all_as_a_json_body_does(api_as, archive_files):
+    # docs/api.md: names that match nothing are a 404 listing the first 20, with how many.
+    (a,) = archive_files({"a.txt": b"alpha"})
+    unknown = [f"{n:032x}" for n in range(25)]
+
+    response = post_ndjson(api_as(Role.DATA_USER), ndjson(a.id, *unknown))
+
+    body = assert_problem(response, 404, "line 2", unknown[0], "5 more")
+    assert body["unknown_ids"] == unknown[:20]
+    assert body["unknown_ids_count"] == 25
+    assert not Job.objects.exists()
+
+
 def test_an_unsafe_path_is_a_400_naming_its_line(api_as, archive_files):
     archive_files({"a.txt": b"alpha"})
 

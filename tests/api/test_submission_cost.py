@@ -101,7 +101,7 @@ def per_chunk(queries: list[str]) -> tuple[int, int, int]:
 def test_a_streamed_request_reads_the_catalogue_once_a_chunk_and_writes_in_a_few_queries(
     api_as, store, broker, monkeypatch
 ):
-    monkeypatch.setattr("staging.services.job_requests.ROWS_CHUNK", CHUNK)
+    monkeypatch.setattr("staging.services.staging_jobs.ROWS_CHUNK", CHUNK)
     ids = catalogue_seed(store, 2_501)
     client = api_as(Role.DATA_USER)
 

@@ -24,7 +24,7 @@ from bench.sampling import (
 
 
 def unacked(routing_key: str, task_id: str = "t") -> bytes:
-    message = {"body": "...", "headers": {"id": task_id, "task": "tasks.staging.stage_subjob"}}
+    message = {"body": "...", "headers": {"id": task_id, "task": "tasks.staging.run_subjob"}}
     return json.dumps([message, routing_key, routing_key]).encode()
 
 

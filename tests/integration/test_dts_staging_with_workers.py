@@ -67,7 +67,8 @@ def test_the_worker_registers_every_task_module(start_worker):
     worker = start_worker(concurrency=1)
     log = worker.log()
     for task in (
-        "tasks.staging.stage_subjob",
+        "tasks.staging.run_subjob",
+        "tasks.staging.stage_subjob",  # its name before the rename, for messages of an upgrade
         "tasks.maintenance.reap_expired_leases",
         "tasks.maintenance.reconcile_lost_subjobs",
         "tasks.maintenance.sweep_unpinned_copies",

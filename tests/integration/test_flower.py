@@ -80,7 +80,8 @@ def test_flower_lists_our_running_worker(flower, start_worker):
     (name,) = [name for name in listed if name.startswith(node_prefix)]
     queues = {queue["name"] for queue in listed[name]["active_queues"]}
     assert queues == {"staging", "control"}
-    assert "tasks.staging.stage_subjob" in listed[name]["registered"]
+    assert "tasks.staging.stage_subjob" in listed[name]["registered"]  # for an upgrade's messages
+    assert "tasks.staging.run_subjob" in listed[name]["registered"]
 
 
 def test_flower_refuses_its_api_without_credentials(flower):

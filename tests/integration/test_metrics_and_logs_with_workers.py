@@ -142,7 +142,7 @@ def test_json_log_lines_of_a_task_carry_job_subjob_and_worker_host(
     subjob.refresh_from_db()  # its task id is the dispatcher's, given after the submission
 
     lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
-    task_lines = [line for line in lines if line.get("task_name") == "tasks.staging.stage_subjob"]
+    task_lines = [line for line in lines if line.get("task_name") == "tasks.staging.run_subjob"]
     messages = " | ".join(line["message"] for line in task_lines)
     # The engine's own warning, our start and end lines, and Celery's verdict on the task.
     assert "gone.txt" in messages and "failed" in messages

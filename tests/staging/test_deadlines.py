@@ -14,13 +14,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from staging.catalogue import item_work_for
 from staging.models import Item, Job, JobStatus, Store
 from staging.services.deadlines import jobs_past_deadline_fail
 from staging.services.dispatch import subjobs_dispatch
 from staging.services.execution import subjob_claim, subjob_run
 from staging.services.jobs import job_create_staging, job_retry
 from staging.services.tasks import task_perform
-from tasks.catalogue import item_work_for
 from tests.factories import (
     FileFactory,
     ItemFactory,

@@ -416,5 +416,5 @@ def test_a_lost_release_message_is_republished_while_other_control_work_waits(
     assert subjobs_reconcile() == 2
     messages = broker.lrange(f"{settings.BROKER_KEY_PREFIX}control", 0, -1)
     tasks = sorted(json.loads(m)["headers"]["task"] for m in messages)
-    assert tasks.count("tasks.staging.stage_subjob") == 2
+    assert tasks.count("tasks.staging.run_subjob") == 2
     assert dispatched(release) == 2

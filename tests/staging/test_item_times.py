@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from staging.catalogue import item_work_for
 from staging.models import JobStatus
 from staging.services.execution import subjob_run
 from staging.services.tasks import task_perform
-from tasks.catalogue import item_work_for
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

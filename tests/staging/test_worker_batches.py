@@ -14,12 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from staging import storage
+from staging.catalogue import item_work_for
 from staging.models import File, Item, JobStatus, Pin, SubJob
 from staging.services.dispatch import ADVISORY_LOCK_ID
 from staging.services.execution import subjob_claim, subjob_run
 from staging.services.jobs import job_create_staging
 from staging.services.transitions import job_request_cancel
-from tasks.catalogue import item_work_for
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

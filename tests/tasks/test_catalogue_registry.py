@@ -8,11 +8,8 @@ from pathlib import Path
 import pytest
 from rest_framework import serializers
 
-from staging.models import Item, Job, JobStatus, StoreKind
-from staging.services.execution import item_result_record, subjob_run
-from staging.services.jobs import job_create
-from staging.services.tasks import task_perform
-from tasks.catalogue import (
+from staging.api.tasks import parameters_schema
+from staging.catalogue import (
     TaskParameters,
     TaskType,
     item_work_for,
@@ -21,6 +18,10 @@ from tasks.catalogue import (
     task_types,
     unregister,
 )
+from staging.models import Item, Job, JobStatus, StoreKind
+from staging.services.execution import item_result_record, subjob_run
+from staging.services.jobs import job_create
+from staging.services.tasks import task_perform
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +39,7 @@ def test_every_task_module_is_registered_with_a_description_and_a_schema():
     assert names == ["checksum", "noop", "release", "restore-content", "scan", "stage"]
     for task in task_types():
         assert task.description.endswith(".")
-        assert task.schema()["type"] == "object"
+        assert parameters_schema(task.parameters)["type"] == "object"
 
 
 def test_restore_content_is_offered_on_tape_stores_only(store, tape_store):
@@ -164,8 +165,8 @@ def readme_example_module() -> str:
 
 @pytest.fixture
 def readme_task():
-    """docs/tasks.md's example task module, imported as tasks/catalogue/line_count.py."""
-    module = types.ModuleType("tasks.catalogue.line_count")
+    """docs/tasks.md's example task module, as staging/catalogue/types/line_count.py."""
+    module = types.ModuleType("staging.catalogue.types.line_count")
     exec(compile(readme_example_module(), "docs/tasks.md", "exec"), module.__dict__)
     yield task_type_get("line-count")
     unregister("line-count")

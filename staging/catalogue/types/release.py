@@ -3,16 +3,17 @@ copy is deleted by the sweeper once no job pins it any more."""
 
 from rest_framework import serializers
 
-from staging.api.fields import FileListField, StrictStringField
+from staging.catalogue.fields import FileListField, StrictStringField
+from staging.catalogue.parameters import TaskParameters
+from staging.catalogue.registry import TaskRequest, TaskType, register
 from staging.errors import ConflictError, NotFoundError, ServiceError
 from staging.models import ACTIVE_STATUSES, Item, Job, Pin
 from staging.selectors import visible_jobs
 from staging.services.execution import ItemFailed, item_result_record
 from staging.services.jobs import job_create
 from staging.services.releases import job_release, paths_release
+from staging.services.staging_jobs import staging_files_resolve
 from staging.storage import UnsafePathError, clean_relative_path
-from tasks.catalogue._base import TaskParameters, TaskRequest, TaskType, register
-from tasks.catalogue._params import files_of_store
 
 
 class ReleaseParameters(TaskParameters):
@@ -44,7 +45,7 @@ class ReleaseParameters(TaskParameters):
         if "job" in given:
             attrs["target"] = self._job(attrs["job"], store)
         elif "ids" in given:
-            attrs["paths"] = [f.path for f in files_of_store(store, ids=attrs["ids"], paths=None)]
+            attrs["paths"] = [f.path for f in staging_files_resolve(store=store, ids=attrs["ids"])]
         else:
             try:
                 attrs["paths"] = list(dict.fromkeys(clean_relative_path(p) for p in attrs["paths"]))

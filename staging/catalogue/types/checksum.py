@@ -6,14 +6,14 @@ from django.conf import settings
 from django.template.defaultfilters import pluralize
 from rest_framework import serializers
 
+from staging.catalogue.parameters import FilesParameters
+from staging.catalogue.registry import TaskRequest, TaskType, register
 from staging.checksum_algorithms import ALGORITHMS, file_checksum
 from staging.models import Item
 from staging.services.catalogue_checksums import file_checksum_record
 from staging.services.execution import item_result_record
 from staging.services.jobs import job_create
 from staging.storage import SizeMismatchError, resolve_under
-from tasks.catalogue._base import TaskRequest, TaskType, register
-from tasks.catalogue._params import FilesParameters
 
 
 class ChecksumParameters(FilesParameters):

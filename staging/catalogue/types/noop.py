@@ -2,8 +2,9 @@
 has no items, so it succeeds as soon as a worker has taken it, which proves the whole path:
 API, database, broker and a worker."""
 
+from staging.catalogue.parameters import TaskParameters
+from staging.catalogue.registry import TaskRequest, TaskType, register
 from staging.services.jobs import job_create
-from tasks.catalogue._base import TaskParameters, TaskRequest, TaskType, register
 
 
 class NoopParameters(TaskParameters):

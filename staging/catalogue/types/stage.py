@@ -4,12 +4,12 @@ the DTS and the jobs API ask for), optionally verifying each copy against the ca
 from django.template.defaultfilters import pluralize
 from rest_framework import serializers
 
+from staging.catalogue.parameters import FilesParameters, LifetimeField, lifetime_text
+from staging.catalogue.registry import TaskRequest, TaskType, register
 from staging.services.catalogue_checksums import staged_copy_verify
 from staging.services.execution import stage_item
-from staging.services.jobs import job_create_staging
 from staging.services.staged_copies import subjob_temporaries_remove
-from tasks.catalogue._base import TaskRequest, TaskType, register
-from tasks.catalogue._params import FilesParameters, LifetimeField, lifetime_text
+from staging.services.staging_jobs import staging_job_create
 
 
 class StageParameters(FilesParameters):
@@ -34,7 +34,7 @@ def create(request: TaskRequest):
     recorded = {"verify": parameters["verify"]}
     if parameters.get("lifetime") is not None:
         recorded["lifetime"] = lifetime_text(parameters["lifetime"])
-    return job_create_staging(
+    return staging_job_create(
         owner=request.owner,
         store=request.store,
         files=parameters["files"],

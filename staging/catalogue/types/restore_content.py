@@ -13,15 +13,15 @@ from datetime import timedelta
 from django.db import transaction
 from rest_framework import serializers
 
-from staging.api.fields import StrictStringField
+from staging.catalogue.fields import StrictStringField
+from staging.catalogue.parameters import LifetimeField, TaskParameters, lifetime_text
+from staging.catalogue.registry import TaskRequest, TaskType, register
 from staging.errors import ConflictError, NotFoundError, ServiceError
 from staging.models import ACTIVE_STATUSES, Item, Store, StoreKind
 from staging.selectors import files_by_paths
 from staging.services.execution import stage_item
-from staging.services.jobs import job_create_staging
+from staging.services.staging_jobs import staging_job_create
 from staging.storage import UnsafePathError, clean_relative_path
-from tasks.catalogue._base import TaskParameters, TaskRequest, TaskType, register
-from tasks.catalogue._params import LifetimeField, lifetime_text
 
 NAME = "restore-content"
 RESTORE_LIFETIME = timedelta(days=14)
@@ -84,7 +84,7 @@ def create(request: TaskRequest):
     if in_progress:
         raise ConflictError(f"Restore is already in progress for {space}/{content}")
     lifetime = parameters.get("lifetime") or RESTORE_LIFETIME
-    return job_create_staging(
+    return staging_job_create(
         owner=request.owner,
         store=request.store,
         files=[file],

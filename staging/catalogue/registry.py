@@ -1,20 +1,19 @@
-"""What a task type declares, the registry that holds them, and the pieces every task shares.
+"""What a task type declares and the registry that holds them.
 
-A task type is one module of this package that builds a ``TaskType`` and passes it to
-``register``; the package imports every module in it, so a new module is a new task. The engine
+A task type is one module of ``staging.catalogue.types`` that builds a ``TaskType`` and
+passes it to ``register``; the package imports every module in it, so a new module is a new
+task. The engine
 (jobs, sub-jobs, items, leases, retries, cancel) is the same for every task: a task says how its
 parameters are read, how its job is made (its items), what a worker does per item, and the
 columns of its results.
 """
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rest_framework import serializers
-
-from staging.errors import ServiceError
+from staging.catalogue.parameters import TaskParameters, text_as_json_or_paths
+from staging.errors import ServiceError, validation_detail, validation_errors
 from staging.models import Job, Store, StoreKind
 from staging.selectors import RESULT_COLUMNS
 from staging.services.execution import ItemFailed, ItemWork
@@ -34,28 +33,6 @@ class UnsupportedTaskError(ServiceError):
         self.task_name = name
 
 
-class TaskParameters(serializers.Serializer):
-    """Base of every task's parameters: a JSON object whose unknown keys are refused (a
-    misspelt parameter must not be silently ignored). ``self.context`` holds the ``store`` and
-    the ``owner`` (the user asking)."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            raise serializers.ValidationError(
-                {"non_field_errors": [f"parameters must be a JSON object, not {_kind(data)}"]}
-            )
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                {key: ["This parameter is not one this task takes."] for key in unknown}
-            )
-        return super().to_internal_value(data)
-
-
-def _kind(value) -> str:
-    return {list: "an array", str: "a string", type(None): "null"}.get(type(value), "a value")
-
-
 @dataclass(frozen=True)
 class TaskRequest:
     """A validated request to perform a task: what ``TaskType.create`` receives."""
@@ -64,22 +41,6 @@ class TaskRequest:
     store: Store
     parameters: dict
     source: str
-
-
-def text_as_json_or_paths(raw: str) -> dict:
-    """The usual reading of a DuraStore body: a JSON object, or one path per line (the
-    simplest thing to send with curl), or nothing at all."""
-    text = raw.strip()
-    if not text:
-        return {}
-    if text[0] in "{[":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ServiceError(f"the body is not valid JSON: {exc}") from exc
-        except RecursionError as exc:
-            raise ServiceError("the body is not valid JSON: it nests too deeply") from exc
-    return {"paths": [line.strip() for line in text.splitlines() if line.strip()]}
 
 
 def _default_text(job: Job) -> str:
@@ -98,7 +59,7 @@ class TaskType:
     - ``work``: what a worker does for one item (``None``: the task's jobs have no items).
     - ``result_columns``: the columns of its result rows; values come from the item's fields or
       its ``result`` JSON, or, when ``results_in_file``, from the results file its work wrote
-      (``staging.results.ResultsWriter``, then ``job_result_file_set``).
+      (``staging.result_files.ResultsWriter``, then ``job_result_file_set``).
     """
 
     name: str
@@ -129,9 +90,9 @@ class TaskType:
             data=body if body is not None else {}, context={"store": store, "owner": owner}
         )
         if not serializer.is_valid():
-            pairs = _flatten(serializer.errors)
+            pairs = validation_errors(serializer.errors)
             raise ServiceError(
-                "; ".join(f"{name}: {message}" if name else message for name, message in pairs),
+                validation_detail(pairs),
                 field=pairs[0][0] or None,
                 extra={"errors": [{"field": n, "message": m} for n, m in pairs]},
             )
@@ -139,69 +100,6 @@ class TaskType:
 
     def parse_text(self, raw: str, *, store: Store, owner=None) -> dict:
         return self.parse(self.text_body(raw), store=store, owner=owner)
-
-    def schema(self) -> dict:
-        return parameters_schema(self.parameters)
-
-
-def _flatten(detail, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(detail, dict):
-        pairs: list[tuple[str, str]] = []
-        for key, value in detail.items():
-            name = "" if key == "non_field_errors" else key
-            pairs += _flatten(value, f"{prefix}.{name}" if prefix and name else prefix or name)
-        return pairs
-    if isinstance(detail, list):
-        return [pair for value in detail for pair in _flatten(value, prefix)]
-    return [(prefix, str(detail))]
-
-
-_JSON_TYPES: Sequence[tuple[type, str]] = (
-    (serializers.BooleanField, "boolean"),
-    (serializers.IntegerField, "integer"),
-    (serializers.ListField, "array"),
-    (serializers.DictField, "object"),
-    (serializers.JSONField, "object"),
-)
-
-
-def _field_schema(field: serializers.Field) -> dict:
-    schema: dict = {"type": "string"}
-    for field_class, json_type in _JSON_TYPES:
-        if isinstance(field, field_class):
-            schema = {"type": json_type}
-            break
-    if isinstance(field, serializers.ChoiceField):
-        schema["enum"] = list(field.choices)
-    if isinstance(field, serializers.ListField):
-        schema["items"] = _field_schema(field.child)
-        if field.max_length is not None:
-            schema["maxItems"] = field.max_length
-    if isinstance(field, serializers.DurationField):
-        schema["format"] = "duration"
-    if isinstance(field, serializers.UUIDField):
-        schema["format"] = "uuid"
-    if field.help_text:
-        schema["description"] = str(field.help_text)
-    if field.default is not serializers.empty:
-        schema["default"] = field.default
-    return schema
-
-
-def parameters_schema(parameters: type[TaskParameters]) -> dict:
-    """A JSON Schema (draft 2020-12 subset) of a task's parameters, from its serializer."""
-    fields = parameters().fields
-    schema = {
-        "type": "object",
-        "properties": {name: _field_schema(f) for name, f in fields.items()},
-        "additionalProperties": False,
-    }
-    required = [name for name, f in fields.items() if f.required]
-    if required:
-        schema["required"] = required
-    if parameters.__doc__:
-        schema["description"] = " ".join(parameters.__doc__.split())
-    return schema
 
 
 _REGISTRY: dict[str, TaskType] = {}

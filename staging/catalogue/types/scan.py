@@ -12,7 +12,9 @@ from pathlib import PurePosixPath
 
 from rest_framework import serializers
 
-from staging.api.fields import StrictStringField
+from staging.catalogue.fields import StrictStringField
+from staging.catalogue.parameters import TaskParameters, text_as_json_or_paths
+from staging.catalogue.registry import TaskRequest, TaskType, register
 from staging.errors import ServiceError
 from staging.models import Item
 from staging.result_files import ResultsWriter
@@ -21,13 +23,6 @@ from staging.services.execution import ItemFailed, item_result_record
 from staging.services.job_results import job_result_file_set
 from staging.services.jobs import job_create
 from staging.storage import StagingCancelled
-from tasks.catalogue._base import (
-    TaskParameters,
-    TaskRequest,
-    TaskType,
-    register,
-    text_as_json_or_paths,
-)
 
 COLUMNS = (
     "store",
