@@ -179,15 +179,14 @@ def give_way_ask() -> set[int | str] | None:
 
 def subjobs_submitted(*, store_id: int, task: str) -> None:
     """Once a job's sub-jobs are committed: ask running sub-jobs to give way where a store is
-    full, and wake the dispatcher unless the new sub-jobs cannot go anyway (their store, or
-    everything, full). Such a pass would hand out nothing, and would take the first worker
-    process that gives way, while the new sub-job waits for one; the pass that gives the slot
-    is the one run by the sub-job giving way, after its end."""
-    from staging.services.dispatch import dispatch_wake
+    full, and run a pass here unless the new sub-jobs cannot go anyway (their store, or
+    everything, full). Such a pass would hand out nothing; the pass that gives the slot is the
+    one run by the sub-job giving way, after its end."""
+    from staging.services.dispatch import dispatch_after_submit
 
     full = give_way_ask()
     if full is None or task in UNCAPPED_TASKS or not ({store_id, ALL} & full):
-        dispatch_wake()
+        dispatch_after_submit()
 
 
 def _in_flight():
