@@ -43,6 +43,7 @@ from staging.models import Job, Store
 from staging.selectors_dispatch import (
     UNCAPPED_TASKS,
     DispatchCapacity,
+    OwnerLimits,
     jobs_with_capped_work_waiting,
     subjobs_waiting,
 )
@@ -86,9 +87,10 @@ def subjobs_dispatch() -> int:
 
     with transaction.atomic():
         _lock_dispatch()
-        chosen = _choose()
+        owners = OwnerLimits()  # read once for the choice and the give-way asks
+        chosen = _choose(owners)
         published = subjobs_publish(subjob_ids=chosen) if chosen else 0
-        give_way_ask()  # where a store is still full, owners above their share make room
+        give_way_ask(owners)  # where a store is still full, owners above their share make room
         return published
 
 
@@ -127,10 +129,10 @@ def _pass_here(*, after: str) -> None:
     dispatch_wake()
 
 
-def _choose() -> list[int]:
+def _choose(owners: OwnerLimits | None = None) -> list[int]:
     # Read once for the limits, the tape libraries and the staging-space watermarks.
     stores = list(Store.objects.select_related("tape_library"))
-    capacity = DispatchCapacity(stores)
+    capacity = DispatchCapacity(stores, owners)
     waiting = subjobs_waiting()
     chosen = list(
         waiting.filter(job__task__in=UNCAPPED_TASKS).order_by("pk").values_list("pk", flat=True)

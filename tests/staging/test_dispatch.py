@@ -307,6 +307,26 @@ def test_a_weight_of_two_gets_twice_the_slots(queued, settings):
     assert (dispatched(light_job), dispatched(heavy_job)) == (2, 4)
 
 
+def test_a_pass_reads_every_owner_s_limits_and_roles_in_one_query(queued, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("the roles and limit rows are read as PostgreSQL arrays")
+    bound(settings, 6)
+    settings.ACCOUNT_LIMITS = {**settings.ACCOUNT_LIMITS, "ROLES": {"data-user": {}}}
+    owners = [UserFactory(roles=["data-user"]) for _ in range(3)]
+    AccountLimits.objects.create(user=owners[0], dispatch_weight=4)
+    account_limits_changed()
+    jobs = [job_with(20, owner=owner) for owner in owners]
+
+    with CaptureQueriesContext(connection) as ran:
+        subjobs_dispatch()
+
+    reads = [q["sql"] for q in ran.captured_queries]
+    of_owners = [sql for sql in reads if re.search(r'"auth_user"|"auth_user_groups"', sql)]
+    of_owners += [sql for sql in reads if '"staging_accountlimits"' in sql and sql not in of_owners]
+    assert len(of_owners) == 1, of_owners
+    assert [dispatched(job) for job in jobs] == [4, 1, 1]  # the weights still hold
+
+
 def test_within_one_owner_the_oldest_job_goes_first(queued, settings):
     bound(settings, 3)
     owner = UserFactory()
