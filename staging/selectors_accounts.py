@@ -8,12 +8,13 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import JSONObject
 from rest_framework.settings import api_settings
 
 from staging.models import ACTIVE_STATUSES, AccountLimits, Job
-from staging.roles import roles_of
+from staging.roles import remember_roles, roles_of
 from staging.token_cache import token_cache
 
 # Outside an API request (whose authentication reads the rows with the token), a user's rows
@@ -85,6 +86,29 @@ def _split(rows) -> tuple[dict | None, list[dict]]:
         else:
             roles.append(set_fields)
     return own, roles
+
+
+def roles_and_limit_rows_readable() -> bool:
+    """Whether the database reads a user's roles and limit rows with the user as arrays
+    (PostgreSQL; SQLite, the embedded default, has no array subqueries)."""
+    return connection.vendor == "postgresql"
+
+
+def roles_and_limit_rows(user) -> dict:
+    """Annotations (``group_names``, ``limit_rows``) that read a user's roles and limit rows in
+    the query that reads the user or its token (``user``: an ``OuterRef`` to the user); keep
+    them with ``remember_roles_and_limit_rows``."""
+    return {
+        "group_names": ArraySubquery(Group.objects.filter(user=user).values("name")),
+        "limit_rows": limit_rows_as_json(user),
+    }
+
+
+def remember_roles_and_limit_rows(user, annotated) -> None:
+    """Keeps on ``user`` what ``roles_and_limit_rows`` read on ``annotated`` (the user itself or
+    its token), so ``roles_of`` and ``limits_of`` ask nothing more."""
+    remember_roles(user, annotated.group_names)
+    remember_limit_rows(user, annotated.limit_rows)
 
 
 def remember_limit_rows(user, rows: list[dict]) -> None:

@@ -4,8 +4,8 @@ the admin dashboard, the job page and ``/metrics`` explain with the same class, 
 written once.
 
 Every read here is an aggregate (grouped by store, owner and priority), so it costs the same with
-ten waiting sub-jobs or a hundred thousand; only the owners with work waiting are looked up one
-by one (their account limits resolve through their roles)."""
+ten waiting sub-jobs or a hundred thousand; the owners with work waiting are read with their
+roles and account limit rows in one query (on PostgreSQL)."""
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -19,7 +19,12 @@ from django.db.models import Count, Exists, Min, OuterRef, Q
 from django.utils import timezone
 
 from staging.models import PENDING_STATUSES, Job, JobStatus, Store, SubJob
-from staging.selectors_accounts import limits_of
+from staging.selectors_accounts import (
+    limits_of,
+    remember_roles_and_limit_rows,
+    roles_and_limit_rows,
+    roles_and_limit_rows_readable,
+)
 
 # Release jobs free space and take no drive: they never wait for capacity (and run on the
 # control queue, so they never wait behind staging either).
@@ -73,7 +78,17 @@ class OwnerLimits:
 
     def learn(self, owner_ids: Iterable[int | None]) -> None:
         unknown = {pk for pk in owner_ids if pk is not None and pk not in self.known}
-        for user in get_user_model().objects.filter(pk__in=unknown):
+        if not unknown:
+            return
+        users = get_user_model().objects.filter(pk__in=unknown).only("pk", "is_superuser")
+        # Every owner's roles and limit rows in the query that reads the owners, not two
+        # more reads per owner.
+        in_one_query = roles_and_limit_rows_readable()
+        if in_one_query:
+            users = users.annotate(**roles_and_limit_rows(OuterRef("pk")))
+        for user in users:
+            if in_one_query:
+                remember_roles_and_limit_rows(user, user)
             limits = limits_of(user)
             self.known[user.pk] = (limits.dispatch_weight or 1, limits.max_active_subjobs)
 
@@ -85,8 +100,9 @@ class OwnerLimits:
 class DispatchCapacity:
     """Slots in use and free per store, per owner and in all, as one pass sees them."""
 
-    def __init__(self, stores: Iterable[Store] | None = None):
-        """``stores``: every store, when the caller read them already (else one query)."""
+    def __init__(self, stores: Iterable[Store] | None = None, owners: OwnerLimits | None = None):
+        """``stores``: every store, when the caller read them already (else one query);
+        ``owners``: the owner limits the caller shares with its give-way asks."""
         # One read of what is in flight, by store and owner; the totals are its sums.
         self.store_used: Counter = Counter()
         self.owner_used: Counter = Counter()
@@ -105,7 +121,7 @@ class DispatchCapacity:
             self.store_limit = dict(Store.objects.values_list("pk", "max_active"))
         else:
             self.store_limit = {store.pk: store.max_active for store in stores}
-        self.owners = OwnerLimits()
+        self.owners = owners if owners is not None else OwnerLimits()
         self.chosen: list[int] = []
 
     def learn_owners(self, owner_ids: Iterable[int | None]) -> None:

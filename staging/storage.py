@@ -299,11 +299,9 @@ class DirectoryCache:
         self._resolved: dict[tuple[str, str], tuple[Path, str, tuple[str, ...], bool]] = {}
         self._fds: dict[tuple[Path, tuple[str, ...]], int] = {}
 
-    def resolve(self, root: str | os.PathLike, relative: str) -> "PathUnderRoot":
-        """``resolve_under`` with the directory part of ``relative`` resolved once per batch;
-        a final component that is a symlink is resolved in full, as ``resolve_under`` does."""
-        cleaned = clean_relative_path(relative)
-        head, _, name = cleaned.rpartition("/")
+    def _directory(self, root: str | os.PathLike, head: str) -> tuple[Path, str, tuple, bool]:
+        """(real root, resolved directory, its parts beneath the root, whether it is inside
+        the root) of directory ``head`` (a cleaned path) under ``root``, resolved once."""
         key = (os.fspath(root), head)
         known = self._resolved.get(key)
         if known is None:
@@ -312,7 +310,14 @@ class DirectoryCache:
             inside = directory == real_root or directory.is_relative_to(real_root)
             parts = directory.relative_to(real_root).parts if inside else ()
             known = self._resolved[key] = (real_root, os.fspath(directory), parts, inside)
-        real_root, directory, parts, inside = known
+        return known
+
+    def resolve(self, root: str | os.PathLike, relative: str) -> "PathUnderRoot":
+        """``resolve_under`` with the directory part of ``relative`` resolved once per batch;
+        a final component that is a symlink is resolved in full, as ``resolve_under`` does."""
+        cleaned = clean_relative_path(relative)
+        head, _, name = cleaned.rpartition("/")
+        real_root, directory, parts, inside = self._directory(root, head)
         candidate = os.path.join(directory, name)
         if not inside or os.path.islink(candidate):
             return resolve_under(root, relative)
@@ -325,11 +330,27 @@ class DirectoryCache:
         """A lent descriptor of the directory holding ``path`` (not to be closed), and the
         name of ``path`` in it."""
         root, directories, name = _located(path)
+        return self._opened(root, directories, create=create, sync=sync), name
+
+    def directory_fd(
+        self, root: str | os.PathLike, head: str, *, create: bool, sync: "DirectorySync | None"
+    ) -> int | None:
+        """A lent descriptor of directory ``head`` (a cleaned path) under ``root``, resolved
+        and walked as ``resolve`` and ``parent`` do; None when it leads out of the root."""
+        real_root, _, parts, inside = self._directory(root, head)
+        if not inside:
+            return None
+        return self._opened(real_root, parts, create=create, sync=sync)
+
+    def _opened(self, root: Path, directories: tuple[str, ...], *, create: bool, sync) -> int:
         key = (root, directories)
         fd = self._fds.get(key)
         if fd is None:
-            fd = self._fds[key] = _open_parent(path, create=create, sync=sync)[0]
-        return fd, name
+            if create:
+                root.mkdir(parents=True, exist_ok=True)  # the configured root, trusted as it is
+            fd = _open_directories(root, directories, create=create, sync=sync)
+            self._fds[key] = fd
+        return fd
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -697,6 +718,94 @@ def _link_temporary(
         os.unlink(temp, dir_fd=directory_fd)
         return False
     return True
+
+
+def stage_linked(
+    cache: DirectoryCache,
+    archive_root: str | os.PathLike,
+    staging_root: str | os.PathLike,
+    relative: str,
+    *,
+    expected_size: int,
+    sync: DirectorySync,
+    on_progress: Callable[[int], None] = lambda n: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_staged: Callable[[os.stat_result], None] | None = None,
+    **copying,
+) -> str:
+    """``stage_file`` with ``hard_link`` for the file at ``relative`` under both roots, at the
+    cost of the link: the path cleaned once, each directory resolved and opened once per batch
+    (``cache``), and the file reached by name in it: a look at it, one at the destination, the
+    link, a look at the link and the rename. Anything else (a symlink or no regular file at the
+    name, a directory leading out of a root, a file the service may write, a filesystem that
+    refuses links) goes through ``stage_file``, which resolves, refuses or copies as it always
+    does (``copying``: its other arguments)."""
+    cleaned = clean_relative_path(relative)
+    head, _, name = cleaned.rpartition("/")
+    how = found = None
+    with contextlib.suppress(OSError):  # stage_file says what went wrong, by the whole path
+        source_fd = cache.directory_fd(archive_root, head, create=False, sync=None)
+        if source_fd is not None:
+            found = os.stat(name, dir_fd=source_fd, follow_symlinks=False)
+    if found is not None and stat.S_ISREG(found.st_mode) and found.st_size == expected_size:
+        destination_fd = cache.directory_fd(staging_root, head, create=True, sync=sync)
+        if destination_fd is not None:
+            how = _link_by_name(source_fd, destination_fd, name, found, should_stop, sync)
+    if how is None:
+        return stage_file(
+            cache.resolve(archive_root, cleaned),
+            cache.resolve(staging_root, cleaned),
+            expected_size=expected_size,
+            hard_link=True,
+            on_progress=on_progress,
+            should_stop=should_stop,
+            on_staged=on_staged,
+            sync=sync,
+            cache=cache,
+            **copying,
+        )
+    on_progress(expected_size)
+    if on_staged is not None:
+        on_staged(found)
+    return how
+
+
+def _link_by_name(
+    source_fd: int,
+    destination_fd: int,
+    name: str,
+    found: os.stat_result,
+    should_stop: Callable[[], bool],
+    sync: DirectorySync,
+) -> str | None:
+    """ "skipped" or "linked" (its directory added to ``sync``), or None for ``stage_file``."""
+    if _is_intact(destination_fd, name, found):
+        sync.add(destination_fd)  # renamed in by a worker that may have died before its fsync
+        return "skipped"
+    if _writable_by_service(found):
+        return None
+    temp = _temp_name(name)
+    try:
+        os.link(name, temp, src_dir_fd=source_fd, dst_dir_fd=destination_fd, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _LINK_REFUSED_ERRNOS:
+            return None
+        raise
+    renamed = False
+    try:
+        # The name may lead to another file (or a symlink) since the look: never published.
+        if not _same_file(os.stat(temp, dir_fd=destination_fd, follow_symlinks=False), found):
+            return None
+        if should_stop():
+            raise StagingCancelled()
+        os.replace(temp, name, src_dir_fd=destination_fd, dst_dir_fd=destination_fd)
+        renamed = True
+    finally:
+        if not renamed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=destination_fd)
+    sync.add(destination_fd)
+    return "linked"
 
 
 def stage_file(

@@ -4,9 +4,6 @@
 import binascii
 from hmac import compare_digest
 
-from django.contrib.auth.models import Group
-from django.contrib.postgres.expressions import ArraySubquery
-from django.db import connection
 from django.db.models import OuterRef
 from django.utils import timezone
 from knox.auth import TokenAuthentication
@@ -20,9 +17,11 @@ from rest_framework.authentication import get_authorization_header
 from staging.roles import remember_roles
 from staging.selectors_accounts import (
     LIMIT_NAMES,
-    limit_rows_as_json,
     limit_rows_of,
     remember_limit_rows,
+    remember_roles_and_limit_rows,
+    roles_and_limit_rows,
+    roles_and_limit_rows_readable,
 )
 from staging.token_cache import token_cache
 
@@ -95,31 +94,24 @@ class BearerTokenAuthentication(TokenAuthentication):
             return remembered
         # PostgreSQL reads the roles and limit rows with the token as arrays; other databases
         # (SQLite, the embedded default) have no array subqueries and read them just after.
-        in_one_query = connection.vendor == "postgresql"
+        in_one_query = roles_and_limit_rows_readable()
         candidates = (
             get_token_model()
             .objects.filter(token_key=token[: CONSTANTS.TOKEN_KEY_LENGTH])
             .select_related("user")
         )
         if in_one_query:
-            candidates = candidates.annotate(
-                group_names=ArraySubquery(
-                    Group.objects.filter(user=OuterRef("user_id")).values("name")
-                ),
-                limit_rows=limit_rows_as_json(OuterRef("user_id")),
-            )
+            candidates = candidates.annotate(**roles_and_limit_rows(OuterRef("user_id")))
         for auth_token in candidates:
             if compare_digest(digest, auth_token.digest):
                 user, auth_token = self.validate_user(auth_token)
                 if in_one_query:
-                    group_names, limit_rows = auth_token.group_names, auth_token.limit_rows
+                    remember_roles_and_limit_rows(user, auth_token)
                 else:
-                    group_names = list(user.groups.values_list("name", flat=True))
-                    limit_rows = list(
-                        limit_rows_of(user).order_by().values("user_id", *LIMIT_NAMES)
+                    remember_roles(user, user.groups.values_list("name", flat=True))
+                    remember_limit_rows(
+                        user, limit_rows_of(user).order_by().values("user_id", *LIMIT_NAMES)
                     )
-                remember_roles(user, group_names)
-                remember_limit_rows(user, limit_rows)
                 token_cache.put(digest, user, auth_token)
                 return user, auth_token
         raise exceptions.AuthenticationFailed("Invalid token.")

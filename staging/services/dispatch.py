@@ -20,8 +20,9 @@ Release jobs free space and take no drive: they never wait for capacity.
 A pass that leaves a store (or the bound) full while an owner there is below its share asks
 the owners above theirs to give way at a file boundary (staging.services.preemption).
 
-A pass runs on beat every ``DISPATCH_INTERVAL_SECONDS`` and whenever ``dispatch_wake`` is
-called (a job's sub-jobs created, a sub-job ended). Passes never overlap: each holds a
+A pass runs on beat every ``DISPATCH_INTERVAL_SECONDS``, whenever ``dispatch_wake`` is
+called (a cancel, a new priority), and right in the process that created sub-jobs or ended one
+(``dispatch_after_submit``, ``dispatch_after_end``). Passes never overlap: each holds a
 PostgreSQL advisory lock for its transaction (on SQLite the write lock its IMMEDIATE
 transaction takes at BEGIN does the same), so two dispatchers cannot both fill the same free
 slot. Limits are read at every pass: a change applies without a restart.
@@ -42,6 +43,7 @@ from staging.models import Job, Store
 from staging.selectors_dispatch import (
     UNCAPPED_TASKS,
     DispatchCapacity,
+    OwnerLimits,
     jobs_with_capped_work_waiting,
     subjobs_waiting,
 )
@@ -85,25 +87,37 @@ def subjobs_dispatch() -> int:
 
     with transaction.atomic():
         _lock_dispatch()
-        chosen = _choose()
+        owners = OwnerLimits()  # read once for the choice and the give-way asks
+        chosen = _choose(owners)
         published = subjobs_publish(subjob_ids=chosen) if chosen else 0
-        give_way_ask()  # where a store is still full, owners above their share make room
+        give_way_ask(owners)  # where a store is still full, owners above their share make room
         return published
 
 
 def dispatch_after_end() -> None:
-    """After a sub-job ended, in the worker process that ran it: a pass right here when no other
-    pass runs, which saves a broker message and a task per sub-job over ``dispatch_wake``;
-    when one does (it may have counted the slot as taken), a wake, so a pass follows it.
-    Never raises: a pass that fails here is asked of the broker instead."""
+    """After a sub-job ended, in the worker process that ran it: a pass for the slot it freed."""
+    _pass_here(after="a sub-job's end")
+
+
+def dispatch_after_submit() -> None:
+    """Once a submission's sub-jobs are committed, in the process that submitted them: a pass
+    for them (bounded by the in-flight bound, so the request stays short)."""
+    _pass_here(after="a submission")
+
+
+def _pass_here(*, after: str) -> None:
+    """A pass right here when no other pass runs, which saves a broker message and a task over
+    ``dispatch_wake``; when one does (it may have read before this process's commit, or counted
+    a freed slot as taken), a wake, so a pass follows it. Never raises: a pass that fails here
+    is asked of the broker instead."""
     from staging.services.jobs import subjobs_publish
 
     try:
         with transaction.atomic():
             if _lock_dispatch(wait=False):
                 # Most ends leave nothing waiting (a burst is over, or all was handed out):
-                # one index probe instead of a pass. Work submitted after this read wakes a
-                # pass of its own (subjobs_submitted), as it finds this slot already free.
+                # one index probe instead of a pass. Work submitted after this read is handed
+                # out by its submitter's own pass, as it finds this slot already free.
                 if not subjobs_waiting().exists():
                     return
                 chosen = _choose()
@@ -111,14 +125,14 @@ def dispatch_after_end() -> None:
                     subjobs_publish(subjob_ids=chosen)
                 return
     except Exception:
-        logger.warning("dispatch pass after a sub-job's end failed; asking for one", exc_info=True)
+        logger.warning("dispatch pass after %s failed; asking for one", after, exc_info=True)
     dispatch_wake()
 
 
-def _choose() -> list[int]:
+def _choose(owners: OwnerLimits | None = None) -> list[int]:
     # Read once for the limits, the tape libraries and the staging-space watermarks.
     stores = list(Store.objects.select_related("tape_library"))
-    capacity = DispatchCapacity(stores)
+    capacity = DispatchCapacity(stores, owners)
     waiting = subjobs_waiting()
     chosen = list(
         waiting.filter(job__task__in=UNCAPPED_TASKS).order_by("pk").values_list("pk", flat=True)

@@ -44,6 +44,7 @@ from staging.storage import (
     UnsafePathError,
     pid_alive,
     stage_file,
+    stage_linked,
 )
 from staging.tape_library import tape_read_for_copy
 
@@ -500,18 +501,24 @@ def stage_file_copy(item: Item, store: Store, reporter: ProgressReporter) -> Non
         # extra read of the archive (a tape recall on a posix-tape store), at the cost of the
         # kernel's faster copy, which files with a known MD5 keep.
         record_md5 = functools.partial(catalogue_file_md5_record, file_id=item.file_id)
+    common = {
+        "expected_size": item.size,
+        "chunk_bytes": settings.STAGING["COPY_CHUNK_BYTES"],
+        "on_progress": reporter.add_bytes,
+        "should_stop": reporter.should_stop,
+        "on_md5": record_md5,
+        "on_staged": functools.partial(reporter.copy_staged, item),
+        "sync": reporter.sync,
+    }
+    if store.hard_link:
+        directories = reporter.directories
+        stage_linked(directories, store.archive_root, store.staging_root, item.path, **common)
+        return
     stage_file(
         reporter.directories.resolve(store.archive_root, item.path),
         reporter.directories.resolve(store.staging_root, item.path),
-        expected_size=item.size,
-        hard_link=store.hard_link,
-        chunk_bytes=settings.STAGING["COPY_CHUNK_BYTES"],
-        on_progress=reporter.add_bytes,
-        should_stop=reporter.should_stop,
-        on_md5=record_md5,
-        on_staged=functools.partial(reporter.copy_staged, item),
-        sync=reporter.sync,
         cache=reporter.directories,
+        **common,
     )
 
 

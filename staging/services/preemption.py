@@ -161,15 +161,16 @@ def give_back(slots: int, owners: dict) -> dict:
     return {o: n for o, n in asks.items() if n > 0}
 
 
-def give_way_ask() -> set[int | str] | None:
+def give_way_ask(owners: OwnerLimits | None = None) -> set[int | str] | None:
     """After a pass: write what each full pool asks of the owners above their share (nothing
     when no pool is full or nobody lacks). Returns the pools found full (store ids, ``ALL``),
     or None when giving way is off or the asks could not be written. Never raises: without
-    asks nothing gives way, and the next pass asks again."""
+    asks nothing gives way, and the next pass asks again. ``owners``: the limits the pass
+    already read, so an owner's are read once."""
     if not settings.STAGING["DISPATCH_PREEMPT"]:
         return None
     try:
-        asks, full = _asks()
+        asks, full = _asks(owners if owners is not None else OwnerLimits())
         _asks_write(asks)
     except Exception:
         logger.warning("could not ask running sub-jobs to give way", exc_info=True)
@@ -179,15 +180,14 @@ def give_way_ask() -> set[int | str] | None:
 
 def subjobs_submitted(*, store_id: int, task: str) -> None:
     """Once a job's sub-jobs are committed: ask running sub-jobs to give way where a store is
-    full, and wake the dispatcher unless the new sub-jobs cannot go anyway (their store, or
-    everything, full). Such a pass would hand out nothing, and would take the first worker
-    process that gives way, while the new sub-job waits for one; the pass that gives the slot
-    is the one run by the sub-job giving way, after its end."""
-    from staging.services.dispatch import dispatch_wake
+    full, and run a pass here unless the new sub-jobs cannot go anyway (their store, or
+    everything, full). Such a pass would hand out nothing; the pass that gives the slot is the
+    one run by the sub-job giving way, after its end."""
+    from staging.services.dispatch import dispatch_after_submit
 
     full = give_way_ask()
     if full is None or task in UNCAPPED_TASKS or not ({store_id, ALL} & full):
-        dispatch_wake()
+        dispatch_after_submit()
 
 
 def _in_flight():
@@ -201,7 +201,7 @@ def _in_flight():
     )
 
 
-def _asks() -> tuple[dict[str, int], set[int | str]]:
+def _asks(owner_limits: OwnerLimits) -> tuple[dict[str, int], set[int | str]]:
     """``pool:owner:priority`` → slots, for every pool that is full and has owners below their
     share; and the pools that are full."""
     # (store, owner, priority) → [running, queued]
@@ -223,7 +223,6 @@ def _asks() -> tuple[dict[str, int], set[int | str]]:
         # A slot given back under the bound goes to a store with room under its own limit.
         pools.append((ALL, {s for s, _ in waiting if s not in full}))
     asks: dict[str, int] = {}
-    owner_limits = OwnerLimits()
     for pool, stores in pools:
         pool_waiting = {k: v for k, v in waiting.items() if k[0] in stores}
         if not pool_waiting:

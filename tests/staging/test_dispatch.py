@@ -2,6 +2,7 @@
 are called directly; the messages are counted in the real Redis broker.
 tests/integration/test_dispatch_with_workers.py runs it with real workers and beat."""
 
+import functools
 import json
 import re
 import threading
@@ -23,6 +24,7 @@ from staging.services.dispatch import (
     subjobs_dispatch,
 )
 from staging.services.execution import subjob_claim
+from staging.services.preemption import subjobs_submitted
 from staging.services.recovery import subjobs_reconcile
 from tests.factories import JobFactory, StoreFactory, SubJobFactory, UserFactory
 
@@ -305,6 +307,26 @@ def test_a_weight_of_two_gets_twice_the_slots(queued, settings):
     assert (dispatched(light_job), dispatched(heavy_job)) == (2, 4)
 
 
+def test_a_pass_reads_every_owner_s_limits_and_roles_in_one_query(queued, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("the roles and limit rows are read as PostgreSQL arrays")
+    bound(settings, 6)
+    settings.ACCOUNT_LIMITS = {**settings.ACCOUNT_LIMITS, "ROLES": {"data-user": {}}}
+    owners = [UserFactory(roles=["data-user"]) for _ in range(3)]
+    AccountLimits.objects.create(user=owners[0], dispatch_weight=4)
+    account_limits_changed()
+    jobs = [job_with(20, owner=owner) for owner in owners]
+
+    with CaptureQueriesContext(connection) as ran:
+        subjobs_dispatch()
+
+    reads = [q["sql"] for q in ran.captured_queries]
+    of_owners = [sql for sql in reads if re.search(r'"auth_user"|"auth_user_groups"', sql)]
+    of_owners += [sql for sql in reads if '"staging_accountlimits"' in sql and sql not in of_owners]
+    assert len(of_owners) == 1, of_owners
+    assert [dispatched(job) for job in jobs] == [4, 1, 1]  # the weights still hold
+
+
 def test_within_one_owner_the_oldest_job_goes_first(queued, settings):
     bound(settings, 3)
     owner = UserFactory()
@@ -373,6 +395,24 @@ def test_a_pass_reads_the_stores_once(queued):
     assert len(of_stores) == 1, of_stores
 
 
+def ran_while_a_pass_holds_the_lock(call) -> bool:
+    """Take the dispatcher's lock here (held until the test ends), as a pass in progress, and
+    run ``call`` on a connection of its own, as another process; whether it returned."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
+
+    def other_process() -> None:
+        try:
+            call()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    thread.join(30)
+    return not thread.is_alive()
+
+
 def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
     queued, worker_takes, broker, settings
 ):
@@ -384,22 +424,35 @@ def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
     assert subjobs_dispatch() == 1
     worker_takes()
     broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
-    with connection.cursor() as cursor:  # a pass in progress here, until the test ends
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
 
-    def worker_process() -> None:  # on a connection of its own, as a worker's
-        try:
-            dispatch_after_end()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=worker_process)
-    thread.start()
-    thread.join(30)
-
-    assert not thread.is_alive()  # it did not wait for the lock
+    assert ran_while_a_pass_holds_the_lock(dispatch_after_end)  # it did not wait for the lock
     assert queued() == 0 and dispatched(job) == 1  # nothing handed out beside the other pass
     assert broker.llen(control) == 1  # a pass is asked for, to follow the one running
+
+
+# --- The pass after a submission ----------------------------------------------------------
+
+
+def test_a_submission_hands_out_its_sub_jobs_without_a_wake(queued, broker, settings):
+    control = f"{settings.BROKER_KEY_PREFIX}control"
+    job = job_with(2)
+
+    subjobs_submitted(store_id=job.store_id, task="stage")  # as once the submission commits
+
+    assert queued() == 2 and dispatched(job) == 2
+    assert broker.llen(control) == 0  # no dispatch task went through the broker
+
+
+def test_a_submission_asks_for_a_pass_when_another_pass_holds_the_lock(queued, broker, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
+    control = f"{settings.BROKER_KEY_PREFIX}control"
+    job = job_with(2)
+
+    submitted = functools.partial(subjobs_submitted, store_id=job.store_id, task="stage")
+    assert ran_while_a_pass_holds_the_lock(submitted)  # it did not wait for the lock
+    assert queued() == 0 and dispatched(job) == 0  # the running pass may have read before
+    assert broker.llen(control) == 1  # so a pass is asked for, to follow it
 
 
 def test_a_lost_release_message_is_republished_while_other_control_work_waits(

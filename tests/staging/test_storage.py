@@ -25,6 +25,7 @@ from staging.storage import (
     remove_dead_temporaries_beneath,
     resolve_under,
     stage_file,
+    stage_linked,
     unlink_beneath,
 )
 
@@ -612,3 +613,100 @@ def test_a_deferred_copy_told_to_stop_is_not_handed_to_the_sync(tmp_path: Path):
         deferred_copy(archive, staging, "f", sync, should_stop=lambda: True)
     sync.flush()
     assert staged_names(staging) == ([], [])
+
+
+# --- Hard links of a batch, reached by name in directories opened once ------------------------
+
+
+def linked_batch(tmp_path: Path, names: list[str], **kwargs) -> list[str]:
+    """Stage ``names`` (under ``archive``, into ``staging``) by hard link as one batch."""
+    cache, sync = DirectoryCache(), DirectorySync()
+    try:
+        archive, staging = tmp_path / "archive", tmp_path / "staging"
+        return [stage_linked(cache, archive, staging, n, sync=sync, **kwargs) for n in names]
+    finally:
+        sync.flush()
+        cache.close()
+
+
+def read_only_files(root: Path, files: dict[str, bytes]) -> None:
+    for relative, data in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+        (root / relative).chmod(0o444)  # an archive file the service may not write is linked
+
+
+def test_a_link_batch_opens_each_directory_once_and_no_file(tmp_path: Path, monkeypatch):
+    names = [f"d/f{n}" for n in range(6)]
+    read_only_files(tmp_path / "archive", dict.fromkeys(names, b"x"))
+    opened, real_open = [], os.open
+
+    def counted_open(*args, **kwargs):
+        opened.append(args[0])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr("staging.storage.os.open", counted_open)
+    seen: list[int] = []
+
+    assert linked_batch(tmp_path, names, expected_size=1, on_progress=seen.append) == ["linked"] * 6
+
+    # archive, archive/d, staging, staging/d (not found, made, opened): and no file at all
+    assert len(opened) == 5, opened
+    assert seen == [1] * 6
+    for name in names:
+        staged, archived = tmp_path / "staging" / name, tmp_path / "archive" / name
+        assert os.path.samestat(staged.stat(), archived.stat())
+    assert linked_batch(tmp_path, names[:1], expected_size=1) == ["skipped"]
+
+
+def test_a_link_batch_follows_a_symlink_inside_the_archive_and_refuses_one_leading_out(
+    tmp_path: Path,
+):
+    archive, outside = tmp_path / "archive", tmp_path / "outside"
+    read_only_files(archive, {"real/f": b"abc"})
+    read_only_files(outside, {"secret": b"xyz"})
+    (archive / "alias").symlink_to(archive / "real")
+    (archive / "real" / "alias-of-f").symlink_to(archive / "real" / "f")
+    (archive / "out").symlink_to(outside)
+    (archive / "real" / "out-file").symlink_to(outside / "secret")
+
+    assert linked_batch(tmp_path, ["alias/f", "real/alias-of-f"], expected_size=3) == [
+        "linked",
+        "linked",
+    ]
+    assert (tmp_path / "staging" / "alias" / "f").read_bytes() == b"abc"
+    for leading_out in ("out/secret", "real/out-file"):
+        with pytest.raises(UnsafePathError):
+            linked_batch(tmp_path, [leading_out], expected_size=3)
+    assert not (tmp_path / "staging" / "out").exists()
+    assert not (tmp_path / "staging" / "real" / "out-file").exists()
+
+
+def test_a_link_batch_refuses_a_directory_swapped_for_a_symlink_after_the_check(tmp_path: Path):
+    archive, staging, outside = tmp_path / "archive", tmp_path / "staging", tmp_path / "outside"
+    read_only_files(archive, {"d/f": b"public", "d/g": b"public"})
+    (staging / "d").mkdir(parents=True)
+    outside.mkdir()
+    cache, sync = DirectoryCache(), DirectorySync()
+    try:
+        cache.resolve(staging, "d/g")  # the batch checked staging/d, before the swap
+        (staging / "d").rmdir()
+        (staging / "d").symlink_to(outside)
+        with pytest.raises(UnsafePathError, match="symbolic link"):
+            stage_linked(cache, archive, staging, "d/g", expected_size=6, sync=sync)
+    finally:
+        cache.close()
+    assert list(outside.iterdir()) == []
+    with pytest.raises(UnsafePathError):  # the next batch finds it leading out
+        linked_batch(tmp_path, ["d/f"], expected_size=6)
+
+
+def test_a_link_batch_copies_a_file_the_service_may_write_and_refuses_a_wrong_size(
+    tmp_path: Path,
+):
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "w").write_bytes(b"abc")  # writable by the service
+
+    assert linked_batch(tmp_path, ["w"], expected_size=3) == ["copied"]
+    with pytest.raises(SizeMismatchError):
+        linked_batch(tmp_path, ["w"], expected_size=4)

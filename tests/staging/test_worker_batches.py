@@ -282,3 +282,23 @@ def test_copies_take_their_names_only_once_fsynced_and_before_their_items_finish
         assert os.path.getsize(staged) == entry.size
     assert not [n for n in os.listdir(os.path.join(store.staging_root, "run1")) if ".part" in n]
     assert set(job.items.values_list("status", flat=True)) == {JobStatus.FINISHED}
+
+
+def test_a_hard_link_store_s_files_are_staged_as_links_of_the_archive_files(store, archive_files):
+    entries = archive_files({"run1/a.txt": b"hello", "run1/deep/b.txt": b"hi"})
+    for entry in entries:
+        os.chmod(os.path.join(store.archive_root, entry.path), 0o444)  # the service may not write
+    store.hard_link = True
+    store.save(update_fields=["hard_link"])
+    job = create_job(store, entries)
+
+    for subjob in job.subjobs.all():
+        assert run(job, subjob.pk) == JobStatus.FINISHED
+
+    job.refresh_from_db()
+    assert (job.status, job.files_done, job.bytes_done) == (JobStatus.FINISHED, 2, 7)
+    for entry in entries:
+        staged = os.stat(os.path.join(store.staging_root, entry.path))
+        archived = os.stat(os.path.join(store.archive_root, entry.path))
+        assert os.path.samestat(staged, archived)
+    assert Pin.objects.filter(job=job).count() == 2
