@@ -507,6 +507,8 @@ def stage_file_copy(item: Item, store: Store, reporter: ProgressReporter) -> Non
         on_staged=functools.partial(reporter.copy_staged, item),
         sync=reporter.sync,
         cache=reporter.directories,
+        # A verifying job reads each copy under its final name right after it is made.
+        defer_naming=not reporter.subjob.job.parameters.get("verify"),
     )
 
 
