@@ -33,7 +33,7 @@ from staging.services.deadlines import DEADLINE_EXCEEDED
 from staging.services.dispatch import dispatch_after_end
 from staging.services.jobs import subjobs_publish
 from staging.services.preemption import GiveWay
-from staging.services.staged_copies import subjob_temporaries_remove
+from staging.services.staged_copies import lost_subjob_temporaries_remove
 from staging.services.transitions import LeaseLost
 from staging.services.webhooks import job_listened
 from staging.storage import (
@@ -97,7 +97,7 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
             if not claimed:
                 # Its job is being cancelled: no run follows that would clear the temporary
                 # the dead process left mid-copy.
-                _dead_temporaries_remove(subjob_id)
+                lost_subjob_temporaries_remove(subjob_id)
     if not claimed:
         with transaction.atomic():
             transitions.subjob_requeued(subjob_id)
@@ -111,11 +111,6 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
         return None
     transitions.job_mark_running(subjob.job_id, listened=subjob.job_listened)
     return subjob
-
-
-def _dead_temporaries_remove(subjob_id: int) -> None:
-    subjob = SubJob.objects.select_related("job__store").get(pk=subjob_id)
-    subjob_temporaries_remove(subjob=subjob, store=subjob.job.store)
 
 
 def _claimed_subjob(subjob_id: int) -> SubJob:
@@ -519,6 +514,8 @@ def stage_file_copy(item: Item, store: Store, reporter: ProgressReporter) -> Non
         reporter.directories.resolve(store.staging_root, item.path),
         cache=reporter.directories,
         **common,
+        # A verifying job reads each copy under its final name right after it is made.
+        defer_naming=not reporter.subjob.job.parameters.get("verify"),
     )
 
 

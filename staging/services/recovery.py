@@ -36,6 +36,7 @@ from staging.services.jobs import (
     jobs_cancel_queued_subjobs,
     subjobs_publish,
 )
+from staging.services.staged_copies import lost_subjob_temporaries_remove
 from staging.storage import UnsafePathError, rename_aside_beneath, unlink_beneath
 
 logger = logging.getLogger(__name__)
@@ -66,11 +67,14 @@ def subjobs_reap_expired() -> ReapSummary:
         if job_status in transitions.CANCELLED_JOB:
             if transitions.subjob_cancel_expired(subjob_id):
                 summary.cancelled += 1
+                lost_subjob_temporaries_remove(subjob_id)
             continue
         if not transitions.subjob_release_expired(
             subjob_id=subjob_id, failure=WORKER_LOST.format(attempts=failures + 1)
         ):
             continue
+        # Now, not at its next run: the job may be cancelled before that, or it failed for good.
+        lost_subjob_temporaries_remove(subjob_id)
         status = SubJob.objects.values_list("status", flat=True).get(pk=subjob_id)
         if status == JobStatus.NOT_STARTED:
             subjobs_publish(subjob_ids=[subjob_id])

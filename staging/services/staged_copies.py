@@ -43,6 +43,19 @@ def subjob_temporaries_remove(*, subjob: SubJob, store: Store) -> int:
     return removed
 
 
+def lost_subjob_temporaries_remove(subjob_id: int) -> int:
+    """``subjob_temporaries_remove`` for a sub-job whose copier was lost (the reaper took it
+    back, or a redelivery found its job being cancelled): no run of it may follow to clear
+    them. A directory that cannot be listed is logged, not raised: the caller goes on with
+    its other sub-jobs."""
+    subjob = SubJob.objects.select_related("job__store").get(pk=subjob_id)
+    try:
+        return subjob_temporaries_remove(subjob=subjob, store=subjob.job.store)
+    except OSError as exc:
+        logger.warning("sub-job %s: dead temporaries not removed: %s", subjob_id, exc)
+        return 0
+
+
 def _live_pins_of_others(item: Item, store: Store):
     return Pin.objects.filter(
         store=store, path=item.path, released_at__isnull=True, expires_at__gt=timezone.now()

@@ -4,6 +4,8 @@ cancel racing the roll-up, leases judged by the database's clock. Services are c
 tests/integration/test_engine_states.py runs the same paths in real workers."""
 
 import errno
+import os
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -90,6 +92,30 @@ def test_a_cancelled_jobs_subjob_whose_worker_was_lost_is_cancelled_by_the_reape
 
     assert subjobs_reap_expired().cancelled == 1
     assert (status_of(subjob), status_of(job)) == (JobStatus.CANCELLED, JobStatus.CANCELLED)
+
+
+@pytest.mark.parametrize("cancelled", [True, False], ids=["cancelled", "requeued"])
+def test_the_reaper_removes_a_lost_workers_temporaries_but_not_a_live_ones(
+    staged_job, store, cancelled
+):
+    job = staged_job({"d/a.txt": b"alpha"})
+    subjob = job.subjobs.get()
+    subjob_claim(subjob_id=subjob.pk, worker="gone@h:1", task_id="1")
+    if cancelled:
+        job_cancel(job=job)
+    expire_lease(subjob)
+    directory = Path(store.staging_root) / "d"
+    directory.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    dead = directory / f".stagingsvc-a.txt.{host}.{2**22 + 3}.0badc0de.part"
+    live = directory / f".stagingsvc-a.txt.{host}.{os.getppid()}.0badc0de.part"
+    for temporary in (dead, live):
+        temporary.write_bytes(b"partial")
+
+    summary = subjobs_reap_expired()
+
+    assert (summary.cancelled, summary.requeued) == ((1, 0) if cancelled else (0, 1))
+    assert not dead.exists() and live.exists()
 
 
 def test_the_reconciler_does_not_republish_subjobs_of_a_cancelling_job(staged_job, broker):

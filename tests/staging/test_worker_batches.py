@@ -149,6 +149,31 @@ def test_a_directory_fsync_that_fails_leaves_its_items_unfinished(
     assert job.status != JobStatus.FINISHED
 
 
+def test_a_small_copys_fsync_that_fails_at_the_batch_hands_the_subjob_back_with_nothing_ready(
+    store, archive_files, monkeypatch
+):
+    # Small copies of a job without verify are fsynced and named together when the batch is
+    # written: a disk that fills only at writeback fails there, not in one item's copy.
+    entries = archive_files({"run1/a.txt": b"a", "run1/b.txt": b"b"})
+    job = create_job(store, entries)
+    real_fsync = os.fsync
+
+    def full_at_writeback(fd):
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", full_at_writeback)
+    with pytest.raises(OSError, match="No space left"):
+        run(job)
+    assert set(job.items.values_list("status", flat=True)) == {JobStatus.NOT_STARTED}
+    subjob = SubJob.objects.get(job=job)
+    assert (subjob.status, subjob.failures) == (JobStatus.NOT_STARTED, 1)
+    assert "no space left on device" in subjob.error.lower()
+    # Neither a final name nor a temporary is left behind.
+    assert os.listdir(os.path.join(store.staging_root, "run1")) == []
+
+
 def test_an_item_cancelled_on_its_own_during_the_batch_stays_cancelled(store, archive_files):
     entries = archive_files({"a.txt": b"a", "b.txt": b"b"})
     job = create_job(store, entries)
