@@ -11,15 +11,6 @@ from django.utils.cache import get_conditional_response
 # own cache may keep them (they depend on the caller's token).
 STATUS_CACHE_CONTROL = "private, no-cache"
 
-# Most polls send no validator at all; for them Django's parsing of every precondition header
-# would be most of what the ETag costs a poll.
-_PRECONDITIONS = (
-    "HTTP_IF_NONE_MATCH",
-    "HTTP_IF_MATCH",
-    "HTTP_IF_MODIFIED_SINCE",
-    "HTTP_IF_UNMODIFIED_SINCE",
-)
-
 
 def etag_for(*parts) -> str:
     """A weak validator over the values a response is made of."""
@@ -28,17 +19,22 @@ def etag_for(*parts) -> str:
 
 
 def precondition_response(request, headers: dict) -> HttpResponse | None:
-    """Django's answer when the request's preconditions on ``headers["ETag"]`` decide the call
-    (a 304 for an If-None-Match that still holds), else None. Asked before the full answer is
-    built, so a 304 costs no serialisation. ``headers`` are those of the full answer: a 304
-    carries them all, beyond the few Django copies, because a poller reads Location and
-    Retry-After from it too."""
+    """A 304 when the request's If-None-Match still holds for ``headers["ETag"]`` (Django
+    judges it), else None. Asked before the full answer is built, so a 304 costs no
+    serialisation. ``headers`` are those of the full answer: a 304 carries them all, beyond the
+    few Django copies, because a poller reads Location and Retry-After from it too."""
     # The HttpRequest itself: through DRF's Request each header read costs a failed lookup first.
     request = getattr(request, "_request", request)
-    if not any(name in request.META for name in _PRECONDITIONS):
+    # Most polls send no validator at all, and Django's parsing would be most of what the ETag
+    # costs them. If-None-Match is the only precondition these calls take (docs/api.md): a
+    # status has no modification date, so If-Unmodified-Since is to be ignored (RFC 9110
+    # §13.1.4), where Django would answer 412; and If-Match compares strongly, which our weak
+    # tags never pass, so Django would refuse every poll that sent one.
+    if "HTTP_IF_NONE_MATCH" not in request.META:
         return None
     response = get_conditional_response(request, etag=headers["ETag"])
-    if response is not None and response.status_code == 304:
-        for name, value in headers.items():
-            response[name] = value
+    if response is None or response.status_code != 304:
+        return None
+    for name, value in headers.items():
+        response[name] = value
     return response

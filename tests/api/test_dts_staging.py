@@ -184,6 +184,18 @@ def test_status_carries_an_etag_and_answers_304_while_the_word_holds(client_for)
     assert ready["ETag"] != first["ETag"]
 
 
+def test_status_ignores_if_match_and_if_unmodified_since(client_for):
+    client = client_for(Role.SERVICE_USER, username="dts")
+    job = JobFactory(owner=UserFactory(username="dts"), status=JobStatus.RUNNING)
+    etag = client.get(f"/dts/staging?id={job.uuid}")["ETag"]
+    for header in (
+        {"HTTP_IF_MATCH": etag},
+        {"HTTP_IF_UNMODIFIED_SINCE": "Sun, 06 Nov 1994 08:49:37 GMT"},
+    ):
+        response = client.get(f"/dts/staging?id={job.uuid}", **header)
+        assert (response.status_code, response.json()) == (200, {"status": "staging"})
+
+
 def test_a_warm_status_poll_costs_one_query(client_for, django_assert_max_num_queries):
     client = client_for(Role.SERVICE_USER, username="dts")
     job = JobFactory(owner=UserFactory(username="dts"), status=JobStatus.RUNNING)

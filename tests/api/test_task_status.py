@@ -81,6 +81,27 @@ def test_if_none_match_compares_weakly_and_takes_lists_and_star(api_as, header):
     assert peek(client, job, HTTP_IF_NONE_MATCH=sent).status_code == 304
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("HTTP_IF_MATCH", "{etag}"),
+        ("HTTP_IF_MATCH", 'W/"other"'),
+        ("HTTP_IF_UNMODIFIED_SINCE", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ("HTTP_IF_MODIFIED_SINCE", "Sun, 06 Nov 1994 08:49:37 GMT"),
+    ],
+)
+def test_preconditions_other_than_if_none_match_are_ignored(api_as, header):
+    # A status has no modification date and is never written through these calls: only
+    # If-None-Match means anything to them, and the others must not turn a poll into a 412.
+    client = api_as(Role.DATA_USER)
+    job = make_job(owner=client.user, status=R)
+    etag = peek(client, job)["ETag"]
+    name, value = header
+    response = peek(client, job, **{name: value.format(etag=etag)})
+    assert response.status_code == 200
+    assert response.json()["status"] == "RUNNING"
+
+
 def test_a_stale_etag_gets_the_full_answer(api_as):
     client = api_as(Role.DATA_USER)
     job = make_job(owner=client.user, status=R)
