@@ -32,7 +32,8 @@ from bench.sampling import (
 from bench.workload import bench_owner, store_with_catalogue, tiny_files_write
 from staging.models import JobStatus, SubJob
 from staging.services.dispatch import subjobs_dispatch
-from staging.services.jobs import STAGING_QUEUE, job_create_staging
+from staging.services.jobs import job_create_staging
+from staging.services.publishing import STAGING_QUEUE
 
 PROCESSES = 2
 FILES_PER_JOB = 1_000

@@ -11,7 +11,7 @@ from prometheus_client import start_http_server
 
 from staging import metrics
 from staging.metrics_multiprocess import multiprocess_dir_reset, process_exited
-from staging.services.jobs import SUBJOB_TASK_NAMES
+from staging.services.publishing import SUBJOB_TASK_NAMES
 from stagingsvc.logconfig import log_context_reset, log_context_set, worker_host
 
 logger = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from celery.signals import worker_shutting_down
 from django.db import InterfaceError, OperationalError
 
 from staging.catalogue import item_work_for
+from staging.services.cartridges import cartridge_run
 from staging.services.execution import subjob_run, worker_identity
-from staging.services.jobs import RUN_SUBJOB_TASK, RUN_SUBJOB_TASK_OLD_NAME
-from staging.services.recall import cartridge_run
+from staging.services.publishing import RUN_SUBJOB_TASK, RUN_SUBJOB_TASK_OLD_NAME
 
 SUBJOB_TASK_OPTIONS = {
     "bind": True,
@@ -32,7 +32,7 @@ def run_subjob(self, subjob_id: int, cartridge: bool = False) -> dict:
     """Run one sub-job of a job of any catalogue task: the work per item is the task's, looked
     up in the catalogue by the job's task. A duplicate delivery returns without doing anything.
     ``cartridge``: a tape library's cartridge sub-job (its message says so:
-    staging.services.jobs)."""
+    staging.services.publishing)."""
     return _subjob_run(self.request, subjob_id, cartridge)
 
 

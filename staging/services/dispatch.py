@@ -47,7 +47,8 @@ from staging.selectors_dispatch import (
     jobs_with_capped_work_waiting,
     subjobs_waiting,
 )
-from staging.services.preemption import give_way_ask
+from staging.services.preemption import ALL, give_way_ask
+from staging.services.publishing import subjobs_publish
 from staging.services.recall import recall_choose, recall_libraries
 from staging.services.staging_space import stores_full
 
@@ -82,9 +83,6 @@ def _lock_dispatch(*, wait: bool = True) -> bool:
 def subjobs_dispatch() -> int:
     """One pass: publish the waiting sub-jobs that capacity allows, by priority, fair share
     and age; returns how many were handed to the broker."""
-    # Imported here: staging.services.jobs imports this module to wake the dispatcher.
-    from staging.services.jobs import subjobs_publish
-
     with transaction.atomic():
         _lock_dispatch()
         owners = OwnerLimits()  # read once for the choice and the give-way asks
@@ -92,6 +90,16 @@ def subjobs_dispatch() -> int:
         published = subjobs_publish(subjob_ids=chosen) if chosen else 0
         give_way_ask(owners)  # where a store is still full, owners above their share make room
         return published
+
+
+def subjobs_submitted(*, store_id: int, task: str) -> None:
+    """Once a job's sub-jobs are committed: ask running sub-jobs to give way where a store is
+    full, and run a pass here unless the new sub-jobs cannot go anyway (their store, or
+    everything, full). Such a pass would hand out nothing; the pass that gives the slot is the
+    one run by the sub-job giving way, after its end."""
+    full = give_way_ask()
+    if full is None or task in UNCAPPED_TASKS or not ({store_id, ALL} & full):
+        dispatch_after_submit()
 
 
 def dispatch_after_end() -> None:
@@ -110,8 +118,6 @@ def _pass_here(*, after: str) -> None:
     ``dispatch_wake``; when one does (it may have read before this process's commit, or counted
     a freed slot as taken), a wake, so a pass follows it. Never raises: a pass that fails here
     is asked of the broker instead."""
-    from staging.services.jobs import subjobs_publish
-
     try:
         with transaction.atomic():
             if _lock_dispatch(wait=False):

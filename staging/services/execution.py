@@ -31,8 +31,8 @@ from staging.services import transitions
 from staging.services.catalogue import catalogue_file_lacks_md5, catalogue_file_md5_record
 from staging.services.deadlines import DEADLINE_EXCEEDED
 from staging.services.dispatch import dispatch_after_end
-from staging.services.jobs import subjobs_publish
 from staging.services.preemption import GiveWay
+from staging.services.publishing import subjobs_publish
 from staging.services.staged_copies import lost_subjob_temporaries_remove
 from staging.services.transitions import LeaseLost
 from staging.services.webhooks import job_listened
@@ -519,7 +519,7 @@ def stage_file_copy(item: Item, store: Store, reporter: ProgressReporter) -> Non
     )
 
 
-def _run_item(item: Item, store: Store, reporter: ProgressReporter, work: ItemWork) -> None:
+def item_run(item: Item, store: Store, reporter: ProgressReporter, work: ItemWork) -> None:
     """Do one item's work, retrying transient I/O errors with backoff; permanent ones (and the
     last attempt's) fail the item with a message."""
     max_attempts = settings.STAGING["MAX_ATTEMPTS"]
@@ -575,10 +575,10 @@ def subjob_run(
                 # Raises LeaseLost when the work stopped because the lease was lost.
                 final = reporter.finish()
         except LeaseLost:
-            _lease_given_up(subjob_id, worker)
+            subjob_lease_given_up(subjob_id, worker)
             return None
         except BaseException as exc:
-            _interrupted(subjob_id, worker, reporter, exc)
+            subjob_interrupted(subjob_id, worker, reporter, exc)
             raise
         finally:
             reporter.sync.close()
@@ -613,7 +613,7 @@ def _run_items(subjob: SubJob, reporter: ProgressReporter, work: ItemWork, give_
         if give_way.asked(files_done=position):
             return True
         try:
-            _run_item(item, subjob.job.store, reporter, work)
+            item_run(item, subjob.job.store, reporter, work)
         except StagingCancelled:
             stopped_at, in_hand = position, item
             break
@@ -635,7 +635,7 @@ def _give_way(subjob_id: int, worker: str, reporter: ProgressReporter) -> str | 
     return JobStatus.NOT_STARTED
 
 
-def _lease_given_up(subjob_id: int, worker: str) -> None:
+def subjob_lease_given_up(subjob_id: int, worker: str) -> None:
     """After the lease was lost, or could not be renewed for a whole lease period: if the
     database still names this worker the holder (nobody took over yet), hand the sub-job back
     so another worker resumes it now rather than after the reaper; otherwise, and when the
@@ -645,7 +645,7 @@ def _lease_given_up(subjob_id: int, worker: str) -> None:
         subjob_hand_back(subjob_id=subjob_id, worker=worker, publish=True)
 
 
-def _interrupted(subjob_id: int, worker: str, reporter: ProgressReporter, exc: BaseException):
+def subjob_interrupted(subjob_id: int, worker: str, reporter: ProgressReporter, exc: BaseException):
     """Hand a sub-job back after its run was interrupted. A pool process told to stop (warm
     shutdown: the pool's SIGTERM handler raises SystemExit) puts it straight back on the queue
     for another worker, and that is no failure; a lost database connection is retried by Celery

@@ -15,10 +15,10 @@ newcomer's ten files wait for that, whatever the fair-share order says. So after
    broker (a slot given back goes to a message behind those, and the worker that gave way
    takes the next one). The asks are one hash in the broker's Redis,
    ``pool:owner:priority → slots``, written whole by every pass that new work or beat asks
-   for, and by a submission (``subjobs_submitted``: every worker process may be busy with the
-   sub-jobs that should give way, so a pass would wait for one of them); they expire after a
-   couple of dispatch periods. The pass after a sub-job's end leaves them alone: it would see the
-   newcomer's sub-job queued behind the owner's queued ones and ask for nothing more.
+   for, and by a submission (``dispatch.subjobs_submitted``: every worker process may be busy
+   with the sub-jobs that should give way, so a pass would wait for one of them); they expire
+   after a couple of dispatch periods. The pass after a sub-job's end leaves them alone: it would
+   see the newcomer's sub-job queued behind the owner's queued ones and ask for nothing more.
 2. A worker running a sub-job of such an owner and priority notices between two files
    (``GiveWay.asked``, at most every ``DISPATCH_YIELD_CHECK_SECONDS``: one Redis round trip),
    takes one slot of the ask (atomically, never below zero), writes its batch and hands the rest
@@ -176,18 +176,6 @@ def give_way_ask(owners: OwnerLimits | None = None) -> set[int | str] | None:
         logger.warning("could not ask running sub-jobs to give way", exc_info=True)
         return None
     return full
-
-
-def subjobs_submitted(*, store_id: int, task: str) -> None:
-    """Once a job's sub-jobs are committed: ask running sub-jobs to give way where a store is
-    full, and run a pass here unless the new sub-jobs cannot go anyway (their store, or
-    everything, full). Such a pass would hand out nothing; the pass that gives the slot is the
-    one run by the sub-job giving way, after its end."""
-    from staging.services.dispatch import dispatch_after_submit
-
-    full = give_way_ask()
-    if full is None or task in UNCAPPED_TASKS or not ({store_id, ALL} & full):
-        dispatch_after_submit()
 
 
 def _in_flight():

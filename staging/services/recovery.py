@@ -29,11 +29,11 @@ from staging.models import (
 )
 from staging.selectors_dispatch import UNCAPPED_TASKS
 from staging.services import transitions
-from staging.services.jobs import (
+from staging.services.jobs import jobs_cancel_queued_subjobs
+from staging.services.publishing import (
     CONTROL_QUEUE,
     STAGING_QUEUE,
     SUBJOB_TASK_NAMES,
-    jobs_cancel_queued_subjobs,
     subjobs_publish,
 )
 from staging.services.staged_copies import lost_subjob_temporaries_remove

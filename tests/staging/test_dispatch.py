@@ -22,9 +22,9 @@ from staging.services.dispatch import (
     WAKE_KEY,
     dispatch_after_end,
     subjobs_dispatch,
+    subjobs_submitted,
 )
 from staging.services.execution import subjob_claim
-from staging.services.preemption import subjobs_submitted
 from staging.services.recovery import subjobs_reconcile
 from tests.factories import JobFactory, StoreFactory, SubJobFactory, UserFactory
 

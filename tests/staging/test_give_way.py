@@ -7,14 +7,13 @@ from django.utils import timezone
 
 from staging.models import AccountLimits, Job, JobStatus, SubJob
 from staging.selectors_accounts import account_limits_changed
-from staging.services.dispatch import subjobs_dispatch
+from staging.services.dispatch import subjobs_dispatch, subjobs_submitted
 from staging.services.preemption import (
     GiveWay,
     Owner,
     asks_pending,
     fair_targets,
     give_back,
-    subjobs_submitted,
 )
 from staging.services.transitions import subjob_give_way
 from tests.factories import ItemFactory, JobFactory, StoreFactory, SubJobFactory, UserFactory
