@@ -75,10 +75,7 @@ def pending_seed(store, files, subjobs: int) -> float:
     owner = bench_owner()
     started = time.monotonic()
     one_file = {"SUBJOB_MAX_FILES": 1, "SUBJOB_MAX_LINKS": 1}  # the store stages by hard link
-    # A submission runs its pass in the submitting process: with no slot, its pass hands out
-    # nothing, and every sub-job waits for the run's first pass, the one timed.
-    no_slot = {"DISPATCH_MAX_IN_FLIGHT": 0}
-    with override_settings(STAGING={**settings.STAGING, **one_file, **no_slot}):
+    with override_settings(STAGING={**settings.STAGING, **one_file}):
         for start in range(0, subjobs, FILES_PER_JOB):
             batch = files[: min(FILES_PER_JOB, subjobs - start)]
             job_create_staging(owner=owner, store=store, files=batch, source="bench")
@@ -105,7 +102,7 @@ def run(ctx: BenchContext) -> list[Result]:
         )
         seed_seconds = pending_seed(store, files, pending)
         waiting_rows = SubJob.objects.filter(job__store=store, dispatched_at__isnull=True).count()
-        ctx.broker_flush()  # whatever the seed left: the run dispatches itself
+        ctx.broker_flush()  # the wakes of the submissions: the run wakes the dispatcher itself
         ctx.workers(PROCESSES, **in_flight_env(PROCESSES))
         read, close = broker_reader(bound)
         sampler = Sampler(read, every=SAMPLE_EVERY, finish=close)

@@ -21,8 +21,8 @@ A pass that leaves a store (or the bound) full while an owner there is below its
 the owners above theirs to give way at a file boundary (staging.services.preemption).
 
 A pass runs on beat every ``DISPATCH_INTERVAL_SECONDS``, whenever ``dispatch_wake`` is
-called (a cancel, a new priority), and right in the process that created sub-jobs or ended one
-(``dispatch_after_submit``, ``dispatch_after_end``). Passes never overlap: each holds a
+called (a submission, a cancel, a new priority), and right in the worker process that ended a
+sub-job (``dispatch_after_end``). Passes never overlap: each holds a
 PostgreSQL advisory lock for its transaction (on SQLite the write lock its IMMEDIATE
 transaction takes at BEGIN does the same), so two dispatchers cannot both fill the same free
 slot. Limits are read at every pass: a change applies without a restart.
@@ -94,23 +94,19 @@ def subjobs_dispatch() -> int:
 
 def subjobs_submitted(*, store_id: int, task: str) -> None:
     """Once a job's sub-jobs are committed: ask running sub-jobs to give way where a store is
-    full, and run a pass here unless the new sub-jobs cannot go anyway (their store, or
-    everything, full). Such a pass would hand out nothing; the pass that gives the slot is the
-    one run by the sub-job giving way, after its end."""
+    full, and wake the dispatcher unless the new sub-jobs cannot go anyway (their store, or
+    everything, full). Such a pass would hand out nothing, and would take the first worker
+    process that gives way, while the new sub-job waits for one; the pass that gives the slot
+    is the one run by the sub-job giving way, after its end. The pass runs in a worker, not
+    here: a submission stays a handful of queries whatever its size."""
     full = give_way_ask()
     if full is None or task in UNCAPPED_TASKS or not ({store_id, ALL} & full):
-        dispatch_after_submit()
+        dispatch_wake()
 
 
 def dispatch_after_end() -> None:
     """After a sub-job ended, in the worker process that ran it: a pass for the slot it freed."""
     _pass_here(after="a sub-job's end")
-
-
-def dispatch_after_submit() -> None:
-    """Once a submission's sub-jobs are committed, in the process that submitted them: a pass
-    for them (bounded by the in-flight bound, so the request stays short)."""
-    _pass_here(after="a submission")
 
 
 def _pass_here(*, after: str) -> None:

@@ -59,10 +59,9 @@ def test_a_release_ends_while_every_staging_process_is_busy(busy_store, start_wo
 
 
 def test_a_cancel_fills_the_freed_slot_at_once_without_beat(busy_store, start_worker, settings):
-    # Each submission's pass runs here, under the workers' bound: the first job takes both
-    # slots, the second's pass finds none; nothing else dispatches until a sub-job ends, four
-    # seconds later.
-    settings.STAGING = {**settings.STAGING, "DISPATCH_MAX_IN_FLIGHT": 2}
+    # Both jobs wait before any worker starts, so the one pass their wakes ask for is over once
+    # the first job holds both slots (it goes first: priority 5); nothing else dispatches until
+    # a sub-job ends, four seconds later.
     first = job_create_staging(
         owner=UserFactory(), store=busy_store, files=busy_store.slow_files[:3], source="api"
     )

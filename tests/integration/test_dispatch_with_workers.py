@@ -29,13 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 FAST_DISPATCH = {"DISPATCH_INTERVAL_SECONDS": "1", "RECONCILER_INTERVAL_SECONDS": "1"}
 
 
-def in_flight_bound(settings, bound: int) -> dict:
-    """The workers' and beat's settings for ``bound``, set alike in this process: a submission's
-    pass runs in the process that submits (here the test's, in a deployment the web's)."""
-    settings.STAGING = {**settings.STAGING, "DISPATCH_MAX_IN_FLIGHT": bound}
-    return {"STAGING_DISPATCH_MAX_IN_FLIGHT": str(bound), **FAST_DISPATCH}
-
-
 @pytest.fixture
 def one_file_subjobs(settings):
     settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 1}
@@ -105,11 +98,11 @@ def test_an_owner_limit_holds_across_stores(
 
 
 def test_the_broker_holds_no_more_than_the_in_flight_bound_with_many_waiting(
-    store, archive_files, broker, start_worker, start_beat, one_file_subjobs, settings
+    store, archive_files, broker, start_worker, start_beat, one_file_subjobs
 ):
     files = archive_files({f"many/{n}.bin": b"m" * (10 + n) for n in range(60)})
     slow(store, 50)
-    bound = in_flight_bound(settings, 3)
+    bound = {"STAGING_DISPATCH_MAX_IN_FLIGHT": "3", **FAST_DISPATCH}
     start_worker(concurrency=2, **bound)
     start_beat(**bound)
     queue = f"{django_settings.BROKER_KEY_PREFIX}staging"
@@ -132,11 +125,11 @@ def test_the_broker_holds_no_more_than_the_in_flight_bound_with_many_waiting(
 
 
 def test_a_small_job_behind_a_big_one_of_another_owner_finishes_first(
-    store, archive_files, start_worker, start_beat, one_file_subjobs, settings
+    store, archive_files, start_worker, start_beat, one_file_subjobs
 ):
     files = archive_files({f"f/{n}.bin": b"f" * (100 + n) for n in range(64)})
     slow(store, 150)
-    bound = in_flight_bound(settings, 3)
+    bound = {"STAGING_DISPATCH_MAX_IN_FLIGHT": "3", **FAST_DISPATCH}
     start_worker(concurrency=2, **bound)
     start_beat(**bound)
 

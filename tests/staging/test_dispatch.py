@@ -2,7 +2,6 @@
 are called directly; the messages are counted in the real Redis broker.
 tests/integration/test_dispatch_with_workers.py runs it with real workers and beat."""
 
-import functools
 import json
 import re
 import threading
@@ -22,7 +21,6 @@ from staging.services.dispatch import (
     WAKE_KEY,
     dispatch_after_end,
     subjobs_dispatch,
-    subjobs_submitted,
 )
 from staging.services.execution import subjob_claim
 from staging.services.recovery import subjobs_reconcile
@@ -395,24 +393,6 @@ def test_a_pass_reads_the_stores_once(queued):
     assert len(of_stores) == 1, of_stores
 
 
-def ran_while_a_pass_holds_the_lock(call) -> bool:
-    """Take the dispatcher's lock here (held until the test ends), as a pass in progress, and
-    run ``call`` on a connection of its own, as another process; whether it returned."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
-
-    def other_process() -> None:
-        try:
-            call()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=other_process)
-    thread.start()
-    thread.join(30)
-    return not thread.is_alive()
-
-
 def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
     queued, worker_takes, broker, settings
 ):
@@ -424,35 +404,22 @@ def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
     assert subjobs_dispatch() == 1
     worker_takes()
     broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
+    with connection.cursor() as cursor:  # a pass in progress here, until the test ends
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
 
-    assert ran_while_a_pass_holds_the_lock(dispatch_after_end)  # it did not wait for the lock
+    def worker_process() -> None:  # on a connection of its own, as a worker's
+        try:
+            dispatch_after_end()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=worker_process)
+    thread.start()
+    thread.join(30)
+
+    assert not thread.is_alive()  # it did not wait for the lock
     assert queued() == 0 and dispatched(job) == 1  # nothing handed out beside the other pass
     assert broker.llen(control) == 1  # a pass is asked for, to follow the one running
-
-
-# --- The pass after a submission ----------------------------------------------------------
-
-
-def test_a_submission_hands_out_its_sub_jobs_without_a_wake(queued, broker, settings):
-    control = f"{settings.BROKER_KEY_PREFIX}control"
-    job = job_with(2)
-
-    subjobs_submitted(store_id=job.store_id, task="stage")  # as once the submission commits
-
-    assert queued() == 2 and dispatched(job) == 2
-    assert broker.llen(control) == 0  # no dispatch task went through the broker
-
-
-def test_a_submission_asks_for_a_pass_when_another_pass_holds_the_lock(queued, broker, settings):
-    if connection.vendor != "postgresql":
-        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
-    control = f"{settings.BROKER_KEY_PREFIX}control"
-    job = job_with(2)
-
-    submitted = functools.partial(subjobs_submitted, store_id=job.store_id, task="stage")
-    assert ran_while_a_pass_holds_the_lock(submitted)  # it did not wait for the lock
-    assert queued() == 0 and dispatched(job) == 0  # the running pass may have read before
-    assert broker.llen(control) == 1  # so a pass is asked for, to follow it
 
 
 def test_a_lost_release_message_is_republished_while_other_control_work_waits(
