@@ -105,21 +105,16 @@ def subjobs_submitted(*, store_id: int, task: str) -> None:
 
 
 def dispatch_after_end() -> None:
-    """After a sub-job ended, in the worker process that ran it: a pass for the slot it freed."""
-    _pass_here(after="a sub-job's end")
-
-
-def _pass_here(*, after: str) -> None:
-    """A pass right here when no other pass runs, which saves a broker message and a task over
-    ``dispatch_wake``; when one does (it may have read before this process's commit, or counted
-    a freed slot as taken), a wake, so a pass follows it. Never raises: a pass that fails here
-    is asked of the broker instead."""
+    """After a sub-job ended, in the worker process that ran it: a pass right here for the slot
+    it freed when no other pass runs, which saves a broker message and a task per sub-job over
+    ``dispatch_wake``; when one does (it may have counted the slot as taken), a wake, so a pass
+    follows it. Never raises: a pass that fails here is asked of the broker instead."""
     try:
         with transaction.atomic():
             if _lock_dispatch(wait=False):
                 # Most ends leave nothing waiting (a burst is over, or all was handed out):
-                # one index probe instead of a pass. Work submitted after this read is handed
-                # out by its submitter's own pass, as it finds this slot already free.
+                # one index probe instead of a pass. Work submitted after this read wakes a
+                # pass of its own, which finds this slot already free.
                 if not subjobs_waiting().exists():
                     return
                 chosen = _choose()
@@ -127,7 +122,7 @@ def _pass_here(*, after: str) -> None:
                     subjobs_publish(subjob_ids=chosen)
                 return
     except Exception:
-        logger.warning("dispatch pass after %s failed; asking for one", after, exc_info=True)
+        logger.warning("dispatch pass after a sub-job's end failed; asking for one", exc_info=True)
     dispatch_wake()
 
 
