@@ -702,18 +702,27 @@ def _link_temporary(
     """Hard-link the archive file as ``temp``; False where the filesystem refuses, or when the
     name no longer leads to the file that was opened (then a copy of what was opened is made)."""
     with _parent_of(source, cache=cache) as (source_directory_fd, name):
-        try:
-            os.link(
-                name,
-                temp,
-                src_dir_fd=source_directory_fd,
-                dst_dir_fd=directory_fd,
-                follow_symlinks=False,
-            )
-        except OSError as exc:
-            if exc.errno in _LINK_REFUSED_ERRNOS:
-                return False
-            raise
+        return _link_as(source_directory_fd, name, directory_fd, temp, opened)
+
+
+def _link_as(
+    source_directory_fd: int, name: str, directory_fd: int, temp: str, opened: os.stat_result
+) -> bool:
+    """Hard-link ``name`` of ``source_directory_fd`` as ``temp`` in ``directory_fd``; False
+    where the filesystem refuses, or when the name no longer leads to the file ``opened`` (a
+    symlink, another file): that link is removed, never published."""
+    try:
+        os.link(
+            name,
+            temp,
+            src_dir_fd=source_directory_fd,
+            dst_dir_fd=directory_fd,
+            follow_symlinks=False,
+        )
+    except OSError as exc:
+        if exc.errno in _LINK_REFUSED_ERRNOS:
+            return False
+        raise
     if not _same_file(os.stat(temp, dir_fd=directory_fd, follow_symlinks=False), opened):
         os.unlink(temp, dir_fd=directory_fd)
         return False
@@ -785,16 +794,10 @@ def _link_by_name(
     if _writable_by_service(found):
         return None
     temp = _temp_name(name)
-    try:
-        os.link(name, temp, src_dir_fd=source_fd, dst_dir_fd=destination_fd, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in _LINK_REFUSED_ERRNOS:
-            return None
-        raise
     renamed = False
     try:
-        # The name may lead to another file (or a symlink) since the look: never published.
-        if not _same_file(os.stat(temp, dir_fd=destination_fd, follow_symlinks=False), found):
+        # A name that leads elsewhere since the look is left to stage_file.
+        if not _link_as(source_fd, name, destination_fd, temp, found):
             return None
         if should_stop():
             raise StagingCancelled()
