@@ -83,10 +83,14 @@ def validation_detail(pairs: list[tuple[str, str]]) -> str:
     return "; ".join(f"{field}: {message}" if field else message for field, message in pairs)
 
 
-def unknown_names(kind: str, names: list[str], limit: int = LISTED_AT_MOST) -> dict:
+def unknown_names(
+    kind: str, names: list[str], limit: int = LISTED_AT_MOST, *, count: int | None = None
+) -> dict:
     """The problem's extra members for names that matched nothing: ``unknown_<kind>`` (the
-    first ``limit``) and ``unknown_<kind>_count`` (all of them)."""
-    return {f"unknown_{kind}": names[:limit], f"unknown_{kind}_count": len(names)}
+    first ``limit``) and ``unknown_<kind>_count`` (all of them: of ``names`` unless ``count``
+    says, when only the first were kept)."""
+    total = len(names) if count is None else count
+    return {f"unknown_{kind}": names[:limit], f"unknown_{kind}_count": total}
 
 
 class BusyError(ServiceError):

@@ -101,7 +101,7 @@ def staging_files_in_chunks(
             f"{unknown_count} ids are not files of store {store.slug}, the first on "
             f"{first_where}: {listed_names(first_unknown, count=unknown_count)}",
             field="ids",
-            extra={"unknown_ids": first_unknown, "unknown_ids_count": unknown_count},
+            extra=unknown_names("ids", first_unknown, count=unknown_count),
         )
 
 
