@@ -2,6 +2,7 @@
 every #anchor to a heading of the page it names."""
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,23 @@ def test_no_shell_command_holds_a_unicode_ellipsis(page):
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert [line for line in commands if "\u2026" in line] == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(REPO_ROOT).as_posix())
+def test_every_link_closes_on_its_line(page):
+    # A link cut short ("[text](target" and a line break) renders as text, and the link check
+    # above never sees it.
+    text = INLINE_CODE.sub("", FENCE.sub("", page.read_text()))
+    unclosed = [line for line in text.splitlines() if re.search(r"\]\([^)\s]*$", line)]
+    assert unclosed == []
+
+
+def test_no_name_at_the_top_of_the_tree_is_a_fragment_of_a_command():
+    # What a stray shell redirection leaves (a file named after a fragment of a command) is
+    # noticed here rather than by a reader of the repository.
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    top = {path.split("/")[0] for path in tracked}
+    strange = sorted(name for name in top if not re.fullmatch(r"[\w.\-]+", name))
+    assert strange == []
