@@ -232,19 +232,31 @@ def tasks_wait(task_ids: list[str], *, timeout: float) -> float:
 
 def request_queries(method: str, path: str, body: str | None = None, **headers: str) -> int:
     """Database queries of one request, run in this process (small database) through Django's
-    whole handler: middleware, authentication, the view, and what runs on commit."""
-    from django.db import connection
+    whole handler: middleware, authentication, the view, and what runs on commit.
+
+    Counted at the cursor rather than on this thread's connection: outside a transaction the
+    web's thread budget (staging.live) lends each request a connection of its own, whose
+    queries a CaptureQueriesContext on ours would never see."""
+    from unittest import mock
+
+    from django.db.backends.utils import CursorWrapper
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
+
+    sent: list[str] = []
+    execute = CursorWrapper._execute_with_wrappers
+
+    def counted(cursor, sql, *args, **kwargs):
+        sent.append(sql)
+        return execute(cursor, sql, *args, **kwargs)
 
     client = Client()
     send = getattr(client, method.lower())
     extra = {"data": body, "content_type": "application/json"} if body is not None else {}
-    with CaptureQueriesContext(connection) as captured:
+    with mock.patch.object(CursorWrapper, "_execute_with_wrappers", counted):
         response = send(path, **extra, **headers)
     if response.status_code not in (200, 201, 202):
         raise RuntimeError(f"{method} {path} answered {response.status_code} in process")
-    return len(captured.captured_queries)
+    return len(sent)
 
 
 def elapsed_since(start: float, end: float) -> float:
