@@ -11,22 +11,20 @@ SLOWEST = 5
 
 def page_queries(path: str) -> dict:
     from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from bench.prepare import BENCH_STAFF
+    from bench.query_count import statements_sent
 
     client = Client()
     client.force_login(get_user_model().objects.get(username=BENCH_STAFF))
     client.get(path)  # the first render opens the connection and fills caches
-    with CaptureQueriesContext(connection) as captured:
+    with statements_sent() as sent:
         response = client.get(path)
     if response.status_code != 200:
         raise RuntimeError(f"{path} answered {response.status_code}")
     queries = [
-        {"ms": round(float(q["time"]) * 1000, 1), "sql": q["sql"][:400]}
-        for q in captured.captured_queries
+        {"ms": round(statement.seconds * 1000, 1), "sql": statement.sql[:400]} for statement in sent
     ]
     return {
         "count": len(queries),

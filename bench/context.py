@@ -24,6 +24,7 @@ from bench.harness import (
     wait_until,
 )
 from bench.profiling import Profiler
+from bench.query_count import statements_sent
 
 DATABASES = {"large": LARGE_DB, "small": SMALL_DB}
 PREPARE_TIMEOUT = 900
@@ -232,27 +233,13 @@ def tasks_wait(task_ids: list[str], *, timeout: float) -> float:
 
 def request_queries(method: str, path: str, body: str | None = None, **headers: str) -> int:
     """Database queries of one request, run in this process (small database) through Django's
-    whole handler: middleware, authentication, the view, and what runs on commit.
-
-    Counted at the cursor rather than on this thread's connection: outside a transaction the
-    web's thread budget (staging.live) lends each request a connection of its own, whose
-    queries a CaptureQueriesContext on ours would never see."""
-    from unittest import mock
-
-    from django.db.backends.utils import CursorWrapper
+    whole handler: middleware, authentication, the view, and what runs on commit."""
     from django.test import Client
-
-    sent: list[str] = []
-    execute = CursorWrapper._execute_with_wrappers
-
-    def counted(cursor, sql, *args, **kwargs):
-        sent.append(sql)
-        return execute(cursor, sql, *args, **kwargs)
 
     client = Client()
     send = getattr(client, method.lower())
     extra = {"data": body, "content_type": "application/json"} if body is not None else {}
-    with mock.patch.object(CursorWrapper, "_execute_with_wrappers", counted):
+    with statements_sent() as sent:
         response = send(path, **extra, **headers)
     if response.status_code not in (200, 201, 202):
         raise RuntimeError(f"{method} {path} answered {response.status_code} in process")
