@@ -51,7 +51,7 @@ def fresh_clone(destination: Path) -> Path:
     (destination / ".venv").symlink_to((REPO_ROOT / ".venv").resolve())
     # Copies are newer than the virtualenv's install stamp; without this, make would reinstall
     # requirements into the shared virtualenv, which a clone's first `make run` did long ago.
-    for requirements in destination.glob("requirements*.txt"):
+    for requirements in [*destination.glob("requirements*.txt"), destination / "constraints.txt"]:
         os.utime(requirements, (0, 0))
     return destination
 
