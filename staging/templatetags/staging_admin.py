@@ -68,9 +68,13 @@ def _next_month(year: int, month: int) -> tuple[int, int]:
 
 def _occupied(queryset, field: str, ranges: list[tuple[datetime.datetime, datetime.datetime]]):
     """Which of ``ranges`` hold at least one row: one indexed probe (EXISTS-like LIMIT 1) per
-    range, sent as one UNION ALL query where the database allows it."""
+    range, sent as one UNION ALL query where the database allows it.
+
+    Each probe is ordered by the field so that it reads the field's index: unordered, a LIMIT 1
+    looks cheapest as a sequential scan, which on a table laid out by time (and started where
+    another scan left off) can read most of the table before the range's first row."""
     probes = [
-        queryset.order_by()
+        queryset.order_by(field)
         .filter(**{f"{field}__gte": start, f"{field}__lt": end})
         .annotate(bucket=Value(index, output_field=IntegerField()))
         .values_list("bucket", flat=True)[:1]
