@@ -23,6 +23,7 @@ import ctypes
 import errno
 import functools
 import hashlib
+import itertools
 import os
 import re
 import secrets
@@ -170,10 +171,13 @@ def _symlink_refusal(directory_fd: int, name: str, where: str) -> UnsafePathErro
 class _Unnamed:
     """A copy written under its temporary name whose fsync and rename a DirectorySync holds."""
 
-    __slots__ = ("directory_fd", "fd", "name", "temp")
+    __slots__ = ("directory_fd", "fd", "identity", "name", "temp")
 
-    def __init__(self, directory_fd: int, fd: int, temp: str, name: str):
+    def __init__(
+        self, directory_fd: int, fd: int, temp: str, name: str, identity: tuple[int, int] | None
+    ):
         self.directory_fd, self.fd, self.temp, self.name = directory_fd, fd, temp, name
+        self.identity = identity
 
     def forget(self, *, remove: bool) -> None:
         os.close(self.fd)
@@ -205,10 +209,19 @@ class DirectorySync:
         self._unnamed_bytes = 0
         self._naming_failed: OSError | None = None
 
-    def defer_naming(self, directory_fd: int, fd: int, temp: str, name: str, size: int) -> bool:
+    def defer_naming(
+        self,
+        directory_fd: int,
+        fd: int,
+        temp: str,
+        name: str,
+        size: int,
+        identity: tuple[int, int] | None = None,
+    ) -> bool:
         """Take over ``fd`` (the written temporary ``temp``, to become ``name`` in
-        ``directory_fd``); True when enough are held that the caller should name them now."""
-        self._unnamed.append(_Unnamed(os.dup(directory_fd), fd, temp, name))
+        ``directory_fd``, whose (device, inode) ``identity`` may be known); True when enough
+        are held that the caller should name them now."""
+        self._unnamed.append(_Unnamed(os.dup(directory_fd), fd, temp, name, identity))
         self._unnamed_bytes += size
         return (
             len(self._unnamed) >= self.MAX_UNNAMED_FILES
@@ -234,7 +247,7 @@ class DirectorySync:
                     dst_dir_fd=copy.directory_fd,
                 )
                 named += 1
-                self.add(copy.directory_fd)
+                self.add(copy.directory_fd, copy.identity)
         except BaseException as exc:
             # Even a warm shutdown's SystemExit here leaves items counted whose copies go.
             self._naming_failed = (
@@ -245,9 +258,14 @@ class DirectorySync:
             for position, copy in enumerate(unnamed):
                 copy.forget(remove=position >= named)
 
-    def add(self, directory_fd: int) -> None:
-        found = os.fstat(directory_fd)
-        key = (found.st_dev, found.st_ino)
+    def add(self, directory_fd: int, identity: tuple[int, int] | None = None) -> None:
+        """Hold ``directory_fd`` for the next ``flush`` unless its directory (``identity``:
+        its (device, inode) when the caller knows it, e.g. ``DirectoryCache.identity``) is
+        held already."""
+        if identity is None:
+            found = os.fstat(directory_fd)
+            identity = (found.st_dev, found.st_ino)
+        key = identity
         if key not in self._pending:
             self._pending[key] = os.dup(directory_fd)
 
@@ -281,11 +299,13 @@ class DirectorySync:
         self._pending.clear()
 
 
-def _sync_directory(directory_fd: int, sync: DirectorySync | None) -> None:
+def _sync_directory(
+    directory_fd: int, sync: DirectorySync | None, cache: "DirectoryCache | None" = None
+) -> None:
     if sync is None:
         os.fsync(directory_fd)
     else:
-        sync.add(directory_fd)
+        sync.add(directory_fd, cache.identity(directory_fd) if cache is not None else None)
 
 
 class DirectoryCache:
@@ -298,6 +318,8 @@ class DirectoryCache:
     def __init__(self):
         self._resolved: dict[tuple[str, str], tuple[Path, str, tuple[str, ...], bool]] = {}
         self._fds: dict[tuple[Path, tuple[str, ...]], int] = {}
+        # (device, inode) of the lent descriptors a DirectorySync was given, asked once each.
+        self._identities: dict[int, tuple[int, int]] = {}
 
     def _directory(self, root: str | os.PathLike, head: str) -> tuple[Path, str, tuple, bool]:
         """(real root, resolved directory, its parts beneath the root, whether it is inside
@@ -342,6 +364,15 @@ class DirectoryCache:
             return None
         return self._opened(real_root, parts, create=create, sync=sync)
 
+    def identity(self, fd: int) -> tuple[int, int]:
+        """(device, inode) of the directory of descriptor ``fd``, which this cache lent: it
+        stays open, so the same number names the same directory until ``close``."""
+        known = self._identities.get(fd)
+        if known is None:
+            found = os.fstat(fd)
+            known = self._identities[fd] = (found.st_dev, found.st_ino)
+        return known
+
     def _opened(self, root: Path, directories: tuple[str, ...], *, create: bool, sync) -> int:
         key = (root, directories)
         fd = self._fds.get(key)
@@ -356,6 +387,7 @@ class DirectoryCache:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        self._identities.clear()
         self._resolved.clear()
 
 
@@ -685,11 +717,19 @@ def _writable_by_service(found: os.stat_result) -> bool:
     staged copy change the archive."""
     if found.st_mode & stat.S_IWOTH:
         return True
-    if found.st_uid == os.geteuid():
+    user, groups = _service_identity()
+    if found.st_uid == user:
         return bool(found.st_mode & stat.S_IWUSR)
-    if found.st_gid in {os.getegid(), *os.getgroups()}:
+    if found.st_gid in groups:
         return bool(found.st_mode & stat.S_IWGRP)
     return False
+
+
+@functools.cache
+def _service_identity() -> tuple[int, frozenset[int]]:
+    """This process's effective user and its groups, asked once per process (a worker never
+    changes them once it stages): three system calls per file were a large part of a link."""
+    return os.geteuid(), frozenset({os.getegid(), *os.getgroups()})
 
 
 def _link_temporary(
@@ -759,7 +799,8 @@ def stage_linked(
     if found is not None and stat.S_ISREG(found.st_mode) and found.st_size == expected_size:
         destination_fd = cache.directory_fd(staging_root, head, create=True, sync=sync)
         if destination_fd is not None:
-            how = _link_by_name(source_fd, destination_fd, name, found, should_stop, sync)
+            identity = cache.identity(destination_fd)
+            how = _link_by_name(source_fd, destination_fd, name, found, should_stop, sync, identity)
     if how is None:
         return stage_file(
             cache.resolve(archive_root, cleaned),
@@ -786,10 +827,13 @@ def _link_by_name(
     found: os.stat_result,
     should_stop: Callable[[], bool],
     sync: DirectorySync,
+    identity: tuple[int, int],
 ) -> str | None:
-    """ "skipped" or "linked" (its directory added to ``sync``), or None for ``stage_file``."""
+    """ "skipped" or "linked" (its directory, of (device, inode) ``identity``, added to
+    ``sync``), or None for ``stage_file``."""
     if _is_intact(destination_fd, name, found):
-        sync.add(destination_fd)  # renamed in by a worker that may have died before its fsync
+        # Renamed in by a worker that may have died before its fsync.
+        sync.add(destination_fd, identity)
         return "skipped"
     if _writable_by_service(found):
         return None
@@ -807,7 +851,7 @@ def _link_by_name(
         if not renamed:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp, dir_fd=destination_fd)
-    sync.add(destination_fd)
+    sync.add(destination_fd, identity)
     return "linked"
 
 
@@ -867,7 +911,7 @@ def stage_file(
                 how = "skipped"
                 if sync is not None:
                     # Renamed in by a worker that may have died before its directory fsync.
-                    sync.add(directory_fd)
+                    _sync_directory(directory_fd, sync, cache)
             else:
                 how = _stage_into(
                     source,
@@ -936,12 +980,15 @@ def _stage_into(
         if should_stop():
             raise StagingCancelled()
         if unsynced_fd is not None:
-            batch_full = sync.defer_naming(directory_fd, unsynced_fd, temp, name, opened.st_size)
+            identity = cache.identity(directory_fd) if cache is not None else None
+            batch_full = sync.defer_naming(
+                directory_fd, unsynced_fd, temp, name, opened.st_size, identity
+            )
             unsynced_fd, renamed = None, True  # the temporary is sync's now
         else:
             os.replace(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
             renamed = True
-            _sync_directory(directory_fd, sync)
+            _sync_directory(directory_fd, sync, cache)
     finally:
         if unsynced_fd is not None:
             os.close(unsynced_fd)
@@ -967,11 +1014,27 @@ def _progress_or_stop(
 
 def _temp_name(name: str) -> str:
     # Host and pid in the name let a later attempt tell a dead copier's leftover from a live
-    # one; the random part keeps two copies in one process apart. The name is shortened (in
-    # bytes, as the filesystem counts) so the temporary of a 255-byte name still fits.
-    host, token = socket.gethostname(), secrets.token_hex(4)
-    short = os.fsencode(name)[:100].decode(errors="ignore")
-    return f"{TEMP_PREFIX}{short}.{host}.{os.getpid()}.{token}{TEMP_SUFFIX}"
+    # one; the last part (random per process, then counted) keeps two copies in one process
+    # apart, and a leftover of an earlier process that had the same pid apart from ours. The
+    # name is shortened (in bytes, as the filesystem counts) so the temporary of a 255-byte
+    # name still fits: a name of at most 25 characters has at most 100 bytes.
+    host_and_pid, random_part, counter = _temp_name_parts()
+    short = name if len(name) <= 25 else os.fsencode(name)[:100].decode(errors="ignore")
+    return f"{TEMP_PREFIX}{short}.{host_and_pid}.{random_part}{next(counter):x}{TEMP_SUFFIX}"
+
+
+@functools.cache
+def _temp_name_parts() -> tuple[str, str, "itertools.count[int]"]:
+    """What every temporary name of this process shares, asked once per process (a host name
+    and random bytes per file were a large part of a link's cost)."""
+    return f"{socket.gethostname()}.{os.getpid()}", secrets.token_hex(4), itertools.count()
+
+
+# A forked worker has its own pid (and draws its own random part); its identity is asked
+# again too, in case the parent was not yet the user it runs as.
+os.register_at_fork(
+    after_in_child=lambda: (_temp_name_parts.cache_clear(), _service_identity.cache_clear())
+)
 
 
 def _dead_temporary_pid(name: str, host: str) -> int | None:

@@ -109,7 +109,10 @@ def subjob_claim(*, subjob_id: int, worker: str, task_id: str) -> SubJob | None:
             subjob_id=subjob_id, worker=worker, failure=subjob.error or "worker lost"
         )
         return None
-    transitions.job_mark_running(subjob.job_id, listened=subjob.job_listened)
+    if subjob.job.status == JobStatus.NOT_STARTED:
+        # As the claim read it: a job an earlier sub-job started needs no write of its row
+        # (each of a many-sub-job job's claims would lock it for nothing).
+        transitions.job_mark_running(subjob.job_id, listened=subjob.job_listened)
     return subjob
 
 

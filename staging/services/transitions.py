@@ -848,6 +848,12 @@ def subjob_finish_known(
             )
             if not held:
                 raise LeaseLost(f"sub-job {subjob_id} is no longer leased to {worker}")
+            stamps = outcomes.stamps
+            if job_counts is None and stamps:
+                # Before the job row is written: the sub-jobs of one job that end together
+                # wait for each other's roll-up on that row, not for each other's pins too.
+                pins_record(job_id=job_id, stamps=stamps)
+                stamps = {}
             settled = None
             if job_counts is not None:
                 settled = _job_settle_known(job_id, job_counts, moment, listened=listened)
@@ -862,8 +868,8 @@ def subjob_finish_known(
             else:
                 ready = settled in (JobStatus.FINISHED, JobStatus.PARTIALLY_FAILED)
                 ready_until = moment + lifetime if ready else None
-            if outcomes.stamps or ready_until is not None:
-                pins_record(job_id=job_id, stamps=outcomes.stamps, ready_until=ready_until)
+            if stamps or ready_until is not None:
+                pins_record(job_id=job_id, stamps=stamps, ready_until=ready_until)
     except LeaseLost:
         return None
     return final

@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import os
+import secrets
 import socket
 import stat
 import threading
@@ -657,6 +658,44 @@ def test_a_link_batch_opens_each_directory_once_and_no_file(tmp_path: Path, monk
         staged, archived = tmp_path / "staging" / name, tmp_path / "archive" / name
         assert os.path.samestat(staged.stat(), archived.stat())
     assert linked_batch(tmp_path, names[:1], expected_size=1) == ["skipped"]
+
+
+def _counted(real, name: str, asked: dict[str, int]):
+    def counted(*args, **kwargs):
+        asked[name] = asked.get(name, 0) + 1
+        return real(*args, **kwargs)
+
+    return counted
+
+
+def test_a_link_batch_asks_the_kernel_about_each_directory_and_this_process_once(
+    tmp_path: Path, monkeypatch
+):
+    """A link costs microseconds: per file only the look at it, the one at the destination, the
+    link, the look at the link and the rename; what stays the same for a whole batch (each
+    directory's identity, this process's user, groups and host name, a temporary name's random
+    part) is not asked for again per file."""
+    names = [f"d/f{n}" for n in range(6)]
+    read_only_files(tmp_path / "archive", dict.fromkeys(names, b"x"))
+    linked_batch(tmp_path, ["d/f0"], expected_size=1)  # whatever a first use asks, once
+    asked: dict[str, int] = {}
+    for module, name in [
+        (os, "fstat"),
+        (os, "geteuid"),
+        (os, "getegid"),
+        (os, "getgroups"),
+        (socket, "gethostname"),
+        (secrets, "token_hex"),
+    ]:
+        monkeypatch.setattr(module, name, _counted(getattr(module, name), name, asked))
+
+    assert linked_batch(tmp_path, names[1:], expected_size=1) == ["linked"] * 5
+
+    # archive/d and staging/d: one fstat each, whatever the number of files
+    assert sum(asked.values()) <= 2, asked
+    for name in names:
+        staged, archived = tmp_path / "staging" / name, tmp_path / "archive" / name
+        assert os.path.samestat(staged.stat(), archived.stat())
 
 
 def test_a_link_batch_follows_a_symlink_inside_the_archive_and_refuses_one_leading_out(

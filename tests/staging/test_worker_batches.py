@@ -327,3 +327,49 @@ def test_a_hard_link_store_s_files_are_staged_as_links_of_the_archive_files(stor
         archived = os.stat(os.path.join(store.archive_root, entry.path))
         assert os.path.samestat(staged, archived)
     assert Pin.objects.filter(job=job).count() == 2
+
+
+def test_a_sub_job_of_a_larger_job_stamps_its_pins_before_it_writes_the_job_row(
+    store, archive_files, settings
+):
+    """The sub-jobs of one job that end together wait for each other on the job's row (its
+    counters, its roll-up): the pins each stamps are written before it takes that row."""
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 2}
+    entries, job = job_of_sized_files(store, archive_files, 4)
+    first, second = job.subjobs.order_by("sequence").values_list("pk", flat=True)
+    with CaptureQueriesContext(connection) as ran:
+        assert run(job, first) == JobStatus.FINISHED
+    everything = [query["sql"] for query in ran.captured_queries]
+    # The transaction that writes the outcomes (the claim wrote the job row before it).
+    statements = everything[everything.index("BEGIN") :]
+    stamped = next(i for i, sql in enumerate(statements) if sql.startswith('UPDATE "staging_pin"'))
+    job_row = next(i for i, sql in enumerate(statements) if sql.startswith('UPDATE "staging_job"'))
+    assert stamped < job_row, "\n".join(statements)
+
+    assert run(job, second) == JobStatus.FINISHED
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FINISHED
+    pins = Pin.objects.filter(job=job)
+    assert {pin.path: pin.source_size for pin in pins} == {e.path: e.size for e in entries}
+    assert {pin.expires_at for pin in pins} == {job.finished_at + job.lifetime}
+
+
+def test_a_sub_job_whose_job_is_already_running_does_not_mark_it_running_again(
+    store, archive_files, settings
+):
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 2}
+    _, job = job_of_sized_files(store, archive_files, 4)
+    first, second = job.subjobs.order_by("sequence").values_list("pk", flat=True)
+    assert subjob_claim(subjob_id=first, worker="node@host:1", task_id="t") is not None
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+    started_at = job.started_at
+
+    with CaptureQueriesContext(connection) as ran:
+        assert subjob_claim(subjob_id=second, worker="node@host:2", task_id="u") is not None
+
+    job_writes = [q["sql"] for q in ran.captured_queries if q["sql"].startswith("UPDATE")]
+    assert not [sql for sql in job_writes if '"staging_job"' in sql.split("SET")[0]], job_writes
+    job.refresh_from_db()
+    assert (job.status, job.started_at) == (JobStatus.RUNNING, started_at)
