@@ -30,21 +30,26 @@ slot. Limits are read at every pass: a change applies without a restart.
 
 import heapq
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
 from staging.errors import ServiceError
-from staging.models import Job, Store
+from staging.models import Job, JobStatus, Store, SubJob
+from staging.models_tape import TapeLibrary
+from staging.selectors_accounts import limits_of
 from staging.selectors_dispatch import (
     UNCAPPED_TASKS,
     DispatchCapacity,
     OwnerLimits,
     jobs_with_capped_work_waiting,
+    subjobs_in_flight,
     subjobs_waiting,
 )
 from staging.services.preemption import ALL, give_way_ask
@@ -104,19 +109,88 @@ def subjobs_submitted(*, store_id: int, task: str) -> None:
         dispatch_wake()
 
 
+def dispatch_at_submission_possible(*, store: Store, task: str, subjobs: int) -> bool:
+    """Whether a new job of ``subjobs`` sub-jobs of ``task`` on ``store`` (its row, read under
+    the store's lock) may have its sub-job handed out by its submission
+    (``subjob_dispatch_submitted``): one sub-job (its few items hold the dispatcher's lock
+    briefly), counted against the limits, on a store without a staging-space watermark (whose
+    pass also watches the free space), on PostgreSQL (SQLite serialises writers anyway)."""
+    return (
+        subjobs == 1
+        and task not in UNCAPPED_TASKS
+        and not store.free_space_low
+        and connection.vendor == "postgresql"
+    )
+
+
+def subjob_dispatch_submitted(*, subjob_id: int, job: Job) -> str | None:
+    """In the transaction submitting ``job``, once it holds the dispatcher's lock: record its
+    one sub-job as dispatched when a pass would hand out that one and nothing else, i.e.
+    nothing else waits (so priorities, fair shares and ages have nothing to choose between)
+    and the in-flight bound, the store's limit and the owner's all have room; not for a tape
+    library's store, whose work goes by cartridge. Returns the sub-job's task id, to publish
+    once the transaction commits (``subjob_message_send``), or None: then the sub-job waits for
+    a pass (``subjobs_submitted``). Saves the wake's message, the woken task and its pass."""
+    store = job.store
+    owner_limit = limits_of(job.owner).max_active_subjobs if job.owner_id else None
+    waiting_sql, waiting_params = (
+        subjobs_waiting().exclude(pk=subjob_id).values("pk").order_by().query.sql_with_params()
+    )
+    flight_sql, flight_params = (
+        subjobs_in_flight()
+        .values_list("job__store_id", "job__owner_id")
+        .order_by()
+        .query.sql_with_params()
+    )
+    task_id = str(uuid.uuid4())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {SubJob._meta.db_table} SET celery_task_id = %s, dispatched_at = %s "
+            "WHERE id = %s AND status = %s AND dispatched_at IS NULL "
+            f"AND NOT EXISTS ({waiting_sql}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {TapeLibrary._meta.db_table} WHERE store_id = %s) "
+            "AND (SELECT count(*) < %s "
+            "AND (%s::integer IS NULL OR count(*) FILTER (WHERE f.store_id = %s) < %s) "
+            "AND (%s::integer IS NULL OR count(*) FILTER (WHERE f.owner_id = %s) < %s) "
+            f"FROM ({flight_sql}) AS f(store_id, owner_id))",
+            [
+                task_id,
+                timezone.now(),
+                subjob_id,
+                JobStatus.NOT_STARTED,
+                *waiting_params,
+                store.pk,
+                settings.STAGING["DISPATCH_MAX_IN_FLIGHT"],
+                store.max_active,
+                store.pk,
+                store.max_active,
+                owner_limit,
+                job.owner_id,
+                owner_limit,
+                *flight_params,
+            ],
+        )
+        return task_id if cursor.rowcount == 1 else None
+
+
 def dispatch_after_end() -> None:
     """After a sub-job ended, in the worker process that ran it: a pass right here for the slot
     it freed when no other pass runs, which saves a broker message and a task per sub-job over
     ``dispatch_wake``; when one does (it may have counted the slot as taken), a wake, so a pass
-    follows it. Never raises: a pass that fails here is asked of the broker instead."""
+    follows it, unless nothing waits. Never raises: a pass that fails here is asked of the
+    broker instead."""
     try:
         with transaction.atomic():
-            if _lock_dispatch(wait=False):
-                # Most ends leave nothing waiting (a burst is over, or all was handed out):
-                # one index probe instead of a pass. Work submitted after this read wakes a
-                # pass of its own, which finds this slot already free.
-                if not subjobs_waiting().exists():
-                    return
+            # Most ends leave nothing waiting (a burst is over, or all was handed out): one
+            # index probe instead of a pass. Work submitted after this read (this end is
+            # committed) finds this slot free: its submission hands it out or wakes a pass.
+            # So does the probe when another holds the lock (a submission handing out its
+            # own sub-job, most often): what that holder leaves waiting, it read before this
+            # probe, which sees it still waiting.
+            locked = _lock_dispatch(wait=False)
+            if not subjobs_waiting().exists():
+                return
+            if locked:
                 chosen = _choose()
                 if chosen:
                     subjobs_publish(subjob_ids=chosen)

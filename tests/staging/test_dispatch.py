@@ -10,7 +10,7 @@ import pytest
 from celery import current_app
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from staging.models import AccountLimits, Job, JobStatus, Store, SubJob
@@ -393,6 +393,26 @@ def test_a_pass_reads_the_stores_once(queued):
     assert len(of_stores) == 1, of_stores
 
 
+def after_end_beside_a_held_lock() -> threading.Thread:
+    """``dispatch_after_end`` in a worker's own connection while this one holds the
+    dispatcher's lock (a pass, or a submission handing out its own sub-job); returns its
+    thread, ended unless it waited for the lock."""
+
+    def worker_process() -> None:
+        try:
+            dispatch_after_end()
+        finally:
+            connections.close_all()
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
+        thread = threading.Thread(target=worker_process)
+        thread.start()
+        thread.join(30)
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
 def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
     queued, worker_takes, broker, settings
 ):
@@ -404,22 +424,30 @@ def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
     assert subjobs_dispatch() == 1
     worker_takes()
     broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
-    with connection.cursor() as cursor:  # a pass in progress here, until the test ends
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
 
-    def worker_process() -> None:  # on a connection of its own, as a worker's
-        try:
-            dispatch_after_end()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=worker_process)
-    thread.start()
-    thread.join(30)
+    thread = after_end_beside_a_held_lock()
 
     assert not thread.is_alive()  # it did not wait for the lock
     assert queued() == 0 and dispatched(job) == 1  # nothing handed out beside the other pass
     assert broker.llen(control) == 1  # a pass is asked for, to follow the one running
+
+
+@pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
+def test_the_worker_asks_for_no_pass_when_another_holds_the_lock_and_nothing_waits(
+    queued, worker_takes, broker, settings
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
+    control = f"{settings.BROKER_KEY_PREFIX}control"
+    job_with(1)
+    assert subjobs_dispatch() == 1
+    worker_takes()  # and ends it: nothing waits now
+    broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
+
+    thread = after_end_beside_a_held_lock()
+
+    assert not thread.is_alive()
+    assert broker.llen(control) == 0  # whatever the holder leaves waiting, it passes for
 
 
 def test_a_lost_release_message_is_republished_while_other_control_work_waits(
