@@ -7,6 +7,7 @@ import errno
 import os
 import socket
 import stat
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -17,7 +18,7 @@ from staging import storage
 from staging.catalogue import item_work_for
 from staging.models import File, Item, JobStatus, Pin, SubJob
 from staging.services.dispatch import ADVISORY_LOCK_ID
-from staging.services.execution import subjob_claim, subjob_run
+from staging.services.execution import _claimed_subjob, subjob_claim, subjob_run
 from staging.services.jobs import job_create_staging
 from staging.services.transitions import job_request_cancel
 from tests.factories import UserFactory
@@ -40,6 +41,30 @@ def run(job, subjob_id=None):
     return subjob_run(
         subjob_id=subjob_id, worker="node@host:1", task_id="t", work_for=item_work_for
     )
+
+
+def test_the_claim_reads_the_sub_job_job_and_store_as_the_orm_does(store, archive_files):
+    store.default_deadline = timedelta(hours=2)
+    store.sources = {"fts": True}
+    store.save()
+    (entry,) = archive_files({"run1/a.txt": b"hello"})
+    job = create_job(store, [entry])
+    job.parameters = {"verify": True}
+    job.save()
+    subjob_id = job.subjobs.get().pk
+
+    claimed = _claimed_subjob(subjob_id)
+
+    expected = SubJob.objects.select_related("job__store").get(pk=subjob_id)
+    for got, want in (
+        (claimed, expected),
+        (claimed.job, expected.job),
+        (claimed.job.store, expected.job.store),
+    ):
+        for field in type(want)._meta.concrete_fields:
+            assert getattr(got, field.attname) == getattr(want, field.attname), field.name
+    assert [item.path for item in claimed.claimed_items] == ["run1/a.txt"]
+    assert claimed.job_listened is False
 
 
 def test_a_one_file_job_runs_in_fewer_than_8_queries(store, archive_files):
