@@ -177,20 +177,17 @@ def dispatch_after_end() -> None:
     """After a sub-job ended, in the worker process that ran it: a pass right here for the slot
     it freed when no other pass runs, which saves a broker message and a task per sub-job over
     ``dispatch_wake``; when one does (it may have counted the slot as taken), a wake, so a pass
-    follows it, unless nothing waits. Never raises: a pass that fails here is asked of the
-    broker instead."""
+    follows it. Never raises: a pass that fails here is asked of the broker instead."""
     try:
+        # Most ends leave nothing waiting (a burst is over, or all was handed out): one index
+        # probe, without the dispatcher's lock, instead of a pass. This end is committed, so
+        # work that becomes waiting after this read finds the slot free: its submission hands
+        # it out or wakes a pass. What a pass holding the lock now leaves waiting, it read
+        # before this probe, which sees it waiting still.
+        if not subjobs_waiting().exists():
+            return
         with transaction.atomic():
-            # Most ends leave nothing waiting (a burst is over, or all was handed out): one
-            # index probe instead of a pass. Work submitted after this read (this end is
-            # committed) finds this slot free: its submission hands it out or wakes a pass.
-            # So does the probe when another holds the lock (a submission handing out its
-            # own sub-job, most often): what that holder leaves waiting, it read before this
-            # probe, which sees it still waiting.
-            locked = _lock_dispatch(wait=False)
-            if not subjobs_waiting().exists():
-                return
-            if locked:
+            if _lock_dispatch(wait=False):
                 chosen = _choose()
                 if chosen:
                     subjobs_publish(subjob_ids=chosen)
