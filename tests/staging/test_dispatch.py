@@ -18,6 +18,7 @@ from staging.models_tape import TapeLibrary
 from staging.selectors_accounts import account_limits_changed
 from staging.services.dispatch import (
     ADVISORY_LOCK_ID,
+    AFTER_END_LOCK_WAIT_MS,
     WAKE_KEY,
     dispatch_after_end,
     subjobs_dispatch,
@@ -393,10 +394,10 @@ def test_a_pass_reads_the_stores_once(queued):
     assert len(of_stores) == 1, of_stores
 
 
-def after_end_beside_a_held_lock() -> threading.Thread:
+def after_end_beside_a_held_lock(held_for: float = 30) -> threading.Thread:
     """``dispatch_after_end`` in a worker's own connection while this one holds the
-    dispatcher's lock (a pass, or a submission handing out its own sub-job); returns its
-    thread, ended unless it waited for the lock."""
+    dispatcher's lock (a pass, or a submission handing out its own sub-job) until the worker
+    is done or ``held_for`` seconds passed; returns its thread, ended unless it still waits."""
 
     def worker_process() -> None:
         try:
@@ -408,7 +409,8 @@ def after_end_beside_a_held_lock() -> threading.Thread:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
         thread = threading.Thread(target=worker_process)
         thread.start()
-        thread.join(30)
+        thread.join(held_for)
+    thread.join(30)
     return thread
 
 
@@ -427,9 +429,27 @@ def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
 
     thread = after_end_beside_a_held_lock()
 
-    assert not thread.is_alive()  # it did not wait for the lock
+    assert not thread.is_alive()  # it waited a while only
     assert queued() == 0 and dispatched(job) == 1  # nothing handed out beside the other pass
     assert broker.llen(control) == 1  # a pass is asked for, to follow the one running
+
+
+@pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
+def test_the_worker_follows_a_short_pass_holding_the_lock_with_its_own(
+    queued, worker_takes, broker, settings
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
+    control = f"{settings.BROKER_KEY_PREFIX}control"
+    job = job_with(3, store=StoreFactory(max_active=1))
+    assert subjobs_dispatch() == 1
+    worker_takes()
+    broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
+
+    after_end_beside_a_held_lock(held_for=AFTER_END_LOCK_WAIT_MS / 1000 / 4)
+
+    assert queued() == 1 and dispatched(job) == 2  # the slot filled once the lock was free
+    assert broker.llen(control) == 0  # with no pass through the broker
 
 
 @pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
