@@ -101,11 +101,14 @@ def _subjob_recorded(retval: dict, seconds: float | None) -> None:
     status = retval.get("status")
     if not status:
         return
-    counts = Item.objects.filter(subjob_id=retval["subjob"]).aggregate(
-        finished=Count("pk", filter=Q(status=JobStatus.FINISHED)),
-        failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
-        bytes=Sum("size", filter=Q(status=JobStatus.FINISHED), default=0),
-    )
+    if all(key in retval for key in ("finished", "failed", "bytes")):
+        counts = retval  # the run's own tally (tasks.staging): no query
+    else:
+        counts = Item.objects.filter(subjob_id=retval["subjob"]).aggregate(
+            finished=Count("pk", filter=Q(status=JobStatus.FINISHED)),
+            failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+            bytes=Sum("size", filter=Q(status=JobStatus.FINISHED), default=0),
+        )
     metrics.SUBJOBS_COMPLETED.labels(status).inc()
     metrics.ITEMS_STAGED.inc(counts["finished"])
     metrics.ITEMS_FAILED.inc(counts["failed"])

@@ -331,6 +331,9 @@ class ProgressReporter:
     last_flush: float = field(default_factory=time.monotonic)
     # How the items of earlier batches of this run ended (those writes are committed).
     ran: dict[int, str] = field(default_factory=dict)
+    # The sub-job's items finished and failed, and the finished ones' bytes, once its end was
+    # written from what the worker knows (``finish``); None otherwise.
+    tally: dict[str, int] | None = None
 
     def lease_lost(self) -> bool:
         return self.heartbeat is not None and self.heartbeat.lost()
@@ -453,9 +456,9 @@ class ProgressReporter:
         known = None if self.cancelled or self.diverged else self._counts()
         if known is not None:
             self.sync.flush()
-            counts, job_counts = known
+            counts, job_counts, finished_bytes = known
             try:
-                return transitions.subjob_finish_known(
+                status = transitions.subjob_finish_known(
                     subjob_id=self.subjob.pk,
                     job_id=self.subjob.job_id,
                     worker=self.worker,
@@ -468,6 +471,13 @@ class ProgressReporter:
                 )
             except transitions.OutcomesDisagree:
                 pass  # nothing was written: the general way below
+            else:
+                self.tally = {
+                    "finished": counts["finished"],
+                    "failed": counts["failed"],
+                    "bytes": finished_bytes,
+                }
+                return status
         self.flush()
         return transitions.subjob_finish(
             subjob_id=self.subjob.pk,
@@ -476,10 +486,11 @@ class ProgressReporter:
             cancelled=self.cancelled,
         )
 
-    def _counts(self) -> tuple[dict, dict | None] | None:
+    def _counts(self) -> tuple[dict, dict | None, int] | None:
         """How every item of the sub-job ended, from their statuses at the claim and the
         outcomes of this run; with the job's counts too when the sub-job holds all of the
-        job's items. None when an item is neither (the run stopped early)."""
+        job's items, and the bytes of its finished items. None when an item is neither (the
+        run stopped early)."""
         items = getattr(self.subjob, "claimed_items", None)
         if items is None:
             return None
@@ -495,10 +506,10 @@ class ProgressReporter:
             "failed": sum(s == JobStatus.FAILED for s in statuses.values()),
             "cancelled": sum(s == JobStatus.CANCELLED for s in statuses.values()),
         }
-        if not items or len(items) != self.subjob.job.files_total:
-            return counts, None
         finished_bytes = sum(i.size for i in items if statuses[i.pk] == JobStatus.FINISHED)
-        return counts, {**counts, "bytes_done": finished_bytes}
+        if not items or len(items) != self.subjob.job.files_total:
+            return counts, None, finished_bytes
+        return counts, {**counts, "bytes_done": finished_bytes}, finished_bytes
 
 
 def item_result_record(*, item_id: int, result: dict) -> None:
@@ -598,11 +609,14 @@ def subjob_run(
     task_id: str,
     work: ItemWork = stage_item,
     work_for: Callable[[Job], ItemWork] | None = None,
+    tally: dict | None = None,
 ) -> str | None:
     """Run one sub-job to its end, doing ``work`` for each of its items (or the work that
     ``work_for`` picks for the sub-job's job, e.g. by its catalogue task). A sub-job without
     items (a noop) just finishes. Returns its final status, or None when this delivery had
-    nothing to do (another worker holds it, it is over, or its job was cancelled)."""
+    nothing to do (another worker holds it, it is over, or its job was cancelled). ``tally``:
+    filled with its items finished and failed and the finished ones' bytes, when the end
+    was written from what the worker knew (``ProgressReporter.tally``)."""
     claimed_at = time.monotonic()
     subjob = subjob_claim(subjob_id=subjob_id, worker=worker, task_id=task_id)
     if subjob is None:
@@ -620,6 +634,8 @@ def subjob_run(
             else:
                 # Raises LeaseLost when the work stopped because the lease was lost.
                 final = reporter.finish()
+                if tally is not None and reporter.tally is not None:
+                    tally.update(reporter.tally)
         except LeaseLost:
             subjob_lease_given_up(subjob_id, worker)
             return None

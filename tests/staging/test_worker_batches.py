@@ -8,6 +8,7 @@ import os
 import socket
 import stat
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -64,6 +65,32 @@ def test_the_claim_reads_the_sub_job_job_and_store_as_the_orm_does(store, archiv
             assert getattr(got, field.attname) == getattr(want, field.attname), field.name
     assert [item.path for item in claimed.claimed_items] == ["run1/a.txt"]
     assert claimed.job_listened is False
+
+
+def test_a_run_tallies_its_items_so_the_worker_s_metrics_need_no_count(store, archive_files):
+    from tasks.instrumentation import _subjob_recorded
+
+    entries = archive_files({"run1/a.txt": b"hello", "run1/b.txt": b"hi"})
+    (Path(store.archive_root) / "run1/b.txt").unlink()  # fails: no such file
+    job = create_job(store, entries)
+    subjob_id = job.subjobs.get().pk
+    tally: dict = {}
+
+    status = subjob_run(
+        subjob_id=subjob_id,
+        worker="node@host:1",
+        task_id="t",
+        work_for=item_work_for,
+        tally=tally,
+    )
+
+    assert (status, tally) == (
+        JobStatus.PARTIALLY_FAILED,
+        {"finished": 1, "failed": 1, "bytes": 5},
+    )
+    with CaptureQueriesContext(connection) as recorded:
+        _subjob_recorded({"subjob": subjob_id, "status": status, **tally}, 0.1)
+    assert recorded.captured_queries == []
 
 
 def test_a_one_file_job_runs_in_fewer_than_8_queries(store, archive_files):
