@@ -394,6 +394,24 @@ def test_a_pass_reads_the_stores_once(queued):
     assert len(of_stores) == 1, of_stores
 
 
+@pytest.fixture
+def one_ended(worker_takes, broker, settings):
+    """``one_ended()``: a pass hands out one waiting sub-job and a worker ends it; the control
+    queue and the wake key are then emptied. Returns the control queue's key. (The tests of an
+    end beside a held lock: PostgreSQL's advisory lock.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
+    control = f"{settings.BROKER_KEY_PREFIX}control"
+
+    def end() -> str:
+        assert subjobs_dispatch() == 1
+        worker_takes()
+        broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
+        return control
+
+    return end
+
+
 def after_end_beside_a_held_lock(held_for: float = 30) -> threading.Thread:
     """``dispatch_after_end`` in a worker's own connection while this one holds the
     dispatcher's lock (a pass, or a submission handing out its own sub-job) until the worker
@@ -415,17 +433,9 @@ def after_end_beside_a_held_lock(held_for: float = 30) -> threading.Thread:
 
 
 @pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
-def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
-    queued, worker_takes, broker, settings
-):
-    if connection.vendor != "postgresql":
-        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
-    control = f"{settings.BROKER_KEY_PREFIX}control"
-    store = StoreFactory(max_active=1)
-    job = job_with(3, store=store)
-    assert subjobs_dispatch() == 1
-    worker_takes()
-    broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
+def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(queued, broker, one_ended):
+    job = job_with(3, store=StoreFactory(max_active=1))
+    control = one_ended()
 
     thread = after_end_beside_a_held_lock()
 
@@ -435,16 +445,9 @@ def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
 
 
 @pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
-def test_the_worker_follows_a_short_pass_holding_the_lock_with_its_own(
-    queued, worker_takes, broker, settings
-):
-    if connection.vendor != "postgresql":
-        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
-    control = f"{settings.BROKER_KEY_PREFIX}control"
+def test_the_worker_follows_a_short_pass_holding_the_lock_with_its_own(queued, broker, one_ended):
     job = job_with(3, store=StoreFactory(max_active=1))
-    assert subjobs_dispatch() == 1
-    worker_takes()
-    broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
+    control = one_ended()
 
     after_end_beside_a_held_lock(held_for=AFTER_END_LOCK_WAIT_MS / 1000 / 4)
 
@@ -454,15 +457,10 @@ def test_the_worker_follows_a_short_pass_holding_the_lock_with_its_own(
 
 @pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
 def test_the_worker_asks_for_no_pass_when_another_holds_the_lock_and_nothing_waits(
-    queued, worker_takes, broker, settings
+    queued, broker, one_ended
 ):
-    if connection.vendor != "postgresql":
-        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
-    control = f"{settings.BROKER_KEY_PREFIX}control"
     job_with(1)
-    assert subjobs_dispatch() == 1
-    worker_takes()  # and ends it: nothing waits now
-    broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
+    control = one_ended()  # nothing waits now
 
     thread = after_end_beside_a_held_lock()
 
