@@ -304,7 +304,9 @@ def _staging_rows_insert(
         _subjobs_announce(job)
     else:
         transaction.on_commit(
-            functools.partial(subjob_message_send, subjob_id=subjob_ids[0], task_id=task_id)
+            functools.partial(
+                subjob_message_send, subjob_id=subjob_ids[0], task_id=task_id, job_uuid=job.uuid
+            )
         )
 
 

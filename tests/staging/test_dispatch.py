@@ -82,6 +82,26 @@ def test_it_publishes_every_waiting_subjob_when_nothing_limits_it(queued):
     assert queued() == 5
 
 
+def test_each_message_names_its_sub_job_s_job_so_the_worker_logs_it_without_a_query(
+    broker, settings
+):
+    from types import SimpleNamespace
+
+    from tasks.instrumentation import _subjob_context
+
+    job = job_with(1)
+    subjobs_dispatch()
+    message = json.loads(broker.lindex(f"{settings.BROKER_KEY_PREFIX}staging", 0))
+    request = SimpleNamespace(**message["headers"])
+    subjob_id = job.subjobs.get().pk
+
+    with CaptureQueriesContext(connection) as read:
+        context = _subjob_context(subjob_id, request)
+
+    assert context["job_id"] == str(job.uuid)
+    assert read.captured_queries == []
+
+
 def test_a_store_limit_holds_and_a_freed_slot_is_filled(queued, worker_takes):
     store = StoreFactory(max_active=2)
     job = job_with(6, store=store)

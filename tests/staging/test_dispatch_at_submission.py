@@ -12,6 +12,7 @@ from staging.models_tape import TapeLibrary
 from staging.selectors_accounts import account_limits_changed
 from staging.services.dispatch import subjobs_dispatch
 from staging.services.jobs import job_create_staging
+from staging.services.publishing import JOB_HEADER
 from tests.factories import FileFactory, JobFactory, StoreFactory, SubJobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,6 +71,7 @@ def test_a_lone_one_sub_job_job_is_handed_out_by_its_submission(submit, messages
     staging, control = messages()
     assert [m["headers"]["id"] for m in staging] == [subjob.celery_task_id]
     assert staging[0]["headers"]["task"] == "tasks.staging.run_subjob"
+    assert staging[0]["headers"][JOB_HEADER] == str(job.uuid)  # for the worker's log context
     assert control == []  # no pass was woken for it
     assert subjobs_dispatch() == 0  # a pass finds nothing more to hand out
 
