@@ -11,7 +11,7 @@ from prometheus_client import start_http_server
 
 from staging import metrics
 from staging.metrics_multiprocess import multiprocess_dir_reset, process_exited
-from staging.services.publishing import SUBJOB_TASK_NAMES
+from staging.services.publishing import JOB_HEADER, SUBJOB_TASK_NAMES
 from stagingsvc.logconfig import log_context_reset, log_context_set, worker_host
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,14 @@ def metrics_process_exited(pid=None, **kwargs) -> None:
     process_exited(pid or os.getpid())
 
 
-def _subjob_context(subjob_id) -> dict:
+def _subjob_context(subjob_id, request) -> dict:
+    """The log context of a sub-job's task: its job as the message names it (JOB_HEADER), or
+    as the database does for a message without the header."""
     from staging.models import SubJob
 
-    job_uuid = SubJob.objects.filter(pk=subjob_id).values_list("job__uuid", flat=True).first()
+    job_uuid = getattr(request, JOB_HEADER, None)
+    if job_uuid is None:
+        job_uuid = SubJob.objects.filter(pk=subjob_id).values_list("job__uuid", flat=True).first()
     return {"job_id": job_uuid, "subjob_id": subjob_id}
 
 
@@ -67,7 +71,7 @@ def task_context_enter(task_id=None, task=None, args=None, kwargs=None, **extra)
     context = {"task_id": task_id, "task_name": task.name, "worker_host": worker_host()}
     if task.name in SUBJOB_TASK_NAMES:
         subjob_id = args[0] if args else (kwargs or {}).get("subjob_id")
-        context.update(_subjob_context(subjob_id))
+        context.update(_subjob_context(subjob_id, task.request))
     token = log_context_set(**context)
     _running[task_id] = (time.monotonic(), token)
     if task.name in SUBJOB_TASK_NAMES:
@@ -101,11 +105,14 @@ def _subjob_recorded(retval: dict, seconds: float | None) -> None:
     status = retval.get("status")
     if not status:
         return
-    counts = Item.objects.filter(subjob_id=retval["subjob"]).aggregate(
-        finished=Count("pk", filter=Q(status=JobStatus.FINISHED)),
-        failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
-        bytes=Sum("size", filter=Q(status=JobStatus.FINISHED), default=0),
-    )
+    if all(key in retval for key in ("finished", "failed", "bytes")):
+        counts = retval  # the run's own tally (tasks.staging): no query
+    else:
+        counts = Item.objects.filter(subjob_id=retval["subjob"]).aggregate(
+            finished=Count("pk", filter=Q(status=JobStatus.FINISHED)),
+            failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+            bytes=Sum("size", filter=Q(status=JobStatus.FINISHED), default=0),
+        )
     metrics.SUBJOBS_COMPLETED.labels(status).inc()
     metrics.ITEMS_STAGED.inc(counts["finished"])
     metrics.ITEMS_FAILED.inc(counts["failed"])

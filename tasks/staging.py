@@ -47,13 +47,20 @@ def stage_subjob(self, subjob_id: int, cartridge: bool = False) -> dict:
 
 def _subjob_run(request, subjob_id: int, cartridge: bool) -> dict:
     worker = worker_identity(request.hostname)
+    tally: dict = {}
     if cartridge:  # a tape library's cartridge, with the others queued
         status = cartridge_run(subjob_id=subjob_id, worker=worker, task_id=request.id)
     else:
         status = subjob_run(
-            subjob_id=subjob_id, worker=worker, task_id=request.id, work_for=item_work_for
+            subjob_id=subjob_id,
+            worker=worker,
+            task_id=request.id,
+            work_for=item_work_for,
+            tally=tally,
         )
-    return {"subjob": subjob_id, "status": status, "worker": worker}
+    # The items' tally, when the run knew it, spares the metrics a count of them
+    # (tasks.instrumentation).
+    return {"subjob": subjob_id, "status": status, "worker": worker, **tally}
 
 
 @worker_shutting_down.connect

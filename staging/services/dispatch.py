@@ -30,21 +30,27 @@ slot. Limits are read at every pass: a change applies without a restart.
 
 import heapq
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
+from psycopg.errors import LockNotAvailable
 
 from staging.errors import ServiceError
-from staging.models import Job, Store
+from staging.models import Job, JobStatus, Store, SubJob
+from staging.models_tape import TapeLibrary
+from staging.selectors_accounts import limits_of
 from staging.selectors_dispatch import (
     UNCAPPED_TASKS,
     DispatchCapacity,
     OwnerLimits,
     jobs_with_capped_work_waiting,
+    subjobs_in_flight,
     subjobs_waiting,
 )
 from staging.services.preemption import ALL, give_way_ask
@@ -63,16 +69,29 @@ WAKE_KEY = "stagingsvc.dispatch-wake"
 WAKE_KEY_SECONDS = 30
 # Any number that no other advisory lock of the database uses.
 ADVISORY_LOCK_ID = 0x57A6_D15C
+# How long the pass after a sub-job's end waits for another pass to release the lock before
+# asking for a pass through the broker instead: a pass over 100,000 waiting sub-jobs takes
+# about a third of that.
+AFTER_END_LOCK_WAIT_MS = 1000
 # Waiting sub-jobs of one owner read at a time (a store found full is left out of the next read).
 SCAN_STEP = 200
 
 
-def _lock_dispatch(*, wait: bool = True) -> bool:
+def _lock_dispatch(*, wait: bool = True, at_most_ms: int | None = None) -> bool:
     """Take the dispatcher's lock for the transaction; without ``wait``, False when another
-    pass holds it. (SQLite: the IMMEDIATE transaction already holds the write lock.)"""
+    pass holds it; with ``at_most_ms``, waiting that long at most for it (and for any lock
+    the rest of the transaction takes): past it, LockNotAvailable aborts the transaction.
+    (SQLite: the IMMEDIATE transaction already holds the write lock.)"""
     if connection.vendor != "postgresql":
         return True
     with connection.cursor() as cursor:
+        if at_most_ms is not None:
+            # One statement: the timeout is set before the lock's wait begins.
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)",
+                [f"{at_most_ms}ms", ADVISORY_LOCK_ID],
+            )
+            return True
         if wait:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
             return True
@@ -104,25 +123,98 @@ def subjobs_submitted(*, store_id: int, task: str) -> None:
         dispatch_wake()
 
 
+def dispatch_at_submission_possible(*, store: Store, task: str, subjobs: int) -> bool:
+    """Whether a new job of ``subjobs`` sub-jobs of ``task`` on ``store`` (its row, read under
+    the store's lock) may have its sub-job handed out by its submission
+    (``subjob_dispatch_submitted``): one sub-job (its few items hold the dispatcher's lock
+    briefly), counted against the limits, on a store without a staging-space watermark (whose
+    pass also watches the free space), on PostgreSQL (SQLite serialises writers anyway)."""
+    return (
+        subjobs == 1
+        and task not in UNCAPPED_TASKS
+        and not store.free_space_low
+        and connection.vendor == "postgresql"
+    )
+
+
+def subjob_dispatch_submitted(*, subjob_id: int, job: Job) -> str | None:
+    """In the transaction submitting ``job``, once it holds the dispatcher's lock: record its
+    one sub-job as dispatched when a pass would hand out that one and nothing else, i.e.
+    nothing else waits (so priorities, fair shares and ages have nothing to choose between)
+    and the in-flight bound, the store's limit and the owner's all have room; not for a tape
+    library's store, whose work goes by cartridge. Returns the sub-job's task id, to publish
+    once the transaction commits (``subjob_message_send``), or None: then the sub-job waits for
+    a pass (``subjobs_submitted``). Saves the wake's message, the woken task and its pass."""
+    store = job.store
+    owner_limit = limits_of(job.owner).max_active_subjobs if job.owner_id else None
+    waiting_sql, waiting_params = (
+        subjobs_waiting().exclude(pk=subjob_id).values("pk").order_by().query.sql_with_params()
+    )
+    flight_sql, flight_params = (
+        subjobs_in_flight()
+        .values_list("job__store_id", "job__owner_id")
+        .order_by()
+        .query.sql_with_params()
+    )
+    task_id = str(uuid.uuid4())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {SubJob._meta.db_table} SET celery_task_id = %s, dispatched_at = %s "
+            "WHERE id = %s AND status = %s AND dispatched_at IS NULL "
+            f"AND NOT EXISTS ({waiting_sql}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {TapeLibrary._meta.db_table} WHERE store_id = %s) "
+            "AND (SELECT count(*) < %s "
+            "AND (%s::integer IS NULL OR count(*) FILTER (WHERE f.store_id = %s) < %s) "
+            "AND (%s::integer IS NULL OR count(*) FILTER (WHERE f.owner_id = %s) < %s) "
+            f"FROM ({flight_sql}) AS f(store_id, owner_id))",
+            [
+                task_id,
+                timezone.now(),
+                subjob_id,
+                JobStatus.NOT_STARTED,
+                *waiting_params,
+                store.pk,
+                settings.STAGING["DISPATCH_MAX_IN_FLIGHT"],
+                store.max_active,
+                store.pk,
+                store.max_active,
+                owner_limit,
+                job.owner_id,
+                owner_limit,
+                *flight_params,
+            ],
+        )
+        return task_id if cursor.rowcount == 1 else None
+
+
 def dispatch_after_end() -> None:
     """After a sub-job ended, in the worker process that ran it: a pass right here for the slot
-    it freed when no other pass runs, which saves a broker message and a task per sub-job over
-    ``dispatch_wake``; when one does (it may have counted the slot as taken), a wake, so a pass
-    follows it. Never raises: a pass that fails here is asked of the broker instead."""
+    it freed, which saves a broker message and a task per sub-job over ``dispatch_wake``. When
+    another pass (or a submission handing out its own sub-job) holds the lock, it may have
+    counted the slot as taken: this pass waits for it, a short while as passes go
+    (AFTER_END_LOCK_WAIT_MS), and follows it; past that, a wake, so a pass follows it anyway.
+    Waiting costs less than the wake's message, task and pass, which take a worker process as
+    well. Never raises: a pass that fails here is asked of the broker instead."""
     try:
+        # Most ends leave nothing waiting (a burst is over, or all was handed out): one index
+        # probe, without the dispatcher's lock, instead of a pass. This end is committed, so
+        # work that becomes waiting after this read finds the slot free: its submission hands
+        # it out or wakes a pass. What a pass holding the lock now leaves waiting, it read
+        # before this probe, which sees it waiting still.
+        if not subjobs_waiting().exists():
+            return
         with transaction.atomic():
-            if _lock_dispatch(wait=False):
-                # Most ends leave nothing waiting (a burst is over, or all was handed out):
-                # one index probe instead of a pass. Work submitted after this read wakes a
-                # pass of its own, which finds this slot already free.
-                if not subjobs_waiting().exists():
-                    return
-                chosen = _choose()
-                if chosen:
-                    subjobs_publish(subjob_ids=chosen)
-                return
-    except Exception:
-        logger.warning("dispatch pass after a sub-job's end failed; asking for one", exc_info=True)
+            _lock_dispatch(at_most_ms=AFTER_END_LOCK_WAIT_MS)
+            chosen = _choose()
+            if chosen:
+                subjobs_publish(subjob_ids=chosen)
+            return
+    except Exception as exc:
+        # Another pass held the lock past the wait: no failure, its follower is woken.
+        if not isinstance(exc.__cause__, LockNotAvailable):
+            logger.warning(
+                "dispatch pass after a sub-job's end failed; asking for one", exc_info=True
+            )
     dispatch_wake()
 
 

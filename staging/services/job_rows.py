@@ -91,12 +91,16 @@ def items_and_pins_insert(
     source_params: Sequence,
     expires_at: datetime,
     paths_distinct: bool = False,
-) -> None:
+    try_lock: int | None = None,
+) -> bool:
     """Insert the job's items from ``source`` (rows ``t(file_id, path, size, slice, pos)``,
     ``pos`` numbered from 1 in request order), each in the job's sub-job whose sequence is its
     ``slice``, then pin every item's path for the job. Items take ids in request order, which
     listings follow. ``paths_distinct``: no two rows of ``source`` share a path, so no pin can
-    meet another (without it a path named twice is pinned once)."""
+    meet another (without it a path named twice is pinned once). ``try_lock``: the pins'
+    statement also tries that advisory lock for the transaction (without waiting), so a
+    statement that must read under it costs no round trip of its own; returns whether it was
+    taken (False without ``try_lock``)."""
     given = ["job_id", "subjob_id", "file_id", "path", "size"]
     columns, placeholders, values = _defaults(Item, given)
     pin_given = ["job_id", "store_id", "path", "expires_at"]
@@ -111,10 +115,18 @@ def items_and_pins_insert(
         )
         # From the rows just written, so the paths cross the network once. ON CONFLICT costs a
         # speculative insertion per pin (a third more for a million), so only where needed.
-        cursor.execute(
+        pins = (
             f"INSERT INTO {Pin._meta.db_table} ({', '.join(pin_given + pin_columns)}) "
             f"SELECT job_id, %s, path, %s, {', '.join(pin_placeholders)} "
             f"FROM {Item._meta.db_table} WHERE job_id = %s"
-            + ("" if paths_distinct else " ON CONFLICT DO NOTHING"),
-            [job.store_id, expires_at, *pin_values, job.pk],
+            + ("" if paths_distinct else " ON CONFLICT DO NOTHING")
         )
+        params = [job.store_id, expires_at, *pin_values, job.pk]
+        if try_lock is None:
+            cursor.execute(pins, params)
+            return False
+        # A data-modifying WITH runs to its end whatever the outer query reads.
+        cursor.execute(
+            f"WITH pins AS ({pins}) SELECT pg_try_advisory_xact_lock(%s)", [*params, try_lock]
+        )
+        return cursor.fetchone()[0]

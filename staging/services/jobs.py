@@ -27,13 +27,20 @@ from staging.models import (
 )
 from staging.services import transitions
 from staging.services.accounts import account_work_admit
-from staging.services.dispatch import dispatch_wake, subjobs_submitted
+from staging.services.dispatch import (
+    ADVISORY_LOCK_ID,
+    dispatch_at_submission_possible,
+    dispatch_wake,
+    subjob_dispatch_submitted,
+    subjobs_submitted,
+)
 from staging.services.job_rows import (
     ARRAYS_SOURCE,
     items_and_pins_insert,
     rows_in_database,
     subjobs_insert,
 )
+from staging.services.publishing import subjob_message_send
 from staging.services.staging_space import staging_space_admit
 
 logger = logging.getLogger(__name__)
@@ -275,15 +282,32 @@ def _staging_rows_insert(
     paths_distinct: bool = False,
 ) -> None:
     """The sub-jobs (``slicer``'s slices), items and pins of a staging job whose item rows
-    ``source`` holds (see ``items_and_pins_insert`` for ``paths_distinct``)."""
-    _subjobs_create(job, slicer.totals, first_sequence=1)
-    items_and_pins_insert(
+    ``source`` holds (see ``items_and_pins_insert`` for ``paths_distinct``). A job of one
+    sub-job that a pass would hand out at once is handed out here, in the same transaction
+    (``subjob_dispatch_submitted``); the others wait for the pass woken on commit."""
+    subjob_ids = _subjobs_create(job, slicer.totals, first_sequence=1, announce=False)
+    at_once = dispatch_at_submission_possible(
+        store=job.store, task=job.task, subjobs=len(subjob_ids)
+    )
+    # The pins' statement takes the dispatcher's lock, so the check that follows reads what
+    # every pass before it committed, and none runs beside it.
+    locked = items_and_pins_insert(
         job=job,
         source=source,
         source_params=source_params,
         expires_at=expires_at,
         paths_distinct=paths_distinct,
+        try_lock=ADVISORY_LOCK_ID if at_once else None,
     )
+    task_id = subjob_dispatch_submitted(subjob_id=subjob_ids[0], job=job) if locked else None
+    if task_id is None:
+        _subjobs_announce(job)
+    else:
+        transaction.on_commit(
+            functools.partial(
+                subjob_message_send, subjob_id=subjob_ids[0], task_id=task_id, job_uuid=job.uuid
+            )
+        )
 
 
 @transaction.atomic
@@ -341,10 +365,12 @@ def _attach_subjobs(
     return subjob_ids
 
 
-def _subjobs_create(job: Job, totals: Sequence[Sequence[int]], *, first_sequence: int) -> list[int]:
+def _subjobs_create(
+    job: Job, totals: Sequence[Sequence[int]], *, first_sequence: int, announce: bool = True
+) -> list[int]:
     """Insert one sub-job per slice (``totals``: the files and bytes of each) in one statement,
-    and wake the dispatcher once the surrounding transaction commits; returns their ids in
-    order."""
+    and (``announce``) wake the dispatcher once the surrounding transaction commits; returns
+    their ids in order."""
     if rows_in_database():
         subjob_ids = subjobs_insert(job=job, totals=totals, first_sequence=first_sequence)
     else:
@@ -353,12 +379,18 @@ def _subjobs_create(job: Job, totals: Sequence[Sequence[int]], *, first_sequence
             for sequence, (files, size) in enumerate(totals, start=first_sequence)
         )
         subjob_ids = [s.pk for s in subjobs]
-    # A wake, and where a store is full, running sub-jobs asked from here to give way: every
-    # worker process may be busy with them, so a pass woken would wait for one to end.
+    if announce:
+        _subjobs_announce(job)
+    return subjob_ids
+
+
+def _subjobs_announce(job: Job) -> None:
+    """Once the transaction commits, a wake, and where a store is full, running sub-jobs asked
+    from here to give way: every worker process may be busy with them, so a pass woken would
+    wait for one to end."""
     transaction.on_commit(
         functools.partial(subjobs_submitted, store_id=job.store_id, task=job.task)
     )
-    return subjob_ids
 
 
 def job_cancel(*, job: Job) -> Job:

@@ -27,6 +27,9 @@ STAGING_QUEUE = "staging"
 # control queue, which a worker process of its own consumes (Procfile's `control`).
 CONTROL_QUEUE = "control"
 PUBLISH_BATCH = 500
+# The message header naming the sub-job's job (its uuid); a message without it (published by
+# an older release) is answered by a query.
+JOB_HEADER = "stagingsvc_job"
 
 
 def subjobs_publish(*, subjob_ids: Iterable[int]) -> int:
@@ -80,23 +83,47 @@ def _task_ids_record(subjob_ids: list[int]) -> dict[int, str]:
     return {pk: task_ids[pk] for pk in recorded}
 
 
+def subjob_message_send(*, subjob_id: int, task_id: str, job_uuid) -> bool:
+    """Publish the ``run_subjob`` message of a staging sub-job of job ``job_uuid``, already
+    recorded as dispatched under ``task_id`` (by its submission: staging.services.dispatch),
+    on the staging queue. A failure is logged, not raised: the reconciler publishes it again."""
+    try:
+        _messages_publish(
+            {subjob_id: task_id}, jobs={subjob_id: job_uuid}, on_control=set(), cartridges=set()
+        )
+    except Exception:
+        logger.exception("could not publish sub-job %s; the reconciler will retry", subjob_id)
+        return False
+    return True
+
+
 def _messages_send(task_ids: dict[int, str]) -> None:
-    """Publish one run_subjob message per sub-job through one producer, buffered by kombu's
-    publish batch (a Redis pipeline: one round trip per PUBLISH_BATCH messages, task-sent
-    events included); transports without batches publish one by one. Release sub-jobs go to
-    the control queue, the others to the staging queue. A tape library's cartridge sub-job
-    says so in its message, so the worker needs no query to tell (staging.services.cartridges)."""
-    queues = current_app.amqp.queues
+    """Publish one run_subjob message per sub-job: release sub-jobs on the control queue, the
+    others on the staging queue. A tape library's cartridge sub-job says so in its message, so
+    the worker needs no query to tell (staging.services.cartridges)."""
     kinds = SubJob.objects.filter(pk__in=list(task_ids)).values_list(
         "pk",
+        "job__uuid",
         ExpressionWrapper(Q(job__task__in=UNCAPPED_TASKS), output_field=BooleanField()),
         ExpressionWrapper(
             ~Q(tape_vid="") & Q(job__store__tape_library__isnull=False),
             output_field=BooleanField(),
         ),
     )
-    on_control = {pk for pk, control, _ in kinds if control}
-    cartridges = {pk for pk, _, cartridge in kinds if cartridge}
+    jobs = {pk: job_uuid for pk, job_uuid, _, _ in kinds}
+    on_control = {pk for pk, _, control, _ in kinds if control}
+    cartridges = {pk for pk, _, _, cartridge in kinds if cartridge}
+    _messages_publish(task_ids, jobs=jobs, on_control=on_control, cartridges=cartridges)
+
+
+def _messages_publish(
+    task_ids: dict[int, str], *, jobs: dict, on_control: set[int], cartridges: set[int]
+) -> None:
+    """Through one producer, buffered by kombu's publish batch (a Redis pipeline: one round
+    trip per PUBLISH_BATCH messages, task-sent events included); transports without batches
+    publish one by one. Each message names its sub-job's job in a header (JOB_HEADER), for
+    the worker's log context (tasks.instrumentation)."""
+    queues = current_app.amqp.queues
     with current_app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH * 4):
         for subjob_id, task_id in task_ids.items():
             queue = queues[CONTROL_QUEUE if subjob_id in on_control else STAGING_QUEUE]
@@ -110,4 +137,5 @@ def _messages_send(task_ids: dict[int, str]) -> None:
                 queue=queue,
                 declare=[queue],
                 producer=producer,
+                headers={JOB_HEADER: str(jobs[subjob_id])} if subjob_id in jobs else None,
             )

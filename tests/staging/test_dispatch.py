@@ -10,7 +10,7 @@ import pytest
 from celery import current_app
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from staging.models import AccountLimits, Job, JobStatus, Store, SubJob
@@ -18,6 +18,7 @@ from staging.models_tape import TapeLibrary
 from staging.selectors_accounts import account_limits_changed
 from staging.services.dispatch import (
     ADVISORY_LOCK_ID,
+    AFTER_END_LOCK_WAIT_MS,
     WAKE_KEY,
     dispatch_after_end,
     subjobs_dispatch,
@@ -79,6 +80,26 @@ def test_it_publishes_every_waiting_subjob_when_nothing_limits_it(queued):
     assert queued() == 5
     assert subjobs_dispatch() == 0  # each sub-job is handed out once
     assert queued() == 5
+
+
+def test_each_message_names_its_sub_job_s_job_so_the_worker_logs_it_without_a_query(
+    broker, settings
+):
+    from types import SimpleNamespace
+
+    from tasks.instrumentation import _subjob_context
+
+    job = job_with(1)
+    subjobs_dispatch()
+    message = json.loads(broker.lindex(f"{settings.BROKER_KEY_PREFIX}staging", 0))
+    request = SimpleNamespace(**message["headers"])
+    subjob_id = job.subjobs.get().pk
+
+    with CaptureQueriesContext(connection) as read:
+        context = _subjob_context(subjob_id, request)
+
+    assert context["job_id"] == str(job.uuid)
+    assert read.captured_queries == []
 
 
 def test_a_store_limit_holds_and_a_freed_slot_is_filled(queued, worker_takes):
@@ -393,33 +414,78 @@ def test_a_pass_reads_the_stores_once(queued):
     assert len(of_stores) == 1, of_stores
 
 
-def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(
-    queued, worker_takes, broker, settings
-):
+@pytest.fixture
+def one_ended(worker_takes, broker, settings):
+    """``one_ended()``: a pass hands out one waiting sub-job and a worker ends it; the control
+    queue and the wake key are then emptied. Returns the control queue's key. (The tests of an
+    end beside a held lock: PostgreSQL's advisory lock.)"""
     if connection.vendor != "postgresql":
         pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers at BEGIN")
     control = f"{settings.BROKER_KEY_PREFIX}control"
-    store = StoreFactory(max_active=1)
-    job = job_with(3, store=store)
-    assert subjobs_dispatch() == 1
-    worker_takes()
-    broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
-    with connection.cursor() as cursor:  # a pass in progress here, until the test ends
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
 
-    def worker_process() -> None:  # on a connection of its own, as a worker's
+    def end() -> str:
+        assert subjobs_dispatch() == 1
+        worker_takes()
+        broker.delete(control, f"{settings.BROKER_KEY_PREFIX}{WAKE_KEY}")
+        return control
+
+    return end
+
+
+def after_end_beside_a_held_lock(held_for: float = 30) -> threading.Thread:
+    """``dispatch_after_end`` in a worker's own connection while this one holds the
+    dispatcher's lock (a pass, or a submission handing out its own sub-job) until the worker
+    is done or ``held_for`` seconds passed; returns its thread, ended unless it still waits."""
+
+    def worker_process() -> None:
         try:
             dispatch_after_end()
         finally:
             connections.close_all()
 
-    thread = threading.Thread(target=worker_process)
-    thread.start()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_ID])
+        thread = threading.Thread(target=worker_process)
+        thread.start()
+        thread.join(held_for)
     thread.join(30)
+    return thread
 
-    assert not thread.is_alive()  # it did not wait for the lock
+
+@pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
+def test_the_worker_asks_for_a_pass_when_another_pass_holds_the_lock(queued, broker, one_ended):
+    job = job_with(3, store=StoreFactory(max_active=1))
+    control = one_ended()
+
+    thread = after_end_beside_a_held_lock()
+
+    assert not thread.is_alive()  # it waited a while only
     assert queued() == 0 and dispatched(job) == 1  # nothing handed out beside the other pass
     assert broker.llen(control) == 1  # a pass is asked for, to follow the one running
+
+
+@pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
+def test_the_worker_follows_a_short_pass_holding_the_lock_with_its_own(queued, broker, one_ended):
+    job = job_with(3, store=StoreFactory(max_active=1))
+    control = one_ended()
+
+    after_end_beside_a_held_lock(held_for=AFTER_END_LOCK_WAIT_MS / 1000 / 4)
+
+    assert queued() == 1 and dispatched(job) == 2  # the slot filled once the lock was free
+    assert broker.llen(control) == 0  # with no pass through the broker
+
+
+@pytest.mark.django_db(transaction=True)  # the worker's connection sees what waits
+def test_the_worker_asks_for_no_pass_when_another_holds_the_lock_and_nothing_waits(
+    queued, broker, one_ended
+):
+    job_with(1)
+    control = one_ended()  # nothing waits now
+
+    thread = after_end_beside_a_held_lock()
+
+    assert not thread.is_alive()
+    assert broker.llen(control) == 0  # whatever the holder leaves waiting, it passes for
 
 
 def test_a_lost_release_message_is_republished_while_other_control_work_waits(
