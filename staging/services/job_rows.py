@@ -8,14 +8,14 @@ a row source the caller names: arrays sent as parameters (``unnest``) for a requ
 memory, or a temporary table a streamed request was copied into (``COPY``). Other backends keep
 the ORM (``bulk_create``)."""
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
 from django.db import connection
 from django.db.models import Model
 from django.utils import timezone
 
-from staging.models import Item, Job, Pin, SubJob
+from staging.models import File, Item, Job, Pin, SubJob
 
 # The row source of a request held in memory: four parallel arrays, numbered from 1.
 ARRAYS_SOURCE = (
@@ -118,3 +118,95 @@ def items_and_pins_insert(
             + ("" if paths_distinct else " ON CONFLICT DO NOTHING"),
             [job.store_id, expires_at, *pin_values, job.pk],
         )
+
+
+# What COPY's text format gives a meaning to inside a value; a name holding none is sent as is.
+_COPY_SPECIAL = ("\\", "\t", "\n", "\r")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def names_copy(table: str, names: Iterable[tuple[str, str]]) -> int:
+    """Create the temporary table ``table`` (dropped at commit) and COPY ``names`` into it as
+    they come: (``pos`` numbered from 1, ``place``, ``name``) for each (where, name), which must
+    come without repeats. Returns how many. Lines are formatted a chunk at a time rather than
+    row by row through COPY's per-row adaptation: a million names cost seconds that way."""
+    count = 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {table} (pos bigint, place text, name varchar(1024)) "
+            "ON COMMIT DROP"
+        )
+        with cursor.copy(f"COPY {table} (pos, place, name) FROM STDIN") as copy:
+            for chunk in chunked(names, ROWS_CHUNK):
+                joined = "".join(name for _, name in chunk) + "".join(p for p, _ in chunk)
+                if any(special in joined for special in _COPY_SPECIAL):
+                    chunk = [
+                        (p.translate(_COPY_ESCAPES), n.translate(_COPY_ESCAPES)) for p, n in chunk
+                    ]
+                lines = [f"{count + n}\t{p}\t{name}\n" for n, (p, name) in enumerate(chunk, 1)]
+                copy.write("".join(lines))
+                count += len(chunk)
+    return count
+
+
+def rows_of_catalogue_ids(
+    *, names_table: str, rows_table: str, store_id: int, files_per_slice: int
+) -> tuple[int, int, int]:
+    """Create the temporary table ``rows_table`` (dropped at commit) of the ids in
+    ``names_table`` (see ``names_copy``) joined with the catalogue in one statement: ``pos``,
+    ``place``, ``file_id``, and the present file of store ``store_id`` it names (``path`` and
+    ``size``, NULL when none), each placed in slice ``(pos - 1) // files_per_slice + 1``. Returns
+    the files found, their bytes and the ids that name none."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {rows_table} ON COMMIT DROP AS "
+            "SELECT n.pos, n.place, n.name::varchar(64) AS file_id, f.path, f.size, "
+            "((n.pos - 1) / %s + 1)::integer AS slice "
+            f"FROM {names_table} n LEFT JOIN {File._meta.db_table} f "
+            "ON f.id = n.name AND f.store_id = %s AND f.present",
+            [files_per_slice, store_id],
+        )
+        cursor.execute(f"DROP TABLE {names_table}")
+        cursor.execute(
+            f"SELECT count(path), coalesce(sum(size), 0), count(*) - count(path) FROM {rows_table}"
+        )
+        return cursor.fetchone()
+
+
+def rows_unknown(rows_table: str, *, at_most: int) -> list[tuple[str, str]]:
+    """The first ``at_most`` (place, id) of ``rows_table`` that name no file, in request
+    order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT place, file_id FROM {rows_table} WHERE path IS NULL ORDER BY pos LIMIT %s",
+            [at_most],
+        )
+        return cursor.fetchall()
+
+
+def rows_slices(rows_table: str, *, max_bytes: int) -> list[list[int]] | None:
+    """The [files, bytes] of each slice of ``rows_table`` as placed by ``rows_of_catalogue_ids``
+    (a fixed number of files each), or None if one of them holds more than ``max_bytes``: then
+    the greedy placement differs, and ``rows_slices_place`` places them again."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*), sum(size) FROM {rows_table} GROUP BY slice ORDER BY slice"
+        )
+        totals = [[files, size] for files, size in cursor.fetchall()]
+    return None if any(size > max_bytes for _, size in totals) else totals
+
+
+def rows_slices_place(rows_table: str, place: Callable[[int], int]) -> None:
+    """Place every row of ``rows_table`` again, in request order, in the slice ``place`` gives
+    for its size (slices are runs of consecutive rows)."""
+    starts, last = [], 0
+    with connection.chunked_cursor() as rows:  # read as it goes, not a million tuples at once
+        rows.execute(f"SELECT pos, size FROM {rows_table} ORDER BY pos")
+        while batch := rows.fetchmany(ROWS_CHUNK):
+            for pos, size in batch:
+                number = place(size)
+                if number != last:
+                    starts.append(pos)
+                    last = number
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {rows_table} SET slice = width_bucket(pos, %s::bigint[])", [starts])

@@ -26,12 +26,13 @@ from staging.errors import (
 from staging.models import File, Job, Store
 from staging.selectors import files_by_ids, files_rows_by_ids
 from staging.services.catalogue import catalogue_upsert_paths
-from staging.services.job_rows import ROWS_CHUNK, chunked
+from staging.services.job_rows import ROWS_CHUNK, chunked, rows_in_database
 from staging.services.jobs import (
     StagingRows,
     job_create_staging,
     job_create_staging_from_rows,
     staging_rows_copy,
+    staging_rows_of_ids,
     store_links_cheaply,
 )
 from staging.storage import UnsafePathError, clean_relative_path
@@ -61,6 +62,36 @@ def staging_files_resolve(
         return [found[i] for i in wanted]
     cleaned = [clean_relative_path(raw) for raw in paths or []]
     return catalogue_upsert_paths(store=store, paths=list(dict.fromkeys(cleaned)))
+
+
+def staging_rows_of_names(
+    store: Store, names: Iterable[tuple[str, str]], *, by: str
+) -> StagingRows:
+    """``staging_rows_read(staging_files_in_chunks(...))``: the files a stream of ``names``
+    (ids or paths, each with ``where`` it is) names, read into the database for
+    ``staging_job_create(rows=...)``, by the same rule and with the same refusals. Ids on
+    PostgreSQL are resolved by the database in one join once the stream is read."""
+    if by != "ids" or not rows_in_database():
+        return staging_rows_read(staging_files_in_chunks(store, names, by=by), store=store)
+    rows = staging_rows_of_ids(_first_of_each(names), store=store, listed_at_most=LISTED_AT_MOST)
+    if rows.unknown_count:
+        first = [name for _, name in rows.unknown]
+        raise NotFoundError(
+            f"{rows.unknown_count} ids are not files of store {store.slug}, the first on "
+            f"{rows.unknown[0][0]}: {listed_names(first, count=rows.unknown_count)}",
+            field="ids",
+            extra=unknown_names("ids", first, count=rows.unknown_count),
+        )
+    return rows
+
+
+def _first_of_each(names: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """``names`` without repeats: a name named again is dropped, as in a JSON body."""
+    seen: set[str] = set()
+    for where, name in names:
+        if name not in seen:
+            seen.add(name)
+            yield where, name
 
 
 def staging_files_in_chunks(
