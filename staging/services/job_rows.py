@@ -87,37 +87,73 @@ def subjobs_insert(*, job: Job, totals: Sequence[Sequence[int]], first_sequence:
 def items_and_pins_insert(
     *,
     job: Job,
+    subjob_ids: Sequence[int],
     source: str,
     source_params: Sequence,
     expires_at: datetime,
+    rows: int,
     paths_distinct: bool = False,
+    pins_from_source: bool = False,
 ) -> None:
-    """Insert the job's items from ``source`` (rows ``t(file_id, path, size, slice, pos)``,
-    ``pos`` numbered from 1 in request order), each in the job's sub-job whose sequence is its
-    ``slice``, then pin every item's path for the job. Items take ids in request order, which
+    """Insert the job's ``rows`` items from ``source`` (rows ``t(file_id, path, size, slice,
+    pos)``, ``pos`` numbered from 1 in request order), each in the sub-job ``subjob_ids[slice -
+    1]``, then pin every item's path for the job. Items take ids in request order, which
     listings follow. ``paths_distinct``: no two rows of ``source`` share a path, so no pin can
-    meet another (without it a path named twice is pinned once)."""
+    meet another (without it a path named twice is pinned once). ``pins_from_source``: the
+    pins are read from ``source`` (a table in the database) rather than from the items just
+    written (what spares arrays of paths a second trip over the network)."""
     given = ["job_id", "subjob_id", "file_id", "path", "size"]
     columns, placeholders, values = _defaults(Item, given)
     pin_given = ["job_id", "store_id", "path", "expires_at"]
     pin_columns, pin_placeholders, pin_values = _defaults(Pin, pin_given)
     with connection.cursor() as cursor:
+        sort_memory_ensure(cursor, rows)
+        # The sub-job by its place in an array of their ids, not by a join with them.
         cursor.execute(
             f"INSERT INTO {Item._meta.db_table} ({', '.join(given + columns)}) "
-            f"SELECT %s, s.id, t.file_id, t.path, t.size, {', '.join(placeholders)} "
-            f"FROM {source} JOIN {SubJob._meta.db_table} s "
-            "ON s.job_id = %s AND s.sequence = t.slice ORDER BY t.pos",
-            [job.pk, *values, *source_params, job.pk],
+            f"SELECT %s, (%s::bigint[])[t.slice], t.file_id, t.path, t.size, "
+            f"{', '.join(placeholders)} FROM {source} ORDER BY t.pos",
+            [job.pk, list(subjob_ids), *values, *source_params],
         )
-        # From the rows just written, so the paths cross the network once. ON CONFLICT costs a
-        # speculative insertion per pin (a third more for a million), so only where needed.
+        # ON CONFLICT costs a speculative insertion per pin (a third more for a million), so
+        # only where needed.
+        conflicts = "" if paths_distinct else " ON CONFLICT DO NOTHING"
+        if pins_from_source:
+            cursor.execute(
+                f"INSERT INTO {Pin._meta.db_table} ({', '.join(pin_given + pin_columns)}) "
+                f"SELECT %s, %s, t.path, %s, {', '.join(pin_placeholders)} FROM {source}"
+                + conflicts,
+                [job.pk, job.store_id, expires_at, *pin_values],
+            )
+            return
         cursor.execute(
             f"INSERT INTO {Pin._meta.db_table} ({', '.join(pin_given + pin_columns)}) "
             f"SELECT job_id, %s, path, %s, {', '.join(pin_placeholders)} "
-            f"FROM {Item._meta.db_table} WHERE job_id = %s"
-            + ("" if paths_distinct else " ON CONFLICT DO NOTHING"),
+            f"FROM {Item._meta.db_table} WHERE job_id = %s" + conflicts,
             [job.store_id, expires_at, *pin_values, job.pk],
         )
+
+
+# What sorting a request's rows by their place takes in memory, per row (the row, its sort
+# slot and the allocator's overhead), and the most a request may ask of the server for it.
+SORT_BYTES_PER_ROW = 256
+SORT_MEMORY_MAX_KB = 512 * 1024
+# Rows that PostgreSQL's default work_mem (4 MB) sorts in memory: no need to ask for more.
+SORT_ROWS_IN_DEFAULT = 4 * 1024**2 // SORT_BYTES_PER_ROW
+
+
+def sort_memory_ensure(cursor, rows: int) -> None:
+    """Let this transaction sort ``rows`` rows in memory (work_mem raised, never lowered, until
+    it ends): past the server's default the sort of a large request's items spills to disk
+    and is read back in merges, seconds for a million."""
+    if rows <= SORT_ROWS_IN_DEFAULT:
+        return
+    wanted_kb = min(rows * SORT_BYTES_PER_ROW // 1024, SORT_MEMORY_MAX_KB)
+    cursor.execute(
+        "SELECT set_config('work_mem', greatest(pg_size_bytes(current_setting('work_mem')) "
+        "/ 1024, %s)::text || 'kB', true)",
+        [wanted_kb],
+    )
 
 
 # What COPY's text format gives a meaning to inside a value; a name holding none is sent as is.
@@ -150,20 +186,24 @@ def names_copy(table: str, names: Iterable[tuple[str, str]]) -> int:
 
 
 def rows_of_catalogue_ids(
-    *, names_table: str, rows_table: str, store_id: int, files_per_slice: int
+    *, names_table: str, names: int, rows_table: str, store_id: int, files_per_slice: int
 ) -> tuple[int, int, int]:
-    """Create the temporary table ``rows_table`` (dropped at commit) of the ids in
+    """Create the temporary table ``rows_table`` (dropped at commit) of the ``names`` ids in
     ``names_table`` (see ``names_copy``) joined with the catalogue in one statement: ``pos``,
     ``place``, ``file_id``, and the present file of store ``store_id`` it names (``path`` and
     ``size``, NULL when none), each placed in slice ``(pos - 1) // files_per_slice + 1``. Returns
     the files found, their bytes and the ids that name none."""
     with connection.cursor() as cursor:
+        sort_memory_ensure(cursor, names)
+        # Written in request order, which the join does not keep: the items' sort by place then
+        # finds its rows sorted, and the pins read in that order meet their indexes in order
+        # too (a request's paths are mostly sorted), not at random pages.
         cursor.execute(
             f"CREATE TEMPORARY TABLE {rows_table} ON COMMIT DROP AS "
             "SELECT n.pos, n.place, n.name::varchar(64) AS file_id, f.path, f.size, "
             "((n.pos - 1) / %s + 1)::integer AS slice "
             f"FROM {names_table} n LEFT JOIN {File._meta.db_table} f "
-            "ON f.id = n.name AND f.store_id = %s AND f.present",
+            "ON f.id = n.name AND f.store_id = %s AND f.present ORDER BY n.pos",
             [files_per_slice, store_id],
         )
         cursor.execute(f"DROP TABLE {names_table}")

@@ -203,12 +203,14 @@ def staging_rows_of_ids(
         table=f"staging_request_rows_{stem}", slicer=_Slicer(linked=store_links_cheaply(store))
     )
     names_table = f"staging_request_names_{stem}"
-    if not names_copy(names_table, names):
+    names_count = names_copy(names_table, names)
+    if not names_count:
         return rows  # no file: refused before the table is read
     slicer = rows.slicer
     slicer.max_files = slicer.files_per_slice()
     rows.files_total, rows.bytes_total, rows.unknown_count = rows_of_catalogue_ids(
         names_table=names_table,
+        names=names_count,
         rows_table=rows.table,
         store_id=store.pk,
         files_per_slice=slicer.max_files,
@@ -254,14 +256,13 @@ def job_create_staging_from_rows(
         files = [File(id=i, store=store, path=p, size=s) for i, p, s in rows.held]
         return job_create_staging(files=files, **fields)
     job = _staging_job_begin(files_total=rows.files_total, bytes_total=rows.bytes_total, **fields)
-    # staging_rows_copy's rows come without repeats, and a path names one catalogue file.
     _staging_rows_insert(
         job,
         rows.slicer,
         source=f"{rows.table} AS t",
         source_params=[],
         expires_at=timezone.now() + job.lifetime,
-        paths_distinct=True,
+        in_table=True,
     )
     return job
 
@@ -316,17 +317,22 @@ def _staging_rows_insert(
     source: str,
     source_params: Sequence,
     expires_at,
-    paths_distinct: bool = False,
+    in_table: bool = False,
 ) -> None:
     """The sub-jobs (``slicer``'s slices), items and pins of a staging job whose item rows
-    ``source`` holds (see ``items_and_pins_insert`` for ``paths_distinct``)."""
-    _subjobs_create(job, slicer.totals, first_sequence=1)
+    ``source`` holds: arrays sent as parameters, or (``in_table``) a table that
+    ``staging_rows_copy`` or ``staging_rows_of_ids`` filled, without repeats (a path names one
+    catalogue file, so no two of its rows share a path)."""
+    subjob_ids = _subjobs_create(job, slicer.totals, first_sequence=1)
     items_and_pins_insert(
         job=job,
+        subjob_ids=subjob_ids,
         source=source,
         source_params=source_params,
         expires_at=expires_at,
-        paths_distinct=paths_distinct,
+        rows=job.files_total,
+        paths_distinct=in_table,
+        pins_from_source=in_table,
     )
 
 

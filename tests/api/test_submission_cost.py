@@ -6,13 +6,14 @@ import re
 
 import pytest
 import redis.client
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from bench.submission import catalogue_seed
 from staging.models import File, Item, Job, JobStatus, Pin, SubJob
 from staging.roles import Role
 from staging.services.dispatch import subjobs_dispatch
+from staging.services.job_rows import SORT_ROWS_IN_DEFAULT, sort_memory_ensure
 
 pytestmark = pytest.mark.django_db
 
@@ -160,3 +161,19 @@ def test_a_jobs_sub_jobs_are_numbered_and_sized_in_request_order(
         (3, 20, 20 * 1024),
     ]
     assert [s.pk for s in subjobs] == sorted(s.pk for s in subjobs)
+
+
+def test_a_large_request_sorts_its_rows_in_memory_and_never_lowers_the_servers_setting():
+    def work_mem_kb() -> int:
+        cursor.execute("SELECT pg_size_bytes(current_setting('work_mem')) / 1024")
+        return cursor.fetchone()[0]
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        before = work_mem_kb()
+        sort_memory_ensure(cursor, SORT_ROWS_IN_DEFAULT)
+        assert work_mem_kb() == before
+        sort_memory_ensure(cursor, 1_000_000)
+        assert work_mem_kb() == 250_000
+        cursor.execute("SET LOCAL work_mem = '600MB'")
+        sort_memory_ensure(cursor, 1_000_000)
+        assert work_mem_kb() == 600 * 1024
