@@ -185,14 +185,21 @@ def names_copy(table: str, names: Iterable[tuple[str, str]]) -> int:
     return count
 
 
-def rows_of_catalogue_ids(
-    *, names_table: str, names: int, rows_table: str, store_id: int, files_per_slice: int
+def rows_of_catalogue(
+    *,
+    names_table: str,
+    names: int,
+    rows_table: str,
+    store_id: int,
+    by: str,
+    files_per_slice: int,
 ) -> tuple[int, int, int]:
-    """Create the temporary table ``rows_table`` (dropped at commit) of the ``names`` ids in
-    ``names_table`` (see ``names_copy``) joined with the catalogue in one statement: ``pos``,
-    ``place``, ``file_id``, and the present file of store ``store_id`` it names (``path`` and
-    ``size``, NULL when none), each placed in slice ``(pos - 1) // files_per_slice + 1``. Returns
-    the files found, their bytes and the ids that name none."""
+    """Create the temporary table ``rows_table`` (dropped at commit) of the ``names`` names in
+    ``names_table`` (see ``names_copy``), ids or paths (``by``), joined with the catalogue in
+    one statement: ``pos``, ``place``, ``name``, and the present file of store ``store_id`` it
+    names (``file_id``, ``path``, ``size``; NULL when none), each placed in slice ``(pos - 1) //
+    files_per_slice + 1``. Returns the files found, their bytes and the names that name none."""
+    column = {"ids": "id", "paths": "path"}[by]
     with connection.cursor() as cursor:
         sort_memory_ensure(cursor, names)
         # Written in request order, which the join does not keep: the items' sort by place then
@@ -200,32 +207,81 @@ def rows_of_catalogue_ids(
         # too (a request's paths are mostly sorted), not at random pages.
         cursor.execute(
             f"CREATE TEMPORARY TABLE {rows_table} ON COMMIT DROP AS "
-            "SELECT n.pos, n.place, n.name::varchar(64) AS file_id, f.path, f.size, "
+            "SELECT n.pos, n.place, n.name, f.id AS file_id, f.path, f.size, "
             "((n.pos - 1) / %s + 1)::integer AS slice "
             f"FROM {names_table} n LEFT JOIN {File._meta.db_table} f "
-            "ON f.id = n.name AND f.store_id = %s AND f.present ORDER BY n.pos",
+            f"ON f.{column} = n.name AND f.store_id = %s AND f.present ORDER BY n.pos",
             [files_per_slice, store_id],
         )
         cursor.execute(f"DROP TABLE {names_table}")
-        cursor.execute(
-            f"SELECT count(path), coalesce(sum(size), 0), count(*) - count(path) FROM {rows_table}"
-        )
-        return cursor.fetchone()
+        return _rows_counted(cursor, rows_table)
 
 
-def rows_unknown(rows_table: str, *, at_most: int) -> list[tuple[str, str]]:
-    """The first ``at_most`` (place, id) of ``rows_table`` that name no file, in request
+def _rows_counted(cursor, rows_table: str) -> tuple[int, int, int]:
+    cursor.execute(
+        f"SELECT count(path), coalesce(sum(size), 0), count(*) - count(path) FROM {rows_table}"
+    )
+    return cursor.fetchone()
+
+
+def rows_unknown(rows_table: str, *, at_most: int | None = None) -> list[tuple[str, str]]:
+    """The first ``at_most`` (place, name) of ``rows_table`` that name no file, in request
     order."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT place, file_id FROM {rows_table} WHERE path IS NULL ORDER BY pos LIMIT %s",
+            f"SELECT place, name FROM {rows_table} WHERE path IS NULL ORDER BY pos LIMIT %s",
             [at_most],
         )
         return cursor.fetchall()
 
 
+def rows_unknown_names(rows_table: str) -> Iterator[list[str]]:
+    """Every name of ``rows_table`` that names no file, in request order, a chunk at a time
+    (read as it goes: there may be a million)."""
+    with connection.chunked_cursor() as rows:
+        rows.execute(f"SELECT name FROM {rows_table} WHERE path IS NULL ORDER BY pos")
+        while batch := rows.fetchmany(ROWS_CHUNK):
+            yield [name for (name,) in batch]
+
+
+def rows_resolve_paths(rows_table: str, files: Sequence[tuple[str, str, int]]) -> None:
+    """Give the rows of ``rows_table`` whose path named no file the catalogue ``files`` (id,
+    path, size) entered for them since."""
+    if not files:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {rows_table} r SET file_id = t.file_id, path = t.path, size = t.size "
+            "FROM unnest(%s::varchar[], %s::varchar[], %s::bigint[]) "
+            "AS t(file_id, path, size) WHERE r.path IS NULL AND r.name = t.path",
+            [list(column) for column in zip(*files, strict=True)],
+        )
+
+
+def rows_counted(rows_table: str) -> tuple[int, int, int]:
+    """``rows_of_catalogue``'s counts, again."""
+    with connection.cursor() as cursor:
+        return _rows_counted(cursor, rows_table)
+
+
+def rows_found_only(rows_table: str, found_table: str, *, files_per_slice: int) -> None:
+    """Create the temporary table ``found_table`` (dropped at commit) of the rows of
+    ``rows_table`` that name a file, numbered again from 1 in request order and placed in
+    slices as ``rows_of_catalogue`` places them, and drop ``rows_table``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {found_table} ON COMMIT DROP AS "
+            "SELECT n AS pos, place, name, file_id, path, size, "
+            "((n - 1) / %s + 1)::integer AS slice FROM "
+            f"(SELECT *, row_number() OVER (ORDER BY pos) AS n FROM {rows_table} "
+            "WHERE path IS NOT NULL) AS r ORDER BY n",
+            [files_per_slice],
+        )
+        cursor.execute(f"DROP TABLE {rows_table}")
+
+
 def rows_slices(rows_table: str, *, max_bytes: int) -> list[list[int]] | None:
-    """The [files, bytes] of each slice of ``rows_table`` as placed by ``rows_of_catalogue_ids``
+    """The [files, bytes] of each slice of ``rows_table`` as placed by ``rows_of_catalogue``
     (a fixed number of files each), or None if one of them holds more than ``max_bytes``: then
     the greedy placement differs, and ``rows_slices_place`` places them again."""
     with connection.cursor() as cursor:

@@ -32,11 +32,15 @@ from staging.services.job_rows import (
     ARRAYS_SOURCE,
     items_and_pins_insert,
     names_copy,
+    rows_counted,
+    rows_found_only,
     rows_in_database,
-    rows_of_catalogue_ids,
+    rows_of_catalogue,
+    rows_resolve_paths,
     rows_slices,
     rows_slices_place,
     rows_unknown,
+    rows_unknown_names,
     subjobs_insert,
 )
 from staging.services.staging_space import staging_space_admit
@@ -154,7 +158,8 @@ class StagingRows:
     table: str | None = None
     slicer: _Slicer | None = None
     held: list[tuple[str, str, int]] = field(default_factory=list)
-    # Names that matched no file (``staging_rows_of_ids``): how many, and the first (place, id).
+    # Names that matched no file (``staging_rows_of_names``): how many, and (place, name) of
+    # the first or all of them.
     unknown_count: int = 0
     unknown: list[tuple[str, str]] = field(default_factory=list)
 
@@ -188,36 +193,52 @@ def staging_rows_copy(
     return rows
 
 
-def staging_rows_of_ids(
-    names: Iterable[tuple[str, str]], *, store: Store, listed_at_most: int
+def staging_rows_resolve(
+    names: Iterable[tuple[str, str]],
+    *,
+    by: str,
+    store: Store | Callable[[], Store | None],
+    listed_at_most: int | None = None,
+    register: Callable[[list[str]], dict[str, tuple[str, str, int]]] | None = None,
 ) -> StagingRows:
-    """``staging_rows_copy`` for catalogue ids of ``store`` not yet resolved (each with where it
-    is, for errors; in request order, without repeats), on PostgreSQL: the ids are copied into
-    a temporary table as they come and resolved against the catalogue by one join, not by a
-    query per chunk (a million index lookups sent as arrays cost a third of a million-file
-    request). Ids that name no present file of ``store`` are counted and the first
-    ``listed_at_most`` kept, for the caller's refusal. Call it in the transaction that creates
-    the job."""
+    """``staging_rows_copy`` for names not yet resolved, on PostgreSQL: catalogue ids or paths
+    (``by``) of ``store`` (or a callable answering it once the names are read), each with where
+    it is (for errors), in request order and without repeats. They are copied into a temporary
+    table as they come and resolved against the catalogue by one join, not by a query per
+    chunk (a million index lookups sent as arrays cost a third of a million-file request).
+
+    Paths of no present file are offered to ``register`` (a chunk of them; it answers the
+    files it entered in the catalogue, keyed by path); names still unknown are counted and
+    listed (the first ``listed_at_most``, or all) in ``unknown``, and left out of the rows.
+    Call it in the transaction that creates the job."""
     stem = uuid.uuid4().hex
-    rows = StagingRows(
-        table=f"staging_request_rows_{stem}", slicer=_Slicer(linked=store_links_cheaply(store))
-    )
     names_table = f"staging_request_names_{stem}"
-    names_count = names_copy(names_table, names)
-    if not names_count:
+    count = names_copy(names_table, names)
+    rows = StagingRows(table=f"staging_request_rows_{stem}")
+    if not count:
         return rows  # no file: refused before the table is read
-    slicer = rows.slicer
+    known = store() if callable(store) else store
+    slicer = rows.slicer = _Slicer(linked=store_links_cheaply(known))
     slicer.max_files = slicer.files_per_slice()
-    rows.files_total, rows.bytes_total, rows.unknown_count = rows_of_catalogue_ids(
+    rows.files_total, rows.bytes_total, rows.unknown_count = rows_of_catalogue(
         names_table=names_table,
-        names=names_count,
+        names=count,
         rows_table=rows.table,
-        store_id=store.pk,
+        store_id=known.pk,
+        by=by,
         files_per_slice=slicer.max_files,
     )
+    if rows.unknown_count and register is not None:
+        for chunk in rows_unknown_names(rows.table):
+            rows_resolve_paths(rows.table, list(register(chunk).values()))
+        rows.files_total, rows.bytes_total, rows.unknown_count = rows_counted(rows.table)
     if rows.unknown_count:
         rows.unknown = rows_unknown(rows.table, at_most=listed_at_most)
-        return rows
+        if register is None or not rows.files_total:
+            return rows  # refused, or nothing to stage
+        found_table = f"staging_request_found_{stem}"
+        rows_found_only(rows.table, found_table, files_per_slice=slicer.max_files)
+        rows.table = found_table
     totals = rows_slices(rows.table, max_bytes=slicer.max_bytes)
     if totals is None:
         rows_slices_place(rows.table, slicer.place)
@@ -321,7 +342,7 @@ def _staging_rows_insert(
 ) -> None:
     """The sub-jobs (``slicer``'s slices), items and pins of a staging job whose item rows
     ``source`` holds: arrays sent as parameters, or (``in_table``) a table that
-    ``staging_rows_copy`` or ``staging_rows_of_ids`` filled, without repeats (a path names one
+    ``staging_rows_copy`` or ``staging_rows_resolve`` filled, without repeats (a path names one
     catalogue file, so no two of its rows share a path)."""
     subjob_ids = _subjobs_create(job, slicer.totals, first_sequence=1)
     items_and_pins_insert(
