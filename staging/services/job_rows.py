@@ -8,6 +8,7 @@ a row source the caller names: arrays sent as parameters (``unnest``) for a requ
 memory, or a temporary table a streamed request was copied into (``COPY``). Other backends keep
 the ORM (``bulk_create``)."""
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
@@ -161,19 +162,24 @@ _COPY_SPECIAL = ("\\", "\t", "\n", "\r")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def names_copy(table: str, names: Iterable[tuple[str, str]]) -> int:
+def names_copy(table: str, names: Iterable[tuple[str, str]], *, drop_repeats: bool) -> int:
     """Create the temporary table ``table`` (dropped at commit) and COPY ``names`` into it as
-    they come: (``pos`` numbered from 1, ``place``, ``name``) for each (where, name), which must
-    come without repeats. Returns how many. Lines are formatted a chunk at a time rather than
-    row by row through COPY's per-row adaptation: a million names cost seconds that way."""
+    they come: (``pos`` numbered from 1, ``place``, ``name``) for each (where, name), a name
+    named again dropped if ``drop_repeats`` (else they must come without repeats). Returns how
+    many. Names are taken and lines formatted a chunk at a time rather than row by row through
+    COPY's per-row adaptation: a million names cost seconds that way."""
     count = 0
+    seen: set[str] = set()
+    entries = iter(names)
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMPORARY TABLE {table} (pos bigint, place text, name varchar(1024)) "
             "ON COMMIT DROP"
         )
         with cursor.copy(f"COPY {table} (pos, place, name) FROM STDIN") as copy:
-            for chunk in chunked(names, ROWS_CHUNK):
+            while chunk := list(itertools.islice(entries, ROWS_CHUNK)):
+                if drop_repeats:
+                    chunk = [e for e in chunk if e[1] not in seen and not seen.add(e[1])]
                 joined = "".join(name for _, name in chunk) + "".join(p for p, _ in chunk)
                 if any(special in joined for special in _COPY_SPECIAL):
                     chunk = [

@@ -200,12 +200,14 @@ def staging_rows_resolve(
     store: Store | Callable[[], Store | None],
     listed_at_most: int | None = None,
     register: Callable[[list[str]], dict[str, tuple[str, str, int]]] | None = None,
+    drop_repeats: bool = False,
 ) -> StagingRows:
     """``staging_rows_copy`` for names not yet resolved, on PostgreSQL: catalogue ids or paths
     (``by``) of ``store`` (or a callable answering it once the names are read), each with where
-    it is (for errors), in request order and without repeats. They are copied into a temporary
-    table as they come and resolved against the catalogue by one join, not by a query per
-    chunk (a million index lookups sent as arrays cost a third of a million-file request).
+    it is (for errors), in request order, without repeats unless ``drop_repeats`` drops them.
+    They are copied into a temporary table as they come and resolved against the catalogue by
+    one join, not by a query per chunk (a million index lookups sent as arrays cost a third of
+    a million-file request).
 
     Paths of no present file are offered to ``register`` (a chunk of them; it answers the
     files it entered in the catalogue, keyed by path); names still unknown are counted and
@@ -213,7 +215,7 @@ def staging_rows_resolve(
     Call it in the transaction that creates the job."""
     stem = uuid.uuid4().hex
     names_table = f"staging_request_names_{stem}"
-    count = names_copy(names_table, names)
+    count = names_copy(names_table, names, drop_repeats=drop_repeats)
     rows = StagingRows(table=f"staging_request_rows_{stem}")
     if not count:
         return rows  # no file: refused before the table is read

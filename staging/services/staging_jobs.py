@@ -74,7 +74,7 @@ def staging_rows_of_names(
     if by != "ids" or not rows_in_database():
         return staging_rows_read(staging_files_in_chunks(store, names, by=by), store=store)
     rows = staging_rows_resolve(
-        _first_of_each(names), by="ids", store=store, listed_at_most=LISTED_AT_MOST
+        names, by="ids", store=store, listed_at_most=LISTED_AT_MOST, drop_repeats=True
     )
     if rows.unknown_count:
         first = [name for _, name in rows.unknown]
@@ -112,15 +112,6 @@ def staging_rows_of_paths(
     rows = staging_rows_read(chunks(), store=store)
     rows.unknown, rows.unknown_count = unknown, len(unknown)
     return rows
-
-
-def _first_of_each(names: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
-    """``names`` without repeats: a name named again is dropped, as in a JSON body."""
-    seen: set[str] = set()
-    for where, name in names:
-        if name not in seen:
-            seen.add(name)
-            yield where, name
 
 
 def staging_files_in_chunks(
