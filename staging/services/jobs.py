@@ -158,7 +158,7 @@ class StagingRows:
     table: str | None = None
     slicer: _Slicer | None = None
     held: list[tuple[str, str, int]] = field(default_factory=list)
-    # Names that matched no file (``staging_rows_of_names``): how many, and (place, name) of
+    # Names that matched no file (``staging_rows_resolve``): how many, and (place, name) of
     # the first or all of them.
     unknown_count: int = 0
     unknown: list[tuple[str, str]] = field(default_factory=list)
