@@ -76,13 +76,49 @@ class NDJSONParser(parsers.BaseParser):
 # A JSON string without escapes or control characters: its value is the bytes between the
 # quotes, so the line needs no JSON decoder (the usual line, an id or a path, a million times).
 PLAIN_JSON_STRING = re.compile(rb'"[^"\\\x00-\x1f]*"')
+# Lines that are all such strings, none longer than the limit (quotes and newline included):
+# a block of them is split in one go rather than read and matched line by line.
+PLAIN_JSON_LINES = re.compile(rb'(?:"[^"\\\x00-\x1f]{0,%d}"\n)+' % (NDJSON_LINE_MAX_BYTES - 3))
+NDJSON_BLOCK_BYTES = 1 << 16
 
 
 def ndjson_values(stream):
-    number = 0
-    while line := stream.readline(NDJSON_LINE_MAX_BYTES + 1):
-        number += 1
-        if len(line) > NDJSON_LINE_MAX_BYTES:
+    number = 0  # lines read so far
+    pending = b""  # the start of a line whose end is in the next block
+    while block := stream.read(NDJSON_BLOCK_BYTES):
+        data = pending + block
+        end = data.rfind(b"\n") + 1
+        lines, pending = data[:end], data[end:]
+        if lines:
+            values = _plain_lines(lines)
+            if values is None:
+                yield from _lines_values(lines.split(b"\n")[:-1], number)
+                number += lines.count(b"\n")
+            else:
+                yield from ((f"line {n}", v) for n, v in enumerate(values, number + 1))
+                number += len(values)
+        if len(pending) > NDJSON_LINE_MAX_BYTES:
+            raise ParseError(f"line {number + 1} is longer than {NDJSON_LINE_MAX_BYTES} bytes")
+    if pending:  # the last line, without a newline
+        yield from _lines_values([pending], number, newline=False)
+
+
+def _plain_lines(lines: bytes) -> list[str] | None:
+    """The values of ``lines`` (whole lines) if every one is a plain JSON string (see
+    ``PLAIN_JSON_LINES``), else None."""
+    if not PLAIN_JSON_LINES.fullmatch(lines):
+        return None
+    try:
+        return lines[1:-2].decode().split('"\n"')
+    except UnicodeDecodeError:
+        return None  # the line-by-line reading names the line
+
+
+def _lines_values(lines: list[bytes], number: int, *, newline: bool = True):
+    """(where, value) of each of ``lines`` (without their newline, which each had if
+    ``newline``), the first being line ``number + 1``; blank lines are skipped."""
+    for number, line in enumerate(lines, number + 1):  # noqa: B020 (the count goes on)
+        if len(line) + newline > NDJSON_LINE_MAX_BYTES:
             raise ParseError(f"line {number} is longer than {NDJSON_LINE_MAX_BYTES} bytes")
         text = line.strip()
         if not text:

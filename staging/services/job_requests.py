@@ -23,11 +23,7 @@ from staging.services.jobs import (
     job_cancel,
 )
 from staging.services.releases import job_release
-from staging.services.staging_jobs import (
-    staging_files_in_chunks,
-    staging_job_create,
-    staging_rows_read,
-)
+from staging.services.staging_jobs import staging_job_create, staging_rows_of_names
 from staging.services.tasks import task_perform
 from staging.services.webhooks import job_callback_create
 
@@ -151,9 +147,9 @@ def job_submit_streamed(
 ) -> tuple[Job, bool]:
     """``job_submit`` of a staging job for a stream of file names, however many (up to
     ``STAGING["MAX_FILES_PER_REQUEST"]``): each name is checked as it comes and a bad one
-    refused naming its place, the names resolved against the catalogue a chunk at a time (a
-    repeat is dropped, as in a JSON body) and read into the database by ``staging_rows_read``,
-    the job written by ``staging_job_create``. Nothing is written unless every name is good. The
+    refused naming its place, the names read into the database and resolved against the
+    catalogue by ``staging_rows_of_names`` (a repeat is dropped, as in a JSON body), the job
+    written by ``staging_job_create``. Nothing is written unless every name is good. The
     fingerprint that guards an Idempotency-Key covers ``described`` (the request's other
     parameters) and the names in order."""
     fingerprint = hashlib.sha256(described.encode())
@@ -168,9 +164,7 @@ def job_submit_streamed(
         parameters["lifetime"] = lifetime_text(request.lifetime)
     try:
         with transaction.atomic():
-            rows = staging_rows_read(
-                staging_files_in_chunks(request.store, names, by=request.by), store=request.store
-            )
+            rows = staging_rows_of_names(request.store, names, by=request.by)
             replayed = earlier() if rows.files_total else None
             if replayed is not None:
                 return replayed, False

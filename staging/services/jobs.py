@@ -37,7 +37,16 @@ from staging.services.dispatch import (
 from staging.services.job_rows import (
     ARRAYS_SOURCE,
     items_and_pins_insert,
+    names_copy,
+    rows_counted,
+    rows_found_only,
     rows_in_database,
+    rows_of_catalogue,
+    rows_resolve_paths,
+    rows_slices,
+    rows_slices_place,
+    rows_unknown,
+    rows_unknown_names,
     subjobs_insert,
 )
 from staging.services.publishing import subjob_message_send
@@ -69,7 +78,7 @@ class _Slicer:
     def place(self, size: int) -> int:
         """The slice of the next item, numbered from 1."""
         if self.max_files is None:
-            self.max_files = self._files_per_slice()
+            self.max_files = self.files_per_slice()
         current = self.totals[-1] if self.totals else None
         if current is None or current[0] >= self.max_files or current[1] + size > self.max_bytes:
             current = [0, 0]
@@ -78,7 +87,7 @@ class _Slicer:
         current[1] += size
         return len(self.totals)
 
-    def _files_per_slice(self) -> int:
+    def files_per_slice(self) -> int:
         if not (self.linked() if callable(self.linked) else self.linked):
             return settings.STAGING["SUBJOB_MAX_FILES"]
         most = settings.STAGING["SUBJOB_MAX_LINKS"]
@@ -156,6 +165,10 @@ class StagingRows:
     table: str | None = None
     slicer: _Slicer | None = None
     held: list[tuple[str, str, int]] = field(default_factory=list)
+    # Names that matched no file (``staging_rows_resolve``): how many, and (place, name) of
+    # the first or all of them.
+    unknown_count: int = 0
+    unknown: list[tuple[str, str]] = field(default_factory=list)
 
 
 def staging_rows_copy(
@@ -184,6 +197,62 @@ def staging_rows_copy(
                     rows.files_total += 1
                     rows.bytes_total += size
                     copy.write_row((rows.files_total, file_id, path, size, rows.slicer.place(size)))
+    return rows
+
+
+def staging_rows_resolve(
+    names: Iterable[tuple[str, str]],
+    *,
+    by: str,
+    store: Store | Callable[[], Store | None],
+    listed_at_most: int | None = None,
+    register: Callable[[list[str]], dict[str, tuple[str, str, int]]] | None = None,
+    drop_repeats: bool = False,
+) -> StagingRows:
+    """``staging_rows_copy`` for names not yet resolved, on PostgreSQL: catalogue ids or paths
+    (``by``) of ``store`` (or a callable answering it once the names are read), each with where
+    it is (for errors), in request order, without repeats unless ``drop_repeats`` drops them.
+    They are copied into a temporary table as they come and resolved against the catalogue by
+    one join, not by a query per chunk (a million index lookups sent as arrays cost a third of
+    a million-file request).
+
+    Paths of no present file are offered to ``register`` (a chunk of them; it answers the
+    files it entered in the catalogue, keyed by path); names still unknown are counted and
+    listed (the first ``listed_at_most``, or all) in ``unknown``, and left out of the rows.
+    Call it in the transaction that creates the job."""
+    stem = uuid.uuid4().hex
+    names_table = f"staging_request_names_{stem}"
+    count = names_copy(names_table, names, drop_repeats=drop_repeats)
+    rows = StagingRows(table=f"staging_request_rows_{stem}")
+    if not count:
+        return rows  # no file: refused before the table is read
+    known = store() if callable(store) else store
+    slicer = rows.slicer = _Slicer(linked=store_links_cheaply(known))
+    slicer.max_files = slicer.files_per_slice()
+    rows.files_total, rows.bytes_total, rows.unknown_count = rows_of_catalogue(
+        names_table=names_table,
+        names=count,
+        rows_table=rows.table,
+        store_id=known.pk,
+        by=by,
+        files_per_slice=slicer.max_files,
+    )
+    if rows.unknown_count and register is not None:
+        for chunk in rows_unknown_names(rows.table):
+            rows_resolve_paths(rows.table, list(register(chunk).values()))
+        rows.files_total, rows.bytes_total, rows.unknown_count = rows_counted(rows.table)
+    if rows.unknown_count:
+        rows.unknown = rows_unknown(rows.table, at_most=listed_at_most)
+        if register is None or not rows.files_total:
+            return rows  # refused, or nothing to stage
+        found_table = f"staging_request_found_{stem}"
+        rows_found_only(rows.table, found_table, files_per_slice=slicer.max_files)
+        rows.table = found_table
+    totals = rows_slices(rows.table, max_bytes=slicer.max_bytes)
+    if totals is None:
+        rows_slices_place(rows.table, slicer.place)
+    else:
+        slicer.totals = totals
     return rows
 
 
@@ -217,14 +286,13 @@ def job_create_staging_from_rows(
         files = [File(id=i, store=store, path=p, size=s) for i, p, s in rows.held]
         return job_create_staging(files=files, **fields)
     job = _staging_job_begin(files_total=rows.files_total, bytes_total=rows.bytes_total, **fields)
-    # staging_rows_copy's rows come without repeats, and a path names one catalogue file.
     _staging_rows_insert(
         job,
         rows.slicer,
         source=f"{rows.table} AS t",
         source_params=[],
         expires_at=timezone.now() + job.lifetime,
-        paths_distinct=True,
+        in_table=True,
     )
     return job
 
@@ -279,12 +347,14 @@ def _staging_rows_insert(
     source: str,
     source_params: Sequence,
     expires_at,
-    paths_distinct: bool = False,
+    in_table: bool = False,
 ) -> None:
     """The sub-jobs (``slicer``'s slices), items and pins of a staging job whose item rows
-    ``source`` holds (see ``items_and_pins_insert`` for ``paths_distinct``). A job of one
-    sub-job that a pass would hand out at once is handed out here, in the same transaction
-    (``subjob_dispatch_submitted``); the others wait for the pass woken on commit."""
+    ``source`` holds: arrays sent as parameters, or (``in_table``) a table that
+    ``staging_rows_copy`` or ``staging_rows_resolve`` filled, without repeats (a path names one
+    catalogue file, so no two of its rows share a path). A job of one sub-job that a pass would
+    hand out at once is handed out here, in the same transaction (``subjob_dispatch_submitted``);
+    the others wait for the pass woken on commit."""
     subjob_ids = _subjobs_create(job, slicer.totals, first_sequence=1, announce=False)
     at_once = dispatch_at_submission_possible(
         store=job.store, task=job.task, subjobs=len(subjob_ids)
@@ -293,10 +363,13 @@ def _staging_rows_insert(
     # every pass before it committed, and none runs beside it.
     locked = items_and_pins_insert(
         job=job,
+        subjob_ids=subjob_ids,
         source=source,
         source_params=source_params,
         expires_at=expires_at,
-        paths_distinct=paths_distinct,
+        rows=job.files_total,
+        paths_distinct=in_table,
+        pins_from_source=in_table,
         try_lock=ADVISORY_LOCK_ID if at_once else None,
     )
     task_id = subjob_dispatch_submitted(subjob_id=subjob_ids[0], job=job) if locked else None

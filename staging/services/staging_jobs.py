@@ -25,13 +25,14 @@ from staging.errors import (
 )
 from staging.models import File, Job, Store
 from staging.selectors import files_by_ids, files_rows_by_ids
-from staging.services.catalogue import catalogue_upsert_paths
-from staging.services.job_rows import ROWS_CHUNK, chunked
+from staging.services.catalogue import catalogue_rows_register, catalogue_upsert_paths
+from staging.services.job_rows import ROWS_CHUNK, chunked, rows_in_database
 from staging.services.jobs import (
     StagingRows,
     job_create_staging,
     job_create_staging_from_rows,
     staging_rows_copy,
+    staging_rows_resolve,
     store_links_cheaply,
 )
 from staging.storage import UnsafePathError, clean_relative_path
@@ -61,6 +62,56 @@ def staging_files_resolve(
         return [found[i] for i in wanted]
     cleaned = [clean_relative_path(raw) for raw in paths or []]
     return catalogue_upsert_paths(store=store, paths=list(dict.fromkeys(cleaned)))
+
+
+def staging_rows_of_names(
+    store: Store, names: Iterable[tuple[str, str]], *, by: str
+) -> StagingRows:
+    """``staging_rows_read(staging_files_in_chunks(...))``: the files a stream of ``names``
+    (ids or paths, each with ``where`` it is) names, read into the database for
+    ``staging_job_create(rows=...)``, by the same rule and with the same refusals. Ids on
+    PostgreSQL are resolved by the database in one join once the stream is read."""
+    if by != "ids" or not rows_in_database():
+        return staging_rows_read(staging_files_in_chunks(store, names, by=by), store=store)
+    rows = staging_rows_resolve(
+        names, by="ids", store=store, listed_at_most=LISTED_AT_MOST, drop_repeats=True
+    )
+    if rows.unknown_count:
+        first = [name for _, name in rows.unknown]
+        raise NotFoundError(
+            f"{rows.unknown_count} ids are not files of store {store.slug}, the first on "
+            f"{rows.unknown[0][0]}: {listed_names(first, count=rows.unknown_count)}",
+            field="ids",
+            extra=unknown_names("ids", first, count=rows.unknown_count),
+        )
+    return rows
+
+
+def staging_rows_of_paths(
+    relatives: Iterable[tuple[str, str]], *, store: Callable[[], Store | None]
+) -> StagingRows:
+    """The tape API's rule for a stream of paths: the files of the archive that ``relatives``
+    (clean relative paths of the store ``store`` answers once the first is read, each with
+    ``where`` it is, without repeats) name, catalogued now if no scan has yet, read into the
+    database for ``staging_job_create(rows=...)``; the paths that name no file are left out
+    and listed in ``unknown``, all of them, in request order."""
+
+    def register(paths: list[str]) -> dict[str, tuple[str, str, int]]:
+        return catalogue_rows_register(store=store(), paths=paths)
+
+    if rows_in_database():
+        return staging_rows_resolve(relatives, by="paths", store=store, register=register)
+    unknown: list[tuple[str, str]] = []
+
+    def chunks() -> Iterator[list[tuple[str, str, int]]]:
+        for chunk in chunked(relatives, ROWS_CHUNK):
+            found = register([relative for _, relative in chunk])
+            unknown.extend(entry for entry in chunk if entry[1] not in found)
+            yield [found[relative] for _, relative in chunk if relative in found]
+
+    rows = staging_rows_read(chunks(), store=store)
+    rows.unknown, rows.unknown_count = unknown, len(unknown)
+    return rows
 
 
 def staging_files_in_chunks(

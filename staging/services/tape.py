@@ -29,13 +29,12 @@ from staging.errors import ConflictError, ServiceError
 from staging.models import DEFAULT_PRIORITY, PENDING_STATUSES, Item, Job, JobStatus, Store, SubJob
 from staging.selectors import TAPE_SOURCE
 from staging.services import transitions
-from staging.services.catalogue import catalogue_files_register, catalogue_rows_register
+from staging.services.catalogue import catalogue_files_register
 from staging.services.deadlines import deadline_columns, deadline_parse
 from staging.services.dispatch import dispatch_wake
-from staging.services.job_rows import ROWS_CHUNK, chunked
 from staging.services.jobs import job_cancel
 from staging.services.releases import job_release
-from staging.services.staging_jobs import staging_job_create, staging_rows_read
+from staging.services.staging_jobs import staging_job_create, staging_rows_of_paths
 from staging.storage import UnsafePathError, resolve_under
 from staging.tape_namespace import TapePath, tape_path_map, tape_paths_map, tape_stores
 
@@ -147,30 +146,25 @@ def stage_request_create(*, owner, files: Sequence[StageFile]) -> Job:
 @transaction.atomic
 def stage_request_create_streamed(*, owner, files: Iterable[tuple[str, StageFile]]) -> Job:
     """``stage_request_create`` for a request too big to hold: ``files`` come as they are read
-    (each with ``where`` it is, for errors: ``line 3``), are mapped and catalogued a chunk at a
-    time and read into the database by ``staging_rows_read``; the web process keeps the
-    names it has seen (to stage a file named twice once) and the files that are not in the
-    archive (FAILED items). A path the tape API refuses is a 400 naming where it is."""
+    (each with ``where`` it is, for errors: ``line 3``), are mapped as they come and read into
+    the database and catalogued by ``staging_rows_of_paths``; the web process keeps the names
+    it has seen (to stage a file named twice once) and the files that are not in the archive
+    (FAILED items). A path the tape API refuses is a 400 naming where it is."""
     stores, primary = tape_stores()
     request = _RequestDescription()
-    missing: list[str] = []
 
-    def chunks() -> Iterator[list[tuple[str, str, int]]]:
-        for chunk in chunked(files, ROWS_CHUNK):
-            relatives = []
-            for where, file in chunk:
-                try:
-                    mapped = tape_path_map(file.path, stores=stores, primary=primary)
-                except ServiceError as exc:
-                    raise ServiceError(f"{where}: {exc.detail}", field="files") from exc
-                if request.add(mapped, file, where=where):
-                    relatives.append(mapped.relative)
-            found = catalogue_rows_register(store=request.store, paths=relatives)
-            missing.extend(relative for relative in relatives if relative not in found)
-            yield [found[relative] for relative in relatives if relative in found]
+    def relatives() -> Iterator[tuple[str, str]]:
+        for where, file in files:
+            try:
+                mapped = tape_path_map(file.path, stores=stores, primary=primary)
+            except ServiceError as exc:
+                raise ServiceError(f"{where}: {exc.detail}", field="files") from exc
+            if request.add(mapped, file, where=where):
+                yield where, mapped.relative
 
-    # The store is known once the first file is mapped, before that file is placed.
-    rows = staging_rows_read(chunks(), store=lambda: request.store)
+    # The store is known once the first file is mapped, before the files are looked up.
+    rows = staging_rows_of_paths(relatives(), store=lambda: request.store)
+    missing = [relative for _, relative in rows.unknown]
     if request.store is None:
         raise ServiceError("a stage request needs at least one file", field="files")
     create = partial(staging_job_create, rows=rows) if rows.files_total else None

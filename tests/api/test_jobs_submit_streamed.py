@@ -190,3 +190,37 @@ def test_a_bad_element_of_a_json_array_is_a_400_naming_it(api_as, archive_files)
     assert_problem(response, 400, "[1]", "expected a non-empty JSON string")
     assert response.json()["field"] == "ids"
     assert not Job.objects.exists()
+
+
+def test_a_streamed_request_is_sliced_as_a_json_body_is_when_files_pass_the_byte_bound(
+    api_as, archive_files, settings
+):
+    # Slices bounded by bytes as well as files: a file larger than the bound gets its own.
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 3, "SUBJOB_MAX_BYTES": 10}
+    sizes = [4, 4, 4, 1, 1, 1, 1, 12, 2, 2]
+    files = archive_files({f"f{n}.bin": b"x" * size for n, size in enumerate(sizes)})
+    client = api_as(Role.DATA_USER)
+
+    def subjobs(response):
+        assert response.status_code == 202, response.content
+        job = Job.objects.get(uuid=response.json()["jobId"])
+        items = job.items.order_by("pk").values_list("path", "subjob__sequence")
+        totals = job.subjobs.order_by("sequence").values_list("files_total", "bytes_total")
+        return list(items), list(totals)
+
+    streamed = subjobs(post_ndjson(client, ndjson(*(f.id for f in files))))
+    whole = subjobs(client.post(JOBS, {"ids": [f.id for f in files]}, format="json"))
+
+    assert streamed == whole
+    assert streamed[1] == [(2, 8), (3, 6), (2, 2), (1, 12), (2, 4)]
+
+
+def test_unknown_ids_holding_tabs_and_backslashes_are_listed_as_sent(api_as, archive_files):
+    (a,) = archive_files({"a.txt": b"alpha"})
+    odd = ["tab\there", "back\\slash", "cr\rlf\n"]
+
+    response = post_ndjson(api_as(Role.DATA_USER), ndjson(a.id, *odd))
+
+    body = assert_problem(response, 404, "line 2")
+    assert body["unknown_ids"] == odd
+    assert not Job.objects.exists()

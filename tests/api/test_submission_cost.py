@@ -2,15 +2,18 @@
 size, and, when the dispatcher hands its sub-jobs out, their messages in one broker round
 trip."""
 
+import re
+
 import pytest
 import redis.client
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from bench.submission import catalogue_seed
 from staging.models import File, Item, Job, JobStatus, Pin, SubJob
 from staging.roles import Role
 from staging.services.dispatch import subjobs_dispatch
+from staging.services.job_rows import SORT_ROWS_IN_DEFAULT, sort_memory_ensure
 
 pytestmark = pytest.mark.django_db
 
@@ -81,9 +84,9 @@ def test_the_dispatcher_hands_a_jobs_sub_jobs_to_the_broker_in_one_round_trip(
     assert not SubJob.objects.filter(job=job, celery_task_id="").exists()
 
 
-# A request whose files are the body (NDJSON or a JSON array) is read a chunk of names at a
-# time: one catalogue query and one COPY per chunk, whichever API reads it; the rest does not
-# grow with the request.
+# A request whose files are the body (NDJSON or a JSON array, or the tape API's NDJSON) is read
+# as it comes: its names are copied into the database and resolved by one join with the
+# catalogue, whichever API reads it, so nothing grows with the request.
 CHUNK = 500
 
 
@@ -97,15 +100,15 @@ def queries_of(post, capture_callbacks):
 
 def per_chunk(queries: list[str]) -> tuple[int, int, int]:
     """The catalogue reads, the COPYs, and the other queries."""
-    catalogue = sum(1 for sql in queries if 'FROM "staging_file"' in sql)
+    catalogue = sum(1 for sql in queries if re.search(r'(FROM|JOIN) "?staging_file"?\s', sql))
     copies = sum(1 for sql in queries if sql.startswith("COPY "))
     return catalogue, copies, len(queries) - catalogue - copies
 
 
-def test_a_streamed_request_reads_the_catalogue_once_a_chunk_and_writes_in_a_few_queries(
+def test_a_streamed_request_reads_the_catalogue_once_and_writes_in_a_few_queries(
     api_as, store, broker, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr("staging.services.staging_jobs.ROWS_CHUNK", CHUNK)
+    monkeypatch.setattr("staging.services.job_rows.ROWS_CHUNK", CHUNK)
     ids = catalogue_seed(store, 2_501)
     client = api_as(Role.DATA_USER)
 
@@ -119,7 +122,7 @@ def test_a_streamed_request_reads_the_catalogue_once_a_chunk_and_writes_in_a_few
     _, one = queries_of(lambda: post(ids[:1]), django_capture_on_commit_callbacks)
     response, many = queries_of(lambda: post(ids[:2_500]), django_capture_on_commit_callbacks)
 
-    assert per_chunk(many) == (2_500 // CHUNK, 2_500 // CHUNK, per_chunk(one)[2])
+    assert per_chunk(many) == per_chunk(one) == (1, 1, per_chunk(one)[2])
     job = Job.objects.get(uuid=response.json()["jobId"])
     assert (
         list(Item.objects.filter(job=job).order_by("pk").values_list("file_id", flat=True))
@@ -128,10 +131,10 @@ def test_a_streamed_request_reads_the_catalogue_once_a_chunk_and_writes_in_a_few
     assert Pin.objects.filter(job=job).count() == 2_500
 
 
-def test_a_streamed_tape_stage_of_catalogued_paths_reads_the_catalogue_once_a_chunk(
+def test_a_streamed_tape_stage_of_catalogued_paths_reads_the_catalogue_once(
     client_for, store, broker, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr("staging.services.tape.ROWS_CHUNK", CHUNK)
+    monkeypatch.setattr("staging.services.job_rows.ROWS_CHUNK", CHUNK)
     catalogue_seed(store, 2_500)
     paths = list(File.objects.filter(store=store).order_by("path").values_list("path", flat=True))
     client = client_for(Role.DATA_USER)
@@ -146,7 +149,7 @@ def test_a_streamed_tape_stage_of_catalogued_paths_reads_the_catalogue_once_a_ch
     _, one = queries_of(lambda: stage(paths[:1]), django_capture_on_commit_callbacks)
     response, many = queries_of(lambda: stage(paths), django_capture_on_commit_callbacks)
 
-    assert per_chunk(many) == (2_500 // CHUNK, 2_500 // CHUNK, per_chunk(one)[2])
+    assert per_chunk(many) == per_chunk(one) == (1, 1, per_chunk(one)[2])
     job = Job.objects.get(uuid=response.json()["requestId"])
     assert job.files_total == 2_500
     assert not Item.objects.filter(job=job).exclude(status=JobStatus.NOT_STARTED).exists()
@@ -166,3 +169,19 @@ def test_a_jobs_sub_jobs_are_numbered_and_sized_in_request_order(
         (3, 20, 20 * 1024),
     ]
     assert [s.pk for s in subjobs] == sorted(s.pk for s in subjobs)
+
+
+def test_a_large_request_sorts_its_rows_in_memory_and_never_lowers_the_servers_setting():
+    def work_mem_kb() -> int:
+        cursor.execute("SELECT pg_size_bytes(current_setting('work_mem')) / 1024")
+        return cursor.fetchone()[0]
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        before = work_mem_kb()
+        sort_memory_ensure(cursor, SORT_ROWS_IN_DEFAULT)
+        assert work_mem_kb() == before
+        sort_memory_ensure(cursor, 1_000_000)
+        assert work_mem_kb() == 250_000
+        cursor.execute("SET LOCAL work_mem = '600MB'")
+        sort_memory_ensure(cursor, 1_000_000)
+        assert work_mem_kb() == 600 * 1024

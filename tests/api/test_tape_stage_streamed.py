@@ -2,6 +2,7 @@
 comes (for requests too big for one JSON body)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,36 @@ def test_more_files_than_the_limit_is_a_400(client_for, archive_files, settings)
 
     assert_problem(response, 400, "At most 2 files", "line 3")
     assert not Job.objects.exists()
+
+
+def test_files_missing_between_others_leave_no_gap_and_unscanned_ones_are_catalogued(
+    client_for, archive_files, store, settings
+):
+    settings.STAGING = {**settings.STAGING, "SUBJOB_MAX_FILES": 2}
+    archive_files({"a.bin": b"a", "c.bin": b"cc"})
+    Path(store.archive_root, "unscanned.bin").write_bytes(b"uuu")  # in the archive, no scan
+
+    response = stage_ndjson(
+        client_for(Role.DATA_USER), "/a.bin", "/gone.bin", "/unscanned.bin", "/no.bin", "/c.bin"
+    )
+
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(uuid=response.json()["requestId"])
+    staged = job.items.exclude(status=JobStatus.FAILED).order_by("pk")
+    assert list(staged.values_list("path", "subjob__sequence", "size")) == [
+        ("a.bin", 1, 1),
+        ("unscanned.bin", 1, 3),
+        ("c.bin", 2, 2),
+    ]
+    assert list(job.subjobs.order_by("sequence").values_list("files_total", "bytes_total")) == [
+        (2, 4),
+        (1, 2),
+    ]
+    failed = job.items.filter(status=JobStatus.FAILED).order_by("pk")
+    assert list(failed.values_list("path", flat=True)) == ["gone.bin", "no.bin"]
+    assert (job.files_total, job.bytes_total) == (5, 6)
+    assert sorted(Pin.objects.filter(job=job).values_list("path", flat=True)) == [
+        "a.bin",
+        "c.bin",
+        "unscanned.bin",
+    ]

@@ -13,7 +13,12 @@ from staging.roles import Role
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
-ENGINE_WRITES = {"job_create_staging", "job_create_staging_from_rows", "staging_rows_copy"}
+ENGINE_WRITES = {
+    "job_create_staging",
+    "job_create_staging_from_rows",
+    "staging_rows_copy",
+    "staging_rows_resolve",
+}
 # Where the writes are defined, and the one service that calls them.
 ALLOWED = {"staging/services/jobs.py", "staging/services/staging_jobs.py"}
 
