@@ -44,7 +44,6 @@ from psycopg.errors import LockNotAvailable
 from staging.errors import ServiceError
 from staging.models import Job, JobStatus, Store, SubJob
 from staging.models_tape import TapeLibrary
-from staging.selectors_accounts import limits_of
 from staging.selectors_dispatch import (
     UNCAPPED_TASKS,
     DispatchCapacity,
@@ -146,7 +145,11 @@ def subjob_dispatch_submitted(*, subjob_id: int, job: Job) -> str | None:
     once the transaction commits (``subjob_message_send``), or None: then the sub-job waits for
     a pass (``subjobs_submitted``). Saves the wake's message, the woken task and its pass."""
     store = job.store
-    owner_limit = limits_of(job.owner).max_active_subjobs if job.owner_id else None
+    # Read now, not from what a token login remembered: a pass applies a limit an admin just
+    # lowered at once, and so must this.
+    owners = OwnerLimits()
+    owners.learn([job.owner_id])
+    _, owner_limit = owners.of(job.owner_id)
     waiting_sql, waiting_params = (
         subjobs_waiting().exclude(pk=subjob_id).values("pk").order_by().query.sql_with_params()
     )

@@ -9,7 +9,7 @@ from django.db import connection
 
 from staging.models import AccountLimits, JobStatus, SubJob
 from staging.models_tape import TapeLibrary
-from staging.selectors_accounts import account_limits_changed
+from staging.selectors_accounts import account_limits_changed, remember_limit_rows
 from staging.services.dispatch import subjobs_dispatch
 from staging.services.jobs import job_create_staging
 from staging.services.publishing import JOB_HEADER
@@ -113,6 +113,21 @@ def test_an_owner_at_its_limit_keeps_the_submission_waiting(submit, messages):
     owner = UserFactory()
     AccountLimits.objects.create(user=owner, max_active_subjobs=1)
     account_limits_changed()
+    in_flight(owner=owner)
+
+    job = submit(StoreFactory(), owner=owner)
+
+    assert job.subjobs.get().dispatched_at is None
+    assert messages()[0] == []
+
+
+def test_an_owner_s_limit_lowered_a_moment_ago_holds_at_once(submit, messages):
+    # The owner as a token login hands it over: with the limit rows it read then (none). An
+    # admin then gives the owner a limit, from another process whose change this one's memory
+    # has not heard of; a pass would apply it at once, so the submission must too.
+    owner = UserFactory()
+    remember_limit_rows(owner, [])
+    AccountLimits.objects.create(user=owner, max_active_subjobs=1)
     in_flight(owner=owner)
 
     job = submit(StoreFactory(), owner=owner)
