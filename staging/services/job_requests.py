@@ -25,7 +25,7 @@ from staging.services.jobs import (
 from staging.services.releases import job_release
 from staging.services.staging_jobs import staging_job_create, staging_rows_of_names
 from staging.services.tasks import task_perform
-from staging.services.webhooks import job_callback_create
+from staging.services.webhooks import job_callback_check, job_callback_create
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,8 @@ def job_submit(
         if earlier is not None:
             return _replayed(earlier, idempotency_key, fingerprint), False
     parameters = request.task_parameters()
+    if callback_url:
+        job_callback_check(callback_url)
     try:
         with transaction.atomic():
             try:

@@ -105,10 +105,17 @@ def endpoint_rotate(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     return endpoint
 
 
+def job_callback_check(url: str) -> None:
+    """Refuse (400) a job's callback URL that may not be called. Before the transaction that
+    creates the job: resolving its host may take a resolver's timeout, and that transaction
+    holds the owner's, the store's and possibly the dispatcher's locks."""
+    url_checked(url, field="callback")
+
+
 def job_callback_create(*, job: Job, url: str, api_base: str) -> JobCallback:
     """The one-off callback of one job, with a secret of its own (shown once, in the submit
-    answer). Call it in the transaction that creates the job, before its work can start."""
-    url_checked(url, field="callback")
+    answer), its URL checked by ``job_callback_check``. Call it in the transaction that creates
+    the job, before its work can start."""
     return JobCallback.objects.create(job=job, url=url, secret=secret_new(), api_base=api_base)
 
 

@@ -4,11 +4,14 @@ others' endpoints unknown; URLs into our own network refused (SSRF); a job's one
 import base64
 import socket
 
+import psycopg
 import pytest
+from django.db import connection
 
 from staging.models import Job, JobCallback, WebhookDelivery, WebhookEndpoint
 from staging.roles import Role
 from staging.services import transitions
+from staging.services.dispatch import ADVISORY_LOCK_ID
 from tests.api.helpers import assert_problem
 
 pytestmark = pytest.mark.django_db
@@ -211,3 +214,38 @@ def test_a_tape_request_born_failed_owes_its_job_failed_event(client_for, store)
     assert job.status == "FAILED"
     (delivery,) = WebhookDelivery.objects.filter(job=job)
     assert delivery.event == "job.failed"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads a PostgreSQL lock")
+def test_a_callback_s_host_is_resolved_before_the_submission_takes_any_lock(
+    alice, archive_files, monkeypatch
+):
+    # A resolver that answers slowly must hold up this request only: not the owner's or the
+    # store's submissions, nor every dispatch pass (a job of one sub-job takes the dispatcher's
+    # lock as it is written).
+    (file,) = archive_files({"a.txt": b"alpha"})
+    real = socket.getaddrinfo
+    free_while_resolving = []
+
+    def resolver(host, *args, **kwargs):
+        if host != "hooks.example.org":
+            return real(host, *args, **kwargs)
+        settings_dict = connection.settings_dict
+        with psycopg.connect(
+            dbname=settings_dict["NAME"],
+            user=settings_dict["USER"],
+            host=settings_dict["HOST"],
+            port=settings_dict["PORT"] or 5432,
+            autocommit=True,
+        ) as other:
+            free_while_resolving.append(
+                other.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_ID]).fetchone()[0]
+            )
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 443))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    body = {"ids": [file.id], "callback": {"url": "https://hooks.example.org/cb"}}
+    response = alice.post("/api/v1/jobs/", body, format="json")
+
+    assert response.status_code == 202, response.content
+    assert free_while_resolving == [True]
