@@ -71,7 +71,7 @@ ADVISORY_LOCK_ID = 0x57A6_D15C
 # How long the pass after a sub-job's end waits for another pass to release the lock before
 # asking for a pass through the broker instead: a pass over 100,000 waiting sub-jobs takes
 # about a third of that.
-AFTER_END_LOCK_WAIT_MS = 1000
+AFTER_END_LOCK_WAIT_MS = 200
 # Waiting sub-jobs of one owner read at a time (a store found full is left out of the next read).
 SCAN_STEP = 200
 
@@ -85,9 +85,15 @@ def _lock_dispatch(*, wait: bool = True, at_most_ms: int | None = None) -> bool:
         return True
     with connection.cursor() as cursor:
         if at_most_ms is not None:
-            # One statement: the timeout is set before the lock's wait begins.
+            # One statement: the timeout is set before the lock's wait begins, and the one in
+            # force before (read first: MATERIALIZED) is back once the lock is held (the target
+            # list is evaluated in order). The rest of the pass waits for row locks as every
+            # pass does: a timeout there would roll back task ids whose messages an earlier
+            # batch already sent.
             cursor.execute(
-                "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)",
+                "WITH before AS MATERIALIZED (SELECT current_setting('lock_timeout') AS setting) "
+                "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s), "
+                "set_config('lock_timeout', before.setting, true) FROM before",
                 [f"{at_most_ms}ms", ADVISORY_LOCK_ID],
             )
             return True
@@ -196,8 +202,9 @@ def dispatch_after_end() -> None:
     another pass (or a submission handing out its own sub-job) holds the lock, it may have
     counted the slot as taken: this pass waits for it, a short while as passes go
     (AFTER_END_LOCK_WAIT_MS), and follows it; past that, a wake, so a pass follows it anyway.
-    Waiting costs less than the wake's message, task and pass, which take a worker process as
-    well. Never raises: a pass that fails here is asked of the broker instead."""
+    A short wait spares the wake's message and the control worker's pass; a long one would
+    idle this staging worker while ends queue behind a long pass (a large backlog). Never
+    raises: a pass that fails here is asked of the broker instead."""
     try:
         # Most ends leave nothing waiting (a burst is over, or all was handed out): one index
         # probe, without the dispatcher's lock, instead of a pass. This end is committed, so

@@ -20,6 +20,7 @@ from staging.services.dispatch import (
     ADVISORY_LOCK_ID,
     AFTER_END_LOCK_WAIT_MS,
     WAKE_KEY,
+    _lock_dispatch,
     dispatch_after_end,
     subjobs_dispatch,
 )
@@ -504,3 +505,19 @@ def test_a_lost_release_message_is_republished_while_other_control_work_waits(
     tasks = sorted(json.loads(m)["headers"]["task"] for m in messages)
     assert tasks.count("tasks.staging.run_subjob") == 2
     assert dispatched(release) == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's lock_timeout")
+def test_the_after_end_wait_for_the_lock_bounds_that_wait_only():
+    # The rest of the pass (recording task ids under sub-job row locks another transaction may
+    # hold) waits as every pass does: a timeout there would roll back task ids whose messages
+    # an earlier batch already sent.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        before = cursor.fetchone()[0]
+        with transaction.atomic():
+            _lock_dispatch(at_most_ms=250)
+            cursor.execute("SHOW lock_timeout")
+            during = cursor.fetchone()[0]
+
+    assert during == before
