@@ -77,12 +77,11 @@ def staging_rows_of_names(
         names, by="ids", store=store, listed_at_most=LISTED_AT_MOST, drop_repeats=True
     )
     if rows.unknown_count:
-        first = [name for _, name in rows.unknown]
-        raise NotFoundError(
-            f"{rows.unknown_count} ids are not files of store {store.slug}, the first on "
-            f"{rows.unknown[0][0]}: {listed_names(first, count=rows.unknown_count)}",
-            field="ids",
-            extra=unknown_names("ids", first, count=rows.unknown_count),
+        raise _ids_unknown(
+            store,
+            [name for _, name in rows.unknown],
+            count=rows.unknown_count,
+            first_where=rows.unknown[0][0],
         )
     return rows
 
@@ -148,12 +147,18 @@ def staging_files_in_chunks(
                     first_unknown.append(name)
         yield [found[name] for _, name in fresh if name in found]
     if unknown_count:
-        raise NotFoundError(
-            f"{unknown_count} ids are not files of store {store.slug}, the first on "
-            f"{first_where}: {listed_names(first_unknown, count=unknown_count)}",
-            field="ids",
-            extra=unknown_names("ids", first_unknown, count=unknown_count),
-        )
+        raise _ids_unknown(store, first_unknown, count=unknown_count, first_where=first_where)
+
+
+def _ids_unknown(store: Store, first: list[str], *, count: int, first_where: str) -> NotFoundError:
+    """The 404 of a stream of ids of which ``count`` name no file of ``store``: the ``first``
+    of them listed, and where the first one is."""
+    return NotFoundError(
+        f"{count} ids are not files of store {store.slug}, the first on {first_where}: "
+        f"{listed_names(first, count=count)}",
+        field="ids",
+        extra=unknown_names("ids", first, count=count),
+    )
 
 
 def _path_cleaned(where: str, raw: str) -> str:
